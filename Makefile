@@ -1,0 +1,46 @@
+# Every target uses the environment in .venv at the repo root.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+MODEL   ?= qwen2.5-coder-1.5b
+HOST    ?= 127.0.0.1
+PORT    ?= 8000
+
+.PHONY: install install-dev serve test lint bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# llama-cpp-python builds from source the first time (about 9 minutes on 2 cores);
+# pip caches the wheel, so later installs take seconds.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	@echo "installing Ponder (the first llama-cpp-python build takes ~9 minutes)..."
+	$(BIN)/pip install --progress-bar on -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install --progress-bar on -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+install-dev: $(VENV)/.installed-dev
+
+serve: install
+	$(BIN)/ponder pull $(MODEL)
+	$(BIN)/ponder serve --model $(MODEL) --host $(HOST) --port $(PORT)
+
+lint: install-dev
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+test: install-dev lint
+	$(BIN)/pytest -q
+
+bench: install
+	$(BIN)/python bench/overhead.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,41 @@
+"""The backend seam: everything that can answer a `ChatRequest`.
+
+A backend turns one request into a stream of events and ends it with exactly one
+`Done`. Request problems it can detect up front (too long a context, an unknown
+upstream model) are raised as `PonderError`s *before* the first event, so the
+server can still answer with a proper HTTP status. Closing the iterator early
+(`aclose`, or the consumer being cancelled) stops the work underneath.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from ponder.types import ChatRequest, Event
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    vision: bool = False
+    tools: bool = False
+    native_reasoning: bool = False
+    batching: bool = False
+
+
+class Backend(ABC):
+    capabilities = Capabilities()
+    context_length: int | None = None
+
+    @abstractmethod
+    def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
+        """Yield events for `request`, ending with one `Done`."""
+
+    @property
+    def busy(self) -> int:
+        """Requests running or queued right now (for /health)."""
+        return 0
+
+    async def close(self) -> None:
+        """Release what the backend holds (threads, connections, model memory)."""

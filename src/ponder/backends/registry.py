@@ -1,0 +1,67 @@
+"""Model names -> backends.
+
+A name is served if config declares it (`[models.NAME]`), if it is a pulled
+catalogue model, or if a backend was handed in directly (tests, `--model PATH`).
+Backends are built on first use and kept; embedded ones load their weights then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+
+from ponder.backends.base import Backend
+from ponder.config import ModelSpec, Settings
+from ponder.errors import ModelNotFound
+from ponder.models import ModelStore
+
+
+class Registry:
+    def __init__(self, settings: Settings, store: ModelStore, backends: Mapping[str, Backend] | None = None):
+        self.settings = settings
+        self.store = store
+        self._backends: dict[str, Backend] = dict(backends or {})
+        self._lock = asyncio.Lock()
+
+    def names(self) -> list[str]:
+        names = list(self._backends) + list(self.settings.models)
+        names += [m.name for m in self.store.list_models() if m.present and not m.name.startswith("hf:")]
+        return list(dict.fromkeys(names))  # keep order, drop repeats
+
+    def loaded(self) -> Mapping[str, Backend]:
+        return dict(self._backends)
+
+    async def get(self, name: str) -> Backend:
+        if name in self._backends:
+            return self._backends[name]
+        async with self._lock:
+            if name not in self._backends:
+                self._backends[name] = self._build(self._spec(name))
+            return self._backends[name]
+
+    def _spec(self, name: str) -> ModelSpec:
+        if name in self.settings.models:
+            return self.settings.models[name]
+        if name in self.store.catalog:
+            return ModelSpec(name=name, source=name)
+        served = ", ".join(self.names()) or "none"
+        raise ModelNotFound(f"The model `{name}` does not exist or is not served here. Served models: {served}.",
+                            param="model")  # fmt: skip
+
+    def _build(self, spec: ModelSpec) -> Backend:
+        if spec.backend == "remote":
+            from ponder.backends.remote import RemoteBackend
+
+            return RemoteBackend(spec.base_url, spec.upstream_model, spec.api_key)
+        if spec.backend == "scripted":
+            from ponder.backends.scripted import ScriptedBackend
+
+            return ScriptedBackend()
+        from ponder.backends.embedded import EmbeddedBackend
+
+        path = self.store.resolve(spec.source or spec.name)  # raises if absent or corrupt
+        return EmbeddedBackend(path, self.settings.engine, n_ctx=spec.n_ctx)
+
+    async def close(self) -> None:
+        await asyncio.gather(*(b.close() for b in self._backends.values()))
+        self._backends.clear()

@@ -1,0 +1,133 @@
+"""A backend for any OpenAI-compatible engine: vLLM, SGLang, llama-server, Ollama.
+
+It speaks Chat Completions with streaming over httpx and maps the engine's chunks
+to Ponder events. Reasoning that an engine splits out itself (`reasoning_content`
+in vLLM and SGLang, `reasoning` in newer ones) arrives as `ReasoningDelta`s.
+Upstream 4xx errors keep their message and status class; anything else, including
+an engine that cannot be reached, becomes a 502.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from ponder.backends.base import Backend, Capabilities
+from ponder.errors import InvalidRequest, ModelNotFound, PonderError, UpstreamError
+from ponder.types import ChatRequest, Done, Event, FinishReason, ReasoningDelta, TextDelta, Usage
+
+
+class RemoteBackend(Backend):
+    capabilities = Capabilities(native_reasoning=True, batching=True)
+
+    def __init__(
+        self,
+        base_url: str,
+        upstream_model: str = "",
+        api_key: str | None = None,
+        timeout: float = 600.0,
+    ):
+        self.base_url = base_url.rstrip("/")
+        self.upstream_model = upstream_model
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.AsyncClient(
+            base_url=self.base_url, headers=headers, timeout=httpx.Timeout(timeout, connect=10.0)
+        )
+
+    def _body(self, request: ChatRequest) -> dict[str, Any]:
+        p = request.params
+        body: dict[str, Any] = {
+            "model": self.upstream_model or request.model,
+            "messages": [
+                {"role": m.role, "content": m.content, **({"name": m.name} if m.name else {})} for m in request.messages
+            ],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        optional = {
+            "max_tokens": p.max_tokens,
+            "temperature": p.temperature,
+            "top_p": p.top_p,
+            "seed": p.seed,
+            "stop": list(p.stop) or None,
+            "frequency_penalty": p.frequency_penalty,
+            "presence_penalty": p.presence_penalty,
+        }
+        body.update({k: v for k, v in optional.items() if v is not None})
+        return body
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
+        finish: FinishReason = "stop"
+        usage: Usage | None = None
+        n_chunks = 0
+        try:
+            async with self._client.stream("POST", "/chat/completions", json=self._body(request)) as resp:
+                if resp.status_code >= 400:
+                    raise _upstream_error(resp.status_code, await resp.aread(), self.base_url)
+                async for chunk in _sse_json(resp):
+                    if chunk.get("usage"):
+                        usage = _usage(chunk["usage"])
+                    for choice in chunk.get("choices") or []:
+                        delta = choice.get("delta") or {}
+                        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+                        if reasoning:
+                            n_chunks += 1
+                            yield ReasoningDelta(reasoning)
+                        if delta.get("content"):
+                            n_chunks += 1
+                            yield TextDelta(delta["content"])
+                        if choice.get("finish_reason"):
+                            finish = "length" if choice["finish_reason"] == "length" else "stop"
+        except httpx.HTTPError as e:
+            raise UpstreamError(f"remote engine at {self.base_url} failed: {type(e).__name__}: {e}") from e
+        yield Done(finish, usage or Usage(prompt_tokens=0, completion_tokens=n_chunks))
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+async def _sse_json(resp: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+    async for line in resp.aiter_lines():
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            return
+        try:
+            parsed = json.loads(data)
+        except json.JSONDecodeError as e:
+            raise UpstreamError(f"remote engine sent a malformed stream chunk: {data[:200]!r}") from e
+        if "error" in parsed:  # some engines report mid-stream errors in-band
+            raise UpstreamError(f"remote engine error: {parsed['error']}")
+        yield parsed
+
+
+def _usage(u: dict[str, Any]) -> Usage:
+    details = u.get("completion_tokens_details") or {}
+    prompt_details = u.get("prompt_tokens_details") or {}
+    return Usage(
+        prompt_tokens=u.get("prompt_tokens") or 0,
+        completion_tokens=u.get("completion_tokens") or 0,
+        cached_tokens=prompt_details.get("cached_tokens") or 0,
+        reasoning_tokens=details.get("reasoning_tokens") or 0,
+    )
+
+
+def _upstream_error(status: int, raw: bytes, where: str) -> PonderError:
+    try:
+        err = json.loads(raw).get("error") or {}
+        message = err.get("message") if isinstance(err, dict) else str(err)
+    except (json.JSONDecodeError, AttributeError):
+        err, message = {}, raw.decode("utf-8", "replace")[:500]
+    message = f"remote engine at {where}: {message or f'HTTP {status}'}"
+    param = err.get("param") if isinstance(err, dict) else None
+    if status == 404:
+        return ModelNotFound(message)
+    if 400 <= status < 500 and status not in (401, 403):
+        e = InvalidRequest(message, param=param)
+        e.status = status
+        return e
+    return UpstreamError(message)

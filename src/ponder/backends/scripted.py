@@ -1,0 +1,88 @@
+"""A scripted backend for tests of everything above the engine.
+
+Replies are queued with `enqueue` and served in order: a string (streamed word by
+word), a list of events, or an exception to raise. With nothing queued it echoes
+the last user message, which makes it a usable `backend = "scripted"` model for
+end-to-end plumbing too. Every request it receives is kept in `requests`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+
+from ponder.backends.base import Backend, Capabilities
+from ponder.formats.stops import StopMatcher
+from ponder.types import ChatRequest, Done, Event, FinishReason, ReasoningDelta, TextDelta, Usage
+
+Script = str | Sequence[Event] | BaseException
+
+
+class ScriptedBackend(Backend):
+    capabilities = Capabilities(native_reasoning=True)
+
+    def __init__(self, *replies: Script, delay: float = 0.0, context_length: int | None = None):
+        self.replies: deque[Script] = deque(replies)
+        self.requests: list[ChatRequest] = []
+        self.delay = delay
+        self.context_length = context_length
+        self.active = 0
+
+    def enqueue(self, *replies: Script) -> None:
+        self.replies.extend(replies)
+
+    @property
+    def busy(self) -> int:
+        return self.active
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
+        self.requests.append(request)
+        script = self.replies.popleft() if self.replies else _echo(request)
+        if isinstance(script, BaseException):
+            raise script
+        events = list(_words(script)) if isinstance(script, str) else list(script)
+        self.active += 1
+        try:
+            async for event in self._play(events, request):
+                yield event
+        finally:
+            self.active -= 1
+
+    async def _play(self, events: list[Event], request: ChatRequest) -> AsyncIterator[Event]:
+        stops = StopMatcher(request.params.stop)
+        limit = request.params.max_tokens
+        n_text = n_reason = 0
+        finish: FinishReason = "stop"
+        for event in events:
+            if isinstance(event, Done):
+                yield event
+                return
+            if limit is not None and n_text + n_reason >= limit:
+                finish = "length"
+                break
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            if isinstance(event, ReasoningDelta):
+                n_reason += 1
+                yield event
+            elif isinstance(event, TextDelta):
+                n_text += 1
+                if text := stops.feed(event.text):
+                    yield TextDelta(text)
+                if stops.stopped:
+                    break
+        if tail := stops.flush():
+            yield TextDelta(tail)
+        prompt = sum(len(m.content.split()) for m in request.messages)
+        yield Done(finish, Usage(prompt, n_text + n_reason, reasoning_tokens=n_reason))
+
+
+def _words(text: str) -> list[Event]:
+    return [TextDelta(w) for w in re.findall(r"\s*\S+|\s+", text)]
+
+
+def _echo(request: ChatRequest) -> str:
+    users = [m.content for m in request.messages if m.role == "user"]
+    return users[-1] if users else ""

@@ -1,0 +1,153 @@
+"""Settings, loaded once from a TOML file, the environment and CLI flags (in that
+order, later wins) and then passed around explicitly. There is no global config.
+
+    # ~/.config/ponder/config.toml
+    default_model = "qwen2.5-coder-1.5b"
+    port = 8000
+
+    [engine]
+    n_ctx = 8192
+    n_threads = 2
+
+    [models.qwen3-vllm]            # any OpenAI-compatible engine
+    backend = "remote"
+    base_url = "http://127.0.0.1:8001/v1"
+    model = "Qwen/Qwen3-8B"         # the name the engine knows it by
+    api_key_env = "VLLM_API_KEY"
+
+    [models.mine]                  # a GGUF of your own, or hf:OWNER/REPO/FILE.gguf
+    source = "/models/my-model.gguf"
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from ponder.errors import InvalidRequest
+
+BackendKind = Literal["embedded", "remote", "scripted"]
+DEFAULT_MODEL = "qwen2.5-coder-1.5b"
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    n_ctx: int = 8192
+    n_threads: int = max(1, min(os.cpu_count() or 1, 8))
+    n_batch: int = 512
+    n_ubatch: int = 512
+    temperature: float = 0.7
+    top_p: float = 0.95
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How one model name is served."""
+
+    name: str
+    backend: BackendKind = "embedded"
+    source: str = ""  # embedded: catalogue name, .gguf path or hf:OWNER/REPO/FILE
+    base_url: str = ""  # remote
+    upstream_model: str = ""  # remote: the engine's own name for the model
+    api_key: str | None = None  # remote
+    n_ctx: int | None = None  # embedded: per-model override
+
+
+@dataclass(frozen=True)
+class Settings:
+    default_model: str = DEFAULT_MODEL
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = field(default_factory=lambda: _default_data_dir())
+    engine: EngineSettings = field(default_factory=EngineSettings)
+    models: Mapping[str, ModelSpec] = field(default_factory=dict)
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"
+
+    def with_model(self, spec: ModelSpec) -> Settings:
+        return replace(self, models={**self.models, spec.name: spec})
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "ponder"
+
+
+def default_config_path(env: Mapping[str, str]) -> Path:
+    if "PONDER_CONFIG" in env:
+        return Path(env["PONDER_CONFIG"])
+    base = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "ponder" / "config.toml"
+
+
+_ENV_KEYS: dict[str, tuple[str, type]] = {
+    "PONDER_MODEL": ("default_model", str),
+    "PONDER_HOST": ("host", str),
+    "PONDER_PORT": ("port", int),
+    "PONDER_HOME": ("data_dir", Path),
+}
+_ENGINE_ENV_KEYS: dict[str, str] = {
+    "PONDER_N_CTX": "n_ctx",
+    "PONDER_THREADS": "n_threads",
+    "PONDER_N_BATCH": "n_batch",
+}
+
+
+def load_settings(
+    path: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """File, then environment, then explicit overrides (CLI flags; `None` is ignored)."""
+    env = os.environ if env is None else env
+    path = path or default_config_path(env)
+    raw: dict[str, Any] = {}
+    if path.exists():
+        try:
+            raw = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise InvalidRequest(f"config file {path}: {e}") from e
+
+    top: dict[str, Any] = {k: raw[k] for k in ("default_model", "host", "port") if k in raw}
+    if "data_dir" in raw:
+        top["data_dir"] = Path(raw["data_dir"]).expanduser()
+    engine_raw: dict[str, Any] = dict(raw.get("engine", {}))
+
+    for key, (attr, kind) in _ENV_KEYS.items():
+        if env.get(key):
+            top[attr] = kind(env[key])
+    for key, attr in _ENGINE_ENV_KEYS.items():
+        if env.get(key):
+            engine_raw[attr] = int(env[key])
+    top.update({k: v for k, v in overrides.items() if v is not None})
+
+    try:
+        engine = EngineSettings(**engine_raw)
+    except TypeError as e:
+        raise InvalidRequest(f"config [engine]: {e}") from e
+    models = {name: _model_spec(name, body, env) for name, body in raw.get("models", {}).items()}
+    return Settings(engine=engine, models=models, **top)
+
+
+def _model_spec(name: str, body: Mapping[str, Any], env: Mapping[str, str]) -> ModelSpec:
+    body = dict(body)
+    key_env = body.pop("api_key_env", None)
+    upstream = body.pop("model", None)
+    spec = ModelSpec(name=name, **body)
+    if upstream:
+        spec = replace(spec, upstream_model=upstream)
+    if key_env:
+        spec = replace(spec, api_key=env.get(key_env))
+    if spec.backend == "remote" and not spec.base_url:
+        raise InvalidRequest(f"config [models.{name}]: a remote model needs base_url")
+    return spec

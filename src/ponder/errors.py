@@ -1,0 +1,79 @@
+"""The error hierarchy, and the one mapping from an error to OpenAI's error JSON.
+
+Code anywhere raises a `PonderError` subclass; only the server turns it into an
+HTTP status and body (`to_body`). Anything that is not a `PonderError` is a bug
+and becomes a 500.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class PonderError(Exception):
+    status = 500
+    type = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+    def to_body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+class InvalidRequest(PonderError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class ContextLengthExceeded(InvalidRequest):
+    code = "context_length_exceeded"
+
+
+class Unsupported(InvalidRequest):
+    code = "unsupported_parameter"
+
+
+class AuthenticationError(PonderError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class ModelNotFound(PonderError):
+    status = 404
+    type = "invalid_request_error"
+    code = "model_not_found"
+
+
+class NotFound(PonderError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class UpstreamError(PonderError):
+    """A remote engine failed or could not be reached."""
+
+    status = 502
+    type = "upstream_error"
+
+
+class ModelSourceError(PonderError):
+    """A model could not be fetched, joined or verified."""
+
+    status = 503
+    type = "server_error"
+    code = "model_unavailable"

@@ -1,0 +1,1 @@
+"""Text-level formats: stop sequences (and, later, reasoning and tool-call parsers)."""

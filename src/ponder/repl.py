@@ -1,0 +1,88 @@
+"""`ponder chat`: a terminal REPL with history and /commands."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from ponder.backends.base import Backend
+from ponder.types import Message, SamplingParams
+
+HELP = """\
+/help            this list
+/clear           forget the conversation so far
+/system TEXT     set the system prompt (and clear the conversation)
+/history         show the conversation so far
+/exit, /quit     leave (Ctrl-D works too)"""
+
+
+class Repl:
+    def __init__(self, backend: Backend, model: str, params: SamplingParams, system: str | None, data_dir: Path):
+        self.backend = backend
+        self.model = model
+        self.params = params
+        self.system = system
+        self.history: list[Message] = []
+        self.history_file = data_dir / "chat_history"
+
+    def _messages(self) -> list[Message]:
+        return ([Message("system", self.system)] if self.system else []) + self.history
+
+    async def run(self, answer: Callable[[list[Message]], Awaitable[str]]) -> None:
+        readline = _readline(self.history_file)
+        print(f"Chatting with {self.model}. /help for commands, Ctrl-D to leave.", file=sys.stderr)
+        while True:
+            try:
+                line = input(">>> ").strip()
+            except EOFError:
+                print(file=sys.stderr)
+                break
+            if not line:
+                continue
+            if line.startswith("/"):
+                if not self.command(line):
+                    break
+                continue
+            self.history.append(Message("user", line))
+            try:
+                text = await answer(self._messages())
+            except KeyboardInterrupt:
+                print("\n[interrupted]", file=sys.stderr)
+                self.history.pop()
+                continue
+            self.history.append(Message("assistant", text))
+        if readline:
+            self.history_file.parent.mkdir(parents=True, exist_ok=True)
+            readline.write_history_file(str(self.history_file))
+
+    def command(self, line: str) -> bool:
+        """Run a /command; False means leave."""
+        cmd, _, rest = line.partition(" ")
+        if cmd in ("/exit", "/quit", "/bye"):
+            return False
+        if cmd == "/help":
+            print(HELP)
+        elif cmd == "/clear":
+            self.history.clear()
+            print("(conversation cleared)")
+        elif cmd == "/system":
+            self.system = rest.strip() or None
+            self.history.clear()
+            print(f"(system prompt {'set' if self.system else 'removed'}; conversation cleared)")
+        elif cmd == "/history":
+            for m in self._messages():
+                print(f"{m.role}: {m.content}")
+        else:
+            print(f"unknown command {cmd}; /help lists them")
+        return True
+
+
+def _readline(history_file: Path):  # type: ignore[no-untyped-def]
+    try:
+        import readline
+    except ImportError:  # not on every platform
+        return None
+    if history_file.exists():
+        readline.read_history_file(str(history_file))
+    return readline

@@ -1,0 +1,101 @@
+"""The app factory: routers, and the one place errors become HTTP responses."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+import ponder
+from ponder.backends.registry import Registry
+from ponder.errors import InvalidRequest, ModelNotFound, NotFound, PonderError
+from ponder.server.chat import router as chat_router
+
+
+def create_app(registry: Registry, preload: str | None = None) -> FastAPI:
+    """The API app. `preload` names a model to load at start-up, so the first
+    request does not pay for loading and a broken model fails the start, not a user."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if preload:
+            backend = await registry.get(preload)
+            load = getattr(backend, "load", None)
+            if load is not None:
+                await load()
+        yield
+        await registry.close()
+
+    app = FastAPI(title="Ponder", version=ponder.__version__, lifespan=lifespan)
+    app.state.registry = registry
+    app.include_router(chat_router)
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        loaded = registry.loaded()
+        return {
+            "status": "ok",
+            "default_model": registry.settings.default_model,
+            "models": registry.names(),
+            "loaded": {name: {"busy": b.busy} for name, b in loaded.items()},
+        }
+
+    @app.get("/v1/models")
+    async def list_models() -> dict[str, Any]:
+        return {"object": "list", "data": [_model_card(n) for n in registry.names()]}
+
+    @app.get("/v1/models/{model_id:path}")
+    async def get_model(model_id: str) -> dict[str, Any]:
+        if model_id not in registry.names():
+            raise ModelNotFound(f"The model `{model_id}` does not exist or is not served here.", param="model")
+        return _model_card(model_id)
+
+    @app.exception_handler(PonderError)
+    async def ponder_error(request: Request, e: PonderError) -> JSONResponse:
+        return JSONResponse(e.to_body(), status_code=e.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, e: RequestValidationError) -> JSONResponse:
+        return _error(_validation_message(e.errors()))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, e: HTTPException) -> JSONResponse:
+        cls = NotFound if e.status_code == 404 else InvalidRequest
+        err = cls(str(e.detail))
+        err.status = e.status_code
+        return _error(err)
+
+    return app
+
+
+def _model_card(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "ponder"}
+
+
+def _error(e: PonderError) -> JSONResponse:
+    return JSONResponse(e.to_body(), status_code=e.status)
+
+
+def _validation_message(errors: Any) -> InvalidRequest:
+    first = errors[0] if errors else {}
+    if first.get("type") == "json_invalid":
+        return InvalidRequest(
+            "We could not parse the JSON body of your request: " + str(first.get("ctx", {}).get("error", "")),
+            code="invalid_json",
+        )
+    loc = [str(x) for x in first.get("loc", ()) if x != "body"]
+    # Union members add their type name to the path ("content.str"): keep it readable.
+    param = ".".join(x for x in loc if not x[0].isupper() and x not in {"str", "list", "int", "float", "bool"})
+    if first.get("type") == "missing":
+        return InvalidRequest(
+            f"Missing required parameter: '{param}'.", param=param or None, code="missing_required_parameter"
+        )
+    detail = (
+        f"Invalid value for '{param}': {first.get('msg', 'invalid')}" if param else first.get("msg", "invalid request")
+    )
+    return InvalidRequest(detail + ".", param=param or None, code="invalid_value")

@@ -1,0 +1,102 @@
+"""Pure values shared by every layer: messages, requests and the event vocabulary.
+
+Nothing here knows about HTTP, OpenAI's JSON shapes or llama.cpp. Wire schemas
+convert into these types at the edge; backends consume a `ChatRequest` and yield
+`Event`s; encoders turn events back into JSON or SSE.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Role = Literal["system", "developer", "user", "assistant", "tool"]
+FinishReason = Literal["stop", "length", "cancelled"]
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Role
+    content: str
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Decoding settings. `None` means "the backend's default"."""
+
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    model: str
+    messages: tuple[Message, ...]
+    params: SamplingParams = field(default_factory=SamplingParams)
+
+
+# --- events ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class ReasoningDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class Done:
+    finish_reason: FinishReason
+    usage: Usage
+
+
+Event = TextDelta | ReasoningDelta | Done
+
+
+@dataclass
+class Completion:
+    """A whole answer, gathered from a stream of events."""
+
+    text: str
+    reasoning: str
+    finish_reason: FinishReason
+    usage: Usage
+
+
+async def collect(events: object) -> Completion:
+    """Drain an async iterator of events into one `Completion`."""
+    text: list[str] = []
+    reasoning: list[str] = []
+    done: Done | None = None
+    async for event in events:  # type: ignore[attr-defined]
+        if isinstance(event, TextDelta):
+            text.append(event.text)
+        elif isinstance(event, ReasoningDelta):
+            reasoning.append(event.text)
+        elif isinstance(event, Done):
+            done = event
+    if done is None:
+        raise RuntimeError("event stream ended without a Done event")
+    return Completion("".join(text), "".join(reasoning), done.finish_reason, done.usage)

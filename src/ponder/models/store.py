@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -24,6 +25,8 @@ import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+import httpx
 
 from ponder.errors import ModelNotFound, ModelSourceError
 from ponder.models.catalog import CATALOG, CatalogEntry
@@ -177,6 +180,7 @@ class ModelStore:
             _check_gguf_magic(target)
             return target
         progress(f"downloading {filename} from Hugging Face", 0, 0)
+        _check_reachable(os.environ.get("HF_ENDPOINT", "https://huggingface.co"), source)
         try:
             from huggingface_hub import hf_hub_download
 
@@ -208,6 +212,17 @@ class ModelStore:
                 f"run `ponder pull {entry.name}` to fetch it again"
             )
         _write_stamp(path, digest)
+
+
+def _check_reachable(endpoint: str, source: str) -> None:
+    """Fail in seconds, not after the hub client's minute of retries, when offline."""
+    try:
+        httpx.head(endpoint, timeout=5.0)
+    except httpx.HTTPError as e:
+        raise ModelSourceError(
+            f"cannot reach {endpoint} to download {source} ({type(e).__name__}). Is this machine online? "
+            "Otherwise download the file elsewhere and pass its path (ponder serve --model /path/to/file.gguf)."
+        ) from e
 
 
 def _parse_hf(source: str) -> tuple[str, str]:

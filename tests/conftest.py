@@ -1,0 +1,99 @@
+"""Shared fixtures: an isolated data dir with the tiny real model, and real servers
+started on free loopback ports. Every server is wrapped in `timeout`, so it stops
+by itself even if the test run dies."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ponder.config import EngineSettings
+from ponder.models import ModelStore
+
+TINY = "smollm2-135m"
+BIN = Path(sys.executable).parent
+SERVER_LIFETIME_S = "900"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("ponder-home")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(data_dir: Path) -> Path:
+    """The real SmolLM2-135M GGUF, pulled through Ponder's own pull path."""
+    store = ModelStore(data_dir / "models", data_dir / "cache")
+    return store.pull(TINY)
+
+
+@pytest.fixture(scope="session")
+def engine_settings() -> EngineSettings:
+    return EngineSettings(n_ctx=2048, n_threads=2)
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"server at {url} did not come up:\n{log.read_text()[-3000:]}")
+
+
+def start(cmd: list[str], env: dict[str, str], health_url: str, log: Path) -> subprocess.Popen[bytes]:
+    out = log.open("wb")
+    proc = subprocess.Popen(["timeout", SERVER_LIFETIME_S, *cmd], env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_healthy(health_url, proc, log)
+    except BaseException:
+        stop(proc)
+        raise
+    return proc
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def ponder_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PONDER_")}
+    env.update(PONDER_HOME=str(data_dir), PONDER_CONFIG=str(data_dir / "no-config.toml"), PONDER_THREADS="2")
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="session")
+def ponder_server(data_dir: Path, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `ponder serve` on the tiny model; yields its base URL (…/v1)."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("logs") / "ponder-serve.log"
+    env = ponder_env(data_dir, PONDER_N_CTX="4096")
+    cmd = [str(BIN / "ponder"), "serve", "--model", TINY, "--port", str(port), "--log-level", "warning"]
+    proc = start(cmd, env, f"http://127.0.0.1:{port}/health", log)
+    yield f"http://127.0.0.1:{port}/v1"
+    stop(proc)

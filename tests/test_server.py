@@ -1,0 +1,199 @@
+"""The HTTP layer on the scripted backend, through an in-process ASGI client."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from ponder.backends.registry import Registry
+from ponder.backends.scripted import ScriptedBackend
+from ponder.config import Settings
+from ponder.errors import ContextLengthExceeded, UpstreamError
+from ponder.models import ModelStore
+from ponder.server.app import create_app
+from ponder.types import Done, ReasoningDelta, TextDelta, Usage
+
+USER = [{"role": "user", "content": "hello there"}]
+
+
+@pytest.fixture
+def backend() -> ScriptedBackend:
+    return ScriptedBackend()
+
+
+@pytest.fixture
+async def client(tmp_path: Path, backend: ScriptedBackend) -> AsyncIterator[httpx.AsyncClient]:
+    settings = Settings(data_dir=tmp_path, default_model="scripted")
+    registry = Registry(settings, ModelStore(settings.models_dir, settings.cache_dir), {"scripted": backend})
+    app = create_app(registry)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+        yield c
+
+
+def sse_chunks(body: str) -> list[Any]:
+    lines = [line[len("data: ") :] for line in body.splitlines() if line.startswith("data: ")]
+    assert lines[-1] == "[DONE]"
+    return [json.loads(x) for x in lines[:-1]]
+
+
+async def test_non_streaming_answer_and_usage(client: httpx.AsyncClient, backend: ScriptedBackend) -> None:
+    backend.enqueue("The answer is 391.")
+    r = await client.post("/v1/chat/completions", json={"model": "scripted", "messages": USER})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["object"] == "chat.completion"
+    assert body["choices"][0]["message"] == {"role": "assistant", "content": "The answer is 391.", "refusal": None}
+    assert body["choices"][0]["finish_reason"] == "stop"
+    assert body["usage"]["completion_tokens"] == 4
+    assert body["usage"]["total_tokens"] == body["usage"]["prompt_tokens"] + 4
+
+
+async def test_streaming_sends_role_deltas_finish_usage_and_done(
+    client: httpx.AsyncClient, backend: ScriptedBackend
+) -> None:
+    backend.enqueue("one two three")
+    payload = {"model": "scripted", "messages": USER, "stream": True, "stream_options": {"include_usage": True}}
+    r = await client.post("/v1/chat/completions", json=payload)
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/event-stream")
+    chunks = sse_chunks(r.text)
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    assert text == "one two three"
+    assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 3
+    assert all(c["usage"] is None for c in chunks[:-1])
+    assert len({c["id"] for c in chunks}) == 1
+
+
+async def test_stream_without_include_usage_has_no_usage_chunk(
+    client: httpx.AsyncClient, backend: ScriptedBackend
+) -> None:
+    backend.enqueue("hi")
+    r = await client.post("/v1/chat/completions", json={"model": "scripted", "messages": USER, "stream": True})
+    chunks = sse_chunks(r.text)
+    assert all("usage" not in c for c in chunks)
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+
+
+async def test_reasoning_is_sent_as_reasoning_content(client: httpx.AsyncClient, backend: ScriptedBackend) -> None:
+    usage = Usage(3, 2, reasoning_tokens=1)
+    backend.enqueue([ReasoningDelta("think"), TextDelta("42"), Done("stop", usage)])
+    r = await client.post("/v1/chat/completions", json={"model": "scripted", "messages": USER})
+    message = r.json()["choices"][0]["message"]
+    assert message["reasoning_content"] == message["reasoning"] == "think"
+    assert message["content"] == "42"
+    assert r.json()["usage"]["completion_tokens_details"]["reasoning_tokens"] == 1
+
+
+async def test_sampling_fields_reach_the_backend(client: httpx.AsyncClient, backend: ScriptedBackend) -> None:
+    payload = {"model": "scripted", "messages": USER, "max_completion_tokens": 7, "temperature": 0,
+               "top_p": 0.5, "seed": 3, "stop": "X", "frequency_penalty": 0.1}  # fmt: skip
+    assert (await client.post("/v1/chat/completions", json=payload)).status_code == 200
+    p = backend.requests[-1].params
+    assert (p.max_tokens, p.temperature, p.top_p, p.seed, p.stop, p.frequency_penalty) == (7, 0, 0.5, 3, ("X",), 0.1)
+
+
+async def test_stop_and_max_tokens(client: httpx.AsyncClient, backend: ScriptedBackend) -> None:
+    backend.enqueue("a b STOP c", "a b c d e")
+    r1 = await client.post("/v1/chat/completions", json={"model": "scripted", "messages": USER, "stop": ["STOP"]})
+    assert r1.json()["choices"][0]["message"]["content"] == "a b "
+    r2 = await client.post("/v1/chat/completions", json={"model": "scripted", "messages": USER, "max_tokens": 2})
+    assert r2.json()["choices"][0]["message"]["content"] == "a b"
+    assert r2.json()["choices"][0]["finish_reason"] == "length"
+
+
+async def test_text_content_parts_are_joined(client: httpx.AsyncClient, backend: ScriptedBackend) -> None:
+    content = [{"type": "text", "text": "foo "}, {"type": "text", "text": "bar"}]
+    r = await client.post("/v1/chat/completions", json={"model": "scripted", "messages": [{"role": "user", "content": content}]})  # fmt: skip
+    assert r.json()["choices"][0]["message"]["content"] == "foo bar"
+
+
+def assert_error(r: httpx.Response, status: int, param: str | None, code: str | None) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"}
+    assert err["message"]
+    assert (err["param"], err["code"]) == (param, code)
+    return dict(err)
+
+
+BAD_BODIES = [
+    ({"model": "scripted", "messages": []}, "messages", "invalid_value"),
+    ({"model": "scripted"}, "messages", "missing_required_parameter"),
+    ({"messages": USER}, "model", "missing_required_parameter"),
+    ({"model": "scripted", "messages": USER, "temperature": "hot"}, "temperature", "invalid_value"),
+    ({"model": "scripted", "messages": USER, "temperature": 3}, "temperature", "invalid_value"),
+    ({"model": "scripted", "messages": USER, "max_tokens": 0}, "max_tokens", "invalid_value"),
+    ({"model": "scripted", "messages": USER, "max_tokens": "10"}, "max_tokens", "invalid_value"),
+    ({"model": "scripted", "messages": USER, "stream": "yes"}, "stream", "invalid_value"),
+    ({"model": "scripted", "messages": "hello"}, "messages", "invalid_value"),
+    ({"model": "scripted", "messages": [{"role": "wizard", "content": "x"}]}, "messages.0.role", "invalid_value"),
+    ({"model": "scripted", "messages": [{"content": "x"}]}, "messages.0.role", "missing_required_parameter"),
+    ({"model": "scripted", "messages": USER, "n": 2}, "n", "unsupported_parameter"),
+    ({"model": "scripted", "messages": USER, "tools": [{"type": "function"}]}, "tools", "unsupported_parameter"),
+]
+
+
+@pytest.mark.parametrize(("body", "param", "code"), BAD_BODIES)
+async def test_bad_bodies_get_openai_errors(client: httpx.AsyncClient, body: dict[str, Any], param: str, code: str) -> None:
+    assert_error(await client.post("/v1/chat/completions", json=body), 400, param, code)
+
+
+async def test_image_parts_are_refused_for_a_text_model(client: httpx.AsyncClient) -> None:
+    content = [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]
+    r = await client.post("/v1/chat/completions", json={"model": "scripted", "messages": [{"role": "user", "content": content}]})  # fmt: skip
+    assert_error(r, 400, "messages.0.content", "unsupported_parameter")
+
+
+@pytest.mark.parametrize("raw", [b"{bad json", b"", b"[1, 2]", b"null"])
+async def test_malformed_json_is_a_400(client: httpx.AsyncClient, raw: bytes) -> None:
+    r = await client.post("/v1/chat/completions", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    assert r.json()["error"]["type"] == "invalid_request_error"
+
+
+async def test_unknown_model_is_a_404(client: httpx.AsyncClient) -> None:
+    r = await client.post("/v1/chat/completions", json={"model": "gpt-5", "messages": USER})
+    err = assert_error(r, 404, "model", "model_not_found")
+    assert "scripted" in err["message"], "the error lists what is served"
+
+
+async def test_context_errors_keep_their_status_when_streaming(
+    client: httpx.AsyncClient, backend: ScriptedBackend
+) -> None:
+    backend.enqueue(ContextLengthExceeded("too long", param="messages"))
+    r = await client.post("/v1/chat/completions", json={"model": "scripted", "messages": USER, "stream": True})
+    assert_error(r, 400, "messages", "context_length_exceeded")
+
+
+async def test_an_error_mid_stream_is_reported_in_band(client: httpx.AsyncClient, backend: ScriptedBackend) -> None:
+    async def failing() -> AsyncIterator[Any]:
+        yield TextDelta("partial")
+        raise UpstreamError("engine went away")
+
+    backend.stream = lambda request: failing()  # type: ignore[method-assign]
+    r = await client.post("/v1/chat/completions", json={"model": "scripted", "messages": USER, "stream": True})
+    assert r.status_code == 200
+    chunks = sse_chunks(r.text)
+    assert chunks[-1]["error"]["message"] == "engine went away"
+    assert chunks[-2]["choices"][0]["delta"] == {"content": "partial"}
+
+
+async def test_models_health_and_unknown_routes(client: httpx.AsyncClient) -> None:
+    models = (await client.get("/v1/models")).json()
+    assert models["object"] == "list"
+    assert [m["id"] for m in models["data"]] == ["scripted"]
+    assert (await client.get("/v1/models/scripted")).json()["id"] == "scripted"
+    assert_error(await client.get("/v1/models/nope"), 404, "model", "model_not_found")
+    health = (await client.get("/health")).json()
+    assert health["status"] == "ok" and health["loaded"] == {"scripted": {"busy": 0}}
+    assert_error(await client.get("/v1/nothing"), 404, None, "not_found")
+    assert (await client.get("/v1/chat/completions")).status_code == 405
+    schema = (await client.get("/openapi.json")).json()
+    assert "/v1/chat/completions" in schema["paths"]

@@ -83,8 +83,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     prompt = " ".join(args.prompt)
-    if not sys.stdin.isatty():
-        piped = sys.stdin.read()
+    piped = "" if sys.stdin.isatty() else sys.stdin.read().strip()
+    if piped:
         prompt = f"{prompt}\n\n{piped}" if prompt else piped
     if not prompt.strip():
         print("ponder run: give a prompt, or pipe one in", file=sys.stderr)

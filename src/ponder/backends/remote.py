@@ -60,7 +60,7 @@ class RemoteBackend(Backend):
         return body
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
-        finish: FinishReason = "stop"
+        finish: FinishReason | None = None
         usage: Usage | None = None
         n_chunks = 0
         try:
@@ -83,6 +83,8 @@ class RemoteBackend(Backend):
                             finish = "length" if choice["finish_reason"] == "length" else "stop"
         except httpx.HTTPError as e:
             raise UpstreamError(f"remote engine at {self.base_url} failed: {type(e).__name__}: {e}") from e
+        if finish is None:  # e.g. llama_cpp.server drops the stream when a request fails inside it
+            raise UpstreamError(f"remote engine at {self.base_url} ended the stream without finishing the answer")
         yield Done(finish, usage or Usage(prompt_tokens=0, completion_tokens=n_chunks))
 
     async def close(self) -> None:
@@ -124,10 +126,11 @@ def _upstream_error(status: int, raw: bytes, where: str) -> PonderError:
         err, message = {}, raw.decode("utf-8", "replace")[:500]
     message = f"remote engine at {where}: {message or f'HTTP {status}'}"
     param = err.get("param") if isinstance(err, dict) else None
+    code = err.get("code") if isinstance(err, dict) else None
     if status == 404:
-        return ModelNotFound(message)
+        return ModelNotFound(message, param=param)
     if 400 <= status < 500 and status not in (401, 403):
-        e = InvalidRequest(message, param=param)
+        e = InvalidRequest(message, param=param, code=code)
         e.status = status
         return e
     return UpstreamError(message)

@@ -1,0 +1,101 @@
+"""A real `ponder serve` on the real tiny model, called with the official openai SDK."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import TINY
+
+pytestmark = pytest.mark.e2e
+ASK = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+@pytest.fixture(scope="module")
+def client(ponder_server: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=ponder_server, api_key="unused", max_retries=0, timeout=60)
+
+
+def test_non_streaming(client: openai.OpenAI) -> None:
+    r = client.chat.completions.create(model=TINY, messages=ASK, max_tokens=32, temperature=0)  # type: ignore[arg-type]
+    assert r.object == "chat.completion" and r.model == TINY
+    assert (r.choices[0].message.content or "").strip()  # the 135M model is for plumbing, not facts
+    assert r.choices[0].finish_reason in ("stop", "length")
+    assert r.usage is not None and r.usage.completion_tokens > 0 and r.usage.prompt_tokens > 0
+
+
+def test_streaming_with_usage_matches_non_streaming(client: openai.OpenAI) -> None:
+    whole = client.chat.completions.create(model=TINY, messages=ASK, max_tokens=32, temperature=0)  # type: ignore[arg-type]
+    stream = client.chat.completions.create(
+        model=TINY, messages=ASK, max_tokens=32, temperature=0, stream=True,  # type: ignore[arg-type]
+        stream_options={"include_usage": True},
+    )  # fmt: skip
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole.choices[0].message.content
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens  # type: ignore[union-attr]
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] in ("stop", "length")
+
+
+def test_models_endpoint(client: openai.OpenAI) -> None:
+    assert TINY in [m.id for m in client.models.list()]
+
+
+def test_unknown_model(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as e:
+        client.chat.completions.create(model="no-such-model", messages=ASK)  # type: ignore[arg-type]
+    assert e.value.code == "model_not_found"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "param"),
+    [
+        ({"messages": []}, "messages"),
+        ({"messages": ASK, "temperature": 5}, "temperature"),
+        ({"messages": [{"role": "robot", "content": "x"}]}, "messages.0.role"),
+    ],
+)
+def test_bad_input_is_a_400(client: openai.OpenAI, kwargs: dict, param: str) -> None:  # type: ignore[type-arg]
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model=TINY, **kwargs)
+    assert e.value.param == param
+
+
+def test_too_long_a_context_is_a_400_streaming_or_not(client: openai.OpenAI) -> None:
+    long = [{"role": "user", "content": "lorem ipsum " * 3000}]
+    for stream in (False, True):
+        with pytest.raises(openai.BadRequestError) as e:
+            client.chat.completions.create(model=TINY, messages=long, stream=stream)  # type: ignore[call-overload]
+        assert e.value.code == "context_length_exceeded"
+
+
+def test_malformed_json_with_curl_like_client(ponder_server: str) -> None:
+    r = httpx.post(f"{ponder_server}/chat/completions", content=b"{nope", headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    assert r.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_client_disconnect_stops_generation(ponder_server: str) -> None:
+    body = {"model": TINY, "messages": [{"role": "user", "content": "Write a very long story about a dragon."}],
+            "max_tokens": 800, "temperature": 0, "stream": True}  # fmt: skip
+    health = ponder_server.removesuffix("/v1") + "/health"
+    with httpx.stream("POST", f"{ponder_server}/chat/completions", json=body, timeout=60) as r:
+        lines = r.iter_lines()
+        got = [next(lines) for _ in range(6)]
+    assert any('"content"' in line for line in got)
+    left = time.monotonic()
+    while httpx.get(health).json()["loaded"][TINY]["busy"] and time.monotonic() - left < 10:
+        time.sleep(0.05)
+    stopped_after = time.monotonic() - left
+
+    # The same request run to the end, for scale: it must take far longer.
+    t0 = time.monotonic()
+    whole = httpx.post(f"{ponder_server}/chat/completions", json={**body, "stream": False}, timeout=120).json()
+    full_run = time.monotonic() - t0
+    assert whole["usage"]["completion_tokens"] > 400, json.dumps(whole["usage"])
+    assert stopped_after < full_run / 4, (stopped_after, full_run)

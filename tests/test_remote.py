@@ -1,0 +1,110 @@
+"""The remote backend against a real OpenAI-compatible engine on loopback:
+llama-cpp-python's own server (`python -m llama_cpp.server`) on the tiny model."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import openai
+import pytest
+import pytest_asyncio
+
+from ponder.backends.remote import RemoteBackend
+from ponder.errors import InvalidRequest, UpstreamError
+from ponder.types import ChatRequest, Message, SamplingParams, TextDelta, collect
+from tests.conftest import BIN, free_port, ponder_env, start, stop
+
+pytestmark = pytest.mark.e2e
+in_module_loop = pytest.mark.asyncio(loop_scope="module")
+HELLO = (Message("user", "Say hello."),)
+
+
+@pytest.fixture(scope="module")
+def engine_url(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    log = tmp_path_factory.mktemp("logs") / "llama-cpp-server.log"
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(tiny_model), "--host", "127.0.0.1",
+           "--port", str(port), "--n_ctx", "2048", "--n_threads", "2"]  # fmt: skip
+    proc = start(cmd, {}, f"http://127.0.0.1:{port}/v1/models", log)
+    yield f"http://127.0.0.1:{port}/v1"
+    stop(proc)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def remote(engine_url: str) -> AsyncIterator[RemoteBackend]:
+    backend = RemoteBackend(engine_url, upstream_model="smollm2")
+    yield backend
+    await backend.close()
+
+
+@in_module_loop
+async def test_streams_text_and_finishes(remote: RemoteBackend) -> None:
+    events = [e async for e in remote.stream(ChatRequest("x", HELLO, SamplingParams(max_tokens=6, temperature=0)))]
+    text = [e for e in events if isinstance(e, TextDelta)]
+    assert len(text) >= 2, "tokens arrive as separate deltas"
+    done = await collect(_replay(events))
+    assert done.text.strip() and done.finish_reason == "length"
+    assert done.usage.completion_tokens == 6
+
+
+LONG = (Message("user", "lorem ipsum " * 3000),)
+
+
+@in_module_loop
+async def test_a_stream_the_engine_drops_is_an_error_not_an_empty_answer(remote: RemoteBackend) -> None:
+    # llama_cpp.server answers 200 and then sends nothing when the prompt is too long.
+    with pytest.raises(UpstreamError, match="ended the stream without finishing"):
+        await collect(remote.stream(ChatRequest("x", LONG, SamplingParams(max_tokens=4))))
+
+
+@in_module_loop
+async def test_upstream_request_errors_keep_status_param_and_code(ponder_server: str) -> None:
+    # Ponder itself is an engine that refuses before streaming, as vLLM does.
+    backend = RemoteBackend(ponder_server, upstream_model="smollm2-135m")
+    try:
+        with pytest.raises(InvalidRequest) as e:
+            await anext(backend.stream(ChatRequest("x", LONG, SamplingParams(max_tokens=4))))
+        assert (e.value.status, e.value.param, e.value.code) == (400, "messages", "context_length_exceeded")
+        assert "4096" in e.value.message
+    finally:
+        await backend.close()
+
+
+@in_module_loop
+async def test_unreachable_engine_is_a_clear_502() -> None:
+    backend = RemoteBackend(f"http://127.0.0.1:{free_port()}/v1")
+    try:
+        with pytest.raises(UpstreamError, match="remote engine at http://127.0.0.1:.* failed: ConnectError"):
+            await anext(backend.stream(ChatRequest("x", HELLO)))
+    finally:
+        await backend.close()
+
+
+def test_ponder_serve_fronts_a_remote_engine(
+    engine_url: str, data_dir: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f'[models.upstream]\nbackend = "remote"\nbase_url = "{engine_url}"\nmodel = "smollm2"\n')
+    port = free_port()
+    env = ponder_env(data_dir, PONDER_CONFIG=str(config))
+    cmd = [str(BIN / "ponder"), "serve", "--model", "upstream", "--port", str(port), "--log-level", "warning"]
+    proc = start(cmd, env, f"http://127.0.0.1:{port}/health", tmp_path / "serve.log")
+    try:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0)
+        assert "upstream" in [m.id for m in client.models.list()]
+        chunks = list(client.chat.completions.create(
+            model="upstream", messages=[{"role": "user", "content": "Say hello."}], max_tokens=8, stream=True,
+        ))  # fmt: skip
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).strip()
+        with pytest.raises(openai.APIStatusError) as e:
+            client.chat.completions.create(model="upstream", messages=[{"role": "user", "content": "lorem " * 4000}])
+        assert e.value.status_code == 502 and "ended the stream" in str(e.value)
+    finally:
+        stop(proc)
+
+
+async def _replay(events: list) -> AsyncIterator:  # type: ignore[type-arg]
+    for e in events:
+        yield e

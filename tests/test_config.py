@@ -1,0 +1,62 @@
+from pathlib import Path
+
+import pytest
+
+from ponder.config import load_settings
+from ponder.errors import InvalidRequest
+
+CONFIG = """
+default_model = "from-file"
+port = 9000
+
+[engine]
+n_ctx = 1024
+n_threads = 3
+
+[models.vllm]
+backend = "remote"
+base_url = "http://127.0.0.1:8001/v1"
+model = "Qwen/Qwen3-8B"
+api_key_env = "MY_KEY"
+
+[models.mine]
+source = "/models/mine.gguf"
+n_ctx = 2048
+"""
+
+
+def test_file_then_env_then_flags(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(CONFIG)
+    s = load_settings(path, env={"MY_KEY": "secret"})
+    assert (s.default_model, s.port, s.engine.n_ctx, s.engine.n_threads) == ("from-file", 9000, 1024, 3)
+    vllm = s.models["vllm"]
+    assert (vllm.backend, vllm.upstream_model, vllm.api_key) == ("remote", "Qwen/Qwen3-8B", "secret")
+    assert (s.models["mine"].source, s.models["mine"].n_ctx) == ("/models/mine.gguf", 2048)
+
+    env = {"PONDER_MODEL": "from-env", "PONDER_PORT": "9100", "PONDER_N_CTX": "512", "PONDER_HOME": str(tmp_path)}
+    s = load_settings(path, env=env)
+    assert (s.default_model, s.port, s.engine.n_ctx, s.data_dir) == ("from-env", 9100, 512, tmp_path)
+
+    s = load_settings(path, env=env, port=9200, host=None)
+    assert (s.port, s.host) == (9200, "127.0.0.1"), "a flag wins; an unset flag changes nothing"
+
+
+def test_missing_file_gives_defaults(tmp_path: Path) -> None:
+    s = load_settings(tmp_path / "absent.toml", env={})
+    assert s.default_model == "qwen2.5-coder-1.5b" and s.models == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("[models.x]\nbackend = 'remote'\n", "needs base_url"),
+        ("[engine]\nn_cxt = 5\n", "n_cxt"),
+        ("port = ", "config file"),
+    ],
+)
+def test_bad_config_is_a_clear_error(tmp_path: Path, text: str, match: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    with pytest.raises(InvalidRequest, match=match):
+        load_settings(path, env={})

@@ -18,7 +18,6 @@ import argparse
 import inspect
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -127,8 +126,11 @@ def main() -> int:
 
         first, second = [], []
         for r in range(args.rounds):
-            convo = [{"role": "system", "content": "You are a careful code reviewer."},
-                     {"role": "user", "content": f"Review this module:\n\n{long_context(r)}\n\nSummarise it briefly."}]  # fmt: skip
+            ask = f"Review this module:\n\n{long_context(r)}\n\nSummarise it briefly."
+            convo = [
+                {"role": "system", "content": "You are a careful code reviewer."},
+                {"role": "user", "content": ask},
+            ]
             t1 = stream_server(url, args.model, convo, 48)
             convo += [{"role": "assistant", "content": t1["text"]},
                       {"role": "user", "content": "Which function would you test first, and why?"}]  # fmt: skip

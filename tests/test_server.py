@@ -81,14 +81,28 @@ async def test_stream_without_include_usage_has_no_usage_chunk(
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
 
 
-async def test_reasoning_is_sent_as_reasoning_content(client: httpx.AsyncClient, backend: ScriptedBackend) -> None:
-    usage = Usage(3, 2, reasoning_tokens=1)
-    backend.enqueue([ReasoningDelta("think"), TextDelta("42"), Done("stop", usage)])
+async def test_thinking_sends_reasoning_content_and_counts_its_tokens(
+    client: httpx.AsyncClient, backend: ScriptedBackend
+) -> None:
+    backend.enqueue("add seven and five", "12")  # the reasoning phase, then the answer phase
+    payload = {"model": "scripted", "messages": USER, "mode": "thinking", "thought_compression": False}
+    r = await client.post("/v1/chat/completions", json=payload)
+    message = r.json()["choices"][0]["message"]
+    assert message["reasoning_content"] == message["reasoning"] == "add seven and five"
+    assert message["content"] == "12"
+    assert r.json()["usage"]["completion_tokens_details"]["reasoning_tokens"] == 4
+    assert r.json()["ponder"]["mode"] == "thinking"
+
+
+async def test_instant_drops_a_native_models_reasoning(client: httpx.AsyncClient, backend: ScriptedBackend) -> None:
+    backend.enqueue(
+        [ReasoningDelta("hmm"), TextDelta("<think>more</think>"), TextDelta("42"), Done("stop", Usage(3, 2))]
+    )
     r = await client.post("/v1/chat/completions", json={"model": "scripted", "messages": USER})
     message = r.json()["choices"][0]["message"]
-    assert message["reasoning_content"] == message["reasoning"] == "think"
+    assert "reasoning_content" not in message
     assert message["content"] == "42"
-    assert r.json()["usage"]["completion_tokens_details"]["reasoning_tokens"] == 1
+    assert r.json()["ponder"]["mode"] == "instant"
 
 
 async def test_sampling_fields_reach_the_backend(client: httpx.AsyncClient, backend: ScriptedBackend) -> None:

@@ -9,6 +9,11 @@ order, later wins) and then passed around explicitly. There is no global config.
     n_ctx = 8192
     n_threads = 2
 
+    [modes]
+    default = "thinking"           # instant | thinking | contemplating
+    effort = "medium"              # reasoning budget when a request names none
+    agents = 4                     # contemplating sub-agents
+
     [models.qwen3-vllm]            # any OpenAI-compatible engine
     backend = "remote"
     base_url = "http://127.0.0.1:8001/v1"
@@ -44,6 +49,31 @@ class EngineSettings:
     top_p: float = 0.95
 
 
+EFFORT_BUDGETS: dict[str, int] = {
+    "none": 0,
+    "minimal": 128,
+    "low": 256,
+    "medium": 512,
+    "high": 1024,
+    "xhigh": 2048,
+    "max": 4096,
+}
+
+
+@dataclass(frozen=True)
+class ModeSettings:
+    """Defaults for the three modes; each can be overridden per request."""
+
+    default: str = "instant"  # instant | thinking | contemplating
+    effort: str = "medium"  # the thinking budget when a request names none
+    compression: bool = True  # stop thinking early once answer probes agree
+    probe_every: int = 64  # reasoning tokens between answer probes
+    agents: int = 4  # contemplating: sub-agents
+    agent_effort: str = "medium"  # contemplating: each sub-agent's budget
+    agent_timeout_s: float = 600.0
+    strategy: str = "auto"  # contemplating: auto | attempts | subtasks
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """How one model name is served."""
@@ -54,6 +84,7 @@ class ModelSpec:
     base_url: str = ""  # remote
     upstream_model: str = ""  # remote: the engine's own name for the model
     api_key: str | None = None  # remote
+    prefill: bool = False  # remote: the engine supports continue_final_message (vLLM, SGLang)
     n_ctx: int | None = None  # embedded: per-model override
 
 
@@ -64,6 +95,7 @@ class Settings:
     port: int = 8000
     data_dir: Path = field(default_factory=lambda: _default_data_dir())
     engine: EngineSettings = field(default_factory=EngineSettings)
+    modes: ModeSettings = field(default_factory=ModeSettings)
     models: Mapping[str, ModelSpec] = field(default_factory=dict)
 
     @property
@@ -131,12 +163,27 @@ def load_settings(
             engine_raw[attr] = int(env[key])
     top.update({k: v for k, v in overrides.items() if v is not None})
 
+    modes_raw: dict[str, Any] = dict(raw.get("modes", {}))
+    if env.get("PONDER_MODE"):
+        modes_raw["default"] = env["PONDER_MODE"]
     try:
         engine = EngineSettings(**engine_raw)
+        modes = ModeSettings(**modes_raw)
     except TypeError as e:
-        raise InvalidRequest(f"config [engine]: {e}") from e
+        raise InvalidRequest(f"config [engine] or [modes]: {e}") from e
+    _check_modes(modes)
     models = {name: _model_spec(name, body, env) for name, body in raw.get("models", {}).items()}
-    return Settings(engine=engine, models=models, **top)
+    return Settings(engine=engine, modes=modes, models=models, **top)
+
+
+def _check_modes(m: ModeSettings) -> None:
+    if m.default not in ("instant", "thinking", "contemplating"):
+        raise InvalidRequest(f"config [modes] default: unknown mode {m.default!r}")
+    for key in ("effort", "agent_effort"):
+        if getattr(m, key) not in EFFORT_BUDGETS:
+            raise InvalidRequest(f"config [modes] {key}: use one of {', '.join(EFFORT_BUDGETS)}")
+    if m.strategy not in ("auto", "attempts", "subtasks"):
+        raise InvalidRequest("config [modes] strategy: use auto, attempts or subtasks")
 
 
 def _model_spec(name: str, body: Mapping[str, Any], env: Mapping[str, str]) -> ModelSpec:

@@ -8,7 +8,7 @@ convert into these types at the edge; backends consume a `ChatRequest` and yield
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "cancelled"]
@@ -39,6 +39,9 @@ class ChatRequest:
     model: str
     messages: tuple[Message, ...]
     params: SamplingParams = field(default_factory=SamplingParams)
+    # Text the assistant's reply is forced to start with; the model continues it.
+    # Only for backends with `capabilities.prefill`; modes use it for reasoning phases.
+    prefill: str = ""
 
 
 # --- events ------------------------------------------------------------------
@@ -65,6 +68,30 @@ class Usage:
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.cached_tokens + other.cached_tokens,
+            self.reasoning_tokens + other.reasoning_tokens,
+        )
+
+
+NO_USAGE = Usage(0, 0)
+
+
+@dataclass(frozen=True)
+class AgentEvent:
+    """Progress of a multi-agent run (plan, agent start/delta/done, synthesis).
+
+    `kind` is one of "plan", "agent.start", "agent.delta", "agent.done",
+    "synthesis.start"; `agent` is the sub-agent's index where it applies.
+    """
+
+    kind: str
+    agent: int | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
 
 @dataclass(frozen=True)
 class Done:
@@ -72,7 +99,7 @@ class Done:
     usage: Usage
 
 
-Event = TextDelta | ReasoningDelta | Done
+Event = TextDelta | ReasoningDelta | AgentEvent | Done
 
 
 @dataclass
@@ -83,20 +110,25 @@ class Completion:
     reasoning: str
     finish_reason: FinishReason
     usage: Usage
+    progress: list[AgentEvent] = field(default_factory=list)
 
 
 async def collect(events: object) -> Completion:
     """Drain an async iterator of events into one `Completion`."""
     text: list[str] = []
     reasoning: list[str] = []
+    progress: list[AgentEvent] = []
     done: Done | None = None
     async for event in events:  # type: ignore[attr-defined]
         if isinstance(event, TextDelta):
             text.append(event.text)
         elif isinstance(event, ReasoningDelta):
             reasoning.append(event.text)
+        elif isinstance(event, AgentEvent):
+            if event.kind != "agent.delta":  # live deltas only matter to a live stream
+                progress.append(event)
         elif isinstance(event, Done):
             done = event
     if done is None:
         raise RuntimeError("event stream ended without a Done event")
-    return Completion("".join(text), "".join(reasoning), done.finish_reason, done.usage)
+    return Completion("".join(text), "".join(reasoning), done.finish_reason, done.usage, progress)

@@ -10,7 +10,7 @@ server can still answer with a proper HTTP status. Closing the iterator early
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from ponder.types import ChatRequest, Event
@@ -22,6 +22,7 @@ class Capabilities:
     tools: bool = False
     native_reasoning: bool = False
     batching: bool = False
+    prefill: bool = False  # can continue a partly written assistant reply (ChatRequest.prefill)
 
 
 class Backend(ABC):
@@ -29,7 +30,7 @@ class Backend(ABC):
     context_length: int | None = None
 
     @abstractmethod
-    def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
+    def stream(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
         """Yield events for `request`, ending with one `Done`."""
 
     @property

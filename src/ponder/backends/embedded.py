@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,7 +24,7 @@ _END = object()
 
 
 class EmbeddedBackend(Backend):
-    capabilities = Capabilities()
+    capabilities = Capabilities(prefill=True)
 
     def __init__(self, path: Path, settings: EngineSettings, n_ctx: int | None = None):
         self.path = path
@@ -55,10 +55,10 @@ class EmbeddedBackend(Backend):
                 )  # fmt: skip
             return self._engine
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
         engine = await self.load()
         # Tokenizing reads the vocabulary only, so it may run beside a generation.
-        tokens = await asyncio.to_thread(engine.prompt_tokens, request.messages)
+        tokens = await asyncio.to_thread(engine.prompt_tokens, request.messages, request.prefill)
         engine.check_fits(len(tokens), request.params.max_tokens)
 
         loop = asyncio.get_running_loop()

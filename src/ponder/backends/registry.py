@@ -52,7 +52,7 @@ class Registry:
         if spec.backend == "remote":
             from ponder.backends.remote import RemoteBackend
 
-            return RemoteBackend(spec.base_url, spec.upstream_model, spec.api_key)
+            return RemoteBackend(spec.base_url, spec.upstream_model, spec.api_key, prefill=spec.prefill)
         if spec.backend == "scripted":
             from ponder.backends.scripted import ScriptedBackend
 

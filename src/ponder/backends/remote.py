@@ -10,13 +10,13 @@ an engine that cannot be reached, becomes a 502.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import httpx
 
 from ponder.backends.base import Backend, Capabilities
-from ponder.errors import InvalidRequest, ModelNotFound, PonderError, UpstreamError
+from ponder.errors import InvalidRequest, ModelNotFound, PonderError, Unsupported, UpstreamError
 from ponder.types import ChatRequest, Done, Event, FinishReason, ReasoningDelta, TextDelta, Usage
 
 
@@ -29,7 +29,11 @@ class RemoteBackend(Backend):
         upstream_model: str = "",
         api_key: str | None = None,
         timeout: float = 600.0,
+        prefill: bool = False,
     ):
+        # vLLM and SGLang continue a final assistant message with continue_final_message;
+        # other engines may not, so it is opt-in per model (`prefill = true` in config).
+        self.capabilities = Capabilities(native_reasoning=True, batching=True, prefill=prefill)
         self.base_url = base_url.rstrip("/")
         self.upstream_model = upstream_model
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -57,9 +61,14 @@ class RemoteBackend(Backend):
             "presence_penalty": p.presence_penalty,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
+        if request.prefill:
+            if not self.capabilities.prefill:
+                raise Unsupported("this remote model is not configured for prefill (prefill = true)")
+            body["messages"].append({"role": "assistant", "content": request.prefill})
+            body.update(continue_final_message=True, add_generation_prompt=False)
         return body
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
         finish: FinishReason | None = None
         usage: Usage | None = None
         n_chunks = 0

@@ -1,9 +1,11 @@
 """A scripted backend for tests of everything above the engine.
 
 Replies are queued with `enqueue` and served in order: a string (streamed word by
-word), a list of events, or an exception to raise. With nothing queued it echoes
-the last user message, which makes it a usable `backend = "scripted"` model for
-end-to-end plumbing too. Every request it receives is kept in `requests`.
+word, one word = one token), a list of events, or an exception to raise. With
+nothing queued it asks `respond(request)` if one was given (for concurrent callers,
+whose order is not fixed), and otherwise echoes the last user message, which makes
+it a usable `backend = "scripted"` model for end-to-end plumbing too. Every request
+it receives is kept in `requests`; `max_active` records the most it served at once.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 
 from ponder.backends.base import Backend, Capabilities
 from ponder.formats.stops import StopMatcher
@@ -21,14 +23,22 @@ Script = str | Sequence[Event] | BaseException
 
 
 class ScriptedBackend(Backend):
-    capabilities = Capabilities(native_reasoning=True)
+    capabilities = Capabilities(native_reasoning=True, prefill=True)
 
-    def __init__(self, *replies: Script, delay: float = 0.0, context_length: int | None = None):
+    def __init__(
+        self,
+        *replies: Script,
+        respond: Callable[[ChatRequest], Script] | None = None,
+        delay: float = 0.0,
+        context_length: int | None = None,
+    ):
         self.replies: deque[Script] = deque(replies)
+        self.respond = respond
         self.requests: list[ChatRequest] = []
         self.delay = delay
         self.context_length = context_length
         self.active = 0
+        self.max_active = 0
 
     def enqueue(self, *replies: Script) -> None:
         self.replies.extend(replies)
@@ -37,20 +47,24 @@ class ScriptedBackend(Backend):
     def busy(self) -> int:
         return self.active
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
         self.requests.append(request)
-        script = self.replies.popleft() if self.replies else _echo(request)
+        if self.replies:
+            script = self.replies.popleft()
+        else:
+            script = self.respond(request) if self.respond else _echo(request)
         if isinstance(script, BaseException):
             raise script
         events = list(_words(script)) if isinstance(script, str) else list(script)
         self.active += 1
+        self.max_active = max(self.max_active, self.active)
         try:
             async for event in self._play(events, request):
                 yield event
         finally:
             self.active -= 1
 
-    async def _play(self, events: list[Event], request: ChatRequest) -> AsyncIterator[Event]:
+    async def _play(self, events: list[Event], request: ChatRequest) -> AsyncGenerator[Event, None]:
         stops = StopMatcher(request.params.stop)
         limit = request.params.max_tokens
         n_text = n_reason = 0
@@ -59,9 +73,6 @@ class ScriptedBackend(Backend):
             if isinstance(event, Done):
                 yield event
                 return
-            if limit is not None and n_text + n_reason >= limit:
-                finish = "length"
-                break
             if self.delay:
                 await asyncio.sleep(self.delay)
             if isinstance(event, ReasoningDelta):
@@ -73,6 +84,9 @@ class ScriptedBackend(Backend):
                     yield TextDelta(text)
                 if stops.stopped:
                     break
+            if limit is not None and n_text + n_reason >= limit:  # as engines do: the limit is "length"
+                finish = "length"
+                break
         if tail := stops.flush():
             yield TextDelta(tail)
         prompt = sum(len(m.content.split()) for m in request.messages)

@@ -68,7 +68,7 @@ class LlamaEngine:
 
     # 1. messages -> prompt tokens ------------------------------------------------
 
-    def prompt_tokens(self, messages: Sequence[Message]) -> list[int]:
+    def prompt_tokens(self, messages: Sequence[Message], prefill: str = "") -> list[int]:
         as_dicts: list[Any] = [{"role": m.role, "content": m.content} for m in messages]
         try:
             rendered = self._formatter(messages=as_dicts)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from contextlib import aclosing
 from typing import TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from ponder import modes
 from ponder.backends.registry import Registry
+from ponder.config import ModeSettings
 from ponder.errors import PonderError
+from ponder.modes import ModeRequest
 from ponder.server.encode import ChunkEncoder, completion_json
 from ponder.server.protocol import ChatCompletionRequest
 from ponder.types import Event, collect
@@ -23,19 +26,19 @@ T = TypeVar("T")
 @router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> JSONResponse | StreamingResponse:
     registry: Registry = request.app.state.registry
-    internal = body.to_internal()
+    mode = _mode_request(body, registry.settings.modes)
     backend = await registry.get(body.model)
-    events = backend.stream(internal)
+    events = modes.run(backend, mode)
 
     if not body.stream:
         completion = await _unless_disconnected(request, collect(events))
-        return JSONResponse(completion_json(body.model, completion))
+        return JSONResponse(completion_json(body.model, completion, mode.mode))
 
     # Pull the first event before answering 200, so request errors the backend
     # finds up front (context too long, say) still get their HTTP status.
     first = await _unless_disconnected(request, anext(events))
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    encoder = ChunkEncoder(body.model, include_usage)
+    encoder = ChunkEncoder(body.model, include_usage, mode.mode)
     return StreamingResponse(
         _sse(encoder, first, events),
         media_type="text/event-stream",
@@ -43,7 +46,22 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> JSO
     )
 
 
-async def _sse(encoder: ChunkEncoder, first: Event, events: AsyncIterator[Event]) -> AsyncIterator[str]:
+def _mode_request(body: ChatCompletionRequest, settings: ModeSettings) -> ModeRequest:
+    c = body.contemplation
+    return modes.resolve(
+        body.to_internal(),
+        settings,
+        mode=body.mode,
+        effort=body.reasoning_effort,
+        budget=body.thinking_budget,
+        compression=body.thought_compression,
+        agents=c.agents if c else None,
+        agent_budget=c.agent_budget if c else None,
+        strategy=c.strategy if c else None,
+    )
+
+
+async def _sse(encoder: ChunkEncoder, first: Event, events: AsyncGenerator[Event, None]) -> AsyncIterator[str]:
     # Starlette cancels this generator when the client disconnects; the
     # cancellation lands inside the backend's stream, which stops the engine.
     async with aclosing(events):  # type: ignore[type-var]

@@ -37,6 +37,13 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+class Contemplation(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+    agents: int | None = Field(default=None, ge=1, le=16)
+    agent_budget: int | None = Field(default=None, ge=1)
+    strategy: Literal["auto", "attempts", "subtasks"] | None = None
+
+
 class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow")
 
@@ -54,6 +61,12 @@ class ChatCompletionRequest(BaseModel):
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     user: str | None = None
+    # Ponder's modes (also accepted through the SDK's extra_body).
+    mode: Literal["instant", "thinking", "contemplating"] | None = None
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None = None
+    thinking_budget: int | None = Field(default=None, ge=0)
+    thought_compression: bool | None = None
+    contemplation: Contemplation | None = None
     # Accepted so the error can name them; not implemented yet.
     tools: list[Any] | None = None
     response_format: dict[str, Any] | None = None

@@ -1,0 +1,74 @@
+"""What a mode is asked to do, resolved from request fields and config.
+
+The request names a mode explicitly (`mode`), or implies one: a `reasoning_effort`
+of "none" means Instant, any other effort or a `thinking_budget` means Thinking.
+With neither, the configured default applies. A mode never looks at model names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ponder.config import EFFORT_BUDGETS, ModeSettings
+from ponder.errors import InvalidRequest
+from ponder.types import ChatRequest
+
+ModeName = Literal["instant", "thinking", "contemplating"]
+MODES: tuple[ModeName, ...] = ("instant", "thinking", "contemplating")
+
+
+@dataclass(frozen=True)
+class ModeRequest:
+    chat: ChatRequest
+    mode: ModeName
+    budget: int  # reasoning tokens for one chain of thought
+    compression: bool = True
+    probe_every: int = 64
+    agents: int = 4
+    agent_budget: int = 512
+    strategy: str = "auto"
+    agent_timeout_s: float = 600.0
+
+
+def resolve(
+    chat: ChatRequest,
+    settings: ModeSettings,
+    *,
+    mode: str | None = None,
+    effort: str | None = None,
+    budget: int | None = None,
+    compression: bool | None = None,
+    agents: int | None = None,
+    agent_budget: int | None = None,
+    strategy: str | None = None,
+) -> ModeRequest:
+    if mode is not None and mode not in MODES:
+        raise InvalidRequest(f"unknown mode {mode!r}: use one of {', '.join(MODES)}", param="mode")
+    if effort is not None and effort not in EFFORT_BUDGETS:
+        raise InvalidRequest(f"unknown reasoning_effort {effort!r}: use one of {', '.join(EFFORT_BUDGETS)}",
+                             param="reasoning_effort")  # fmt: skip
+    chosen = mode or _implied_mode(effort, budget) or settings.default
+    requested = budget if budget is not None else (EFFORT_BUDGETS[effort] if effort else None)
+    budget = requested if requested is not None else EFFORT_BUDGETS[settings.effort]
+    if chosen == "thinking" and budget == 0:
+        chosen = "instant"  # "think with no budget" is an instant answer
+    return ModeRequest(
+        chat=chat,
+        mode=chosen,  # type: ignore[arg-type]
+        budget=budget,
+        compression=settings.compression if compression is None else compression,
+        probe_every=settings.probe_every,
+        agents=agents or settings.agents,
+        agent_budget=agent_budget or requested or EFFORT_BUDGETS[settings.agent_effort],
+        strategy=strategy or settings.strategy,
+        agent_timeout_s=settings.agent_timeout_s,
+    )
+
+
+def _implied_mode(effort: str | None, budget: int | None) -> str | None:
+    if effort == "none" or budget == 0:
+        return "instant"
+    if effort is not None or budget is not None:
+        return "thinking"
+    return None

@@ -1,0 +1,108 @@
+"""Decide how to split a request: distinct sub-tasks, or independent attempts.
+
+A request with several parts (a numbered list, several questions) goes to the model
+with the planner prompt, which may return sub-tasks. Everything else, and any plan
+the model botches, becomes independent attempts: the same question under different
+prompts and temperatures, which is what a single hard question wants.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from ponder.backends.base import Backend
+from ponder.modes.base import ModeRequest
+from ponder.modes.prompts import load, render
+from ponder.modes.thinking import with_system
+from ponder.types import NO_USAGE, ChatRequest, Message, SamplingParams, Usage, collect
+
+Strategy = Literal["attempts", "subtasks"]
+_LIST_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+\S", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class AgentTask:
+    index: int
+    title: str
+    chat: ChatRequest
+
+
+@dataclass(frozen=True)
+class Plan:
+    strategy: Strategy
+    tasks: tuple[AgentTask, ...]
+    reason: str
+    usage: Usage = NO_USAGE
+
+    def describe(self) -> dict[str, Any]:
+        return {"strategy": self.strategy, "reason": self.reason, "agents": [t.title for t in self.tasks]}
+
+
+def request_text(chat: ChatRequest) -> str:
+    users = [m.content for m in chat.messages if m.role == "user"]
+    return users[-1] if users else ""
+
+
+def looks_multipart(text: str) -> bool:
+    return len(_LIST_ITEM.findall(text)) >= 2 or text.count("?") >= 2
+
+
+async def plan(backend: Backend, req: ModeRequest) -> Plan:
+    text = request_text(req.chat)
+    if req.strategy == "attempts":
+        return attempts(req, "asked for attempts")
+    if req.strategy == "auto" and not looks_multipart(text):
+        return attempts(req, "one question: independent attempts")
+    parts, usage = await _ask_model(backend, req, text)
+    if len(parts) < 2:
+        return replace(attempts(req, "the planner found no separate parts"), usage=usage)
+    return Plan(
+        "subtasks", tuple(_subtask(req, i, p, text) for i, p in enumerate(parts)), "the planner split it", usage
+    )
+
+
+def attempts(req: ModeRequest, reason: str) -> Plan:
+    styles = load("contemplating")["styles"]
+    tasks = []
+    for i in range(req.agents):
+        style = styles[i % len(styles)]
+        temperature = min(1.2, style["temperature"] + 0.1 * (i // len(styles)))
+        chat = with_system(req.chat, style["system"])
+        chat = replace(chat, params=replace(chat.params, temperature=temperature, seed=None))
+        tasks.append(AgentTask(i, style["name"], chat))
+    return Plan("attempts", tuple(tasks), reason)
+
+
+def _subtask(req: ModeRequest, index: int, task: str, whole: str) -> AgentTask:
+    prompts = load("contemplating")["subtask"]
+    system = [m for m in req.chat.messages if m.role in ("system", "developer")]
+    user = Message("user", render(prompts["user"], request=whole, task=task))
+    chat = with_system(replace(req.chat, messages=(*system, user)), prompts["system"])
+    return AgentTask(index, task, chat)
+
+
+async def _ask_model(backend: Backend, req: ModeRequest, text: str) -> tuple[list[str], Usage]:
+    prompts = load("contemplating")["planner"]
+    messages = (Message("system", prompts["system"]),
+                Message("user", render(prompts["user"], request=text, max_agents=req.agents)))  # fmt: skip
+    chat = ChatRequest(req.chat.model, messages, SamplingParams(max_tokens=400, temperature=0.0))
+    done = await collect(backend.stream(chat))
+    return parse_plan(done.text, req.agents), done.usage
+
+
+def parse_plan(text: str, max_parts: int) -> list[str]:
+    """The sub-tasks in a planner reply, or [] when it chose attempts or is unreadable."""
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end <= start:
+        return []
+    try:
+        data = json.loads(text[start : end + 1])
+    except json.JSONDecodeError:
+        return []
+    if not isinstance(data, dict) or data.get("strategy") != "subtasks":
+        return []
+    parts = [p.strip() for p in data.get("subtasks") or [] if isinstance(p, str) and p.strip()]
+    return parts[:max_parts]

@@ -1,0 +1,29 @@
+"""Instant: a direct answer, no reasoning phase.
+
+A native reasoning model may think anyway; its reasoning is dropped, not shown."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+
+from ponder.backends.base import Backend
+from ponder.formats.reasoning import ThinkSplitter
+from ponder.modes.prompts import load
+from ponder.modes.thinking import with_system
+from ponder.types import ChatRequest, Done, Event, TextDelta
+
+
+async def instant(backend: Backend, chat: ChatRequest) -> AsyncGenerator[Event, None]:
+    splitter = ThinkSplitter()
+    async with aclosing(backend.stream(with_system(chat, load("instant")["system"]))) as events:
+        async for event in events:
+            if isinstance(event, TextDelta):
+                _, answer = splitter.feed(event.text)
+                if answer:
+                    yield TextDelta(answer)
+            elif isinstance(event, Done):
+                _, answer = splitter.flush()
+                if answer:
+                    yield TextDelta(answer)
+                yield event

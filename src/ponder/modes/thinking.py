@@ -1,0 +1,204 @@
+"""Thinking: one chain of reasoning under a token budget, then the answer.
+
+With a backend that can continue a reply (prefill), the server drives the shape of
+the reply itself, so models with no thinking mode of their own still think:
+
+  1. reasoning: continue the reply from "<think>\\n", at most `budget` tokens, stopping
+     early if the model closes the block itself;
+  2. thought compression: every `probe_every` reasoning tokens, ask for the answer
+     right now ("…</think> The final answer is \\boxed{"). When two probes in a row
+     agree, more thinking is not changing the answer, so thinking stops;
+  3. answer: continue from the reasoning plus "</think>", so the answer is always
+     written, even when the budget cut the reasoning short (budget forcing).
+
+Each phase repeats the prompt of the one before, so the engine's prefix reuse makes
+the phase switches cheap. Backends that cannot prefill (most remote engines) get
+one streamed call whose `<think>` block (or native reasoning) is split out; if the
+reasoning overruns the budget the call is cut and the answer asked for in a new turn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass, field, replace
+
+from ponder.backends.base import Backend
+from ponder.formats.reasoning import ThinkSplitter
+from ponder.modes import answers
+from ponder.modes.prompts import load
+from ponder.types import (
+    NO_USAGE,
+    ChatRequest,
+    Done,
+    Event,
+    FinishReason,
+    Message,
+    ReasoningDelta,
+    SamplingParams,
+    TextDelta,
+    Usage,
+)
+
+PROBE_TOKENS = 12
+
+
+@dataclass
+class Trace:
+    """What one Thinking run did, for callers that compose runs (Contemplating)."""
+
+    reasoning: str = ""
+    answer: str = ""
+    reasoning_tokens: int = 0
+    forced: bool = False  # the budget ran out before the model finished thinking
+    probes: list[str | None] = field(default_factory=list)
+    usage: Usage = NO_USAGE
+
+
+def with_system(chat: ChatRequest, text: str) -> ChatRequest:
+    """Put `text` before the request's own system prompt (or add one)."""
+    msgs = list(chat.messages)
+    if msgs and msgs[0].role in ("system", "developer"):
+        msgs[0] = replace(msgs[0], content=f"{text}\n\n{msgs[0].content}")
+    else:
+        msgs.insert(0, Message("system", text))
+    return replace(chat, messages=tuple(msgs))
+
+
+async def think(
+    backend: Backend,
+    chat: ChatRequest,
+    budget: int,
+    *,
+    compression: bool = True,
+    probe_every: int = 64,
+    trace: Trace | None = None,
+) -> AsyncGenerator[Event, None]:
+    """Stream one Thinking run: ReasoningDeltas, then TextDeltas, then one Done."""
+    trace = trace if trace is not None else Trace()
+    prompts = load("thinking")
+    chat = with_system(chat, prompts["system"])
+    run = _prefilled if backend.capabilities.prefill else _single_call
+    async for event in run(backend, chat, budget, compression, probe_every, trace, prompts):
+        yield event
+    if not trace.answer.strip():  # never an empty answer: fall back to what the reasoning concluded
+        lines = trace.reasoning.strip().splitlines()
+        trace.answer = answers.extract(trace.reasoning) or (lines[-1] if lines else "")
+        yield TextDelta(trace.answer)
+    usage = replace(trace.usage, reasoning_tokens=trace.reasoning_tokens)
+    yield Done("stop", usage)
+
+
+async def _prefilled(
+    backend: Backend,
+    chat: ChatRequest,
+    budget: int,
+    compression: bool,
+    probe_every: int,
+    trace: Trace,
+    prompts: dict[str, str],
+) -> AsyncGenerator[Event, None]:
+    opened, closed = prompts["open"], prompts["close"]
+    finished = False
+    # 1-2. reasoning, in slices between answer probes
+    while not finished and trace.reasoning_tokens < budget:
+        step = min(probe_every, budget - trace.reasoning_tokens) if compression else budget - trace.reasoning_tokens
+        params = replace(chat.params, max_tokens=step, stop=("</think>",))
+        finish: FinishReason = "length"
+        usage = NO_USAGE
+        async for event in _text(backend, replace(chat, params=params, prefill=opened + trace.reasoning)):
+            if isinstance(event, TextDelta):
+                trace.reasoning += event.text
+                yield ReasoningDelta(event.text)
+            elif isinstance(event, Done):
+                finish, usage = event.finish_reason, event.usage
+        trace.usage += usage
+        trace.reasoning_tokens += usage.completion_tokens
+        finished = finish == "stop" or usage.completion_tokens == 0
+        if compression and not finished and trace.reasoning_tokens < budget:
+            finished = await _probe_agrees(backend, chat, opened + trace.reasoning + closed + prompts["probe"], trace)
+    trace.forced = not finished and trace.reasoning_tokens >= budget
+    # 3. the answer, always
+    prefill = opened + trace.reasoning.rstrip() + closed
+    async for event in _text(backend, replace(chat, prefill=prefill)):
+        if isinstance(event, TextDelta):
+            trace.answer += event.text
+            yield event
+        elif isinstance(event, Done):
+            trace.usage += event.usage
+
+
+async def _probe_agrees(backend: Backend, chat: ChatRequest, prefill: str, trace: Trace) -> bool:
+    """Ask for the answer now; True when it matches the previous probe's answer."""
+    params = SamplingParams(max_tokens=PROBE_TOKENS, temperature=0.0, stop=("}",))
+    text = []
+    async for event in _text(backend, replace(chat, params=params, prefill=prefill)):
+        if isinstance(event, TextDelta):
+            text.append(event.text)
+        elif isinstance(event, Done):
+            trace.usage += event.usage
+    got = answers.number("".join(text)) or (answers.normalize("".join(text)) or None)
+    agrees = bool(trace.probes) and got is not None and trace.probes[-1] == got
+    trace.probes.append(got)
+    return agrees
+
+
+async def _single_call(
+    backend: Backend,
+    chat: ChatRequest,
+    budget: int,
+    compression: bool,
+    probe_every: int,
+    trace: Trace,
+    prompts: dict[str, str],
+) -> AsyncGenerator[Event, None]:
+    splitter = ThinkSplitter()
+    over_budget = False
+    async with aclosing(backend.stream(chat)) as events:
+        async for event in events:
+            if isinstance(event, Done):
+                trace.usage += event.usage
+                break
+            reasoning, answer = _split(event, splitter)
+            if reasoning:
+                trace.reasoning += reasoning
+                trace.reasoning_tokens += 1  # one streamed delta is one token for every engine we know
+                yield ReasoningDelta(reasoning)
+            if answer:
+                trace.answer += answer
+                yield TextDelta(answer)
+            if trace.reasoning_tokens >= budget and not trace.answer:
+                over_budget = True
+                break  # leaving the block closes the stream, which stops the engine
+    reasoning, answer = splitter.flush()
+    trace.reasoning += reasoning
+    trace.answer += answer
+    if answer:
+        yield TextDelta(answer)
+    if over_budget:
+        trace.forced = True
+        follow = (*chat.messages, Message("assistant", trace.reasoning), Message("user", prompts["answer_now"]))
+        async for event in _text(backend, replace(chat, messages=follow)):
+            if isinstance(event, TextDelta):
+                trace.answer += event.text
+                yield event
+            elif isinstance(event, Done):
+                trace.usage += event.usage
+
+
+def _split(event: Event, splitter: ThinkSplitter) -> tuple[str, str]:
+    if isinstance(event, ReasoningDelta):  # the engine split it already
+        return event.text, ""
+    if isinstance(event, TextDelta):
+        return splitter.feed(event.text)
+    return "", ""
+
+
+async def _text(backend: Backend, chat: ChatRequest) -> AsyncIterator[TextDelta | Done]:
+    """The backend's text and Done events (reasoning a native model adds is kept as text)."""
+    async with aclosing(backend.stream(chat)) as events:
+        async for event in events:
+            if isinstance(event, ReasoningDelta):
+                yield TextDelta(event.text)
+            elif isinstance(event, TextDelta | Done):
+                yield event

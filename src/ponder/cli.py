@@ -10,13 +10,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ponder import __version__
-from ponder.backends.base import Backend
 from ponder.backends.registry import Registry
-from ponder.config import ModelSpec, Settings, load_settings
+from ponder.config import EFFORT_BUDGETS, ModelSpec, Settings, load_settings
 from ponder.errors import PonderError
 from ponder.models import ModelStore
+from ponder.modes import MODES
 from ponder.progress import TerminalProgress
-from ponder.types import ChatRequest, Done, Message, ReasoningDelta, SamplingParams, TextDelta
+from ponder.terminal import Answerer, ModeChoice
+from ponder.types import Message, SamplingParams
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -95,11 +96,11 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _one_shot(args: argparse.Namespace, settings: Settings, messages: list[Message]) -> int:
-    backend, name = await _backend(args, settings)
+    answerer = await _answerer(args, settings)
     try:
-        await _stream_to_terminal(backend, name, messages, _params(args))
+        await answerer.answer(messages)
     finally:
-        await backend.close()
+        await answerer.backend.close()
     return 0
 
 
@@ -107,13 +108,11 @@ def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
     from ponder.repl import Repl
 
     async def go() -> int:
-        backend, name = await _backend(args, settings)
+        answerer = await _answerer(args, settings)
         try:
-            await Repl(backend, name, _params(args), args.system, settings.data_dir).run(
-                lambda msgs: _stream_to_terminal(backend, name, msgs, _params(args))
-            )
+            await Repl(answerer, args.system, settings.data_dir).run()
         finally:
-            await backend.close()
+            await answerer.backend.close()
         return 0
 
     return asyncio.run(go())
@@ -148,37 +147,19 @@ def _ensure_pulled(settings: Settings, name: str) -> None:
             store.pull(source, TerminalProgress(source))
 
 
-async def _backend(args: argparse.Namespace, settings: Settings) -> tuple[Backend, str]:
-    if args.url:
+async def _answerer(args: argparse.Namespace, settings: Settings) -> Answerer:
+    choice = ModeChoice(args.mode, args.effort, args.budget, args.agents, False if args.no_compression else None)
+    params = SamplingParams(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed)
+    if args.url:  # a running Ponder server: it runs the modes, we pass the choice along
         from ponder.backends.remote import RemoteBackend
 
         name = args.model or settings.default_model
-        return RemoteBackend(args.url, name, os.environ.get("PONDER_API_KEY")), name
+        remote = RemoteBackend(args.url, name, os.environ.get("PONDER_API_KEY"), extra_body=choice.wire_fields())
+        return Answerer(remote, name, params, settings.modes, choice, local_modes=False)
     settings, name = _choose_model(args.model, settings)
     _ensure_pulled(settings, name)
-    registry = Registry(settings, _store(settings))
-    return await registry.get(name), name
-
-
-def _params(args: argparse.Namespace) -> SamplingParams:
-    return SamplingParams(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed)
-
-
-async def _stream_to_terminal(backend: Backend, name: str, messages: list[Message], params: SamplingParams) -> str:
-    """Print the answer as it streams; return the answer text."""
-    out: list[str] = []
-    async for event in backend.stream(ChatRequest(name, tuple(messages), params)):
-        if isinstance(event, ReasoningDelta):
-            sys.stderr.write(f"\x1b[2m{event.text}\x1b[0m" if sys.stderr.isatty() else event.text)
-            sys.stderr.flush()
-        elif isinstance(event, TextDelta):
-            out.append(event.text)
-            sys.stdout.write(event.text)
-            sys.stdout.flush()
-        elif isinstance(event, Done) and event.finish_reason == "length":
-            sys.stderr.write("\n[stopped: max_tokens reached]")
-    sys.stdout.write("\n")
-    return "".join(out)
+    backend = await Registry(settings, _store(settings)).get(name)
+    return Answerer(backend, name, params, settings.modes, choice)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -204,6 +185,11 @@ def _parser() -> argparse.ArgumentParser:
         c.add_argument("--max-tokens", type=int)
         c.add_argument("--temperature", type=float)
         c.add_argument("--seed", type=int)
+        c.add_argument("--mode", choices=MODES, help="instant, thinking or contemplating (default: config)")
+        c.add_argument("--effort", choices=list(EFFORT_BUDGETS), help="reasoning effort, which sets the budget")
+        c.add_argument("--budget", type=int, help="thinking budget in tokens")
+        c.add_argument("--agents", type=int, help="contemplating: number of sub-agents")
+        c.add_argument("--no-compression", action="store_true", help="think to the budget, without answer probes")
         c.add_argument("--url", help="talk to a running server (e.g. http://127.0.0.1:8000/v1) instead")
         c.set_defaults(func=func)
 

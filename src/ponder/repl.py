@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
+from types import ModuleType
 
-from ponder.backends.base import Backend
-from ponder.types import Message, SamplingParams
+from ponder.config import EFFORT_BUDGETS
+from ponder.modes import MODES
+from ponder.terminal import Answerer
+from ponder.types import Message
 
 HELP = """\
 /help            this list
+/mode NAME       instant, thinking or contemplating
+/effort LEVEL    reasoning effort: none, minimal, low, medium, high, xhigh, max
 /clear           forget the conversation so far
 /system TEXT     set the system prompt (and clear the conversation)
 /history         show the conversation so far
@@ -18,10 +22,8 @@ HELP = """\
 
 
 class Repl:
-    def __init__(self, backend: Backend, model: str, params: SamplingParams, system: str | None, data_dir: Path):
-        self.backend = backend
-        self.model = model
-        self.params = params
+    def __init__(self, answerer: Answerer, system: str | None, data_dir: Path):
+        self.answerer = answerer
         self.system = system
         self.history: list[Message] = []
         self.history_file = data_dir / "chat_history"
@@ -29,9 +31,9 @@ class Repl:
     def _messages(self) -> list[Message]:
         return ([Message("system", self.system)] if self.system else []) + self.history
 
-    async def run(self, answer: Callable[[list[Message]], Awaitable[str]]) -> None:
+    async def run(self) -> None:
         readline = _readline(self.history_file)
-        print(f"Chatting with {self.model}. /help for commands, Ctrl-D to leave.", file=sys.stderr)
+        print(f"Chatting with {self.answerer.model}. /help for commands, Ctrl-D to leave.", file=sys.stderr)
         while True:
             try:
                 line = input(">>> ").strip()
@@ -46,7 +48,7 @@ class Repl:
                 continue
             self.history.append(Message("user", line))
             try:
-                text = await answer(self._messages())
+                text = await self.answerer.answer(self._messages())
             except KeyboardInterrupt:
                 print("\n[interrupted]", file=sys.stderr)
                 self.history.pop()
@@ -59,6 +61,7 @@ class Repl:
     def command(self, line: str) -> bool:
         """Run a /command; False means leave."""
         cmd, _, rest = line.partition(" ")
+        rest = rest.strip()
         if cmd in ("/exit", "/quit", "/bye"):
             return False
         if cmd == "/help":
@@ -67,18 +70,26 @@ class Repl:
             self.history.clear()
             print("(conversation cleared)")
         elif cmd == "/system":
-            self.system = rest.strip() or None
+            self.system = rest or None
             self.history.clear()
             print(f"(system prompt {'set' if self.system else 'removed'}; conversation cleared)")
         elif cmd == "/history":
             for m in self._messages():
                 print(f"{m.role}: {m.content}")
+        elif cmd == "/mode" and rest in MODES:
+            self.answerer = self.answerer.with_choice(mode=rest)
+            print(f"(mode: {rest})")
+        elif cmd == "/effort" and rest in EFFORT_BUDGETS:
+            self.answerer = self.answerer.with_choice(effort=rest)
+            print(f"(effort: {rest})")
+        elif cmd in ("/mode", "/effort"):
+            print(f"{cmd} takes one of: {', '.join(MODES if cmd == '/mode' else EFFORT_BUDGETS)}")
         else:
             print(f"unknown command {cmd}; /help lists them")
         return True
 
 
-def _readline(history_file: Path):  # type: ignore[no-untyped-def]
+def _readline(history_file: Path) -> ModuleType | None:
     try:
         import readline
     except ImportError:  # not on every platform

@@ -30,12 +30,14 @@ class RemoteBackend(Backend):
         api_key: str | None = None,
         timeout: float = 600.0,
         prefill: bool = False,
+        extra_body: dict[str, Any] | None = None,
     ):
         # vLLM and SGLang continue a final assistant message with continue_final_message;
         # other engines may not, so it is opt-in per model (`prefill = true` in config).
         self.capabilities = Capabilities(native_reasoning=True, batching=True, prefill=prefill)
         self.base_url = base_url.rstrip("/")
         self.upstream_model = upstream_model
+        self.extra_body = extra_body or {}  # fields sent with every request (e.g. Ponder's mode)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.AsyncClient(
             base_url=self.base_url, headers=headers, timeout=httpx.Timeout(timeout, connect=10.0)
@@ -61,6 +63,7 @@ class RemoteBackend(Backend):
             "presence_penalty": p.presence_penalty,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
+        body.update(self.extra_body)
         if request.prefill:
             if not self.capabilities.prefill:
                 raise Unsupported("this remote model is not configured for prefill (prefill = true)")

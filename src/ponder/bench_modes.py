@@ -1,0 +1,126 @@
+"""`ponder bench modes`: accuracy and cost of each mode on the GSM8K sample.
+
+Each configuration runs every item in-process on one backend, in order, and reports
+accuracy, mean reasoning tokens, mean other generated tokens (the answer, plus any
+probes, plan or synthesis), and mean latency per item. Greedy decoding for the
+single-chain modes; Contemplating's attempts sample at their own temperatures with
+seeds derived from `--seed`, so a run can be repeated.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ponder import modes
+from ponder.backends.base import Backend
+from ponder.config import Settings
+from ponder.evals import gsm8k
+from ponder.types import ChatRequest, Message, SamplingParams, collect
+
+ANSWER_TOKENS = 512  # a cap on each answer, so a looping model cannot stall the run
+
+# name -> fields for modes.resolve
+CONFIGS: dict[str, dict[str, Any]] = {
+    "instant": {"mode": "instant"},
+    "thinking": {"mode": "thinking", "compression": True},
+    "thinking-nocompress": {"mode": "thinking", "compression": False},
+    "contemplating": {"mode": "contemplating"},
+}
+
+
+@dataclass
+class Row:
+    config: str
+    id: str
+    correct: bool
+    expected: str
+    answer: str
+    reasoning_tokens: int
+    completion_tokens: int
+    latency_s: float
+
+
+async def run(
+    backend: Backend,
+    model: str,
+    settings: Settings,
+    configs: list[str],
+    limit: int,
+    effort: str | None,
+    agents: int | None,
+    seed: int,
+) -> list[Row]:
+    items = gsm8k.load(settings.cache_dir, lambda *a: None)[:limit]
+    rows: list[Row] = []
+    for name in configs:
+        right = 0
+        for n, item in enumerate(items, start=1):
+            chat = ChatRequest(
+                model,
+                (Message("user", item.question),),
+                SamplingParams(max_tokens=ANSWER_TOKENS, temperature=0.0, seed=seed),
+            )
+            req = modes.resolve(chat, settings.modes, effort=effort, agents=agents, **CONFIGS[name])
+            t0 = time.perf_counter()
+            done = await collect(modes.run(backend, req))
+            row = Row(name, item.id, gsm8k.is_correct(done.text, item.expected), item.expected, done.text.strip(),
+                      done.usage.reasoning_tokens, done.usage.completion_tokens, time.perf_counter() - t0)  # fmt: skip
+            rows.append(row)
+            right += row.correct
+            print(f"[{name}] {n}/{len(items)}  {right}/{n} right  (last: {'ok ' if row.correct else 'bad'} "
+                  f"{row.reasoning_tokens}+{row.completion_tokens - row.reasoning_tokens} tok, {row.latency_s:.1f}s)",
+                  file=sys.stderr, flush=True)  # fmt: skip
+    return rows
+
+
+def summarise(rows: list[Row]) -> list[dict[str, Any]]:
+    out = []
+    for name in dict.fromkeys(r.config for r in rows):
+        mine = [r for r in rows if r.config == name]
+        out.append({
+            "config": name,
+            "items": len(mine),
+            "accuracy": sum(r.correct for r in mine) / len(mine),
+            "mean_reasoning_tokens": statistics.mean(r.reasoning_tokens for r in mine),
+            "mean_other_tokens": statistics.mean(r.completion_tokens - r.reasoning_tokens for r in mine),
+            "mean_latency_s": statistics.mean(r.latency_s for r in mine),
+        })  # fmt: skip
+    return out
+
+
+def table(summary: list[dict[str, Any]]) -> str:
+    head = f"{'mode':<22}{'items':>6}{'accuracy':>10}{'reasoning tok':>15}{'other tok':>11}{'latency s':>11}"
+    lines = [head]
+    for s in summary:
+        lines.append(f"{s['config']:<22}{s['items']:>6}{s['accuracy']:>10.1%}{s['mean_reasoning_tokens']:>15.0f}"
+                     f"{s['mean_other_tokens']:>11.0f}{s['mean_latency_s']:>11.1f}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def write(rows: list[Row], summary: list[dict[str, Any]], json_out: Path | None, plot_out: Path | None) -> None:
+    if json_out:
+        json_out.write_text(json.dumps({"summary": summary, "rows": [asdict(r) for r in rows]}, indent=2))
+    if plot_out:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for s in summary:
+            tokens = s["mean_reasoning_tokens"] + s["mean_other_tokens"]
+            ax.scatter(tokens, 100 * s["accuracy"], s=60)
+            ax.annotate(s["config"], (tokens, 100 * s["accuracy"]), textcoords="offset points", xytext=(6, 4))
+        ax.set_xlabel("mean generated tokens per item (all calls)")
+        ax.set_ylabel("GSM8K accuracy, %")
+        ax.set_title(f"Ponder modes on GSM8K ({summary[0]['items']} items)")
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(plot_out, dpi=120)

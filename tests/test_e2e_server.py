@@ -99,3 +99,69 @@ def test_client_disconnect_stops_generation(ponder_server: str) -> None:
     full_run = time.monotonic() - t0
     assert whole["usage"]["completion_tokens"] > 400, json.dumps(whole["usage"])
     assert stopped_after < full_run / 4, (stopped_after, full_run)
+
+
+# --- the three modes, end to end ---------------------------------------------------
+
+
+def test_instant_mode_answers_without_reasoning(client: openai.OpenAI) -> None:
+    r = client.chat.completions.create(
+        model=TINY, messages=ASK, max_tokens=24, temperature=0,  # type: ignore[arg-type]
+        extra_body={"mode": "instant"},
+    )  # fmt: skip
+    assert (r.choices[0].message.content or "").strip()
+    assert "reasoning_content" not in (r.choices[0].message.model_extra or {})
+    assert r.model_extra and r.model_extra["ponder"]["mode"] == "instant"
+
+
+def test_thinking_mode_streams_reasoning_then_answer_within_budget(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model=TINY, messages=ASK, max_tokens=24, temperature=0, stream=True,  # type: ignore[arg-type]
+        stream_options={"include_usage": True}, extra_body={"mode": "thinking", "thinking_budget": 40},
+    )  # fmt: skip
+    reasoning, content, order = [], [], []
+    chunks = list(stream)
+    for c in chunks:
+        if not c.choices:
+            continue
+        extra = c.choices[0].delta.model_extra or {}
+        if extra.get("reasoning_content"):
+            reasoning.append(extra["reasoning_content"])
+            order.append("r")
+        if c.choices[0].delta.content:
+            content.append(c.choices[0].delta.content)
+            order.append("c")
+    assert "".join(reasoning).strip() and "".join(content).strip()
+    assert order.index("c") > order.index("r") and "r" not in order[order.index("c") :], "reasoning, then answer"
+    usage = chunks[-1].usage
+    assert usage is not None and usage.completion_tokens_details is not None
+    assert 0 < usage.completion_tokens_details.reasoning_tokens <= 40
+
+
+def test_contemplating_mode_streams_agent_progress(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model=TINY, messages=ASK, max_tokens=16, temperature=0, stream=True,  # type: ignore[arg-type]
+        stream_options={"include_usage": True},
+        extra_body={"mode": "contemplating", "contemplation": {"agents": 2, "agent_budget": 24}},
+    )  # fmt: skip
+    chunks = list(stream)
+    progress = [c.model_extra["ponder"] for c in chunks if c.model_extra and "ponder" in c.model_extra]
+    kinds = [p["type"] for p in progress]
+    assert kinds[0] == "mode" and kinds[1] == "plan"
+    assert kinds.count("agent.start") == 2 and kinds.count("agent.done") == 2 and "agent.delta" in kinds
+    assert kinds[-1] == "synthesis.start"
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert content.strip()
+    done = [p for p in progress if p["type"] == "agent.done"]
+    usage = chunks[-1].usage
+    assert usage is not None and usage.completion_tokens_details is not None
+    assert usage.completion_tokens_details.reasoning_tokens == sum(d["reasoning_tokens"] for d in done) > 0
+
+
+def test_bad_mode_fields_are_400s(client: openai.OpenAI) -> None:
+    for extra, param in [({"mode": "dreaming"}, "mode"), ({"reasoning_effort": "huge"}, "reasoning_effort"),
+                         ({"thinking_budget": -1}, "thinking_budget"),
+                         ({"contemplation": {"agents": 0}}, "contemplation.agents")]:  # fmt: skip
+        with pytest.raises(openai.BadRequestError) as e:
+            client.chat.completions.create(model=TINY, messages=ASK, extra_body=extra)  # type: ignore[arg-type]
+        assert e.value.param == param

@@ -9,14 +9,14 @@ from contextlib import aclosing
 
 from ponder.backends.base import Backend
 from ponder.formats.reasoning import ThinkSplitter
+from ponder.modes.messages import with_user_note
 from ponder.modes.prompts import load
-from ponder.modes.thinking import with_system
 from ponder.types import ChatRequest, Done, Event, TextDelta
 
 
 async def instant(backend: Backend, chat: ChatRequest) -> AsyncGenerator[Event, None]:
     splitter = ThinkSplitter()
-    async with aclosing(backend.stream(with_system(chat, load("instant")["system"]))) as events:
+    async with aclosing(backend.stream(with_user_note(chat, load("instant")["user_note"]))) as events:
         async for event in events:
             if isinstance(event, TextDelta):
                 _, answer = splitter.feed(event.text)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from ponder.backends.base import Backend
 from ponder.formats.reasoning import ThinkSplitter
 from ponder.modes import answers
+from ponder.modes.messages import with_system
 from ponder.modes.prompts import load
 from ponder.types import (
     NO_USAGE,
@@ -53,16 +54,6 @@ class Trace:
     forced: bool = False  # the budget ran out before the model finished thinking
     probes: list[str | None] = field(default_factory=list)
     usage: Usage = NO_USAGE
-
-
-def with_system(chat: ChatRequest, text: str) -> ChatRequest:
-    """Put `text` before the request's own system prompt (or add one)."""
-    msgs = list(chat.messages)
-    if msgs and msgs[0].role in ("system", "developer"):
-        msgs[0] = replace(msgs[0], content=f"{text}\n\n{msgs[0].content}")
-    else:
-        msgs.insert(0, Message("system", text))
-    return replace(chat, messages=tuple(msgs))
 
 
 async def think(

@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 from ponder.backends.base import Backend
 from ponder.modes.base import ModeRequest
+from ponder.modes.messages import with_system
 from ponder.modes.prompts import load, render
-from ponder.modes.thinking import with_system
 from ponder.types import NO_USAGE, ChatRequest, Message, SamplingParams, Usage, collect
 
 Strategy = Literal["attempts", "subtasks"]

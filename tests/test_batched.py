@@ -1,0 +1,284 @@
+"""The batched engine on the real tiny model (SmolLM2-135M): the same answers as
+`LlamaEngine`, requests decoded together, prefixes shared and reused, cancellation
+and errors per request."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+
+from ponder.engine.batched import BatchedEngine, EngineClosed
+from ponder.engine.llama import LlamaEngine
+from ponder.engine.slots import SlotTable
+from ponder.errors import ContextLengthExceeded, InvalidRequest
+from ponder.types import Done, Event, Message, SamplingParams, TextDelta
+
+pytestmark = pytest.mark.e2e
+N_SEQ = 4
+STORY = (Message("user", "Write a very long story about a dragon who learns to bake bread."),)
+QUESTIONS = ("Tell me about cats.", "What is Python?", "Describe the sea at night.", "Write a poem about bread.")
+JOIN_S = 120  # a hung engine fails the test instead of hanging the run
+# One thread: with an OpenMP build, two threads on a 2-core machine that is busy with
+# anything else wait on each other at every op barrier (seconds per token).
+THREADS = 1
+
+
+@dataclass
+class Answer:
+    text: str = ""
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def done(self) -> Done:
+        assert isinstance(self.events[-1], Done), self.events[-1:]
+        return self.events[-1]
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model: Path) -> Iterator[BatchedEngine]:
+    e = BatchedEngine(tiny_model, n_ctx=1024, n_threads=THREADS, n_seq_max=N_SEQ)
+    yield e
+    e.close()
+
+
+def ask(engine: BatchedEngine, question: str, system: str | None = None) -> list[int]:
+    messages = [Message("system", system)] if system else []
+    return engine.prompt_tokens([*messages, Message("user", question)])
+
+
+def run(
+    engine: BatchedEngine | LlamaEngine,
+    tokens: list[int],
+    cancel: threading.Event | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    **params: object,
+) -> Answer:
+    answer = Answer()
+
+    def emit(event: Event) -> None:
+        answer.events.append(event)
+        if on_event:
+            on_event(event)
+
+    engine.generate(tokens, SamplingParams(**params), cancel or threading.Event(), emit)  # type: ignore[arg-type]
+    assert sum(isinstance(e, Done) for e in answer.events) == 1
+    answer.text = "".join(e.text for e in answer.events if isinstance(e, TextDelta))
+    return answer
+
+
+def together(*jobs: Callable[[], Answer]) -> list[Answer]:
+    """Run the jobs on their own threads, started at once; re-raise the first error."""
+    results = outcomes(*jobs)
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+    return [r for r in results if isinstance(r, Answer)]
+
+
+def outcomes(*jobs: Callable[[], Answer]) -> list[Answer | BaseException | None]:
+    results: list[Answer | BaseException | None] = [None] * len(jobs)
+    start = threading.Barrier(len(jobs))
+
+    def work(i: int) -> None:
+        start.wait()
+        try:
+            results[i] = jobs[i]()
+        except BaseException as e:
+            results[i] = e
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(JOIN_S)
+        assert not t.is_alive(), "generate() did not return"
+    return results
+
+
+def test_greedy_output_equals_llama_engine(engine: BatchedEngine, tiny_model: Path) -> None:
+    single = LlamaEngine(tiny_model, n_ctx=1024, n_threads=THREADS)
+    tokens = single.prompt_tokens(STORY)
+    assert engine.prompt_tokens(STORY) == tokens
+    expected = run(single, tokens, max_tokens=48, temperature=0)
+    got = run(engine, tokens, max_tokens=48, temperature=0)
+    assert got.text == expected.text and got.text.strip()
+    assert got.done == expected.done
+    assert got.done.usage.completion_tokens == 48 and got.done.finish_reason == "length"
+
+
+def test_prefill_text_starts_the_reply(engine: BatchedEngine) -> None:
+    plain = engine.prompt_tokens(STORY)
+    started = engine.prompt_tokens(STORY, prefill="Chapter 1: The Dragon")
+    assert started[: len(plain)] == plain and len(started) > len(plain)
+    reply = run(engine, started, max_tokens=12, temperature=0)
+    assert reply.text.strip() and not reply.text.startswith("Chapter 1")
+
+
+def test_concurrent_requests_are_decoded_together(engine: BatchedEngine) -> None:
+    prompts = [ask(engine, q) for q in QUESTIONS]
+    alone = [run(engine, p, max_tokens=40, temperature=0) for p in prompts]
+
+    order: list[int] = []  # which request each TextDelta belonged to, in emission order
+    lock = threading.Lock()
+
+    def job(i: int) -> Callable[[], Answer]:
+        def record(event: Event) -> None:
+            with lock:
+                order.append(i)
+
+        return lambda: run(engine, prompts[i], on_event=record, max_tokens=40, temperature=0)
+
+    both = together(*(job(i) for i in range(len(prompts))))
+    for a, b in zip(alone, both):
+        assert b.text == a.text
+        assert b.done.finish_reason == a.done.finish_reason
+        assert b.done.usage.completion_tokens == a.done.usage.completion_tokens
+    switches = sum(x != y for x, y in pairwise(order))
+    assert switches > 3 * len(prompts), f"requests ran one after another, not in shared batches: {order}"
+
+
+def test_more_requests_than_slots_wait_their_turn(engine: BatchedEngine) -> None:
+    prompts = [ask(engine, f"Count to {n}.") for n in range(N_SEQ + 2)]
+    answers = together(*(lambda p=p: run(engine, p, max_tokens=6, temperature=0) for p in prompts))
+    assert [a.done.usage.completion_tokens for a in answers] == [6] * len(prompts)
+
+
+def test_concurrent_requests_with_a_shared_prefix_prefill_it_once(engine: BatchedEngine) -> None:
+    system = "You are a careful analyst at the Zebra Institute. " * 12  # unseen by earlier tests
+    prompt = ask(engine, "Is a zebra white with black stripes?", system)
+    answers = together(*(lambda: run(engine, prompt, max_tokens=12, temperature=0) for _ in range(N_SEQ)))
+    cached = sorted(a.done.usage.cached_tokens for a in answers)
+    assert cached[0] < len(prompt) // 2, "the first request prefills the prompt"
+    assert cached[1:] == [len(prompt) - 1] * (N_SEQ - 1), "the others copy it (all but the last token)"
+    # Not necessarily the same text: the leader's first token comes from logits computed
+    # inside a long prefill batch, the followers' from a short one, and near-ties can flip.
+    assert all(a.text.strip() and a.done.usage.completion_tokens > 0 for a in answers)
+
+
+def test_follow_up_turn_reuses_its_idle_slot(engine: BatchedEngine) -> None:
+    history = [Message("system", "You are terse."), Message("user", "Name three colours. " * 30)]
+    first = run(engine, engine.prompt_tokens(history), max_tokens=24, temperature=0)
+    for q in QUESTIONS[:2]:  # other requests meanwhile take other slots, not this one
+        run(engine, ask(engine, q), max_tokens=4, temperature=0)
+    follow = [*history, Message("assistant", first.text), Message("user", "And three animals?")]
+    second = run(engine, engine.prompt_tokens(follow), max_tokens=8, temperature=0)
+    assert second.done.usage.cached_tokens >= first.done.usage.prompt_tokens - 1
+    assert second.done.usage.prompt_tokens > first.done.usage.prompt_tokens + first.done.usage.completion_tokens - 4
+
+
+def test_least_recently_used_slot_is_evicted(engine: BatchedEngine) -> None:
+    tail = "then spell it backwards, then count its letters and list its vowels and its consonants."
+    prompts = [ask(engine, f"Pick word {n} of the dictionary, {tail}") for n in range(N_SEQ + 1)]
+    for p in prompts:
+        run(engine, p, max_tokens=2, temperature=0)
+    latest = run(engine, prompts[-1], max_tokens=2, temperature=0)
+    assert latest.done.usage.cached_tokens == len(prompts[-1]) - 1
+    oldest = run(engine, prompts[0], max_tokens=2, temperature=0)
+    assert oldest.done.usage.cached_tokens < len(prompts[0]) - 1, "the oldest cache should have been evicted"
+
+
+def test_cancel_stops_only_that_request(engine: BatchedEngine) -> None:
+    cancel = threading.Event()
+    deltas = 0
+
+    def cancel_after_three(event: Event) -> None:
+        nonlocal deltas
+        deltas += isinstance(event, TextDelta)
+        if deltas == 3:
+            cancel.set()
+
+    story = engine.prompt_tokens(STORY)
+    answers = together(
+        lambda: run(engine, story, cancel=cancel, on_event=cancel_after_three, max_tokens=120, temperature=0),
+        lambda: run(engine, ask(engine, QUESTIONS[0]), max_tokens=120, temperature=0),
+        lambda: run(engine, ask(engine, QUESTIONS[1]), max_tokens=120, temperature=0),
+    )
+    assert answers[0].done.finish_reason == "cancelled"
+    assert answers[0].done.usage.completion_tokens == 3
+    for other in answers[1:]:
+        assert other.done.finish_reason in ("length", "stop")
+        assert other.done.usage.completion_tokens > 20
+
+
+def test_stop_strings_and_max_tokens(engine: BatchedEngine) -> None:
+    story = engine.prompt_tokens(STORY)
+    full = run(engine, story, max_tokens=40, temperature=0)
+    words = full.text.split()
+    assert len(words) > 6
+    cut = run(engine, story, max_tokens=40, temperature=0, stop=(words[5],))
+    assert cut.done.finish_reason == "stop"
+    assert cut.text == full.text[: full.text.index(words[5])]
+    short = run(engine, story, max_tokens=7, temperature=0)
+    assert short.done.finish_reason == "length" and short.done.usage.completion_tokens == 7
+    assert full.text.startswith(short.text)
+
+
+def test_a_seed_makes_sampling_repeatable(engine: BatchedEngine) -> None:
+    story = engine.prompt_tokens(STORY)
+    a, b = (run(engine, story, max_tokens=24, temperature=1.0, seed=7) for _ in range(2))
+    others = [run(engine, story, max_tokens=24, temperature=1.0, seed=s) for s in (8, 9)]
+    assert a.text == b.text
+    assert any(o.text != a.text for o in others), "different seeds should give some different text"
+
+
+def test_errors_reach_the_calling_thread(engine: BatchedEngine) -> None:
+    with pytest.raises(ContextLengthExceeded, match="1024"):
+        run(engine, [1] * 1500, max_tokens=4)
+    with pytest.raises(InvalidRequest):
+        run(engine, [], max_tokens=4)
+
+    def explode(event: Event) -> None:
+        raise ValueError("the consumer broke")
+
+    story = engine.prompt_tokens(STORY)
+    broken, fine = outcomes(
+        lambda: run(engine, story, on_event=explode, max_tokens=40, temperature=0),
+        lambda: run(engine, ask(engine, QUESTIONS[2]), max_tokens=40, temperature=0),
+    )
+    assert isinstance(broken, ValueError) and "consumer broke" in str(broken)
+    assert isinstance(fine, Answer) and fine.done.usage.completion_tokens == 40
+    after = run(engine, ask(engine, QUESTIONS[3]), max_tokens=5, temperature=0)
+    assert after.done.usage.completion_tokens == 5, "the engine goes on after one request failed"
+
+
+def test_closed_engine_refuses_work(tiny_model: Path) -> None:
+    e = BatchedEngine(tiny_model, n_ctx=256, n_threads=THREADS, n_seq_max=2)
+    tokens = e.prompt_tokens(STORY)
+    assert run(e, tokens, max_tokens=2, temperature=0).done.usage.completion_tokens == 2
+    e.close()
+    with pytest.raises(EngineClosed):
+        run(e, tokens, max_tokens=2)
+    with pytest.raises(EngineClosed):
+        e.prompt_tokens(STORY)
+
+
+def test_slot_plans_without_a_model() -> None:
+    table = SlotTable(3)
+    chat = list(range(100))
+    first = table.plan(chat)
+    assert first is not None and first.reuse == 0
+    first.slot.tokens = [*chat, 500, 501]  # the answer went into the cache too
+    table.release(first.slot)
+
+    # the next turn extends the same slot in place
+    follow_up = table.plan([*chat, 500, 501, 502, 7, 8])
+    assert follow_up is not None and follow_up.slot is first.slot and follow_up.reuse == 102
+    assert follow_up.source is first.slot and not follow_up.wait
+    table.release(first.slot)
+
+    # another chat sharing only the system prompt copies it into a fresh slot, keeping this one
+    other = table.plan([*chat[:40], 900, *range(1000, 1060)])
+    assert other is not None and other.slot is not first.slot
+    assert other.source is first.slot and other.reuse == 40
+
+    # a request arriving while `other` still prefills waits for it rather than computing it twice
+    twin = table.plan([*chat[:40], 900, *range(1000, 1060)])
+    assert twin is not None and twin.wait and twin.source is other.slot and twin.reuse == 100
+    again = table.plan(chat)
+    assert again is not None and again.slot is first.slot and again.reuse == len(chat) - 1
+    assert table.plan(chat) is None, "every slot is busy"

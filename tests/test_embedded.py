@@ -69,6 +69,17 @@ async def test_follow_up_turn_reuses_the_cached_prefix(backend: EmbeddedBackend)
     assert second.usage.prompt_tokens > first.usage.prompt_tokens + first.usage.completion_tokens - 4
 
 
+async def test_prefill_is_the_start_of_the_reply(backend: EmbeddedBackend) -> None:
+    engine = await backend.load()
+    plain = engine.prompt_tokens(STORY)
+    filled = engine.prompt_tokens(STORY, "Once upon a time, a dragon")
+    assert filled[: len(plain)] == plain
+    assert engine.llm.detokenize(filled[len(plain) :]).decode() == "Once upon a time, a dragon"
+    chat = ChatRequest("tiny", STORY, SamplingParams(max_tokens=4, temperature=0), prefill="Once upon a time, a dragon")
+    done = await collect(backend.stream(chat))
+    assert done.usage.prompt_tokens == len(filled)
+
+
 async def test_too_long_a_context_is_refused_before_any_work(tiny_model: Path) -> None:
     small = EmbeddedBackend(tiny_model, EngineSettings(n_ctx=256, n_threads=2))
     try:

@@ -76,7 +76,11 @@ async def test_thinking_reasons_then_answers_through_prefill() -> None:
     reasoning_call, answer_call = backend.requests
     assert reasoning_call.prefill == THINK["open"]
     assert reasoning_call.params.stop == ("</think>",) and reasoning_call.params.max_tokens == 100
-    assert answer_call.prefill == THINK["open"] + "six sevens are forty two" + THINK["close"]
+    assert answer_call.prefill == ""
+    assert answer_call.messages[-2:] == (
+        Message("assistant", THINK["open"] + "six sevens are forty two" + THINK["close"].rstrip()),
+        Message("user", THINK["answer_now"]),
+    )
     assert reasoning_call.messages[0].content.startswith(THINK["system"])
     done = events[-1]
     assert done.usage.reasoning_tokens == 5 and done.usage.completion_tokens == 6
@@ -86,7 +90,7 @@ async def test_budget_forcing_cuts_the_trace_and_still_answers() -> None:
     backend = ScriptedBackend("one two three four five six seven eight", "8")
     events, trace = await run_think(backend, 3, compression=False)
     assert trace.reasoning == "one two three" and trace.reasoning_tokens == 3 and trace.forced
-    assert backend.requests[1].prefill.endswith("one two three" + THINK["close"])
+    assert backend.requests[1].messages[-2].content.endswith("one two three" + THINK["close"].rstrip())
     assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "8"
 
 
@@ -97,17 +101,24 @@ async def test_an_empty_answer_falls_back_to_the_reasonings_conclusion() -> None
     assert [e.text for e in events if isinstance(e, TextDelta)] == ["42"]
 
 
-async def test_compression_stops_once_two_probes_agree() -> None:
-    # reasoning slice, probe, slice, probe (agrees), answer
-    backend = ScriptedBackend("a b c", "41", "d e f", "41", "41 it is")
+async def test_compression_stops_once_two_probes_agree_on_a_worked_out_value() -> None:
+    # reasoning slice, probe, slice, probe (agrees, and the reasoning states 41), answer
+    backend = ScriptedBackend("x is 41", "41", "so 41 it is", "41", "41 it is")
     events, trace = await run_think(backend, 100, compression=True, probe_every=3)
     assert trace.probes == ["41", "41"]
     assert trace.reasoning_tokens == 6 and not trace.forced
     assert len(backend.requests) == 5
     probe = backend.requests[1]
-    assert probe.prefill.endswith(THINK["close"] + THINK["probe"]) and probe.params.temperature == 0
+    assert probe.messages[-1] == Message("user", THINK["answer_now"]) and probe.messages[-2].role == "assistant"
+    assert probe.params.temperature == 0 and probe.prefill == ""
     assert trace.answer == "41 it is"
     assert events[-1].usage.reasoning_tokens == 6
+
+
+async def test_repeated_guesses_the_reasoning_never_reached_do_not_stop_it() -> None:
+    backend = ScriptedBackend("a b c", "7", "d e f", "7", "g h", "9")
+    _, trace = await run_think(backend, 8, compression=True, probe_every=3)
+    assert trace.probes == ["7", "7"] and trace.reasoning_tokens == 8 and trace.forced
 
 
 async def test_compression_keeps_thinking_while_probes_disagree() -> None:
@@ -236,7 +247,8 @@ async def test_a_multipart_request_is_split_into_subtasks_and_synthesised() -> N
             return "Sure: " + json.dumps(plan)
         if "combine the work" in system:
             return "Here is everything: a haiku and 2, 3, 5."
-        part = "haiku" if "haiku about rain" in req.messages[-1].content.split("Your part:")[-1] else "primes"
+        task = next(m.content for m in req.messages if "Your part:" in m.content)
+        part = "haiku" if "haiku about rain" in task.split("Your part:")[-1] else "primes"
         return f"thinking about {part}" if req.prefill == THINK["open"] else f"done {part}"
 
     backend = ScriptedBackend(respond=respond)

@@ -74,7 +74,8 @@ class LlamaEngine:
             rendered = self._formatter(messages=as_dicts)
         except Exception as e:  # a template's own raise_exception(), e.g. role order
             raise InvalidRequest(f"the model's chat template rejected the messages: {e}", param="messages") from e
-        return self.llm.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True)
+        text = rendered.prompt + prefill  # the reply continues from the prefill
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=not rendered.added_special, special=True)
 
     def check_fits(self, n_prompt: int, max_tokens: int | None) -> None:
         wanted = n_prompt + (max_tokens or 0)

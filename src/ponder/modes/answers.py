@@ -58,3 +58,10 @@ def extract(text: str) -> str | None:
 def normalize(text: str) -> str:
     text = re.sub(r"\\text\{([^}]*)\}", r"\1", text)
     return re.sub(r"[\s*`$.]+", " ", text).strip().lower()
+
+
+def mentions(text: str, answer: str) -> bool:
+    """Whether `text` states `answer` (as a number among its numbers, or as words)."""
+    if number(answer) == answer:
+        return answer in {number(n) for n in _NUMBER.findall(text)}
+    return answer in normalize(text)

@@ -6,10 +6,12 @@ the reply itself, so models with no thinking mode of their own still think:
   1. reasoning: continue the reply from "<think>\\n", at most `budget` tokens, stopping
      early if the model closes the block itself;
   2. thought compression: every `probe_every` reasoning tokens, ask for the answer
-     right now ("…</think> The final answer is \\boxed{"). When two probes in a row
-     agree, more thinking is not changing the answer, so thinking stops;
-  3. answer: continue from the reasoning plus "</think>", so the answer is always
-     written, even when the budget cut the reasoning short (budget forcing).
+     right now, in a new turn after the reasoning so far. When two probes in a row
+     give the same answer and the reasoning has already worked that value out, more
+     thinking is not changing the answer, so thinking stops;
+  3. answer: a new user turn after the reasoning asks for the final answer, so the
+     answer is always written, even when the budget cut the reasoning short (budget
+     forcing).
 
 Each phase repeats the prompt of the one before, so the engine's prefix reuse makes
 the phase switches cheap. Backends that cannot prefill (most remote engines) get
@@ -107,11 +109,23 @@ async def _prefilled(
         trace.reasoning_tokens += usage.completion_tokens
         finished = finish == "stop" or usage.completion_tokens == 0
         if compression and not finished and trace.reasoning_tokens < budget:
-            finished = await _probe_agrees(backend, chat, opened + trace.reasoning + closed + prompts["probe"], trace)
+            finished = await _probe_agrees(backend, chat, opened + trace.reasoning, trace, prompts["answer_now"])
     trace.forced = not finished and trace.reasoning_tokens >= budget
     # 3. the answer, always
-    prefill = opened + trace.reasoning.rstrip() + closed
-    async for event in _text(backend, replace(chat, prefill=prefill)):
+    async for answer_event in _answer(
+        backend, chat, opened + trace.reasoning.rstrip() + closed.rstrip(), trace, prompts
+    ):
+        yield answer_event
+
+
+async def _answer(
+    backend: Backend, chat: ChatRequest, reasoning: str, trace: Trace, prompts: dict[str, str]
+) -> AsyncGenerator[Event, None]:
+    """Ask for the answer in a new user turn after the reasoning. Continuing the
+    reply after "</think>" does not work on models without a thinking mode: Qwen2.5
+    took the reasoning for a draft and wrote the whole solution again."""
+    follow = (*chat.messages, Message("assistant", reasoning), Message("user", prompts["answer_now"]))
+    async for event in _text(backend, replace(chat, messages=follow)):
         if isinstance(event, TextDelta):
             trace.answer += event.text
             yield event
@@ -119,19 +133,22 @@ async def _prefilled(
             trace.usage += event.usage
 
 
-async def _probe_agrees(backend: Backend, chat: ChatRequest, prefill: str, trace: Trace) -> bool:
-    """Ask for the answer now; True when it matches the previous probe's answer."""
-    params = SamplingParams(max_tokens=PROBE_TOKENS, temperature=0.0, stop=("}",))
+async def _probe_agrees(backend: Backend, chat: ChatRequest, reasoning: str, trace: Trace, prompt: str) -> bool:
+    """Ask for the answer now, in a new turn after the reasoning so far. True when it
+    matches the previous probe and the reasoning has already worked that value out,
+    so an early guess that happens to repeat does not end the thinking."""
+    params = SamplingParams(max_tokens=PROBE_TOKENS, temperature=0.0)
+    follow = (*chat.messages, Message("assistant", reasoning), Message("user", prompt))
     text = []
-    async for event in _text(backend, replace(chat, params=params, prefill=prefill)):
+    async for event in _text(backend, replace(chat, messages=follow, params=params)):
         if isinstance(event, TextDelta):
             text.append(event.text)
         elif isinstance(event, Done):
             trace.usage += event.usage
-    got = answers.number("".join(text)) or (answers.normalize("".join(text)) or None)
-    agrees = bool(trace.probes) and got is not None and trace.probes[-1] == got
+    got = answers.extract("".join(text))
+    settled = got is not None and bool(trace.probes) and trace.probes[-1] == got and answers.mentions(reasoning, got)
     trace.probes.append(got)
-    return agrees
+    return settled
 
 
 async def _single_call(
@@ -168,13 +185,8 @@ async def _single_call(
         yield TextDelta(answer)
     if over_budget:
         trace.forced = True
-        follow = (*chat.messages, Message("assistant", trace.reasoning), Message("user", prompts["answer_now"]))
-        async for event in _text(backend, replace(chat, messages=follow)):
-            if isinstance(event, TextDelta):
-                trace.answer += event.text
-                yield event
-            elif isinstance(event, Done):
-                trace.usage += event.usage
+        async for event in _answer(backend, chat, trace.reasoning, trace, prompts):
+            yield event
 
 
 def _split(event: Event, splitter: ThinkSplitter) -> tuple[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -63,3 +64,19 @@ def test_pull_models_rm_round_trip(tmp_path: Path) -> None:
     assert any(line.split()[:2] == [TINY, "no"] for line in listing.splitlines())
     gone = ponder(tmp_path, "rm", TINY)
     assert gone.returncode == 1 and "is not pulled" in gone.stderr
+
+
+def test_bench_modes_runs_the_gsm8k_sample_and_writes_json_and_plot(data_dir: Path, tiny_model: Path) -> None:
+    out, plot = data_dir / "modes.json", data_dir / "modes.png"
+    args = ["bench", "modes", "-m", TINY, "--limit", "2", "--modes", "instant,thinking", "--effort", "minimal"]
+    r = ponder(data_dir, *args, "--json", str(out), "--plot", str(plot))
+    assert r.returncode == 0, r.stderr
+    assert "[thinking] 2/2" in r.stderr, "progress per item"
+    summary = json.loads(out.read_text())["summary"]
+    assert [s["config"] for s in summary] == ["instant", "thinking"]
+    assert all(s["items"] == 2 for s in summary)
+    assert summary[0]["mean_reasoning_tokens"] == 0 < summary[1]["mean_reasoning_tokens"] <= 128
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert r.stdout.splitlines()[0].split()[:3] == ["mode", "items", "accuracy"]
+    bad = ponder(data_dir, "bench", "modes", "--modes", "dreaming")
+    assert bad.returncode == 2 and "unknown mode config" in bad.stdout

@@ -70,9 +70,9 @@ async def think(
     """Stream one Thinking run: ReasoningDeltas, then TextDeltas, then one Done."""
     trace = trace if trace is not None else Trace()
     prompts = load("thinking")
-    chat = with_system(chat, prompts["system"])
+    chat = with_system(chat, prompts["system"] + ("\n" + prompts["compress"] if compression else ""))
     run = _prefilled if backend.capabilities.prefill else _single_call
-    async for event in run(backend, chat, budget, compression, probe_every, trace, prompts):
+    async for event in run(_Run(backend, chat, budget, compression, probe_every, trace, prompts)):
         yield event
     if not trace.answer.strip():  # never an empty answer: fall back to what the reasoning concluded
         lines = trace.reasoning.strip().splitlines()
@@ -82,15 +82,20 @@ async def think(
     yield Done("stop", usage)
 
 
-async def _prefilled(
-    backend: Backend,
-    chat: ChatRequest,
-    budget: int,
-    compression: bool,
-    probe_every: int,
-    trace: Trace,
-    prompts: dict[str, str],
-) -> AsyncGenerator[Event, None]:
+@dataclass
+class _Run:
+    backend: Backend
+    chat: ChatRequest
+    budget: int
+    compression: bool
+    probe_every: int
+    trace: Trace
+    prompts: dict[str, str]
+
+
+async def _prefilled(r: _Run) -> AsyncGenerator[Event, None]:
+    backend, chat, budget, compression, trace, prompts = r.backend, r.chat, r.budget, r.compression, r.trace, r.prompts
+    probe_every = r.probe_every
     opened, closed = prompts["open"], prompts["close"]
     finished = False
     # 1-2. reasoning, in slices between answer probes
@@ -151,15 +156,9 @@ async def _probe_agrees(backend: Backend, chat: ChatRequest, reasoning: str, tra
     return settled
 
 
-async def _single_call(
-    backend: Backend,
-    chat: ChatRequest,
-    budget: int,
-    compression: bool,
-    probe_every: int,
-    trace: Trace,
-    prompts: dict[str, str],
-) -> AsyncGenerator[Event, None]:
+async def _single_call(r: _Run) -> AsyncGenerator[Event, None]:
+    """One streamed call; the budget is enforced by cutting it (no probes: they need prefill)."""
+    backend, chat, budget, trace, prompts = r.backend, r.chat, r.budget, r.trace, r.prompts
     splitter = ThinkSplitter()
     over_budget = False
     async with aclosing(backend.stream(chat)) as events:

@@ -45,6 +45,9 @@ class EngineSettings:
     n_threads: int = max(1, min(os.cpu_count() or 1, 8))
     n_batch: int = 512
     n_ubatch: int = 512
+    # Sequences decoded together in one batch (Contemplating's agents, concurrent
+    # requests). 1 selects the simple one-at-a-time engine.
+    n_seq_max: int = 1
     temperature: float = 0.7
     top_p: float = 0.95
 
@@ -132,6 +135,7 @@ _ENGINE_ENV_KEYS: dict[str, str] = {
     "PONDER_N_CTX": "n_ctx",
     "PONDER_THREADS": "n_threads",
     "PONDER_N_BATCH": "n_batch",
+    "PONDER_N_SEQ": "n_seq_max",
 }
 
 

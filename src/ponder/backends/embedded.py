@@ -1,10 +1,12 @@
-"""The embedded backend: a `LlamaEngine` on its own worker thread.
+"""The embedded backend: a llama.cpp engine driven from worker threads.
 
-llama.cpp contexts are not thread-safe, so one thread owns the engine and runs one
-request at a time; others wait their turn in the executor's queue. Events cross
-back to the event loop with `call_soon_threadsafe`, so the loop never blocks on
-model compute. When the consumer goes away (client disconnect), a
-`threading.Event` tells the decode loop to stop at the next token.
+With `n_seq_max > 1` (the default) it is the `BatchedEngine`: each request's
+`generate()` blocks one of `n_seq_max` worker threads while the engine's scheduler
+decodes all of them in one batch per step. With `n_seq_max = 1` it is the simple
+`LlamaEngine`, one request at a time. Events cross back to the event loop with
+`call_soon_threadsafe`, so the loop never blocks on model compute. When the
+consumer goes away (client disconnect), a `threading.Event` tells the decode loop
+to stop that request at its next token.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 from ponder.backends.base import Backend, Capabilities
 from ponder.config import EngineSettings
+from ponder.engine.batched import BatchedEngine
 from ponder.engine.llama import LlamaEngine
 from ponder.types import ChatRequest, Done, Event, SamplingParams
 
@@ -24,14 +27,14 @@ _END = object()
 
 
 class EmbeddedBackend(Backend):
-    capabilities = Capabilities(prefill=True)
-
     def __init__(self, path: Path, settings: EngineSettings, n_ctx: int | None = None):
         self.path = path
         self.settings = settings
         self.n_ctx = n_ctx or settings.n_ctx
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ponder-engine")
-        self._engine: LlamaEngine | None = None
+        self.capabilities = Capabilities(prefill=True, batching=settings.n_seq_max > 1)
+        workers = max(1, settings.n_seq_max)
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ponder-engine")
+        self._engine: LlamaEngine | BatchedEngine | None = None
         self._load_lock = asyncio.Lock()
         self._jobs: set[asyncio.Future[None]] = set()
 
@@ -43,17 +46,23 @@ class EmbeddedBackend(Backend):
     def context_length(self) -> int | None:  # type: ignore[override]
         return self._engine.n_ctx if self._engine else self.n_ctx
 
-    async def load(self) -> LlamaEngine:
+    async def load(self) -> LlamaEngine | BatchedEngine:
         async with self._load_lock:
             if self._engine is None:
-                s = self.settings
-                defaults = SamplingParams(temperature=s.temperature, top_p=s.top_p)
-                self._engine = await asyncio.get_running_loop().run_in_executor(
-                    self._executor,
-                    lambda: LlamaEngine(self.path, n_ctx=self.n_ctx, n_threads=s.n_threads,
-                                        n_batch=s.n_batch, n_ubatch=s.n_ubatch, defaults=defaults),
-                )  # fmt: skip
+                self._engine = await asyncio.get_running_loop().run_in_executor(self._executor, self._make_engine)
             return self._engine
+
+    def _make_engine(self) -> LlamaEngine | BatchedEngine:
+        s = self.settings
+        defaults = SamplingParams(temperature=s.temperature, top_p=s.top_p)
+        if s.n_seq_max <= 1:
+            return LlamaEngine(self.path, n_ctx=self.n_ctx, n_threads=s.n_threads, n_batch=s.n_batch,
+                               n_ubatch=s.n_ubatch, defaults=defaults)  # fmt: skip
+        # A unified KV cache with flash attention was the fastest of the four layouts
+        # bench/batching.py tried on 2 cores (README, Benchmarks).
+        return BatchedEngine(self.path, n_ctx=self.n_ctx, n_threads=s.n_threads, n_seq_max=s.n_seq_max,
+                             n_batch=max(s.n_batch, s.n_seq_max), n_ubatch=s.n_ubatch, defaults=defaults,
+                             kv_unified=True, flash_attn=True)  # fmt: skip
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
         engine = await self.load()
@@ -91,5 +100,7 @@ class EmbeddedBackend(Backend):
             cancel.set()  # the job stops at its next token and removes itself from _jobs
 
     async def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
-        self._engine = None
+        engine, self._engine = self._engine, None
+        if isinstance(engine, BatchedEngine):
+            engine.close()  # running generate() calls end with EngineClosed
+        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)

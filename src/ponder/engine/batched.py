@@ -5,7 +5,8 @@
 owns the llama context (contexts are not thread-safe) and runs a loop of steps.
 Each step builds one `llama_decode` batch that holds the next token of every
 sequence that is decoding plus chunks of the prompts of newly admitted ones, up to
-`n_batch` tokens; then it samples one token per sequence with llama.cpp's native
+`n_batch` tokens (fewer while others decode, so that a long prompt does not stall
+them for seconds); then it samples one token per sequence with llama.cpp's native
 samplers, reading the logits where llama.cpp left them. Requests join between
 steps, and leave when they stop, run out of tokens or are cancelled.
 
@@ -29,17 +30,19 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import llama_cpp
 from llama_cpp._internals import LlamaModel
-from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-from ponder.engine.llama import CHATML
+from ponder.engine.common import ChatTemplate, check_fits, common_prefix, with_defaults
 from ponder.engine.sequence import Job, Seq, Vocab
-from ponder.engine.slots import Slot, SlotTable, common_prefix
-from ponder.errors import ContextLengthExceeded, InvalidRequest
+from ponder.engine.slots import Slot, SlotTable
+from ponder.errors import InvalidRequest
 from ponder.types import Done, Event, Message, SamplingParams, Usage
+
+# Prompt tokens per step while other sequences are decoding: a long prompt then
+# costs them several short stalls instead of a few seconds-long ones.
+PREFILL_WHILE_DECODING = 128
 
 # Wakes a caller's wait now and then to notice a scheduler that died without
 # answering (which would be a bug), instead of hanging forever.
@@ -61,8 +64,8 @@ class BatchedEngine:
         n_batch: int = 512,
         n_ubatch: int = 512,
         defaults: SamplingParams | None = None,
-        kv_unified: bool = False,
-        flash_attn: bool | None = None,
+        kv_unified: bool = True,
+        flash_attn: bool | None = True,
     ):
         if n_batch < n_seq_max:
             raise ValueError(f"n_batch ({n_batch}) must hold one token per sequence (n_seq_max={n_seq_max})")
@@ -83,17 +86,13 @@ class BatchedEngine:
             self._model.close()
             raise RuntimeError(f"llama.cpp could not create a context for {path} (n_ctx={p.n_ctx})")
         self._vocab = Vocab(self._model.vocab)
-        self._formatter = self._chat_formatter()
-        self._scheduler = Scheduler(ctx, self._vocab, SlotTable(n_seq_max), n_batch, self.n_ctx, kv_unified)
-
-    def _chat_formatter(self) -> Jinja2ChatFormatter:
-        model = self._model
-        eos, bos = model.token_eos(), model.token_bos()
-        return Jinja2ChatFormatter(
-            template=model.metadata().get("tokenizer.chat_template", CHATML),
-            eos_token=model.token_get_text(eos) if eos != -1 else "",
-            bos_token=model.token_get_text(bos) if bos != -1 else "",
+        eos, bos = self._model.token_eos(), self._model.token_bos()
+        self._template = ChatTemplate(
+            self._model.metadata().get("tokenizer.chat_template"),
+            eos_token=self._model.token_get_text(eos) if eos != -1 else "",
+            bos_token=self._model.token_get_text(bos) if bos != -1 else "",
         )
+        self._scheduler = Scheduler(ctx, self._vocab, SlotTable(n_seq_max), n_batch, self.n_ctx, kv_unified)
 
     # 1. messages -> prompt tokens ------------------------------------------------
 
@@ -101,23 +100,11 @@ class BatchedEngine:
         """The chat template's prompt, then `prefill`: the start of the assistant's reply."""
         if self._model.model is None:  # the vocabulary went with the model
             raise EngineClosed("the batched engine is closed")
-        as_dicts: list[Any] = [{"role": m.role, "content": m.content} for m in messages]
-        try:
-            rendered = self._formatter(messages=as_dicts)
-        except Exception as e:  # a template's own raise_exception(), e.g. role order
-            raise InvalidRequest(f"the model's chat template rejected the messages: {e}", param="messages") from e
-        text = (rendered.prompt + prefill).encode("utf-8")
-        return list(self._model.tokenize(text, add_bos=not rendered.added_special, special=True))
+        text, add_bos = self._template.render(messages, prefill)
+        return list(self._model.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
 
     def check_fits(self, n_prompt: int, max_tokens: int | None) -> None:
-        wanted = n_prompt + (max_tokens or 0)
-        if n_prompt >= self.n_ctx or wanted > self.n_ctx:
-            extra = f" + {max_tokens} max_tokens" if max_tokens else ""
-            raise ContextLengthExceeded(
-                f"this model's context is {self.n_ctx} tokens, but the request needs "
-                f"{n_prompt} prompt tokens{extra}. Shorten the messages or lower max_tokens.",
-                param="messages",
-            )
+        check_fits(self.n_ctx, n_prompt, max_tokens)
 
     # 2. decode -------------------------------------------------------------------
 
@@ -137,25 +124,13 @@ class BatchedEngine:
         self.check_fits(len(tokens), None)
         if any(t < 0 or t >= self._vocab.n_tokens for t in tokens):  # would fail the whole shared batch
             raise InvalidRequest("the prompt holds a token id outside the vocabulary", param="messages")
-        job = Job(list(tokens), self._merged(params), cancel, emit)
+        job = Job(list(tokens), with_defaults(params, self.defaults), cancel, emit)
         self._scheduler.submit(job)
         while not job.done.wait(WAIT_POLL_S):
             if not self._scheduler.alive:
                 raise EngineClosed("the batched engine's scheduler stopped before finishing this request")
         if job.error is not None:
             raise job.error
-
-    def _merged(self, params: SamplingParams) -> SamplingParams:
-        d = self.defaults
-        return SamplingParams(
-            max_tokens=params.max_tokens,
-            temperature=params.temperature if params.temperature is not None else d.temperature,
-            top_p=params.top_p if params.top_p is not None else d.top_p,
-            seed=params.seed,
-            stop=params.stop,
-            frequency_penalty=params.frequency_penalty,
-            presence_penalty=params.presence_penalty,
-        )
 
     def close(self) -> None:
         """Stop the scheduler (requests still running get `EngineClosed`), free the model."""
@@ -327,10 +302,11 @@ class Scheduler:
                 self._put(n, seq.next_token, len(seq.slot.tokens), seq.slot.seq_id, True)
                 rows.append((seq, n))
                 n += 1
+        room = min(self._n_batch, n + PREFILL_WHILE_DECODING) if n else self._n_batch
         for seq in self._active:
             seq.chunk = 0
-            if seq.wait is None and seq.pending and n < self._n_batch:
-                chunk = seq.pending[: self._n_batch - n]
+            if seq.wait is None and seq.pending and n < room:
+                chunk = seq.pending[: room - n]
                 pos, seq_id = len(seq.slot.tokens), seq.slot.seq_id
                 for i, token in enumerate(chunk):
                     self._put(n + i, token, pos + i, seq_id, False)

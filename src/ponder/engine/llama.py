@@ -1,4 +1,7 @@
-"""The embedded llama.cpp engine: one loaded GGUF, one generation at a time.
+"""The simple llama.cpp engine: one loaded GGUF, one generation at a time.
+
+Used when `n_seq_max = 1`, and as the reference the batched engine is tested and
+measured against (`engine/batched.py` serves several sequences at once).
 
 It knows how to turn messages into prompt tokens (with the chat template stored in
 the GGUF) and how to decode one request token by token, emitting events through a
@@ -21,17 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import llama_cpp
-from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-from ponder.errors import ContextLengthExceeded, InvalidRequest
+from ponder.engine.common import ChatTemplate, check_fits, common_prefix, with_defaults
 from ponder.formats.stops import StopMatcher
 from ponder.types import Done, Event, FinishReason, Message, SamplingParams, TextDelta, Usage
-
-# Used when a GGUF carries no chat template (rare for instruct models).
-CHATML = (
-    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
 
 
 class LlamaEngine:
@@ -60,8 +56,8 @@ class LlamaEngine:
         model = self.llm._model
         self._vocab = model.vocab
         eos, bos = self.llm.token_eos(), self.llm.token_bos()
-        self._formatter = Jinja2ChatFormatter(
-            template=self.llm.metadata.get("tokenizer.chat_template", CHATML),
+        self._template = ChatTemplate(
+            self.llm.metadata.get("tokenizer.chat_template"),
             eos_token=model.token_get_text(eos) if eos != -1 else "",
             bos_token=model.token_get_text(bos) if bos != -1 else "",
         )
@@ -69,23 +65,12 @@ class LlamaEngine:
     # 1. messages -> prompt tokens ------------------------------------------------
 
     def prompt_tokens(self, messages: Sequence[Message], prefill: str = "") -> list[int]:
-        as_dicts: list[Any] = [{"role": m.role, "content": m.content} for m in messages]
-        try:
-            rendered = self._formatter(messages=as_dicts)
-        except Exception as e:  # a template's own raise_exception(), e.g. role order
-            raise InvalidRequest(f"the model's chat template rejected the messages: {e}", param="messages") from e
-        text = rendered.prompt + prefill  # the reply continues from the prefill
-        return self.llm.tokenize(text.encode("utf-8"), add_bos=not rendered.added_special, special=True)
+        """The chat template's prompt, then `prefill`: the start of the assistant's reply."""
+        text, add_bos = self._template.render(messages, prefill)
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
 
     def check_fits(self, n_prompt: int, max_tokens: int | None) -> None:
-        wanted = n_prompt + (max_tokens or 0)
-        if n_prompt >= self.n_ctx or wanted > self.n_ctx:
-            extra = f" + {max_tokens} max_tokens" if max_tokens else ""
-            raise ContextLengthExceeded(
-                f"this model's context is {self.n_ctx} tokens, but the request needs "
-                f"{n_prompt} prompt tokens{extra}. Shorten the messages or lower max_tokens.",
-                param="messages",
-            )
+        check_fits(self.n_ctx, n_prompt, max_tokens)
 
     # 2. decode -------------------------------------------------------------------
 
@@ -97,9 +82,9 @@ class LlamaEngine:
         emit: Callable[[Event], None],
     ) -> None:
         """Decode one answer for `tokens`, emitting TextDelta events then one Done."""
-        p = self._merged(params)
+        p = with_defaults(params, self.defaults)
         llm = self.llm
-        cached = _common_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)
+        cached = common_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)
         cached = min(cached, len(tokens) - 1)  # the last prompt token is always re-run
         llm.set_seed(p.seed if p.seed is not None else random.getrandbits(31))
         budget = min(p.max_tokens or self.n_ctx, self.n_ctx - len(tokens))
@@ -133,18 +118,6 @@ class LlamaEngine:
             emit(TextDelta(tail))
         emit(Done(finish, Usage(prompt_tokens=len(tokens), completion_tokens=n, cached_tokens=max(cached, 0))))
 
-    def _merged(self, params: SamplingParams) -> SamplingParams:
-        d = self.defaults
-        return SamplingParams(
-            max_tokens=params.max_tokens,
-            temperature=params.temperature if params.temperature is not None else d.temperature,
-            top_p=params.top_p if params.top_p is not None else d.top_p,
-            seed=params.seed,
-            stop=params.stop,
-            frequency_penalty=params.frequency_penalty,
-            presence_penalty=params.presence_penalty,
-        )
-
     @staticmethod
     def _sampler_args(p: SamplingParams) -> dict[str, Any]:
         return {
@@ -156,12 +129,3 @@ class LlamaEngine:
             "frequency_penalty": p.frequency_penalty or 0.0,
             "presence_penalty": p.presence_penalty or 0.0,
         }
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n

@@ -17,13 +17,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from ponder.engine.common import common_prefix
+
 # Waiting for, or copying from, another slot is worth it only for a real shared
 # prefix (a system prompt, a question shared by sub-agents), not for the few tokens
 # every chat template starts with.
 MIN_SHARED = 16
 
 
-@dataclass
+@dataclass(eq=False)  # a slot is itself, whatever it holds
 class Slot:
     seq_id: int
     tokens: list[int] = field(default_factory=list)  # in the KV cache, from position 0
@@ -44,15 +46,6 @@ class Plan:
     wait: bool = False
 
 
-def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 class SlotTable:
     def __init__(self, n: int):
         self.slots = [Slot(i) for i in range(n)]
@@ -62,7 +55,8 @@ class SlotTable:
         """Pick a slot for `prompt`, or None when every slot is busy.
 
         1. An idle slot whose cache is (nearly) all a prefix of the prompt, the
-           previous turn of the same chat, is extended in place.
+           previous turn of the same chat, is extended in place; so is one that
+           holds the whole prompt (a repeat: its old answer goes).
         2. Otherwise the prompt takes the least recently used idle slot (empty
            ones first), so one chat's cache is not cut down by another that only
            shares its system prompt, and fills it with the longest prefix on offer:
@@ -70,13 +64,16 @@ class SlotTable:
            cache (copied), or what the slot itself holds.
         """
         idle = [s for s in self.slots if not s.busy]
+        busy = [s for s in self.slots if s.busy]
         if not idle:
             return None
         limit = len(prompt) - 1  # the last prompt token is always decoded, for its logits
-        source, has = _best(prompt, limit, self.slots, lambda s: s.tokens)
-        pending, will_have = _best(prompt, limit, [s for s in self.slots if s.busy], lambda s: s.target)
+        source, has = _best(prompt, limit, idle + busy, lambda s: s.tokens)  # on a tie, an idle one
+        pending, will_have = _best(prompt, limit, busy, lambda s: s.target)
         awaited = pending is not None and will_have >= has + MIN_SHARED
-        if source is not None and not source.busy and has >= len(source.tokens) - MIN_SHARED and not awaited:
+        # what taking `source` over would cut off: nothing much, or an answer to this very prompt
+        cheap_cut = source is not None and (has >= len(source.tokens) - MIN_SHARED or has == limit)
+        if source is not None and not source.busy and cheap_cut and not awaited:
             return self._take(prompt, Plan(source, has, source))
         slot = min(idle, key=lambda s: (len(s.tokens) > 0, s.last_used))
         if awaited:

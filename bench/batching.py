@@ -1,7 +1,7 @@
 """Aggregate decode rate of `BatchedEngine` with 1, 2, 4 and 8 concurrent sequences.
 
     .venv/bin/python bench/batching.py [--model qwen2.5-coder-1.5b] [--rounds 3] [--threads 2]
-        [--configs base,unified,fa,unified+fa,ubatch128] [--json OUT]
+        [--configs default,no-fa,per-seq-kv,per-seq-kv-no-fa,ubatch128,threads1] [--json OUT]
 
 Every sequence shares a ~180-token prompt prefix (a system prompt with some code)
 and asks for a different piece of code, so all of them run long; each is cut at
@@ -20,6 +20,7 @@ Prints progress as it goes and a table at the end.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import statistics
@@ -70,11 +71,11 @@ TASKS = [
     "a pub/sub event bus that delivers new Records to subscribers by tag",
     "a report generator that renders Records grouped by day as a Markdown table",
 ]
-CONFIGS: dict[str, dict[str, Any]] = {
-    "base": {},
-    "unified": {"kv_unified": True},
-    "fa": {"flash_attn": True},
-    "unified+fa": {"kv_unified": True, "flash_attn": True},
+CONFIGS: dict[str, dict[str, Any]] = {  # BatchedEngine keyword arguments over its defaults
+    "default": {},
+    "no-fa": {"flash_attn": False},
+    "per-seq-kv": {"kv_unified": False},
+    "per-seq-kv-no-fa": {"kv_unified": False, "flash_attn": False},
     "ubatch128": {"n_ubatch": 128},
     "threads1": {"n_threads": 1},
 }
@@ -204,10 +205,11 @@ def raw_decode(path: Path, kwargs: dict[str, Any], prompt_len: int, steps: int) 
     p = llama_cpp.llama_context_default_params()
     n_seq = max(COUNTS)
     p.n_ctx, p.n_seq_max, p.n_batch = kwargs["n_ctx"] * n_seq, n_seq, 512
-    p.n_ubatch = kwargs.get("n_ubatch", 512)
+    defaults = {k: v.default for k, v in inspect.signature(BatchedEngine.__init__).parameters.items()}
+    p.n_ubatch = kwargs.get("n_ubatch", defaults["n_ubatch"])
     p.n_threads = p.n_threads_batch = kwargs["n_threads"]
-    p.kv_unified = kwargs.get("kv_unified", False)
-    fa = kwargs.get("flash_attn")
+    p.kv_unified = kwargs.get("kv_unified", defaults["kv_unified"])
+    fa = kwargs.get("flash_attn", defaults["flash_attn"])
     p.flash_attn_type = -1 if fa is None else int(fa)
     ctx = llama_cpp.llama_init_from_model(model.model, p)
     mem = llama_cpp.llama_get_memory(ctx)
@@ -281,7 +283,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tokens", type=int, default=128)
-    ap.add_argument("--configs", default="base", help=f"comma-separated, from: {', '.join(CONFIGS)}")
+    ap.add_argument("--configs", default="default", help=f"comma-separated, from: {', '.join(CONFIGS)}")
     ap.add_argument("--raw-steps", type=int, default=32, help="steps of the raw llama_decode ceiling (0: skip)")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
@@ -297,13 +299,13 @@ def main() -> int:
 
     results = {name: bench_config(name, path, args, single) for name in names}
 
-    print(f"\n{'config':<12}" + "".join(f"{f'N={n} tok/s':>12}{'ratio':>7}" for n in COUNTS) + f"{'LlamaEngine':>13}")
+    print(f"\n{'config':<18}" + "".join(f"{f'N={n} tok/s':>12}{'ratio':>7}" for n in COUNTS) + f"{'LlamaEngine':>13}")
     for name, res in results.items():
         cells = "".join(f"{res['median_tok_s'][n]:>12.1f}{res['ratio_vs_1'][n]:>6.2f}x" for n in COUNTS)
-        print(f"{name:<12}{cells}{res['llama_engine_tok_s']:>13.1f}")
+        print(f"{name:<18}{cells}{res['llama_engine_tok_s']:>13.1f}")
         if raw := res["raw_decode_tok_s"]:
             cells = "".join(f"{raw[n]:>12.1f}{raw[n] / raw[1]:>6.2f}x" for n in COUNTS)
-            print(f"{'  raw':<12}{cells}")
+            print(f"{'  raw':<18}{cells}")
     print("goal: N=4 ratio >= 1.6x (medians of the rounds; ratios within one config). "
           "raw: llama_decode alone, the ceiling for the engine's loop")  # fmt: skip
     if contended := {name: r["contended_measurements"] for name, r in results.items() if r["contended_measurements"]}:

@@ -19,7 +19,10 @@ Reused tokens are reported as `Usage.cached_tokens`.
 It does not know about asyncio or HTTP, does not shift or truncate a context that
 runs full (the request ends with "length", as in `LlamaEngine`), and assumes a
 plain transformer KV cache: recurrent and sliding-window models may refuse partial
-`seq_rm`, and then simply reuse nothing.
+`seq_rm`, and then simply reuse nothing. It does not promise that a request decoded
+beside others gives the text it gives alone: llama.cpp's kernels round a batch of
+rows differently from one row, which can flip a greedy near-tie (as a prefix served
+from the cache can, in `LlamaEngine` too).
 """
 
 from __future__ import annotations
@@ -67,6 +70,14 @@ class BatchedEngine:
         kv_unified: bool = True,
         flash_attn: bool | None = True,
     ):
+        """`n_ctx` is what one sequence may use; the cache holds `n_seq_max` of them.
+
+        `kv_unified` keeps all sequences in one KV buffer. It is what lets any set of
+        sequences share a ubatch (with one buffer per sequence, llama.cpp batches only
+        runs of consecutive sequence ids), and a prefix copy there only tags cells.
+        `flash_attn` skips the cells of other sequences instead of masking them in a
+        matmul whose rounding depends on where cells lie, so a seeded request gives the
+        same text whatever else the cache holds (see bench/batching.py for the rates)."""
         if n_batch < n_seq_max:
             raise ValueError(f"n_batch ({n_batch}) must hold one token per sequence (n_seq_max={n_seq_max})")
         self.path = path
@@ -297,13 +308,15 @@ class Scheduler:
     def _fill_batch(self) -> list[tuple[Seq, int]]:
         """Fill the batch; return the sequences that get logits, with their rows."""
         b, n, rows = self._batch, 0, []
-        for seq in self._active:
+        # by sequence id: with one buffer per sequence, llama.cpp batches only runs of consecutive ids
+        active = sorted(self._active, key=lambda s: s.slot.seq_id)
+        for seq in active:
             if seq.next_token is not None:
                 self._put(n, seq.next_token, len(seq.slot.tokens), seq.slot.seq_id, True)
                 rows.append((seq, n))
                 n += 1
         room = min(self._n_batch, n + PREFILL_WHILE_DECODING) if n else self._n_batch
-        for seq in self._active:
+        for seq in active:
             seq.chunk = 0
             if seq.wait is None and seq.pending and n < room:
                 chunk = seq.pending[: room - n]

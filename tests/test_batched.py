@@ -205,9 +205,9 @@ def test_cancel_stops_only_that_request(engine: BatchedEngine) -> None:
 
     story = engine.prompt_tokens(STORY)
     answers = together(
-        lambda: run(engine, story, cancel=cancel, on_event=cancel_after_three, max_tokens=120, temperature=0),
-        lambda: run(engine, ask(engine, QUESTIONS[0]), max_tokens=120, temperature=0),
-        lambda: run(engine, ask(engine, QUESTIONS[1]), max_tokens=120, temperature=0),
+        lambda: run(engine, story, cancel=cancel, on_event=cancel_after_three, max_tokens=60, temperature=0),
+        lambda: run(engine, ask(engine, QUESTIONS[0]), max_tokens=60, temperature=0),
+        lambda: run(engine, ask(engine, QUESTIONS[1]), max_tokens=60, temperature=0),
     )
     assert answers[0].done.finish_reason == "cancelled"
     assert answers[0].done.usage.completion_tokens == 3

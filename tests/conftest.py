@@ -63,11 +63,13 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: fl
 def start(cmd: list[str], env: dict[str, str], health_url: str, log: Path) -> subprocess.Popen[bytes]:
     out = log.open("wb")
     proc = subprocess.Popen(["timeout", SERVER_LIFETIME_S, *cmd], env=env, stdout=out, stderr=subprocess.STDOUT)
+    up = False
     try:
         wait_healthy(health_url, proc, log)
-    except BaseException:
-        stop(proc)
-        raise
+        up = True
+    finally:
+        if not up:  # the failure propagates; just don't leave the process behind
+            stop(proc)
     return proc
 
 

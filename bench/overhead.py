@@ -31,6 +31,7 @@ from tests.conftest import free_port, ponder_env, start, stop  # noqa: E402
 
 from ponder.config import load_settings  # noqa: E402
 from ponder.models import ModelStore  # noqa: E402
+from ponder.modes.prompts import load  # noqa: E402
 
 DECODE_PROMPT = [{"role": "user", "content": "Write a Python class for a bank account with deposit, withdraw, "
                   "transfer and a transaction history, with docstrings and type hints."}]  # fmt: skip
@@ -41,7 +42,15 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def as_instant(messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The messages as the server's Instant mode hands them to the model (its note on
+    the last user turn), so both sides decode the very same prompt."""
+    note = load("instant")["user_note"]
+    return [*messages[:-1], {**messages[-1], "content": f"{messages[-1]['content']}\n\n{note}"}]
+
+
 def stream_direct(llm: Any, messages: list[dict[str, str]], max_tokens: int) -> dict[str, float]:
+    messages = as_instant(messages)
     t0 = time.perf_counter()
     times = []
     for chunk in llm.create_chat_completion(messages, stream=True, temperature=0, max_tokens=max_tokens):

@@ -1,7 +1,8 @@
 """Aggregate decode rate of `BatchedEngine` with 1, 2, 4 and 8 concurrent sequences.
 
     .venv/bin/python bench/batching.py [--model qwen2.5-coder-1.5b] [--rounds 3] [--threads 2]
-        [--configs default,no-fa,per-seq-kv,per-seq-kv-no-fa,ubatch128,threads1] [--json OUT]
+        [--configs default,no-fa,per-seq-kv,per-seq-kv-no-fa,ubatch128,threads1] [--tiled-mm on|off]
+        [--json OUT]
 
 Every sequence shares a ~180-token prompt prefix (a system prompt with some code)
 and asks for a different piece of code, so all of them run long; each is cut at
@@ -12,7 +13,9 @@ decoding, over that time window, so prefill is left out. Rounds go 1, 2, 4, 8,
 median rate for N over the median rate for 1 sequence of the same engine
 configuration, in the same run. `LlamaEngine` on the same prompt is measured
 once per round as a reference for the single-sequence rate. Goal: 4 sequences
->= 1.6x one sequence.
+>= 1.6x one sequence. `--tiled-mm off` turns off ggml's tiled K-quant matmul, which
+ggml takes from 8 rows on; on the 2-core EPYC it was slower there than the per-row
+path until 16 rows.
 
 Prints progress as it goes and a table at the end.
 """
@@ -285,8 +288,11 @@ def main() -> int:
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--configs", default="default", help=f"comma-separated, from: {', '.join(CONFIGS)}")
     ap.add_argument("--raw-steps", type=int, default=32, help="steps of the raw llama_decode ceiling (0: skip)")
+    ap.add_argument("--tiled-mm", choices=("on", "off"), default="on",
+                    help="ggml tiled K-quant matmul for 8+ rows (GGML_CPU_TILED_MM, read once)")  # fmt: skip
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
+    os.environ["GGML_CPU_TILED_MM"] = "1" if args.tiled_mm == "on" else "0"  # before the first matmul
     names = [c for c in args.configs.split(",") if c]
     if unknown := [c for c in names if c not in CONFIGS]:
         ap.error(f"unknown config(s): {', '.join(unknown)}")
@@ -312,7 +318,7 @@ def main() -> int:
         print(f"WARNING: measurements taken while other processes used the CPUs: {contended}")
     if args.json:
         args.json.write_text(json.dumps({"model": args.model, "threads": args.threads, "tokens": args.tokens,
-                                         "results": results}, indent=2))  # fmt: skip
+                                         "tiled_mm": args.tiled_mm, "results": results}, indent=2))  # fmt: skip
     return 0
 
 

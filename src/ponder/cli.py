@@ -7,6 +7,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from ponder import __version__
@@ -158,8 +159,6 @@ def _choose_model(model: str | None, settings: Settings) -> tuple[Settings, str]
         name = Path(model.split("/")[-1]).stem
         settings = settings.with_model(ModelSpec(name=name, source=model))
         model = name
-    from dataclasses import replace
-
     return replace(settings, default_model=model), model
 
 

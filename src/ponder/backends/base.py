@@ -27,7 +27,6 @@ class Capabilities:
 
 class Backend(ABC):
     capabilities = Capabilities()
-    context_length: int | None = None
 
     @abstractmethod
     def stream(self, request: ChatRequest) -> AsyncGenerator[Event, None]:

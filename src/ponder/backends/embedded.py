@@ -42,10 +42,6 @@ class EmbeddedBackend(Backend):
     def busy(self) -> int:
         return len(self._jobs)
 
-    @property
-    def context_length(self) -> int | None:  # type: ignore[override]
-        return self._engine.n_ctx if self._engine else self.n_ctx
-
     async def load(self) -> LlamaEngine | BatchedEngine:
         async with self._load_lock:
             if self._engine is None:

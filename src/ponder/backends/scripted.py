@@ -30,13 +30,11 @@ class ScriptedBackend(Backend):
         *replies: Script,
         respond: Callable[[ChatRequest], Script] | None = None,
         delay: float = 0.0,
-        context_length: int | None = None,
     ):
         self.replies: deque[Script] = deque(replies)
         self.respond = respond
         self.requests: list[ChatRequest] = []
         self.delay = delay
-        self.context_length = context_length
         self.active = 0
         self.max_active = 0
 

@@ -78,5 +78,12 @@ def test_bench_modes_runs_the_gsm8k_sample_and_writes_json_and_plot(data_dir: Pa
     assert summary[0]["mean_reasoning_tokens"] == 0 < summary[1]["mean_reasoning_tokens"] <= 128
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert r.stdout.splitlines()[0].split()[:3] == ["mode", "items", "accuracy"]
+    # Results are saved item by item; a second run with the same file resumes.
+    more = ponder(data_dir, "bench", "modes", "-m", TINY, "--limit", "3", "--modes", "instant", "--json", str(out))
+    assert more.returncode == 0, more.stderr
+    assert "resuming: 4 results" in more.stderr and "[instant] 3/3" in more.stderr
+    assert "[instant] 1/3" not in more.stderr, "items already saved are not run again"
+    summary = json.loads(out.read_text())["summary"]
+    assert [(s["config"], s["items"]) for s in summary] == [("instant", 3), ("thinking", 2)]
     bad = ponder(data_dir, "bench", "modes", "--modes", "dreaming")
     assert bad.returncode == 2 and "unknown mode config" in bad.stdout

@@ -55,12 +55,18 @@ async def run(
     effort: str | None,
     agents: int | None,
     seed: int,
+    json_out: Path | None = None,
 ) -> list[Row]:
+    """Run every item in every config. With `json_out`, the results so far are saved
+    after each item, and items already in that file are not run again (resume)."""
     items = gsm8k.load(settings.cache_dir, lambda *a: None)[:limit]
-    rows: list[Row] = []
+    rows = _saved(json_out)
+    saved = {(r.config, r.id) for r in rows}
     for name in configs:
-        right = 0
+        right = sum(r.correct for r in rows if r.config == name)
         for n, item in enumerate(items, start=1):
+            if (name, item.id) in saved:
+                continue
             chat = ChatRequest(
                 model,
                 (Message("user", item.question),),
@@ -73,9 +79,19 @@ async def run(
                       done.usage.reasoning_tokens, done.usage.completion_tokens, time.perf_counter() - t0)  # fmt: skip
             rows.append(row)
             right += row.correct
+            if json_out:
+                write(rows, summarise(rows), json_out, None)
             print(f"[{name}] {n}/{len(items)}  {right}/{n} right  (last: {'ok ' if row.correct else 'bad'} "
                   f"{row.reasoning_tokens}+{row.completion_tokens - row.reasoning_tokens} tok, {row.latency_s:.1f}s)",
                   file=sys.stderr, flush=True)  # fmt: skip
+    return rows
+
+
+def _saved(json_out: Path | None) -> list[Row]:
+    if json_out is None or not json_out.exists():
+        return []
+    rows = [Row(**r) for r in json.loads(json_out.read_text())["rows"]]
+    print(f"resuming: {len(rows)} results already in {json_out}", file=sys.stderr)
     return rows
 
 

@@ -134,7 +134,7 @@ def cmd_bench_modes(args: argparse.Namespace, settings: Settings) -> int:
         try:
             backend = await registry.get(name)
             return await bench_modes.run(backend, name, settings, args.modes, args.limit, args.effort,
-                                         args.agents, args.seed)  # fmt: skip
+                                         args.agents, args.seed, args.json)  # fmt: skip
         finally:
             await registry.close()
 

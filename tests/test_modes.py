@@ -82,6 +82,7 @@ async def test_thinking_reasons_then_answers_through_prefill() -> None:
         Message("user", THINK["answer_now"]),
     )
     assert reasoning_call.messages[0].content.startswith(THINK["system"])
+    assert reasoning_call.messages[-1] == Q.messages[-1], "no compression note without compression"
     done = events[-1]
     assert done.usage.reasoning_tokens == 5 and done.usage.completion_tokens == 6
 
@@ -101,13 +102,15 @@ async def test_an_empty_answer_falls_back_to_the_reasonings_conclusion() -> None
     assert [e.text for e in events if isinstance(e, TextDelta)] == ["42"]
 
 
-async def test_compression_stops_once_two_probes_agree_on_a_worked_out_value() -> None:
-    # reasoning slice, probe, slice, probe (agrees, and the reasoning states 41), answer
-    backend = ScriptedBackend("x is 41", "41", "so 41 it is", "41", "41 it is")
+async def test_compression_stops_once_a_probe_confirms_the_stated_conclusion() -> None:
+    # slice, probe (41, but the reasoning only worked it out), slice (states the
+    # answer), probe (agrees with it): thinking stops; then the answer
+    backend = ScriptedBackend("x is 41", "41", "answer is 41", "41", "41 it is")
     events, trace = await run_think(backend, 100, compression=True, probe_every=3)
     assert trace.probes == ["41", "41"]
     assert trace.reasoning_tokens == 6 and not trace.forced
     assert len(backend.requests) == 5
+    assert backend.requests[0].messages[-1].content.endswith("\n\n" + THINK["compress"])
     probe = backend.requests[1]
     assert probe.messages[-1] == Message("user", THINK["answer_now"]) and probe.messages[-2].role == "assistant"
     assert probe.params.temperature == 0 and probe.prefill == ""
@@ -115,8 +118,8 @@ async def test_compression_stops_once_two_probes_agree_on_a_worked_out_value() -
     assert events[-1].usage.reasoning_tokens == 6
 
 
-async def test_repeated_guesses_the_reasoning_never_reached_do_not_stop_it() -> None:
-    backend = ScriptedBackend("a b c", "7", "d e f", "7", "g h", "9")
+async def test_probes_repeating_an_intermediate_value_do_not_stop_it() -> None:
+    backend = ScriptedBackend("a is 7", "7", "b is a times 2", "7", "so 14", "14")
     _, trace = await run_think(backend, 8, compression=True, probe_every=3)
     assert trace.probes == ["7", "7"] and trace.reasoning_tokens == 8 and trace.forced
 

@@ -44,6 +44,12 @@ def number(text: str) -> str | None:
 
 def extract(text: str) -> str | None:
     """The answer a text commits to, as a comparable string, or None."""
+    return stated(text) or number(text)
+
+
+def stated(text: str) -> str | None:
+    """The answer a text states outright (`\\boxed{…}` or "the answer is …"), with no
+    fallback to the last number: an intermediate result is not a conclusion."""
     candidates = [boxed(text)]
     phrase = _ANSWER_PHRASE.findall(text)
     if phrase:
@@ -52,16 +58,9 @@ def extract(text: str) -> str | None:
         if c:
             n = number(c)
             return n if n is not None else normalize(c)
-    return number(text)
+    return None
 
 
 def normalize(text: str) -> str:
     text = re.sub(r"\\text\{([^}]*)\}", r"\1", text)
     return re.sub(r"[\s*`$.]+", " ", text).strip().lower()
-
-
-def mentions(text: str, answer: str) -> bool:
-    """Whether `text` states `answer` (as a number among its numbers, or as words)."""
-    if number(answer) == answer:
-        return answer in {number(n) for n in _NUMBER.findall(text)}
-    return answer in normalize(text)

@@ -159,11 +159,11 @@ STYLE_ANSWERS = {"methodical": "42", "equations": "42", "verify": "41", "fresh-e
 
 
 def by_style(answers: dict[str, Any]) -> Any:
-    """Answer each sub-agent by the style in its system prompt, and by phase."""
-    styles = {s["name"]: s["system"] for s in load("contemplating")["styles"]}
+    """Answer each sub-agent by the style noted in its question, and by phase."""
+    styles = {s["name"]: s["note"] for s in load("contemplating")["styles"]}
 
     def respond(req: ChatRequest) -> Script:
-        name = next(n for n, text in styles.items() if text in req.messages[0].content)
+        name = next(n for n, text in styles.items() if any(text in m.content for m in req.messages))
         answer = answers[name]
         if isinstance(answer, BaseException):
             return answer
@@ -190,6 +190,10 @@ async def test_attempts_vote_with_one_agent_failing() -> None:
     assert done.progress[-1].data["tally"] == {"42": 2.0, "41": 1.0}
     assert done.usage.reasoning_tokens == 3 * 6  # 'working it out carefully gives 42'
     assert "[agent 1: methodical]" in done.reasoning and "agent 4: fresh-eyes] failed" in done.reasoning
+    # the agents' prompts differ only after the question, so one prefill serves all
+    first_calls = [r for r in backend.requests if r.prefill == THINK["open"]]
+    assert len(first_calls) == 4 and len({r.messages[:-1] for r in first_calls}) == 1
+    assert all(r.messages[-1].content.startswith(Q.messages[-1].content + "\n\n") for r in first_calls)
 
 
 async def test_agents_run_at_the_same_time() -> None:
@@ -209,7 +213,7 @@ async def test_confidence_weights_break_a_tie() -> None:
     base = by_style(answers)
 
     def respond(req: ChatRequest) -> Script:
-        if req.prefill == THINK["open"] and "Restate" in req.messages[0].content:
+        if req.prefill == THINK["open"] and "Restate" in req.messages[-1].content:
             return "I get 40"  # fresh-eyes reasons to 40 but answers 42
         return base(req)
 
@@ -223,7 +227,7 @@ async def test_a_timed_out_agent_does_not_fail_the_request() -> None:
     inner = slow.stream
 
     def stream(req: ChatRequest) -> Any:
-        if "Restate" in req.messages[0].content:
+        if "Restate" in req.messages[-1].content:
             return _stall()
         return inner(req)
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from ponder.backends.base import Backend
 from ponder.modes.base import ModeRequest
-from ponder.modes.messages import with_system
+from ponder.modes.messages import with_system, with_user_note
 from ponder.modes.prompts import load, render
 from ponder.types import NO_USAGE, ChatRequest, Message, SamplingParams, Usage, collect
 
@@ -70,7 +70,10 @@ def attempts(req: ModeRequest, reason: str) -> Plan:
     for i in range(req.agents):
         style = styles[i % len(styles)]
         temperature = min(1.2, style["temperature"] + 0.1 * (i // len(styles)))
-        chat = with_system(req.chat, style["system"])
+        # The style goes at the end of the question, not in a system prompt: small
+        # models heed it there, and the agents' prompts then share everything up to
+        # the style, so the batched engine prefills that prefix once for all of them.
+        chat = with_user_note(req.chat, style["note"])
         seed = None if req.chat.params.seed is None else req.chat.params.seed + i  # diverse, yet repeatable
         chat = replace(chat, params=replace(chat.params, temperature=temperature, seed=seed))
         tasks.append(AgentTask(i, style["name"], chat))

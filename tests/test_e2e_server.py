@@ -42,6 +42,23 @@ def test_streaming_with_usage_matches_non_streaming(client: openai.OpenAI) -> No
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] in ("stop", "length")
 
 
+def test_n_choices_streaming_and_not(client: openai.OpenAI) -> None:
+    kw = {"model": TINY, "messages": ASK, "max_tokens": 16, "temperature": 1.0, "seed": 11, "n": 3}
+    whole = client.chat.completions.create(**kw)  # type: ignore[call-overload]
+    assert [c.index for c in whole.choices] == [0, 1, 2]
+    texts = [c.message.content for c in whole.choices]
+    assert all(t and t.strip() for t in texts) and len(set(texts)) > 1, "seeds 11, 12, 13 differ"
+    chunks = list(client.chat.completions.create(**kw, stream=True, stream_options={"include_usage": True}))
+    streamed = ["", "", ""]
+    for c in chunks:
+        for choice in c.choices:
+            streamed[choice.index] += choice.delta.content or ""
+    assert all(t.strip() for t in streamed)
+    finished = [choice.index for c in chunks for choice in c.choices if choice.finish_reason]
+    assert sorted(finished) == [0, 1, 2]
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens >= 3
+
+
 def test_models_endpoint(client: openai.OpenAI) -> None:
     assert TINY in [m.id for m in client.models.list()]
 

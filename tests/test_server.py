@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from ponder.config import Settings
 from ponder.errors import ContextLengthExceeded, UpstreamError
 from ponder.models import ModelStore
 from ponder.server.app import create_app
-from ponder.types import Done, ReasoningDelta, TextDelta, Usage
+from ponder.types import ChatRequest, Done, ReasoningDelta, TextDelta, Usage
 
 USER = [{"role": "user", "content": "hello there"}]
 
@@ -130,6 +131,61 @@ async def test_text_content_parts_are_joined(client: httpx.AsyncClient, backend:
     assert backend.requests[-1].messages[-1].content.startswith("foo bar\n\n")  # then Instant's note
 
 
+async def test_n_choices_run_with_their_own_seeds(client: httpx.AsyncClient, backend: ScriptedBackend) -> None:
+    backend.respond = lambda req: f"seed {req.params.seed}"
+    payload = {"model": "scripted", "messages": USER, "n": 3, "seed": 5}
+    body = (await client.post("/v1/chat/completions", json=payload)).json()
+    assert [(c["index"], c["message"]["content"]) for c in body["choices"]] == [
+        (0, "seed 5"), (1, "seed 6"), (2, "seed 7")]  # fmt: skip
+    assert body["usage"]["completion_tokens"] == 3 * 2
+
+
+async def test_n_choices_stream_interleaved_with_one_usage_chunk(
+    client: httpx.AsyncClient, backend: ScriptedBackend
+) -> None:
+    backend.respond = lambda req: f"choice {req.params.seed} says hello"
+    backend.delay = 0.001
+    payload = {"model": "scripted", "messages": USER, "n": 2, "seed": 0, "stream": True,
+               "stream_options": {"include_usage": True}}  # fmt: skip
+    chunks = sse_chunks((await client.post("/v1/chat/completions", json=payload)).text)
+    text: dict[int, str] = {0: "", 1: ""}
+    finished = []
+    for c in chunks[:-1]:
+        (choice,) = c["choices"]
+        text[choice["index"]] += choice["delta"].get("content", "")
+        if choice["finish_reason"]:
+            finished.append(choice["index"])
+    assert text == {0: "choice 0 says hello", 1: "choice 1 says hello"}
+    assert sorted(finished) == [0, 1]
+    indexes = [c["choices"][0]["index"] for c in chunks[:-1] if c["choices"][0]["delta"].get("content")]
+    assert indexes != sorted(indexes), "the choices stream at the same time, not one after the other"
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 2 * 4
+
+
+async def test_an_error_in_one_choice_ends_the_stream_in_band(
+    client: httpx.AsyncClient, backend: ScriptedBackend
+) -> None:
+    inner = backend.stream
+
+    async def one_fails(request: ChatRequest) -> AsyncIterator[Any]:
+        if request.params.seed == 0:
+            async for event in inner(request):
+                yield event
+            return
+        yield TextDelta("partial")
+        await asyncio.sleep(0.01)
+        raise UpstreamError("engine fell over")
+
+    backend.stream = one_fails  # type: ignore[method-assign]
+    backend.respond, backend.delay = (lambda req: "fine words " * 50), 0.001
+    payload = {"model": "scripted", "messages": USER, "n": 2, "seed": 0, "stream": True}
+    r = await client.post("/v1/chat/completions", json=payload)
+    assert r.status_code == 200
+    chunks = sse_chunks(r.text)
+    assert chunks[-1]["error"]["message"] == "engine fell over"
+    assert not any(c["choices"][0]["finish_reason"] for c in chunks[:-1]), "the other choice was stopped"
+
+
 def assert_error(r: httpx.Response, status: int, param: str | None, code: str | None) -> dict[str, Any]:
     assert r.status_code == status, r.text
     err = r.json()["error"]
@@ -151,7 +207,8 @@ BAD_BODIES = [
     ({"model": "scripted", "messages": "hello"}, "messages", "invalid_value"),
     ({"model": "scripted", "messages": [{"role": "wizard", "content": "x"}]}, "messages.0.role", "invalid_value"),
     ({"model": "scripted", "messages": [{"content": "x"}]}, "messages.0.role", "missing_required_parameter"),
-    ({"model": "scripted", "messages": USER, "n": 2}, "n", "unsupported_parameter"),
+    ({"model": "scripted", "messages": USER, "n": 0}, "n", "invalid_value"),
+    ({"model": "scripted", "messages": USER, "n": 17}, "n", "invalid_value"),
     ({"model": "scripted", "messages": USER, "tools": [{"type": "function"}]}, "tools", "unsupported_parameter"),
 ]
 

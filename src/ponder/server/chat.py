@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from contextlib import aclosing
+from dataclasses import replace
 from typing import TypeVar
 
 from fastapi import APIRouter, Request
@@ -28,22 +29,68 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> JSO
     registry: Registry = request.app.state.registry
     mode = _mode_request(body, registry.settings.modes)
     backend = await registry.get(body.model)
-    events = modes.run(backend, mode)
+    # n > 1: n runs of the mode at once (the batched engine decodes them together),
+    # each with its own seed when the request gave one, so the choices can differ.
+    streams = [modes.run(backend, _choice(mode, i)) for i in range(body.n)]
 
     if not body.stream:
-        completion = await _unless_disconnected(request, collect(events))
-        return JSONResponse(completion_json(body.model, completion, mode.mode))
+        completions = await _unless_disconnected(request, asyncio.gather(*(collect(s) for s in streams)))
+        return JSONResponse(completion_json(body.model, completions, mode.mode))
 
     # Pull the first event before answering 200, so request errors the backend
     # finds up front (context too long, say) still get their HTTP status.
-    first = await _unless_disconnected(request, anext(events))
+    events = _interleave(streams)
+    try:
+        first = await _unless_disconnected(request, anext(events))
+    except BaseException:
+        await events.aclose()  # stops the other choices
+        raise
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    encoder = ChunkEncoder(body.model, include_usage, mode.mode)
+    encoder = ChunkEncoder(body.model, include_usage, mode.mode, body.n)
     return StreamingResponse(
         _sse(encoder, first, events),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+def _choice(mode: ModeRequest, index: int) -> ModeRequest:
+    seed = mode.chat.params.seed
+    if index == 0 or seed is None:
+        return mode
+    return replace(mode, chat=replace(mode.chat, params=replace(mode.chat.params, seed=seed + index)))
+
+
+async def _interleave(streams: list[AsyncGenerator[Event, None]]) -> AsyncGenerator[tuple[int, Event], None]:
+    """The events of several streams as they come, each tagged with its stream's index.
+    An error in any stream ends them all and is raised here."""
+    queue: asyncio.Queue[tuple[int, Event | BaseException | None]] = asyncio.Queue()
+
+    async def pump(i: int, stream: AsyncGenerator[Event, None]) -> None:
+        try:
+            async with aclosing(stream) as events:
+                async for event in events:
+                    queue.put_nowait((i, event))
+        except Exception as e:  # handed to the consumer, which raises it
+            queue.put_nowait((i, e))
+        finally:
+            queue.put_nowait((i, None))
+
+    tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(streams)]
+    try:
+        running = len(tasks)
+        while running:
+            i, item = await queue.get()
+            if item is None:
+                running -= 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield i, item
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _mode_request(body: ChatCompletionRequest, settings: ModeSettings) -> ModeRequest:
@@ -61,15 +108,17 @@ def _mode_request(body: ChatCompletionRequest, settings: ModeSettings) -> ModeRe
     )
 
 
-async def _sse(encoder: ChunkEncoder, first: Event, events: AsyncGenerator[Event, None]) -> AsyncIterator[str]:
+async def _sse(
+    encoder: ChunkEncoder, first: tuple[int, Event], events: AsyncGenerator[tuple[int, Event], None]
+) -> AsyncIterator[str]:
     # Starlette cancels this generator when the client disconnects; the
-    # cancellation lands inside the backend's stream, which stops the engine.
-    async with aclosing(events):  # type: ignore[type-var]
+    # cancellation lands inside the backends' streams, which stops the engine.
+    async with aclosing(events):
         yield encoder.start()
-        yield encoder.event(first)
+        yield encoder.event(*first)
         try:
-            async for event in events:
-                yield encoder.event(event)
+            async for index, event in events:
+                yield encoder.event(index, event)
         except PonderError as e:  # headers are sent: report in-band, as vLLM does
             yield encoder.error(e)
 

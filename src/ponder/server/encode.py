@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 from ponder.errors import PonderError
-from ponder.types import AgentEvent, Completion, Done, Event, ReasoningDelta, TextDelta, Usage
+from ponder.types import NO_USAGE, AgentEvent, Completion, Done, Event, ReasoningDelta, TextDelta, Usage
 
 
 def usage_json(u: Usage) -> dict[str, Any]:
@@ -25,19 +25,24 @@ def _finish(reason: str) -> str:
     return "length" if reason == "length" else "stop"
 
 
-def completion_json(model: str, c: Completion, mode: str) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": c.text, "refusal": None}
-    if c.reasoning:
-        message["reasoning_content"] = message["reasoning"] = c.reasoning
+def completion_json(model: str, completions: list[Completion], mode: str) -> dict[str, Any]:
+    choices = []
+    for i, c in enumerate(completions):
+        message: dict[str, Any] = {"role": "assistant", "content": c.text, "refusal": None}
+        if c.reasoning:
+            message["reasoning_content"] = message["reasoning"] = c.reasoning
+        choices.append({"index": i, "message": message, "finish_reason": _finish(c.finish_reason), "logprobs": None})
+    progress = [{**progress_json(e), **({"choice": i} if len(completions) > 1 else {})}
+                for i, c in enumerate(completions) for e in c.progress]  # fmt: skip
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
         "system_fingerprint": None,
-        "choices": [{"index": 0, "message": message, "finish_reason": _finish(c.finish_reason), "logprobs": None}],
-        "usage": usage_json(c.usage),
-        "ponder": {"mode": mode, "progress": [progress_json(e) for e in c.progress]},
+        "choices": choices,
+        "usage": usage_json(sum((c.usage for c in completions), NO_USAGE)),
+        "ponder": {"mode": mode, "progress": progress},
     }
 
 
@@ -50,23 +55,28 @@ def progress_json(e: AgentEvent) -> dict[str, Any]:
 
 
 class ChunkEncoder:
-    """Turns one request's events into SSE `data:` lines, in order."""
+    """Turns one request's events into SSE `data:` lines, in order. With n > 1 the
+    events of all choices come interleaved, each with its choice's index."""
 
-    def __init__(self, model: str, include_usage: bool, mode: str = "instant"):
+    def __init__(self, model: str, include_usage: bool, mode: str = "instant", n: int = 1):
         self.model = model
         self.mode = mode
         self.include_usage = include_usage
         self.id = f"chatcmpl-{uuid.uuid4().hex}"
         self.created = int(time.time())
+        self._open = n
+        self._usage = NO_USAGE
+        self._n = n
 
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None, ext: dict[str, Any] | None = None) -> str:
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None, ext: dict[str, Any] | None = None,
+               index: int = 0) -> str:  # fmt: skip
         body: dict[str, Any] = {
             "id": self.id,
             "object": "chat.completion.chunk",
             "created": self.created,
             "model": self.model,
             "system_fingerprint": None,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+            "choices": [{"index": index, "delta": delta, "finish_reason": finish, "logprobs": None}],
         }
         if self.include_usage:
             body["usage"] = None
@@ -75,21 +85,26 @@ class ChunkEncoder:
         return sse(body)
 
     def start(self) -> str:
-        return self._chunk({"role": "assistant", "content": ""}, ext={"type": "mode", "mode": self.mode})
+        ext = {"type": "mode", "mode": self.mode}
+        return "".join(self._chunk({"role": "assistant", "content": ""}, ext=ext, index=i) for i in range(self._n))
 
-    def event(self, event: Event) -> str:
+    def event(self, index: int, event: Event) -> str:
         if isinstance(event, TextDelta):
-            return self._chunk({"content": event.text})
+            return self._chunk({"content": event.text}, index=index)
         if isinstance(event, ReasoningDelta):
-            return self._chunk({"reasoning_content": event.text, "reasoning": event.text})
+            return self._chunk({"reasoning_content": event.text, "reasoning": event.text}, index=index)
         if isinstance(event, AgentEvent):  # an empty delta to plain clients; progress to ours
-            return self._chunk({}, ext=progress_json(event))
+            return self._chunk({}, ext=progress_json(event), index=index)
         if isinstance(event, Done):
-            out = self._chunk({}, _finish(event.finish_reason))
+            out = self._chunk({}, _finish(event.finish_reason), index=index)
+            self._usage += event.usage
+            self._open -= 1
+            if self._open:  # other choices are still going
+                return out
             if self.include_usage:
                 usage = {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
                          "model": self.model, "system_fingerprint": None, "choices": [],
-                         "usage": usage_json(event.usage)}  # fmt: skip
+                         "usage": usage_json(self._usage)}  # fmt: skip
                 out += sse(usage)
             return out + "data: [DONE]\n\n"
         raise TypeError(f"no wire form for {event!r}")

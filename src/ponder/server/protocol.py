@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from ponder.errors import Unsupported
 from ponder.types import ChatRequest, Message, SamplingParams
 
+MAX_CHOICES = 16  # n: each choice is a whole run of the mode
+
 
 class TextPart(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow")
@@ -57,7 +59,7 @@ class ChatCompletionRequest(BaseModel):
     top_p: float | None = Field(default=None, gt=0, le=1)
     seed: int | None = None
     stop: str | list[str] | None = None
-    n: int = Field(default=1, ge=1)
+    n: int = Field(default=1, ge=1, le=MAX_CHOICES)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     user: str | None = None
@@ -88,8 +90,6 @@ class ChatCompletionRequest(BaseModel):
         return ChatRequest(model=self.model, messages=messages, params=params)
 
     def _refuse_unsupported(self) -> None:
-        if self.n != 1:
-            raise Unsupported("n > 1 is not supported yet; send one request per choice", param="n")
         if self.tools:
             raise Unsupported("tool calling is not supported yet", param="tools")
         if self.logprobs:

@@ -10,10 +10,11 @@ server can still answer with a proper HTTP status. Closing the iterator early
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 
-from ponder.types import ChatRequest, Event
+from ponder.errors import Unsupported
+from ponder.types import ChatRequest, Event, Message
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,10 @@ class Backend(ABC):
     @abstractmethod
     def stream(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
         """Yield events for `request`, ending with one `Done`."""
+
+    async def count_tokens(self, messages: Sequence[Message]) -> int:
+        """The prompt tokens `messages` take on this backend's model."""
+        raise Unsupported("this backend cannot count tokens: its engine exposes no tokenizer to Ponder")
 
     @property
     def busy(self) -> int:

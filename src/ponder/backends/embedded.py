@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,7 +21,7 @@ from ponder.backends.base import Backend, Capabilities
 from ponder.config import EngineSettings
 from ponder.engine.batched import BatchedEngine
 from ponder.engine.llama import LlamaEngine
-from ponder.types import ChatRequest, Done, Event, SamplingParams
+from ponder.types import ChatRequest, Done, Event, Message, SamplingParams
 
 _END = object()
 
@@ -59,6 +59,10 @@ class EmbeddedBackend(Backend):
         return BatchedEngine(self.path, n_ctx=self.n_ctx, n_threads=s.n_threads, n_seq_max=s.n_seq_max,
                              n_batch=max(s.n_batch, s.n_seq_max), n_ubatch=s.n_ubatch, defaults=defaults,
                              kv_unified=True, flash_attn=True)  # fmt: skip
+
+    async def count_tokens(self, messages: Sequence[Message]) -> int:
+        engine = await self.load()
+        return len(await asyncio.to_thread(engine.prompt_tokens, messages))
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
         engine = await self.load()

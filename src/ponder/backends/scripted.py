@@ -17,7 +17,7 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 
 from ponder.backends.base import Backend, Capabilities
 from ponder.formats.stops import StopMatcher
-from ponder.types import ChatRequest, Done, Event, FinishReason, ReasoningDelta, TextDelta, Usage
+from ponder.types import ChatRequest, Done, Event, FinishReason, Message, ReasoningDelta, TextDelta, Usage
 
 Script = str | Sequence[Event] | BaseException
 
@@ -44,6 +44,9 @@ class ScriptedBackend(Backend):
     @property
     def busy(self) -> int:
         return self.active
+
+    async def count_tokens(self, messages: Sequence[Message]) -> int:
+        return _count(messages)
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
         self.requests.append(request)
@@ -87,8 +90,12 @@ class ScriptedBackend(Backend):
                 break
         if tail := stops.flush():
             yield TextDelta(tail)
-        prompt = sum(len(m.content.split()) for m in request.messages)
-        yield Done(finish, Usage(prompt, n_text + n_reason, reasoning_tokens=n_reason))
+        yield Done(finish, Usage(_count(request.messages), n_text + n_reason, reasoning_tokens=n_reason))
+
+
+def _count(messages: Sequence[Message]) -> int:
+    """One word is one token, as in the replies."""
+    return sum(len(m.content.split()) for m in messages)
 
 
 def _words(text: str) -> list[Event]:

@@ -15,11 +15,15 @@ import ponder
 from ponder.backends.registry import Registry
 from ponder.errors import InvalidRequest, ModelNotFound, NotFound, PonderError
 from ponder.server.chat import router as chat_router
+from ponder.server.responses import router as responses_router
+from ponder.store import Store
 
 
-def create_app(registry: Registry, preload: str | None = None) -> FastAPI:
+def create_app(registry: Registry, preload: str | None = None, store: Store | None = None) -> FastAPI:
     """The API app. `preload` names a model to load at start-up, so the first
-    request does not pay for loading and a broken model fails the start, not a user."""
+    request does not pay for loading and a broken model fails the start, not a user.
+    `store` defaults to the SQLite file in the data dir."""
+    store = store or Store(registry.settings.data_dir / "ponder.db")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -30,10 +34,13 @@ def create_app(registry: Registry, preload: str | None = None) -> FastAPI:
                 await load()
         yield
         await registry.close()
+        store.close()
 
     app = FastAPI(title="Ponder", version=ponder.__version__, lifespan=lifespan)
     app.state.registry = registry
+    app.state.store = store
     app.include_router(chat_router)
+    app.include_router(responses_router)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:

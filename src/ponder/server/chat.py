@@ -34,14 +34,14 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> JSO
     streams = [modes.run(backend, _choice(mode, i)) for i in range(body.n)]
 
     if not body.stream:
-        completions = await _unless_disconnected(request, asyncio.gather(*(collect(s) for s in streams)))
+        completions = await unless_disconnected(request, asyncio.gather(*(collect(s) for s in streams)))
         return JSONResponse(completion_json(body.model, completions, mode.mode))
 
     # Pull the first event before answering 200, so request errors the backend
     # finds up front (context too long, say) still get their HTTP status.
     events = _interleave(streams)
     try:
-        first = await _unless_disconnected(request, anext(events))
+        first = await unless_disconnected(request, anext(events))
     except BaseException:
         await events.aclose()  # stops the other choices
         raise
@@ -123,7 +123,7 @@ async def _sse(
             yield encoder.error(e)
 
 
-async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
     """Await `work`, cancelling it if the client goes away first."""
     task = asyncio.ensure_future(work)
 

@@ -1,0 +1,184 @@
+"""The Responses API: POST /v1/responses (whole or streamed), stored responses and
+their input items, follow-ups through `previous_response_id`, and token counts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from ponder import modes
+from ponder.backends.registry import Registry
+from ponder.errors import NotFound, PonderError
+from ponder.modes import ModeRequest
+from ponder.server.chat import unless_disconnected
+from ponder.server.responses_wire import (
+    ResponseBuilder,
+    ResponsesRequest,
+    TokenCountRequest,
+    build,
+    input_items,
+    messages_of,
+)
+from ponder.store import Store, StoredResponse
+from ponder.types import ChatRequest, Event, Message, SamplingParams
+
+router = APIRouter()
+
+
+@router.post("/v1/responses", response_model=None)
+async def create_response(body: ResponsesRequest, request: Request) -> JSONResponse | StreamingResponse:
+    registry: Registry = request.app.state.registry
+    store: Store = request.app.state.store
+    body.refuse_unsupported()
+    items = input_items(body.input)
+    history = await _history(store, body.previous_response_id)
+    params = SamplingParams(
+        max_tokens=body.max_output_tokens, temperature=body.temperature, top_p=body.top_p, seed=body.seed
+    )
+    chat = ChatRequest(body.model, tuple(_instructions(body.instructions) + history + messages_of(items)), params)
+    mode = _mode_request(body, chat, registry)
+    backend = await registry.get(body.model)
+    events = modes.run(backend, mode)
+    keep = _Keeper(store, body, items, history)
+
+    if not body.stream:
+        got = await unless_disconnected(request, _drain(events))
+        builder = build(body, mode.mode, got)
+        await keep(builder)
+        return JSONResponse(builder.body())
+
+    first = await unless_disconnected(request, anext(events))
+    builder = ResponseBuilder(body, mode.mode)
+    return StreamingResponse(
+        _sse(builder, first, events, keep),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get("/v1/responses/{response_id}")
+async def get_response(response_id: str, request: Request) -> dict[str, Any]:
+    return (await _stored(request.app.state.store, response_id)).body
+
+
+@router.delete("/v1/responses/{response_id}")
+async def delete_response(response_id: str, request: Request) -> dict[str, Any]:
+    if not await asyncio.to_thread(request.app.state.store.delete, response_id):
+        raise _not_found(response_id)
+    return {"id": response_id, "object": "response.deleted", "deleted": True}
+
+
+@router.get("/v1/responses/{response_id}/input_items")
+async def list_input_items(
+    response_id: str,
+    request: Request,
+    limit: int = Query(default=20, ge=1, le=100),
+    order: Literal["asc", "desc"] = "desc",
+    after: str | None = None,
+) -> dict[str, Any]:
+    items = (await _stored(request.app.state.store, response_id)).input_items
+    if order == "desc":
+        items = items[::-1]
+    if after is not None:
+        ids = [it["id"] for it in items]
+        if after not in ids:
+            raise NotFound(f"No input item with id '{after}' in response '{response_id}'.", param="after")
+        items = items[ids.index(after) + 1 :]
+    page = items[:limit]
+    return {"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None, "has_more": len(items) > limit}  # fmt: skip
+
+
+@router.post("/v1/responses/input_tokens")
+async def count_input_tokens(body: TokenCountRequest, request: Request) -> dict[str, Any]:
+    registry: Registry = request.app.state.registry
+    history = await _history(request.app.state.store, body.previous_response_id)
+    items = input_items(body.input) if body.input else []
+    messages = _instructions(body.instructions) + history + messages_of(items)
+    backend = await registry.get(body.model or registry.settings.default_model)
+    return {"object": "response.input_tokens", "input_tokens": await backend.count_tokens(messages)}
+
+
+# --- helpers -----------------------------------------------------------------------
+
+
+def _instructions(text: str | None) -> list[Message]:
+    return [Message("system", text)] if text else []
+
+
+async def _history(store: Store, previous: str | None) -> list[Message]:
+    if previous is None:
+        return []
+    stored = await asyncio.to_thread(store.get, previous)
+    if stored is None:
+        raise NotFound(f"Previous response with id '{previous}' not found.", param="previous_response_id")
+    return [Message(m["role"], m["content"]) for m in stored.history]
+
+
+async def _stored(store: Store, response_id: str) -> StoredResponse:
+    stored = await asyncio.to_thread(store.get, response_id)
+    if stored is None:
+        raise _not_found(response_id)
+    return stored
+
+
+def _not_found(response_id: str) -> NotFound:
+    return NotFound(f"Response with id '{response_id}' not found.", param="response_id")
+
+
+def _mode_request(body: ResponsesRequest, chat: ChatRequest, registry: Registry) -> ModeRequest:
+    c = body.contemplation
+    return modes.resolve(
+        chat,
+        registry.settings.modes,
+        mode=body.mode,
+        effort=body.reasoning.effort if body.reasoning else None,
+        budget=body.thinking_budget,
+        compression=body.thought_compression,
+        agents=c.agents if c else None,
+        agent_budget=c.agent_budget if c else None,
+        strategy=c.strategy if c else None,
+    )
+
+
+class _Keeper:
+    """Stores a finished response (when the request asked for `store`), with what a
+    follow-up needs: the conversation so far and this answer."""
+
+    def __init__(self, store: Store, body: ResponsesRequest, items: list[dict[str, Any]], history: list[Message]):
+        self.store, self.body, self.items, self.history = store, body, items, history
+
+    async def __call__(self, builder: ResponseBuilder) -> None:
+        if not self.body.store:
+            return
+        turns = [*self.history, *messages_of(self.items)]
+        if builder.status != "failed":
+            turns.append(Message("assistant", builder.text))
+        history = [{"role": m.role, "content": m.content} for m in turns]
+        await asyncio.to_thread(self.store.put, StoredResponse(builder.id, builder.body(), self.items, history))
+
+
+async def _drain(events: AsyncGenerator[Event, None]) -> list[Event]:
+    async with aclosing(events):
+        return [e async for e in events]
+
+
+async def _sse(
+    builder: ResponseBuilder, first: Event, events: AsyncGenerator[Event, None], keep: _Keeper
+) -> AsyncIterator[str]:
+    # A client that leaves cancels this generator inside the backend's stream,
+    # which stops the engine; nothing is stored for a response nobody received.
+    async with aclosing(events):
+        yield builder.start()
+        yield builder.event(first)
+        try:
+            async for event in events:
+                yield builder.event(event)
+        except PonderError as e:  # headers are sent: the failure is a response.failed event
+            yield builder.fail(e.code or e.type, e.message)
+        await keep(builder)

@@ -1,0 +1,280 @@
+"""The Responses API's shapes: the request body, its input items -> messages, and
+the response object and stream events built from a mode's events.
+
+Only text goes in and out for now (input_text / output_text, and reasoning items);
+other content and tool items are refused by name, as in Chat Completions.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ponder.errors import InvalidRequest, Unsupported
+from ponder.server.encode import progress_json
+from ponder.server.protocol import Contemplation
+from ponder.types import NO_USAGE, AgentEvent, Done, Event, FinishReason, Message, ReasoningDelta, TextDelta, Usage
+
+
+class Reasoning(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")
+    effort: Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None = None
+    summary: Literal["auto", "concise", "detailed"] | None = None
+
+
+class TextFormat(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    format: dict[str, Any] | None = None
+
+
+class ResponsesRequest(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")
+
+    model: str = Field(min_length=1)
+    input: str | list[dict[str, Any]] = Field(min_length=1)
+    instructions: str | None = None
+    previous_response_id: str | None = None
+    store: bool = True
+    stream: bool = False
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    reasoning: Reasoning | None = None
+    metadata: dict[str, str] | None = None
+    user: str | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Any = None
+    parallel_tool_calls: bool | None = None
+    text: TextFormat | None = None
+    # Ponder's modes, as in Chat Completions.
+    mode: Literal["instant", "thinking", "contemplating"] | None = None
+    thinking_budget: int | None = Field(default=None, ge=0)
+    thought_compression: bool | None = None
+    contemplation: Contemplation | None = None
+    seed: int | None = None
+
+    def refuse_unsupported(self) -> None:
+        if self.tools:
+            raise Unsupported("tools are not supported by the Responses API here yet", param="tools")
+        fmt = (self.text.format or {}) if self.text else {}
+        if fmt.get("type") not in (None, "text"):
+            raise Unsupported("structured output (text.format) is not supported yet", param="text.format")
+
+
+class TokenCountRequest(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")
+    model: str | None = None
+    input: str | list[dict[str, Any]] | None = None
+    instructions: str | None = None
+    previous_response_id: str | None = None
+
+
+# --- input -> messages ---------------------------------------------------------------
+
+_ROLES = ("user", "system", "developer", "assistant")
+_TEXT_PARTS = ("input_text", "output_text", "text")
+
+
+def input_items(value: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The request's input as stored input items (each with an id), checked."""
+    if isinstance(value, str):
+        value = [{"role": "user", "content": value}]
+    items = []
+    for i, item in enumerate(value):
+        kind = item.get("type", "message")
+        if kind == "reasoning":  # reasoning echoed back from an earlier turn: accepted, not replayed
+            continue
+        if kind != "message":
+            raise Unsupported(f"input items of type {kind!r} are not supported yet", param=f"input.{i}.type")
+        role = item.get("role")
+        if role not in _ROLES:
+            raise _invalid(f"input.{i}.role", f"use one of {', '.join(_ROLES)}")
+        items.append({"id": item.get("id") or _id("msg"), "type": "message", "role": role,
+                      "content": _parts(i, item.get("content"), role), "status": "completed"})  # fmt: skip
+    if not items:
+        raise _invalid("input", "it holds no message")
+    return items
+
+
+def _parts(i: int, content: Any, role: str) -> list[dict[str, Any]]:
+    kind = "output_text" if role == "assistant" else "input_text"
+    if isinstance(content, str):
+        return [{"type": kind, "text": content}]
+    if not isinstance(content, list):
+        raise _invalid(f"input.{i}.content", "give a string or a list of content parts")
+    parts = []
+    for j, part in enumerate(content):
+        if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+            raise _invalid(f"input.{i}.content.{j}", "each content part is an object with a type")
+        if part["type"] not in _TEXT_PARTS:
+            raise Unsupported(f"content parts of type {part['type']!r} are not supported by this model",
+                              param=f"input.{i}.content.{j}")  # fmt: skip
+        if not isinstance(part.get("text"), str):
+            raise _invalid(f"input.{i}.content.{j}.text", "a text part needs its text")
+        parts.append({"type": kind, "text": part["text"]})
+    return parts
+
+
+def messages_of(items: list[dict[str, Any]]) -> list[Message]:
+    return [Message(it["role"], "".join(p["text"] for p in it["content"])) for it in items]
+
+
+def _invalid(param: str, why: str) -> InvalidRequest:
+    return InvalidRequest(f"Invalid value for '{param}': {why}.", param=param, code="invalid_value")
+
+
+def _id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+# --- the response object ---------------------------------------------------------------
+
+
+def usage_json(u: Usage) -> dict[str, Any]:
+    return {
+        "input_tokens": u.prompt_tokens,
+        "input_tokens_details": {"cached_tokens": u.cached_tokens},
+        "output_tokens": u.completion_tokens,
+        "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
+        "total_tokens": u.total_tokens,
+    }
+
+
+@dataclass
+class ResponseBuilder:
+    """Builds one response, whole or as stream events, from a mode's events."""
+
+    req: ResponsesRequest
+    mode: str
+    id: str = field(default_factory=lambda: _id("resp"))
+    created_at: int = field(default_factory=lambda: int(time.time()))
+    output: list[dict[str, Any]] = field(default_factory=list)
+    progress: list[dict[str, Any]] = field(default_factory=list)
+    usage: Usage | None = None
+    status: str = "in_progress"
+    error: dict[str, Any] | None = None
+    finish: FinishReason = "stop"
+    _seq: int = 0
+    _open: dict[str, Any] | None = None  # the output item being streamed
+
+    def body(self) -> dict[str, Any]:
+        r = self.req
+        incomplete = {"reason": "max_output_tokens"} if self.status == "incomplete" else None
+        return {
+            "id": self.id, "object": "response", "created_at": self.created_at, "status": self.status,
+            "error": self.error, "incomplete_details": incomplete, "instructions": r.instructions,
+            "max_output_tokens": r.max_output_tokens, "model": r.model, "output": self.output,
+            "parallel_tool_calls": r.parallel_tool_calls if r.parallel_tool_calls is not None else True,
+            "previous_response_id": r.previous_response_id,
+            "reasoning": {"effort": r.reasoning.effort if r.reasoning else None, "summary": None},
+            "store": r.store, "temperature": r.temperature, "text": {"format": {"type": "text"}},
+            "tool_choice": "auto", "tools": [], "top_p": r.top_p, "truncation": "disabled",
+            "usage": usage_json(self.usage) if self.usage else None, "user": r.user, "metadata": r.metadata or {},
+            "ponder": {"mode": self.mode, "progress": self.progress},
+        }  # fmt: skip
+
+    @property
+    def text(self) -> str:
+        return "".join(p["text"] for it in self.output if it["type"] == "message" for p in it["content"])
+
+    # events -> stream lines (and the body, as it grows) -------------------------------
+
+    def start(self) -> str:
+        return self._event("response.created", response=self.body()) + self._event(
+            "response.in_progress", response=self.body()
+        )
+
+    def event(self, event: Event) -> str:
+        if isinstance(event, ReasoningDelta):
+            return self._delta("reasoning", event.text)
+        if isinstance(event, TextDelta):
+            return self._delta("message", event.text)
+        if isinstance(event, AgentEvent):
+            if event.kind == "agent.delta":  # live only: not kept in the stored body
+                return self._event("ponder.progress", progress=progress_json(event))
+            self.progress.append(progress_json(event))
+            return self._event("ponder.progress", progress=self.progress[-1])
+        if isinstance(event, Done):
+            out = self._close()
+            if not any(it["type"] == "message" for it in self.output):  # an answer is always there, if empty
+                out += self._delta("message", "") + self._close()
+            self.usage, self.finish = event.usage, event.finish_reason
+            length_cut = event.finish_reason == "length" and self.req.max_output_tokens is not None
+            self.status = "incomplete" if length_cut else "completed"
+            for it in self.output:
+                if it["type"] == "message" and self.status == "incomplete":
+                    it["status"] = "incomplete"
+            return out + self._event(f"response.{self.status}", response=self.body())
+        raise TypeError(f"no wire form for {event!r}")
+
+    def fail(self, code: str, message: str) -> str:
+        out = self._close()
+        self.status, self.error = "failed", {"code": code, "message": message}
+        return out + self._event("response.failed", response=self.body())
+
+    def _delta(self, kind: str, text: str) -> str:
+        out = ""
+        if self._open is not None and self._open["type"] != kind:
+            out += self._close()
+        if self._open is None:
+            out += self._add(kind)
+        item, index = self._open, len(self.output) - 1
+        assert item is not None
+        item["content"][0]["text"] += text
+        if not text:
+            return out
+        name = "response.reasoning_text.delta" if kind == "reasoning" else "response.output_text.delta"
+        extra: dict[str, Any] = {} if kind == "reasoning" else {"logprobs": []}
+        return out + self._event(name, item_id=item["id"], output_index=index, content_index=0, delta=text, **extra)
+
+    def _add(self, kind: str) -> str:
+        if kind == "reasoning":
+            item: dict[str, Any] = {"id": _id("rs"), "type": "reasoning", "summary": [], "status": "in_progress"}
+            part: dict[str, Any] = {"type": "reasoning_text", "text": ""}
+        else:
+            item = {"id": _id("msg"), "type": "message", "role": "assistant", "status": "in_progress"}
+            part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+        self.output.append({**item, "content": [part]})
+        self._open = self.output[-1]
+        index = len(self.output) - 1
+        return self._event(
+            "response.output_item.added", output_index=index, item={**item, "content": []}
+        ) + self._event(
+            "response.content_part.added", item_id=item["id"], output_index=index, content_index=0, part=dict(part)
+        )
+
+    def _close(self) -> str:
+        item, index = self._open, len(self.output) - 1
+        if item is None:
+            return ""
+        self._open = None
+        item["status"] = "completed"
+        part = item["content"][0]
+        done = "response.reasoning_text.done" if item["type"] == "reasoning" else "response.output_text.done"
+        extra: dict[str, Any] = {} if item["type"] == "reasoning" else {"logprobs": []}
+        ids = {"item_id": item["id"], "output_index": index, "content_index": 0}
+        return (
+            self._event(done, **ids, text=part["text"], **extra)
+            + self._event("response.content_part.done", **ids, part=dict(part))
+            + self._event("response.output_item.done", output_index=index, item=item)
+        )
+
+    def _event(self, kind: str, **data: Any) -> str:
+        body = {"type": kind, "sequence_number": self._seq, **data}
+        self._seq += 1
+        return f"event: {kind}\ndata: {json.dumps(body, ensure_ascii=False, separators=(',', ':'))}\n\n"
+
+
+def build(req: ResponsesRequest, mode: str, events: list[Event]) -> ResponseBuilder:
+    """A whole (non-streamed) response from all of a run's events."""
+    b = ResponseBuilder(req, mode)
+    for event in events:
+        b.event(event)
+    if b.usage is None:
+        b.usage = NO_USAGE
+    return b

@@ -1,0 +1,69 @@
+"""The store: stored Responses API responses, in one SQLite file in the data dir.
+
+WAL journaling and one transaction per write, so a crash loses at most the write
+in flight, never one that returned. Each row keeps what the API returns (the
+response object and its input items) and what a follow-up needs to continue the
+conversation (`history`: every message so far, this response's answer included).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    id TEXT PRIMARY KEY,
+    created_at REAL NOT NULL,
+    body TEXT NOT NULL,         -- the response object, as JSON
+    input_items TEXT NOT NULL,  -- the input items of this request, as a JSON list
+    history TEXT NOT NULL       -- the conversation so far, as a JSON list of messages
+)
+"""
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    id: str
+    body: dict[str, Any]
+    input_items: list[dict[str, Any]]
+    history: list[dict[str, Any]]
+
+
+class Store:
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable at each checkpoint, never corrupt
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.execute(SCHEMA)
+
+    def put(self, r: StoredResponse) -> None:
+        row = (r.id, float(r.body.get("created_at", 0)), json.dumps(r.body), json.dumps(r.input_items),
+               json.dumps(r.history))  # fmt: skip
+        with self._lock, self._db:
+            self._db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?)", row)
+
+    def get(self, response_id: str) -> StoredResponse | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, body, input_items, history FROM responses WHERE id = ?", (response_id,)
+            ).fetchone()
+        if row is None:
+            return None
+        return StoredResponse(row[0], json.loads(row[1]), json.loads(row[2]), json.loads(row[3]))
+
+    def delete(self, response_id: str) -> bool:
+        with self._lock, self._db:
+            return self._db.execute("DELETE FROM responses WHERE id = ?", (response_id,)).rowcount > 0
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -22,6 +22,14 @@ api_key_env = "MY_KEY"
 [models.mine]
 source = "/models/mine.gguf"
 n_ctx = 2048
+
+[aliases]
+"gpt-4o" = "mine"
+
+[aliases."muse-spark-1.3"]
+model = "vllm"
+mode = "contemplating"
+effort = "high"
 """
 
 
@@ -33,6 +41,9 @@ def test_file_then_env_then_flags(tmp_path: Path) -> None:
     vllm = s.models["vllm"]
     assert (vllm.backend, vllm.upstream_model, vllm.api_key) == ("remote", "Qwen/Qwen3-8B", "secret")
     assert (s.models["mine"].source, s.models["mine"].n_ctx) == ("/models/mine.gguf", 2048)
+    muse = s.aliases["muse-spark-1.3"]
+    assert (muse.model, muse.mode, muse.effort) == ("vllm", "contemplating", "high")
+    assert (s.aliases["gpt-4o"].model, s.aliases["gpt-4o"].mode) == ("mine", None)
 
     env = {"PONDER_MODEL": "from-env", "PONDER_PORT": "9100", "PONDER_N_CTX": "512", "PONDER_HOME": str(tmp_path)}
     s = load_settings(path, env=env)
@@ -53,6 +64,10 @@ def test_missing_file_gives_defaults(tmp_path: Path) -> None:
         ("[models.x]\nbackend = 'remote'\n", "needs base_url"),
         ("[engine]\nn_cxt = 5\n", "n_cxt"),
         ("port = ", "config file"),
+        ("[aliases.a]\nmode = 'thinking'\n", "the model it stands for"),
+        ("[aliases.a]\nmodel = 'x'\nmode = 'dreaming'\n", "unknown mode"),
+        ("[aliases.a]\nmodel = 'x'\neffort = 'extreme'\n", "effort"),
+        ("[aliases.a]\nmodel = 'x'\ntemperature = 1\n", "unknown keys"),
     ],
 )
 def test_bad_config_is_a_clear_error(tmp_path: Path, text: str, match: str) -> None:

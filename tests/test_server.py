@@ -13,7 +13,7 @@ import pytest
 
 from ponder.backends.registry import Registry
 from ponder.backends.scripted import ScriptedBackend
-from ponder.config import Settings
+from ponder.config import EFFORT_BUDGETS, Alias, Settings
 from ponder.errors import ContextLengthExceeded, UpstreamError
 from ponder.models import ModelStore
 from ponder.server.app import create_app
@@ -184,6 +184,23 @@ async def test_an_error_in_one_choice_ends_the_stream_in_band(
     chunks = sse_chunks(r.text)
     assert chunks[-1]["error"]["message"] == "engine fell over"
     assert not any(c["choices"][0]["finish_reason"] for c in chunks[:-1]), "the other choice was stopped"
+
+
+async def test_an_alias_serves_its_model_in_its_mode(tmp_path: Path, backend: ScriptedBackend) -> None:
+    settings = Settings(data_dir=tmp_path, default_model="scripted",
+                        aliases={"muse-spark-1.3": Alias("muse-spark-1.3", "scripted", "thinking", "low")})  # fmt: skip
+    registry = Registry(settings, ModelStore(settings.models_dir, settings.cache_dir), {"scripted": backend})
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(registry)), base_url="http://t") as c:
+        assert "muse-spark-1.3" in [m["id"] for m in (await c.get("/v1/models")).json()["data"]]
+        backend.enqueue("thinking it over", "42")
+        body = {"model": "muse-spark-1.3", "messages": USER, "thought_compression": False}
+        r = (await c.post("/v1/chat/completions", json=body)).json()
+        assert r["model"] == "muse-spark-1.3" and r["ponder"]["mode"] == "thinking"
+        assert backend.requests[0].params.max_tokens == EFFORT_BUDGETS["low"]
+        assert r["choices"][0]["message"]["reasoning_content"] == "thinking it over"
+        backend.enqueue("straight away")
+        r = (await c.post("/v1/chat/completions", json={**body, "reasoning_effort": "none"})).json()
+        assert r["ponder"]["mode"] == "instant", "an explicit effort of none still means Instant"
 
 
 def assert_error(r: httpx.Response, status: int, param: str | None, code: str | None) -> dict[str, Any]:

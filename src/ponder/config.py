@@ -22,6 +22,10 @@ order, later wins) and then passed around explicitly. There is no global config.
 
     [models.mine]                  # a GGUF of your own, or hf:OWNER/REPO/FILE.gguf
     source = "/models/my-model.gguf"
+
+    [aliases."muse-spark-1.3"]      # another name, with the mode it implies
+    model = "qwen2.5-coder-1.5b"
+    mode = "thinking"
 """
 
 from __future__ import annotations
@@ -92,6 +96,17 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class Alias:
+    """Another name for a served model, with the mode (and effort) it implies, so code
+    written for a closed API (`model="muse-spark-1.3"`) runs unchanged."""
+
+    name: str
+    model: str
+    mode: str | None = None
+    effort: str | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     default_model: str = DEFAULT_MODEL
     host: str = "127.0.0.1"
@@ -100,6 +115,7 @@ class Settings:
     engine: EngineSettings = field(default_factory=EngineSettings)
     modes: ModeSettings = field(default_factory=ModeSettings)
     models: Mapping[str, ModelSpec] = field(default_factory=dict)
+    aliases: Mapping[str, Alias] = field(default_factory=dict)
 
     @property
     def models_dir(self) -> Path:
@@ -177,7 +193,25 @@ def load_settings(
         raise InvalidRequest(f"config [engine] or [modes]: {e}") from e
     _check_modes(modes)
     models = {name: _model_spec(name, body, env) for name, body in raw.get("models", {}).items()}
-    return Settings(engine=engine, modes=modes, models=models, **top)
+    aliases = {name: _alias(name, body) for name, body in raw.get("aliases", {}).items()}
+    return Settings(engine=engine, modes=modes, models=models, aliases=aliases, **top)
+
+
+def _alias(name: str, body: Any) -> Alias:
+    """`name = "model"`, or `[aliases.name]` with `model`, and optionally `mode` and `effort`."""
+    if isinstance(body, str):
+        body = {"model": body}
+    if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+        raise InvalidRequest(f'config [aliases] {name}: give the model it stands for (model = "...")')
+    unknown = set(body) - {"model", "mode", "effort"}
+    if unknown:
+        raise InvalidRequest(f"config [aliases.{name}]: unknown keys {sorted(unknown)}; use model, mode, effort")
+    alias = Alias(name, body["model"], body.get("mode"), body.get("effort"))
+    if alias.mode not in (None, "instant", "thinking", "contemplating"):
+        raise InvalidRequest(f"config [aliases.{name}] mode: unknown mode {alias.mode!r}")
+    if alias.effort is not None and alias.effort not in EFFORT_BUDGETS:
+        raise InvalidRequest(f"config [aliases.{name}] effort: use one of {', '.join(EFFORT_BUDGETS)}")
+    return alias
 
 
 def _check_modes(m: ModeSettings) -> None:

@@ -2,6 +2,7 @@
 
 A name is served if config declares it (`[models.NAME]`), if it is a pulled
 catalogue model, or if a backend was handed in directly (tests, `--model PATH`).
+An alias (`[aliases]`) is one more name for one of those.
 Backends are built on first use and kept; embedded ones load their weights then.
 """
 
@@ -24,14 +25,26 @@ class Registry:
         self._lock = asyncio.Lock()
 
     def names(self) -> list[str]:
-        names = list(self._backends) + list(self.settings.models)
+        names = list(self._backends) + list(self.settings.models) + list(self.settings.aliases)
         names += [m.name for m in self.store.list_models() if m.present and not m.name.startswith("hf:")]
         return list(dict.fromkeys(names))  # keep order, drop repeats
+
+    def mode_for(self, name: str, mode: str | None, effort: str | None) -> tuple[str | None, str | None]:
+        """The request's mode and effort, with an alias's filling what the request left out
+        (an explicit effort of "none" still means Instant)."""
+        alias = self.settings.aliases.get(name)
+        if alias is None:
+            return mode, effort
+        if mode is None and effort != "none":
+            mode = alias.mode
+        return mode, effort if effort is not None else alias.effort
 
     def loaded(self) -> Mapping[str, Backend]:
         return dict(self._backends)
 
     async def get(self, name: str) -> Backend:
+        if alias := self.settings.aliases.get(name):
+            name = alias.model
         if name in self._backends:
             return self._backends[name]
         async with self._lock:

@@ -13,7 +13,6 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from ponder import modes
 from ponder.backends.registry import Registry
-from ponder.config import ModeSettings
 from ponder.errors import PonderError
 from ponder.modes import ModeRequest
 from ponder.server.encode import ChunkEncoder, completion_json
@@ -27,7 +26,7 @@ T = TypeVar("T")
 @router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> JSONResponse | StreamingResponse:
     registry: Registry = request.app.state.registry
-    mode = _mode_request(body, registry.settings.modes)
+    mode = _mode_request(body, registry)
     backend = await registry.get(body.model)
     # n > 1: n runs of the mode at once (the batched engine decodes them together),
     # each with its own seed when the request gave one, so the choices can differ.
@@ -93,13 +92,14 @@ async def _interleave(streams: list[AsyncGenerator[Event, None]]) -> AsyncGenera
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def _mode_request(body: ChatCompletionRequest, settings: ModeSettings) -> ModeRequest:
+def _mode_request(body: ChatCompletionRequest, registry: Registry) -> ModeRequest:
     c = body.contemplation
+    mode, effort = registry.mode_for(body.model, body.mode, body.reasoning_effort)
     return modes.resolve(
         body.to_internal(),
-        settings,
-        mode=body.mode,
-        effort=body.reasoning_effort,
+        registry.settings.modes,
+        mode=mode,
+        effort=effort,
         budget=body.thinking_budget,
         compression=body.thought_compression,
         agents=c.agents if c else None,

@@ -133,11 +133,12 @@ def _not_found(response_id: str) -> NotFound:
 
 def _mode_request(body: ResponsesRequest, chat: ChatRequest, registry: Registry) -> ModeRequest:
     c = body.contemplation
+    mode, effort = registry.mode_for(body.model, body.mode, body.reasoning.effort if body.reasoning else None)
     return modes.resolve(
         chat,
         registry.settings.modes,
-        mode=body.mode,
-        effort=body.reasoning.effort if body.reasoning else None,
+        mode=mode,
+        effort=effort,
         budget=body.thinking_budget,
         compression=body.thought_compression,
         agents=c.agents if c else None,

@@ -186,6 +186,16 @@ async def test_an_error_in_one_choice_ends_the_stream_in_band(
     assert not any(c["choices"][0]["finish_reason"] for c in chunks[:-1]), "the other choice was stopped"
 
 
+async def test_reasoning_echoed_back_on_assistant_turns_is_accepted(
+    client: httpx.AsyncClient, backend: ScriptedBackend
+) -> None:
+    messages = [*USER, {"role": "assistant", "content": "Hi.", "reasoning_content": "be nice", "reasoning": "be nice"},
+                {"role": "user", "content": "again"}]  # fmt: skip
+    r = await client.post("/v1/chat/completions", json={"model": "scripted", "messages": messages})
+    assert r.status_code == 200, r.text
+    assert [m.content.split("\n\n")[0] for m in backend.requests[-1].messages] == ["hello there", "Hi.", "again"]
+
+
 async def test_an_alias_serves_its_model_in_its_mode(tmp_path: Path, backend: ScriptedBackend) -> None:
     settings = Settings(data_dir=tmp_path, default_model="scripted",
                         aliases={"muse-spark-1.3": Alias("muse-spark-1.3", "scripted", "thinking", "low")})  # fmt: skip

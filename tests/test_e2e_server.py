@@ -6,6 +6,7 @@ import json
 import time
 
 import httpx
+import jsonschema
 import openai
 import pytest
 
@@ -57,6 +58,37 @@ def test_n_choices_streaming_and_not(client: openai.OpenAI) -> None:
     finished = [choice.index for c in chunks for choice in c.choices if choice.finish_reason]
     assert sorted(finished) == [0, 1, 2]
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens >= 3
+
+
+CITY = {
+    "type": "object",
+    "properties": {"city": {"type": "string", "maxLength": 24}, "population": {"type": "integer"}},
+    "required": ["city", "population"],
+    "additionalProperties": False,
+}
+
+
+def test_json_schema_output_parses_and_validates_chat_and_responses(client: openai.OpenAI) -> None:
+    ask = [{"role": "user", "content": "Give the capital of France and its population as JSON."}]
+    fmt = {"type": "json_schema", "json_schema": {"name": "city", "schema": CITY, "strict": True}}
+    r = client.chat.completions.create(model=TINY, messages=ask, max_tokens=96, temperature=0,  # type: ignore[arg-type]
+                                       response_format=fmt)  # type: ignore[arg-type]  # fmt: skip
+    jsonschema.validate(json.loads(r.choices[0].message.content or ""), CITY)
+    obj = client.chat.completions.create(model=TINY, messages=ask, max_tokens=96, temperature=0,  # type: ignore[arg-type]
+                                         response_format={"type": "json_object"})  # fmt: skip
+    assert isinstance(json.loads(obj.choices[0].message.content or ""), dict)
+    resp = client.responses.create(model=TINY, input=ask[0]["content"], max_output_tokens=96, temperature=0,
+                                   text={"format": {"type": "json_schema", "name": "city", "schema": CITY}})  # fmt: skip
+    jsonschema.validate(json.loads(resp.output_text), CITY)
+
+
+def test_a_schema_the_grammar_cannot_express_is_a_400(client: openai.OpenAI) -> None:
+    schema = {"type": "object", "properties": {"a": {"not": {"type": "string"}}}}
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model=TINY, messages=ASK, max_tokens=8,  # type: ignore[arg-type]
+                                       response_format={"type": "json_schema",  # type: ignore[arg-type]
+                                                        "json_schema": {"name": "a", "schema": schema}})  # fmt: skip
+    assert e.value.code == "unsupported_parameter"
 
 
 def test_models_endpoint(client: openai.OpenAI) -> None:

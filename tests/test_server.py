@@ -186,6 +186,17 @@ async def test_an_error_in_one_choice_ends_the_stream_in_band(
     assert not any(c["choices"][0]["finish_reason"] for c in chunks[:-1]), "the other choice was stopped"
 
 
+async def test_response_format_reaches_the_backend(client: httpx.AsyncClient, backend: ScriptedBackend) -> None:
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    fmt = {"type": "json_schema", "json_schema": {"name": "num", "schema": schema, "strict": True}}
+    r = await client.post("/v1/chat/completions", json={"model": "scripted", "messages": USER, "response_format": fmt})
+    assert r.status_code == 200
+    assert backend.requests[-1].params.response_format == fmt
+    await client.post("/v1/chat/completions", json={"model": "scripted", "messages": USER,
+                                                    "response_format": {"type": "text"}})  # fmt: skip
+    assert backend.requests[-1].params.response_format is None
+
+
 async def test_reasoning_echoed_back_on_assistant_turns_is_accepted(
     client: httpx.AsyncClient, backend: ScriptedBackend
 ) -> None:
@@ -237,7 +248,14 @@ BAD_BODIES = [
     ({"model": "scripted", "messages": USER, "n": 0}, "n", "invalid_value"),
     ({"model": "scripted", "messages": USER, "n": 17}, "n", "invalid_value"),
     ({"model": "scripted", "messages": USER, "tools": [{"type": "function"}]}, "tools", "unsupported_parameter"),
-]
+    ({"model": "scripted", "messages": USER, "response_format": {"type": "xml"}}, "response_format.type",
+     "unsupported_parameter"),
+    ({"model": "scripted", "messages": USER, "response_format": {"type": "json_schema"}},
+     "response_format.json_schema", "missing_required_parameter"),
+    ({"model": "scripted", "messages": USER,
+      "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "frobnicate"}}}},
+     "response_format.json_schema.schema", "invalid_value"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(("body", "param", "code"), BAD_BODIES)

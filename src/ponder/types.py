@@ -7,6 +7,7 @@ convert into these types at the edge; backends consume a `ChatRequest` and yield
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -32,6 +33,9 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     frequency_penalty: float | None = None
     presence_penalty: float | None = None
+    # Structured output: {"type": "json_object"}, or {"type": "json_schema", "schema": {...}}.
+    # Embedded engines enforce it with a grammar; remote engines get it as is.
+    response_format: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,10 @@ class Backend(ABC):
     def stream(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
         """Yield events for `request`, ending with one `Done`."""
 
+    def check(self, request: ChatRequest) -> None:
+        """Raise a `PonderError` now for what this backend will refuse later in a run
+        (a mode may send its first call long before the one that would fail)."""
+
     async def count_tokens(self, messages: Sequence[Message]) -> int:
         """The prompt tokens `messages` take on this backend's model."""
         raise Unsupported("this backend cannot count tokens: its engine exposes no tokenizer to Ponder")

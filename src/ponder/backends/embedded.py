@@ -21,6 +21,7 @@ from ponder.backends.base import Backend, Capabilities
 from ponder.config import EngineSettings
 from ponder.engine.batched import BatchedEngine
 from ponder.engine.llama import LlamaEngine
+from ponder.formats import structured
 from ponder.types import ChatRequest, Done, Event, Message, SamplingParams
 
 _END = object()
@@ -59,6 +60,10 @@ class EmbeddedBackend(Backend):
         return BatchedEngine(self.path, n_ctx=self.n_ctx, n_threads=s.n_threads, n_seq_max=s.n_seq_max,
                              n_batch=max(s.n_batch, s.n_seq_max), n_ubatch=s.n_ubatch, defaults=defaults,
                              kv_unified=True, flash_attn=True)  # fmt: skip
+
+    def check(self, request: ChatRequest) -> None:
+        if request.params.response_format is not None:
+            structured.gbnf(request.params.response_format)  # a schema the grammar converter cannot take
 
     async def count_tokens(self, messages: Sequence[Message]) -> int:
         engine = await self.load()

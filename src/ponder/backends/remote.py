@@ -61,6 +61,7 @@ class RemoteBackend(Backend):
             "stop": list(p.stop) or None,
             "frequency_penalty": p.frequency_penalty,
             "presence_penalty": p.presence_penalty,
+            "response_format": dict(p.response_format) if p.response_format else None,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
         body.update(self.extra_body)

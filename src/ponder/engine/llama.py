@@ -26,6 +26,7 @@ from typing import Any
 import llama_cpp
 
 from ponder.engine.common import ChatTemplate, check_fits, common_prefix, with_defaults
+from ponder.formats import structured
 from ponder.formats.stops import StopMatcher
 from ponder.types import Done, Event, FinishReason, Message, SamplingParams, TextDelta, Usage
 
@@ -93,7 +94,7 @@ class LlamaEngine:
         stops = StopMatcher(p.stop)
         finish: FinishReason = "length"
         n = 0
-        gen = llm.generate(tokens, **self._sampler_args(p))
+        gen = llm.generate(tokens, **self._sampler_args(p), grammar=_grammar(p))
         try:
             for token in gen:
                 if cancel.is_set():
@@ -129,3 +130,9 @@ class LlamaEngine:
             "frequency_penalty": p.frequency_penalty or 0.0,
             "presence_penalty": p.presence_penalty or 0.0,
         }
+
+
+def _grammar(p: SamplingParams) -> llama_cpp.LlamaGrammar | None:
+    if p.response_format is None:
+        return None
+    return llama_cpp.LlamaGrammar.from_string(structured.gbnf(p.response_format), verbose=False)

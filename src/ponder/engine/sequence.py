@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import llama_cpp
 
 from ponder.engine.slots import Plan, Slot
+from ponder.formats import structured
 from ponder.formats.stops import StopMatcher
 from ponder.types import Done, Event, FinishReason, SamplingParams, TextDelta, Usage
 
@@ -66,17 +67,21 @@ class Vocab:
         return bool(llama_cpp.llama_vocab_is_eog(self.ptr, token))
 
 
-def make_sampler(p: SamplingParams, n_vocab: int) -> llama_cpp.llama_sampler_p:
-    """A native sampler chain: penalties, then greedy at temperature 0, else
-    top-k / typical / top-p / min-p / temperature / a seeded draw."""
+def make_sampler(p: SamplingParams, vocab: Vocab) -> llama_cpp.llama_sampler_p:
+    """A native sampler chain: the response_format grammar, penalties, then greedy at
+    temperature 0, else top-k / typical / top-p / min-p / temperature / a seeded draw.
+    The grammar goes first, over the whole vocabulary, so it never runs out of tokens
+    that the cut-offs after it left."""
     chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
 
     def add(sampler: llama_cpp.llama_sampler_p) -> None:
         llama_cpp.llama_sampler_chain_add(chain, sampler)
 
+    if p.response_format is not None:
+        add(llama_cpp.llama_sampler_init_grammar(vocab.ptr, structured.gbnf(p.response_format).encode(), b"root"))
     if p.frequency_penalty or p.presence_penalty:
         add(llama_cpp.llama_sampler_init_penalties(
-            n_vocab, PENALTY_LAST_N, 1.0, p.frequency_penalty or 0.0, p.presence_penalty or 0.0))  # fmt: skip
+            vocab.n_tokens, PENALTY_LAST_N, 1.0, p.frequency_penalty or 0.0, p.presence_penalty or 0.0))  # fmt: skip
     temp = p.temperature if p.temperature is not None else 0.7
     if temp == 0:
         add(llama_cpp.llama_sampler_init_greedy())
@@ -104,7 +109,7 @@ class Seq:
         self.finished = False
         self.error: Exception | None = None  # raised in the caller's thread
         self._vocab = vocab
-        self._sampler: llama_cpp.llama_sampler_p | None = make_sampler(job.params, vocab.n_tokens)
+        self._sampler: llama_cpp.llama_sampler_p | None = make_sampler(job.params, vocab)
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._stops = StopMatcher(job.params.stop)
 

@@ -106,7 +106,7 @@ async def _prefilled(r: _Run) -> AsyncGenerator[Event, None]:
     # 1-2. reasoning, in slices between answer probes
     while not finished and trace.reasoning_tokens < budget:
         step = min(probe_every, budget - trace.reasoning_tokens) if compression else budget - trace.reasoning_tokens
-        params = replace(chat.params, max_tokens=step, stop=("</think>",))
+        params = replace(chat.params, max_tokens=step, stop=("</think>",), response_format=None)  # free-form
         finish: FinishReason = "length"
         usage = NO_USAGE
         async for event in _text(backend, replace(chat, params=params, prefill=opened + trace.reasoning)):

@@ -28,6 +28,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> JSO
     registry: Registry = request.app.state.registry
     mode = _mode_request(body, registry)
     backend = await registry.get(body.model)
+    backend.check(mode.chat)
     # n > 1: n runs of the mode at once (the batched engine decodes them together),
     # each with its own seed when the request gave one, so the choices can differ.
     streams = [modes.run(backend, _choice(mode, i)) for i in range(body.n)]

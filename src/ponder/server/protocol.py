@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ponder.errors import Unsupported
+from ponder.formats import structured
 from ponder.types import ChatRequest, Message, SamplingParams
 
 MAX_CHOICES = 16  # n: each choice is a whole run of the mode
@@ -85,6 +86,7 @@ class ChatCompletionRequest(BaseModel):
             stop=tuple(stop),
             frequency_penalty=self.frequency_penalty,
             presence_penalty=self.presence_penalty,
+            response_format=structured.check(self.response_format),
         )
         messages = tuple(_message(i, m) for i, m in enumerate(self.messages))
         return ChatRequest(model=self.model, messages=messages, params=params)
@@ -94,8 +96,6 @@ class ChatCompletionRequest(BaseModel):
             raise Unsupported("tool calling is not supported yet", param="tools")
         if self.logprobs:
             raise Unsupported("logprobs are not supported yet", param="logprobs")
-        if self.response_format and self.response_format.get("type") not in (None, "text"):
-            raise Unsupported("structured output (response_format) is not supported yet", param="response_format")
 
 
 def _message(index: int, m: ChatMessage) -> Message:

@@ -37,12 +37,12 @@ async def create_response(body: ResponsesRequest, request: Request) -> JSONRespo
     body.refuse_unsupported()
     items = input_items(body.input)
     history = await _history(store, body.previous_response_id)
-    params = SamplingParams(
-        max_tokens=body.max_output_tokens, temperature=body.temperature, top_p=body.top_p, seed=body.seed
-    )
+    params = SamplingParams(max_tokens=body.max_output_tokens, temperature=body.temperature, top_p=body.top_p,
+                            seed=body.seed, response_format=body.response_format())  # fmt: skip
     chat = ChatRequest(body.model, tuple(_instructions(body.instructions) + history + messages_of(items)), params)
     mode = _mode_request(body, chat, registry)
     backend = await registry.get(body.model)
+    backend.check(chat)
     events = modes.run(backend, mode)
     keep = _Keeper(store, body, items, history)
 

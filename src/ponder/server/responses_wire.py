@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ponder.errors import InvalidRequest, Unsupported
+from ponder.formats import structured
 from ponder.server.encode import progress_json
 from ponder.server.protocol import Contemplation
 from ponder.types import NO_USAGE, AgentEvent, Done, Event, FinishReason, Message, ReasoningDelta, TextDelta, Usage
@@ -61,9 +62,13 @@ class ResponsesRequest(BaseModel):
     def refuse_unsupported(self) -> None:
         if self.tools:
             raise Unsupported("tools are not supported by the Responses API here yet", param="tools")
-        fmt = (self.text.format or {}) if self.text else {}
-        if fmt.get("type") not in (None, "text"):
-            raise Unsupported("structured output (text.format) is not supported yet", param="text.format")
+
+    def response_format(self) -> Any:
+        """`text.format`, in Chat Completions' shape (the Responses one is flat)."""
+        fmt = dict((self.text.format or {}) if self.text else {})
+        if fmt.get("type") == "json_schema":
+            fmt = {"type": "json_schema", "json_schema": {k: v for k, v in fmt.items() if k != "type"}}
+        return structured.check(fmt or None, param="text.format")
 
 
 class TokenCountRequest(BaseModel):
@@ -172,7 +177,7 @@ class ResponseBuilder:
             "parallel_tool_calls": r.parallel_tool_calls if r.parallel_tool_calls is not None else True,
             "previous_response_id": r.previous_response_id,
             "reasoning": {"effort": r.reasoning.effort if r.reasoning else None, "summary": None},
-            "store": r.store, "temperature": r.temperature, "text": {"format": {"type": "text"}},
+            "store": r.store, "temperature": r.temperature, "text": {"format": _format_json(r)},
             "tool_choice": "auto", "tools": [], "top_p": r.top_p, "truncation": "disabled",
             "usage": usage_json(self.usage) if self.usage else None, "user": r.user, "metadata": r.metadata or {},
             "ponder": {"mode": self.mode, "progress": self.progress},
@@ -268,6 +273,11 @@ class ResponseBuilder:
         body = {"type": kind, "sequence_number": self._seq, **data}
         self._seq += 1
         return f"event: {kind}\ndata: {json.dumps(body, ensure_ascii=False, separators=(',', ':'))}\n\n"
+
+
+def _format_json(r: ResponsesRequest) -> dict[str, Any]:
+    fmt = (r.text.format if r.text else None) or {"type": "text"}
+    return dict(fmt)
 
 
 def build(req: ResponsesRequest, mode: str, events: list[Event]) -> ResponseBuilder:

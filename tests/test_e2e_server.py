@@ -77,8 +77,9 @@ def test_json_schema_output_parses_and_validates_chat_and_responses(client: open
     obj = client.chat.completions.create(model=TINY, messages=ask, max_tokens=96, temperature=0,  # type: ignore[arg-type]
                                          response_format={"type": "json_object"})  # fmt: skip
     assert isinstance(json.loads(obj.choices[0].message.content or ""), dict)
+    text_format = {"format": {"type": "json_schema", "name": "city", "schema": CITY}}
     resp = client.responses.create(model=TINY, input=ask[0]["content"], max_output_tokens=96, temperature=0,
-                                   text={"format": {"type": "json_schema", "name": "city", "schema": CITY}})  # fmt: skip
+                                   text=text_format)  # type: ignore[arg-type]  # fmt: skip
     jsonschema.validate(json.loads(resp.output_text), CITY)
 
 

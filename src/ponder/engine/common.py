@@ -8,6 +8,7 @@ know nothing of contexts, batches or threads.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -50,14 +51,10 @@ def check_fits(n_ctx: int, n_prompt: int, max_tokens: int | None) -> None:
 
 def with_defaults(params: SamplingParams, defaults: SamplingParams) -> SamplingParams:
     """`params`, with the engine's default temperature and top_p where the request set none."""
-    return SamplingParams(
-        max_tokens=params.max_tokens,
+    return replace(
+        params,
         temperature=params.temperature if params.temperature is not None else defaults.temperature,
         top_p=params.top_p if params.top_p is not None else defaults.top_p,
-        seed=params.seed,
-        stop=params.stop,
-        frequency_penalty=params.frequency_penalty,
-        presence_penalty=params.presence_penalty,
     )
 
 

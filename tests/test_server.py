@@ -186,6 +186,69 @@ async def test_an_error_in_one_choice_ends_the_stream_in_band(
     assert not any(c["choices"][0]["finish_reason"] for c in chunks[:-1]), "the other choice was stopped"
 
 
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+
+
+async def test_tool_calls_come_back_parsed(client: httpx.AsyncClient, backend: ScriptedBackend) -> None:
+    backend.enqueue(CALL)
+    body = {"model": "scripted", "messages": USER, "tools": [WEATHER]}
+    r = (await client.post("/v1/chat/completions", json=body)).json()
+    choice = r["choices"][0]
+    assert choice["finish_reason"] == "tool_calls" and choice["message"]["content"] is None
+    (call,) = choice["message"]["tool_calls"]
+    assert call["type"] == "function" and call["id"].startswith("call_")
+    assert (call["function"]["name"], json.loads(call["function"]["arguments"])) == ("get_weather", {"city": "Paris"})
+    sent = backend.requests[-1]
+    assert [t.name for t in sent.tools] == ["get_weather"] and sent.tool_choice == "auto"
+
+
+async def test_tool_calls_stream_as_deltas(client: httpx.AsyncClient, backend: ScriptedBackend) -> None:
+    backend.enqueue("Checking. " + CALL)
+    body = {"model": "scripted", "messages": USER, "tools": [WEATHER], "stream": True,
+            "tool_choice": {"type": "function", "function": {"name": "get_weather"}}}  # fmt: skip
+    chunks = sse_chunks((await client.post("/v1/chat/completions", json=body)).text)
+    deltas = [c["choices"][0]["delta"] for c in chunks]
+    calls = [d["tool_calls"] for d in deltas if "tool_calls" in d]
+    assert len(calls) == 1 and calls[0][0]["index"] == 0 and calls[0][0]["function"]["name"] == "get_weather"
+    assert "".join(d.get("content") or "" for d in deltas) == "Checking. "
+    assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+    assert (backend.requests[-1].tool_choice, backend.requests[-1].tool_name) == ("required", "get_weather")
+
+
+async def test_tool_results_go_back_to_the_model(client: httpx.AsyncClient, backend: ScriptedBackend) -> None:
+    backend.enqueue("It is sunny in Paris.")
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+    messages = [*USER, {"role": "assistant", "content": None, "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}]  # fmt: skip
+    r = await client.post("/v1/chat/completions", json={"model": "scripted", "messages": messages, "tools": [WEATHER]})
+    assert r.json()["choices"][0]["message"]["content"] == "It is sunny in Paris."
+    sent = backend.requests[-1].messages
+    assert sent[1].tool_calls[0].name == "get_weather" and sent[2].tool_call_id == "call_1"
+
+
+async def test_thinking_reasons_without_calling_then_the_answer_calls(
+    client: httpx.AsyncClient, backend: ScriptedBackend
+) -> None:
+    backend.enqueue("I need the weather", CALL)
+    body = {"model": "scripted", "messages": USER, "tools": [WEATHER], "mode": "thinking",
+            "thought_compression": False}  # fmt: skip
+    r = (await client.post("/v1/chat/completions", json=body)).json()
+    choice = r["choices"][0]
+    assert choice["message"]["reasoning_content"] == "I need the weather"
+    assert choice["finish_reason"] == "tool_calls" and choice["message"]["tool_calls"][0]["function"]["name"]
+    assert [req.tool_choice for req in backend.requests] == ["none", "auto"]
+    contemplating = await client.post("/v1/chat/completions", json={**body, "mode": "contemplating"})
+    assert_error(contemplating, 400, "tools", "unsupported_parameter")
+
+
 async def test_response_format_reaches_the_backend(client: httpx.AsyncClient, backend: ScriptedBackend) -> None:
     schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
     fmt = {"type": "json_schema", "json_schema": {"name": "num", "schema": schema, "strict": True}}
@@ -247,7 +310,18 @@ BAD_BODIES = [
     ({"model": "scripted", "messages": [{"content": "x"}]}, "messages.0.role", "missing_required_parameter"),
     ({"model": "scripted", "messages": USER, "n": 0}, "n", "invalid_value"),
     ({"model": "scripted", "messages": USER, "n": 17}, "n", "invalid_value"),
-    ({"model": "scripted", "messages": USER, "tools": [{"type": "function"}]}, "tools", "unsupported_parameter"),
+    ({"model": "scripted", "messages": USER, "tools": [{"type": "function"}]}, "tools.0.function",
+     "missing_required_parameter"),
+    ({"model": "scripted", "messages": USER, "tools": [{"type": "function", "function": {"name": "bad name!"}}]},
+     "tools.0.function.name", "invalid_value"),
+    ({"model": "scripted", "messages": USER,
+      "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": 7}}}]},
+     "tools.0.function.parameters", "invalid_value"),
+    ({"model": "scripted", "messages": USER, "tools": [{"type": "function", "function": {"name": "f"}}],
+      "tool_choice": {"type": "function", "function": {"name": "g"}}}, "tool_choice", "invalid_value"),
+    ({"model": "scripted", "messages": USER, "tool_choice": "required"}, "tool_choice", "invalid_value"),
+    ({"model": "scripted", "messages": [*USER, {"role": "tool", "content": "42"}]}, "messages.1.tool_call_id",
+     "missing_required_parameter"),
     ({"model": "scripted", "messages": USER, "response_format": {"type": "xml"}}, "response_format.type",
      "unsupported_parameter"),
     ({"model": "scripted", "messages": USER, "response_format": {"type": "json_schema"}},

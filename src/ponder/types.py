@@ -12,7 +12,15 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
-FinishReason = Literal["stop", "length", "cancelled"]
+FinishReason = Literal["stop", "length", "cancelled", "tool_calls"]
+ToolChoice = Literal["auto", "none", "required"]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str  # JSON text, as the API carries it
 
 
 @dataclass(frozen=True)
@@ -20,6 +28,17 @@ class Message:
     role: Role
     content: str
     name: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()  # assistant turns that called tools
+    tool_call_id: str | None = None  # tool turns: the call this is the result of
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A function the model may call: its name, what it does, its JSON-schema parameters."""
+
+    name: str
+    description: str = ""
+    parameters: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -36,6 +55,7 @@ class SamplingParams:
     # Structured output: {"type": "json_object"}, or {"type": "json_schema", "schema": {...}}.
     # Embedded engines enforce it with a grammar; remote engines get it as is.
     response_format: Mapping[str, Any] | None = None
+    grammar: str | None = None  # GBNF the reply must match (set by backends: forced tool calls)
 
 
 @dataclass(frozen=True)
@@ -46,6 +66,12 @@ class ChatRequest:
     # Text the assistant's reply is forced to start with; the model continues it.
     # Only for backends with `capabilities.prefill`; modes use it for reasoning phases.
     prefill: str = ""
+    tools: tuple[Tool, ...] = ()
+    # "none": the model sees the tools but its reply is not parsed for calls.
+    # `tool_name` forces a call of that one tool (OpenAI's named tool_choice).
+    tool_choice: ToolChoice = "auto"
+    tool_name: str | None = None
+    parallel_tool_calls: bool = True
 
 
 # --- events ------------------------------------------------------------------
@@ -59,6 +85,13 @@ class TextDelta:
 @dataclass(frozen=True)
 class ReasoningDelta:
     text: str
+
+
+@dataclass(frozen=True)
+class ToolCallEvent:
+    """One complete tool call the model made."""
+
+    call: ToolCall
 
 
 @dataclass(frozen=True)
@@ -103,7 +136,7 @@ class Done:
     usage: Usage
 
 
-Event = TextDelta | ReasoningDelta | AgentEvent | Done
+Event = TextDelta | ReasoningDelta | ToolCallEvent | AgentEvent | Done
 
 
 @dataclass
@@ -115,6 +148,7 @@ class Completion:
     finish_reason: FinishReason
     usage: Usage
     progress: list[AgentEvent] = field(default_factory=list)
+    tool_calls: list[ToolCall] = field(default_factory=list)
 
 
 async def collect(events: object) -> Completion:
@@ -122,12 +156,15 @@ async def collect(events: object) -> Completion:
     text: list[str] = []
     reasoning: list[str] = []
     progress: list[AgentEvent] = []
+    calls: list[ToolCall] = []
     done: Done | None = None
     async for event in events:  # type: ignore[attr-defined]
         if isinstance(event, TextDelta):
             text.append(event.text)
         elif isinstance(event, ReasoningDelta):
             reasoning.append(event.text)
+        elif isinstance(event, ToolCallEvent):
+            calls.append(event.call)
         elif isinstance(event, AgentEvent):
             if event.kind != "agent.delta":  # live deltas only matter to a live stream
                 progress.append(event)
@@ -135,4 +172,4 @@ async def collect(events: object) -> Completion:
             done = event
     if done is None:
         raise RuntimeError("event stream ended without a Done event")
-    return Completion("".join(text), "".join(reasoning), done.finish_reason, done.usage, progress)
+    return Completion("".join(text), "".join(reasoning), done.finish_reason, done.usage, progress, calls)

@@ -15,13 +15,15 @@ import asyncio
 import threading
 from collections.abc import AsyncGenerator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import aclosing
+from dataclasses import replace
 from pathlib import Path
 
 from ponder.backends.base import Backend, Capabilities
 from ponder.config import EngineSettings
 from ponder.engine.batched import BatchedEngine
 from ponder.engine.llama import LlamaEngine
-from ponder.formats import structured
+from ponder.formats import structured, toolcalls
 from ponder.types import ChatRequest, Done, Event, Message, SamplingParams
 
 _END = object()
@@ -64,6 +66,8 @@ class EmbeddedBackend(Backend):
     def check(self, request: ChatRequest) -> None:
         if request.params.response_format is not None:
             structured.gbnf(request.params.response_format)  # a schema the grammar converter cannot take
+        if request.tools and (request.tool_choice == "required" or request.tool_name):
+            toolcalls.forced_grammar(request.tools, "hermes", request.tool_name, request.parallel_tool_calls)
 
     async def count_tokens(self, messages: Sequence[Message]) -> int:
         engine = await self.load()
@@ -71,8 +75,21 @@ class EmbeddedBackend(Backend):
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
         engine = await self.load()
+        calls = bool(request.tools) and request.tool_choice != "none"
+        if calls and (request.tool_choice == "required" or request.tool_name):  # constrained: calls only
+            grammar = toolcalls.forced_grammar(request.tools, engine.template.tool_family, request.tool_name,
+                                               request.parallel_tool_calls)  # fmt: skip
+            request = replace(request, params=replace(request.params, grammar=grammar))
+        events = self._generate(engine, request)
+        if calls:
+            events = toolcalls.split_calls(events, engine.template.tool_family, request.tools)
+        async with aclosing(events):
+            async for event in events:
+                yield event
+
+    async def _generate(self, engine: LlamaEngine | BatchedEngine, request: ChatRequest) -> AsyncGenerator[Event, None]:
         # Tokenizing reads the vocabulary only, so it may run beside a generation.
-        tokens = await asyncio.to_thread(engine.prompt_tokens, request.messages, request.prefill)
+        tokens = await asyncio.to_thread(engine.prompt_tokens, request.messages, request.prefill, request.tools)
         engine.check_fits(len(tokens), request.params.max_tokens)
 
         loop = asyncio.get_running_loop()

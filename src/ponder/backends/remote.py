@@ -17,7 +17,19 @@ import httpx
 
 from ponder.backends.base import Backend, Capabilities
 from ponder.errors import InvalidRequest, ModelNotFound, PonderError, Unsupported, UpstreamError
-from ponder.types import ChatRequest, Done, Event, FinishReason, ReasoningDelta, TextDelta, Usage
+from ponder.formats import toolcalls
+from ponder.types import (
+    ChatRequest,
+    Done,
+    Event,
+    FinishReason,
+    Message,
+    ReasoningDelta,
+    TextDelta,
+    ToolCall,
+    ToolCallEvent,
+    Usage,
+)
 
 
 class RemoteBackend(Backend):
@@ -47,9 +59,7 @@ class RemoteBackend(Backend):
         p = request.params
         body: dict[str, Any] = {
             "model": self.upstream_model or request.model,
-            "messages": [
-                {"role": m.role, "content": m.content, **({"name": m.name} if m.name else {})} for m in request.messages
-            ],
+            "messages": [_message_json(m) for m in request.messages],
             "stream": True,
             "stream_options": {"include_usage": True},
         }
@@ -64,6 +74,11 @@ class RemoteBackend(Backend):
             "response_format": dict(p.response_format) if p.response_format else None,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
+        if request.tools:
+            body["tools"] = [toolcalls.tool_json(t) for t in request.tools]
+            body["tool_choice"] = ({"type": "function", "function": {"name": request.tool_name}}
+                                   if request.tool_name else request.tool_choice)  # fmt: skip
+            body["parallel_tool_calls"] = request.parallel_tool_calls
         body.update(self.extra_body)
         if request.prefill:
             if not self.capabilities.prefill:
@@ -76,6 +91,7 @@ class RemoteBackend(Backend):
         finish: FinishReason | None = None
         usage: Usage | None = None
         n_chunks = 0
+        calls: dict[int, dict[str, str]] = {}  # tool calls arrive in pieces, by index
         try:
             async with self._client.stream("POST", "/chat/completions", json=self._body(request)) as resp:
                 if resp.status_code >= 400:
@@ -92,16 +108,45 @@ class RemoteBackend(Backend):
                         if delta.get("content"):
                             n_chunks += 1
                             yield TextDelta(delta["content"])
+                        for piece in delta.get("tool_calls") or []:
+                            _add_call_piece(calls, piece)
                         if choice.get("finish_reason"):
-                            finish = "length" if choice["finish_reason"] == "length" else "stop"
+                            reason = choice["finish_reason"]
+                            finish = reason if reason in ("length", "tool_calls") else "stop"
         except httpx.HTTPError as e:
             raise UpstreamError(f"remote engine at {self.base_url} failed: {type(e).__name__}: {e}") from e
         if finish is None:  # e.g. llama_cpp.server drops the stream when a request fails inside it
             raise UpstreamError(f"remote engine at {self.base_url} ended the stream without finishing the answer")
+        for _, c in sorted(calls.items()):
+            yield ToolCallEvent(ToolCall(c["id"] or toolcalls.new_id(), c["name"], c["arguments"] or "{}"))
+        if calls:
+            finish = "tool_calls"
         yield Done(finish, usage or Usage(prompt_tokens=0, completion_tokens=n_chunks))
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+def _message_json(m: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": m.role, "content": m.content}
+    if m.name:
+        out["name"] = m.name
+    if m.tool_calls:
+        out["tool_calls"] = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                             for c in m.tool_calls]  # fmt: skip
+    if m.tool_call_id:
+        out["tool_call_id"] = m.tool_call_id
+    return out
+
+
+def _add_call_piece(calls: dict[int, dict[str, str]], piece: dict[str, Any]) -> None:
+    """Merge one streamed tool-call delta: the first piece of a call has its id and name,
+    the rest carry pieces of its arguments."""
+    c = calls.setdefault(piece.get("index", len(calls)), {"id": "", "name": "", "arguments": ""})
+    fn = piece.get("function") or {}
+    c["id"] = c["id"] or piece.get("id") or ""
+    c["name"] += fn.get("name") or ""
+    c["arguments"] += fn.get("arguments") or ""
 
 
 async def _sse_json(resp: httpx.Response) -> AsyncIterator[dict[str, Any]]:

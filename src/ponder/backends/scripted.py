@@ -14,8 +14,10 @@ import asyncio
 import re
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Sequence
+from contextlib import aclosing
 
 from ponder.backends.base import Backend, Capabilities
+from ponder.formats import toolcalls
 from ponder.formats.stops import StopMatcher
 from ponder.types import ChatRequest, Done, Event, FinishReason, Message, ReasoningDelta, TextDelta, Usage
 
@@ -49,6 +51,16 @@ class ScriptedBackend(Backend):
         return _count(messages)
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
+        """Like a model, tool calls in a reply are parsed out (Hermes format) when the
+        request has tools."""
+        events = self._stream(request)
+        if request.tools and request.tool_choice != "none":
+            events = toolcalls.split_calls(events, "hermes", request.tools)
+        async with aclosing(events):
+            async for event in events:
+                yield event
+
+    async def _stream(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
         self.requests.append(request)
         if self.replies:
             script = self.replies.popleft()

@@ -41,7 +41,7 @@ from ponder.engine.common import ChatTemplate, check_fits, common_prefix, with_d
 from ponder.engine.sequence import Job, Seq, Vocab
 from ponder.engine.slots import Slot, SlotTable
 from ponder.errors import InvalidRequest
-from ponder.types import Done, Event, Message, SamplingParams, Usage
+from ponder.types import Done, Event, Message, SamplingParams, Tool, Usage
 
 # Prompt tokens per step while other sequences are decoding: a long prompt then
 # costs them several short stalls instead of a few seconds-long ones.
@@ -107,11 +107,15 @@ class BatchedEngine:
 
     # 1. messages -> prompt tokens ------------------------------------------------
 
-    def prompt_tokens(self, messages: Sequence[Message], prefill: str = "") -> list[int]:
+    @property
+    def template(self) -> ChatTemplate:
+        return self._template
+
+    def prompt_tokens(self, messages: Sequence[Message], prefill: str = "", tools: Sequence[Tool] = ()) -> list[int]:
         """The chat template's prompt, then `prefill`: the start of the assistant's reply."""
         if self._model.model is None:  # the vocabulary went with the model
             raise EngineClosed("the batched engine is closed")
-        text, add_bos = self._template.render(messages, prefill)
+        text, add_bos = self._template.render(messages, prefill, tools)
         return list(self._model.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
 
     def check_fits(self, n_prompt: int, max_tokens: int | None) -> None:

@@ -7,6 +7,7 @@ know nothing of contexts, batches or threads.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -14,7 +15,8 @@ from typing import Any
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from ponder.errors import ContextLengthExceeded, InvalidRequest
-from ponder.types import Message, SamplingParams
+from ponder.formats import toolcalls
+from ponder.types import Message, SamplingParams, Tool
 
 # Used when a GGUF carries no chat template (rare for instruct models).
 CHATML = (
@@ -25,17 +27,66 @@ CHATML = (
 
 class ChatTemplate:
     def __init__(self, template: str | None, eos_token: str, bos_token: str):
-        self._formatter = Jinja2ChatFormatter(template=template or CHATML, eos_token=eos_token, bos_token=bos_token)
+        self.source = template or CHATML
+        self._formatter = Jinja2ChatFormatter(template=self.source, eos_token=eos_token, bos_token=bos_token)
+        self.knows_tools = toolcalls.template_knows_tools(template)
+        self.tool_family = toolcalls.family_of(template)
 
-    def render(self, messages: Sequence[Message], prefill: str = "") -> tuple[str, bool]:
+    def render(self, messages: Sequence[Message], prefill: str = "", tools: Sequence[Tool] = ()) -> tuple[str, bool]:
         """The prompt text, ending with `prefill` (the start of the reply, which the model
-        continues), and whether the tokenizer must add a BOS token to it."""
-        as_dicts: list[Any] = [{"role": m.role, "content": m.content} for m in messages]
+        continues), and whether the tokenizer must add a BOS token to it.
+
+        With `tools`, a template that knows tools gets them (and tool turns) natively;
+        any other is taught the Hermes format in its system prompt, with tool turns as text."""
+        if tools and not self.knows_tools:
+            messages = _tools_as_text(messages, tools)
+            tools = ()
+        as_dicts: list[Any] = [_as_dict(m) for m in messages]
+        listed: Any = [toolcalls.tool_json(t) for t in tools] or None
         try:
-            rendered = self._formatter(messages=as_dicts)
+            rendered = self._formatter(messages=as_dicts, tools=listed)
         except Exception as e:  # a template's own raise_exception(), e.g. role order
             raise InvalidRequest(f"the model's chat template rejected the messages: {e}", param="messages") from e
         return rendered.prompt + prefill, not rendered.added_special
+
+
+def _as_dict(m: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": m.role, "content": m.content}
+    if m.tool_calls:  # templates format the arguments themselves, so hand them over parsed
+        out["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": _parsed(c.arguments)}}
+            for c in m.tool_calls
+        ]
+    if m.tool_call_id:
+        out["tool_call_id"] = m.tool_call_id
+    if m.name:
+        out["name"] = m.name
+    return out
+
+
+def _parsed(arguments: str) -> Any:
+    try:
+        return json.loads(arguments)
+    except json.JSONDecodeError:
+        return arguments
+
+
+def _tools_as_text(messages: Sequence[Message], tools: Sequence[Tool]) -> list[Message]:
+    """Tools in the system prompt, calls and results as Hermes-style text."""
+    out = list(messages)
+    guide = toolcalls.system_prompt(tools)
+    if out and out[0].role in ("system", "developer"):
+        out[0] = replace(out[0], content=f"{out[0].content}\n\n{guide}")
+    else:
+        out.insert(0, Message("system", guide))
+    for i, m in enumerate(out):
+        if m.tool_calls:
+            calls = "".join(f"\n<tool_call>\n{json.dumps({'name': c.name, 'arguments': _parsed(c.arguments)})}\n"
+                            "</tool_call>" for c in m.tool_calls)  # fmt: skip
+            out[i] = Message("assistant", (m.content + calls).strip())
+        elif m.role == "tool":
+            out[i] = Message("user", f"<tool_response>\n{m.content}\n</tool_response>")
+    return out
 
 
 def check_fits(n_ctx: int, n_prompt: int, max_tokens: int | None) -> None:

@@ -28,7 +28,7 @@ import llama_cpp
 from ponder.engine.common import ChatTemplate, check_fits, common_prefix, with_defaults
 from ponder.formats import structured
 from ponder.formats.stops import StopMatcher
-from ponder.types import Done, Event, FinishReason, Message, SamplingParams, TextDelta, Usage
+from ponder.types import Done, Event, FinishReason, Message, SamplingParams, TextDelta, Tool, Usage
 
 
 class LlamaEngine:
@@ -65,9 +65,13 @@ class LlamaEngine:
 
     # 1. messages -> prompt tokens ------------------------------------------------
 
-    def prompt_tokens(self, messages: Sequence[Message], prefill: str = "") -> list[int]:
+    @property
+    def template(self) -> ChatTemplate:
+        return self._template
+
+    def prompt_tokens(self, messages: Sequence[Message], prefill: str = "", tools: Sequence[Tool] = ()) -> list[int]:
         """The chat template's prompt, then `prefill`: the start of the assistant's reply."""
-        text, add_bos = self._template.render(messages, prefill)
+        text, add_bos = self._template.render(messages, prefill, tools)
         return self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
 
     def check_fits(self, n_prompt: int, max_tokens: int | None) -> None:
@@ -133,6 +137,5 @@ class LlamaEngine:
 
 
 def _grammar(p: SamplingParams) -> llama_cpp.LlamaGrammar | None:
-    if p.response_format is None:
-        return None
-    return llama_cpp.LlamaGrammar.from_string(structured.gbnf(p.response_format), verbose=False)
+    text = p.grammar or (structured.gbnf(p.response_format) if p.response_format is not None else None)
+    return llama_cpp.LlamaGrammar.from_string(text, verbose=False) if text else None

@@ -77,8 +77,9 @@ def make_sampler(p: SamplingParams, vocab: Vocab) -> llama_cpp.llama_sampler_p:
     def add(sampler: llama_cpp.llama_sampler_p) -> None:
         llama_cpp.llama_sampler_chain_add(chain, sampler)
 
-    if p.response_format is not None:
-        add(llama_cpp.llama_sampler_init_grammar(vocab.ptr, structured.gbnf(p.response_format).encode(), b"root"))
+    grammar = p.grammar or (structured.gbnf(p.response_format) if p.response_format is not None else None)
+    if grammar:
+        add(llama_cpp.llama_sampler_init_grammar(vocab.ptr, grammar.encode(), b"root"))
     if p.frequency_penalty or p.presence_penalty:
         add(llama_cpp.llama_sampler_init_penalties(
             vocab.n_tokens, PENALTY_LAST_N, 1.0, p.frequency_penalty or 0.0, p.presence_penalty or 0.0))  # fmt: skip

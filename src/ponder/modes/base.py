@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ponder.config import EFFORT_BUDGETS, ModeSettings
-from ponder.errors import InvalidRequest
+from ponder.errors import InvalidRequest, Unsupported
 from ponder.types import ChatRequest
 
 ModeName = Literal["instant", "thinking", "contemplating"]
@@ -53,6 +53,9 @@ def resolve(
     budget = requested if requested is not None else EFFORT_BUDGETS[settings.effort]
     if chosen == "thinking" and budget == 0:
         chosen = "instant"  # "think with no budget" is an instant answer
+    if chosen == "contemplating" and chat.tools and chat.tool_choice != "none":
+        raise Unsupported("tools in Contemplating mode are not supported yet; use instant or thinking",
+                          param="tools")  # fmt: skip
     return ModeRequest(
         chat=chat,
         mode=chosen,  # type: ignore[arg-type]

@@ -11,7 +11,7 @@ from ponder.backends.base import Backend
 from ponder.formats.reasoning import ThinkSplitter
 from ponder.modes.messages import with_user_note
 from ponder.modes.prompts import load
-from ponder.types import ChatRequest, Done, Event, TextDelta
+from ponder.types import ChatRequest, Done, Event, TextDelta, ToolCallEvent
 
 
 async def instant(backend: Backend, chat: ChatRequest) -> AsyncGenerator[Event, None]:
@@ -22,6 +22,8 @@ async def instant(backend: Backend, chat: ChatRequest) -> AsyncGenerator[Event, 
                 _, answer = splitter.feed(event.text)
                 if answer:
                     yield TextDelta(answer)
+            elif isinstance(event, ToolCallEvent):
+                yield event
             elif isinstance(event, Done):
                 _, answer = splitter.flush()
                 if answer:

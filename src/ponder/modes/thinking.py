@@ -43,6 +43,8 @@ from ponder.types import (
     ReasoningDelta,
     SamplingParams,
     TextDelta,
+    ToolCall,
+    ToolCallEvent,
     Usage,
 )
 
@@ -59,6 +61,7 @@ class Trace:
     forced: bool = False  # the budget ran out before the model finished thinking
     probes: list[str | None] = field(default_factory=list)
     usage: Usage = NO_USAGE
+    tool_calls: list[ToolCall] = field(default_factory=list)
 
 
 async def think(
@@ -77,14 +80,15 @@ async def think(
     if compression:  # in the user's turn, where small models heed it
         chat = with_user_note(chat, prompts["compress"])
     run = _prefilled if backend.capabilities.prefill else _single_call
+    # The reasoning sees the tools but calls none; only the answer may call them.
     async for event in run(_Run(backend, chat, budget, compression, probe_every, trace, prompts)):
         yield event
-    if not trace.answer.strip():  # never an empty answer: fall back to what the reasoning concluded
+    if not trace.answer.strip() and not trace.tool_calls:  # never an empty answer: use the reasoning's conclusion
         lines = trace.reasoning.strip().splitlines()
         trace.answer = answers.extract(trace.reasoning) or (lines[-1] if lines else "")
         yield TextDelta(trace.answer)
     usage = replace(trace.usage, reasoning_tokens=trace.reasoning_tokens)
-    yield Done("stop", usage)
+    yield Done("tool_calls" if trace.tool_calls else "stop", usage)
 
 
 @dataclass
@@ -109,7 +113,8 @@ async def _prefilled(r: _Run) -> AsyncGenerator[Event, None]:
         params = replace(chat.params, max_tokens=step, stop=("</think>",), response_format=None)  # free-form
         finish: FinishReason = "length"
         usage = NO_USAGE
-        async for event in _text(backend, replace(chat, params=params, prefill=opened + trace.reasoning)):
+        slice_chat = replace(chat, params=params, prefill=opened + trace.reasoning, tool_choice="none")
+        async for event in _text(backend, slice_chat):
             if isinstance(event, TextDelta):
                 trace.reasoning += event.text
                 yield ReasoningDelta(event.text)
@@ -139,6 +144,9 @@ async def _answer(
         if isinstance(event, TextDelta):
             trace.answer += event.text
             yield event
+        elif isinstance(event, ToolCallEvent):
+            trace.tool_calls.append(event.call)
+            yield event
         elif isinstance(event, Done):
             trace.usage += event.usage
 
@@ -150,7 +158,7 @@ async def _probe_agrees(backend: Backend, chat: ChatRequest, reasoning: str, tra
     params = SamplingParams(max_tokens=PROBE_TOKENS, temperature=0.0)
     follow = (*chat.messages, Message("assistant", reasoning), Message("user", prompt))
     text = []
-    async for event in _text(backend, replace(chat, messages=follow, params=params)):
+    async for event in _text(backend, replace(chat, messages=follow, params=params, tool_choice="none")):
         if isinstance(event, TextDelta):
             text.append(event.text)
         elif isinstance(event, Done):
@@ -171,6 +179,10 @@ async def _single_call(r: _Run) -> AsyncGenerator[Event, None]:
             if isinstance(event, Done):
                 trace.usage += event.usage
                 break
+            if isinstance(event, ToolCallEvent):  # parsed by the backend (remote engines send them whole)
+                trace.tool_calls.append(event.call)
+                yield event
+                continue
             reasoning, answer = _split(event, splitter)
             if reasoning:
                 trace.reasoning += reasoning
@@ -201,11 +213,11 @@ def _split(event: Event, splitter: ThinkSplitter) -> tuple[str, str]:
     return "", ""
 
 
-async def _text(backend: Backend, chat: ChatRequest) -> AsyncIterator[TextDelta | Done]:
-    """The backend's text and Done events (reasoning a native model adds is kept as text)."""
+async def _text(backend: Backend, chat: ChatRequest) -> AsyncIterator[TextDelta | ToolCallEvent | Done]:
+    """The backend's text, tool calls and Done (reasoning a native model adds is kept as text)."""
     async with aclosing(backend.stream(chat)) as events:
         async for event in events:
             if isinstance(event, ReasoningDelta):
                 yield TextDelta(event.text)
-            elif isinstance(event, TextDelta | Done):
+            elif isinstance(event, TextDelta | ToolCallEvent | Done):
                 yield event

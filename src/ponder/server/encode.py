@@ -8,7 +8,18 @@ import uuid
 from typing import Any
 
 from ponder.errors import PonderError
-from ponder.types import NO_USAGE, AgentEvent, Completion, Done, Event, ReasoningDelta, TextDelta, Usage
+from ponder.types import (
+    NO_USAGE,
+    AgentEvent,
+    Completion,
+    Done,
+    Event,
+    ReasoningDelta,
+    TextDelta,
+    ToolCall,
+    ToolCallEvent,
+    Usage,
+)
 
 
 def usage_json(u: Usage) -> dict[str, Any]:
@@ -22,7 +33,12 @@ def usage_json(u: Usage) -> dict[str, Any]:
 
 
 def _finish(reason: str) -> str:
-    return "length" if reason == "length" else "stop"
+    return reason if reason in ("length", "tool_calls") else "stop"
+
+
+def tool_call_json(c: ToolCall, index: int | None = None) -> dict[str, Any]:
+    out = {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+    return out if index is None else {"index": index, **out}
 
 
 def completion_json(model: str, completions: list[Completion], mode: str) -> dict[str, Any]:
@@ -31,6 +47,9 @@ def completion_json(model: str, completions: list[Completion], mode: str) -> dic
         message: dict[str, Any] = {"role": "assistant", "content": c.text, "refusal": None}
         if c.reasoning:
             message["reasoning_content"] = message["reasoning"] = c.reasoning
+        if c.tool_calls:
+            message["tool_calls"] = [tool_call_json(call) for call in c.tool_calls]
+            message["content"] = c.text or None
         choices.append({"index": i, "message": message, "finish_reason": _finish(c.finish_reason), "logprobs": None})
     progress = [{**progress_json(e), **({"choice": i} if len(completions) > 1 else {})}
                 for i, c in enumerate(completions) for e in c.progress]  # fmt: skip
@@ -67,6 +86,7 @@ class ChunkEncoder:
         self._open = n
         self._usage = NO_USAGE
         self._n = n
+        self._calls = [0] * n  # tool calls streamed so far, per choice
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None, ext: dict[str, Any] | None = None,
                index: int = 0) -> str:  # fmt: skip
@@ -93,6 +113,9 @@ class ChunkEncoder:
             return self._chunk({"content": event.text}, index=index)
         if isinstance(event, ReasoningDelta):
             return self._chunk({"reasoning_content": event.text, "reasoning": event.text}, index=index)
+        if isinstance(event, ToolCallEvent):  # whole calls, one delta each
+            self._calls[index] += 1
+            return self._chunk({"tool_calls": [tool_call_json(event.call, self._calls[index] - 1)]}, index=index)
         if isinstance(event, AgentEvent):  # an empty delta to plain clients; progress to ours
             return self._chunk({}, ext=progress_json(event), index=index)
         if isinstance(event, Done):

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import jsonschema
 from pydantic import BaseModel, ConfigDict, Field
 
-from ponder.errors import Unsupported
+from ponder.errors import InvalidRequest, Unsupported
 from ponder.formats import structured
-from ponder.types import ChatRequest, Message, SamplingParams
+from ponder.types import ChatRequest, Message, SamplingParams, Tool, ToolCall, ToolChoice
 
 MAX_CHOICES = 16  # n: each choice is a whole run of the mode
 
@@ -28,11 +29,51 @@ class OtherPart(BaseModel):
     type: Literal["image_url", "input_audio", "file", "refusal"]
 
 
+class FunctionCall(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")
+    name: str
+    arguments: str
+
+
+class ToolCallIn(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow")
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart | OtherPart] | None = None
     name: str | None = None
+    tool_calls: list[ToolCallIn] | None = None  # assistant
+    tool_call_id: str | None = None  # tool
+
+
+class FunctionDef(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ToolDef(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")
+    type: Literal["function"]
+    function: FunctionDef
+
+
+class ToolName(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")
+    name: str
+
+
+class NamedToolChoice(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")
+    type: Literal["function"]
+    function: ToolName
 
 
 class StreamOptions(BaseModel):
@@ -70,9 +111,11 @@ class ChatCompletionRequest(BaseModel):
     thinking_budget: int | None = Field(default=None, ge=0)
     thought_compression: bool | None = None
     contemplation: Contemplation | None = None
-    # Accepted so the error can name them; not implemented yet.
-    tools: list[Any] | None = None
+    tools: list[ToolDef] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
     response_format: dict[str, Any] | None = None
+    # Accepted so the error can name it; not implemented yet.
     logprobs: bool | None = None
 
     def to_internal(self) -> ChatRequest:
@@ -89,11 +132,13 @@ class ChatCompletionRequest(BaseModel):
             response_format=structured.check(self.response_format),
         )
         messages = tuple(_message(i, m) for i, m in enumerate(self.messages))
-        return ChatRequest(model=self.model, messages=messages, params=params)
+        tools = tuple(_tool(i, t.function.name, t.function.description, t.function.parameters)
+                      for i, t in enumerate(self.tools or []))  # fmt: skip
+        choice, name = tool_choice(self.tool_choice, tools)
+        return ChatRequest(model=self.model, messages=messages, params=params, tools=tools, tool_choice=choice,
+                           tool_name=name, parallel_tool_calls=self.parallel_tool_calls is not False)  # fmt: skip
 
     def _refuse_unsupported(self) -> None:
-        if self.tools:
-            raise Unsupported("tool calling is not supported yet", param="tools")
         if self.logprobs:
             raise Unsupported("logprobs are not supported yet", param="logprobs")
 
@@ -109,4 +154,33 @@ def _message(index: int, m: ChatMessage) -> Message:
         text = "".join(p.text for p in m.content if isinstance(p, TextPart))
     else:
         text = m.content or ""
-    return Message(role=m.role, content=text, name=m.name)
+    if m.role == "tool" and not m.tool_call_id:
+        raise InvalidRequest("Missing required parameter: 'tool_call_id' (a tool message answers one call).",
+                             param=f"messages.{index}.tool_call_id", code="missing_required_parameter")  # fmt: skip
+    calls = tuple(ToolCall(c.id, c.function.name, c.function.arguments) for c in m.tool_calls or [])
+    return Message(role=m.role, content=text, name=m.name, tool_calls=calls, tool_call_id=m.tool_call_id)
+
+
+def _tool(index: int, name: str, description: str | None, parameters: dict[str, Any] | None) -> Tool:
+    """A function tool, its parameters checked as a JSON schema."""
+    schema = parameters if parameters is not None else {"type": "object", "properties": {}}
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as e:
+        raise InvalidRequest(f"Invalid JSON schema for tool '{name}': {e.message}",
+                             param=f"tools.{index}.function.parameters", code="invalid_value") from e  # fmt: skip
+    return Tool(name, description or "", schema)
+
+
+def tool_choice(choice: str | NamedToolChoice | None, tools: tuple[Tool, ...]) -> tuple[ToolChoice, str | None]:
+    """The internal tool_choice and forced tool name, checked against the tools."""
+    if choice is None:
+        return "auto", None
+    if not tools and choice != "none":
+        raise InvalidRequest("tool_choice needs tools to choose from.", param="tool_choice", code="invalid_value")
+    if isinstance(choice, NamedToolChoice):
+        if choice.function.name not in {t.name for t in tools}:
+            raise InvalidRequest(f"tool_choice names '{choice.function.name}', which is not among the tools.",
+                                 param="tool_choice", code="invalid_value")  # fmt: skip
+        return "required", choice.function.name
+    return choice, None  # type: ignore[return-value]

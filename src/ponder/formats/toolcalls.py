@@ -1,0 +1,257 @@
+"""Tool calls in a model's text: one small parser per model family, a splitter that
+separates calls from content as the text streams, and repair of near-miss JSON.
+
+Families, as their chat templates teach them:
+  hermes   Qwen2.5/3, Hermes, and any model whose template has no tool support (Ponder
+           teaches those this format): <tool_call>{"name": …, "arguments": {…}}</tool_call>
+  mistral  [TOOL_CALLS] [{"name": …, "arguments": {…}}, …]
+  llama3   <|python_tag|>{"name": …, "parameters": {…}}, or that JSON alone
+Every family also takes a reply that is nothing but a call's JSON (small models
+often drop the tags), and JSON with single quotes, trailing commas, Python literals,
+unquoted keys or missing closing brackets.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import aclosing
+from dataclasses import replace
+from typing import Any, Literal
+
+from ponder.errors import Unsupported
+from ponder.types import Done, Event, TextDelta, Tool, ToolCall, ToolCallEvent
+
+Family = Literal["hermes", "mistral", "llama3"]
+
+_OPEN = {"hermes": "<tool_call>", "mistral": "[TOOL_CALLS]", "llama3": "<|python_tag|>"}
+_CLOSE = {"hermes": "</tool_call>", "mistral": None, "llama3": None}
+
+
+def family_of(template: str | None) -> Family:
+    t = template or ""
+    if "[TOOL_CALLS]" in t:
+        return "mistral"
+    if "<|python_tag|>" in t or "ipython" in t:
+        return "llama3"
+    return "hermes"
+
+
+def template_knows_tools(template: str | None) -> bool:
+    return bool(template) and "tools" in (template or "")
+
+
+def system_prompt(tools: Sequence[Tool]) -> str:
+    """How to call tools, for models whose chat template has no tool support."""
+    listed = "\n".join(json.dumps(tool_json(t)) for t in tools)
+    return ("# Tools\n\nYou may call one or more functions to assist with the user query.\n"
+            f"You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n{listed}\n"
+            "</tools>\n\nFor each function call, return a json object with function name and arguments within "
+            '<tool_call></tool_call> XML tags:\n<tool_call>\n{"name": <function-name>, "arguments": '
+            "<args-json-object>}\n</tool_call>")  # fmt: skip
+
+
+def tool_json(t: Tool) -> dict[str, Any]:
+    return {"type": "function", "function": {"name": t.name, "description": t.description,
+                                             "parameters": dict(t.parameters)}}  # fmt: skip
+
+
+def new_id() -> str:
+    return f"call_{uuid.uuid4().hex[:24]}"
+
+
+def forced_grammar(tools: Sequence[Tool], family: Family, name: str | None, parallel: bool) -> str:
+    """GBNF for a reply that is nothing but calls (tool_choice required, or one named
+    tool): each call's JSON follows its tool's parameter schema."""
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    chosen = [t for t in tools if name is None or t.name == name]
+    shapes = [{"type": "object", "properties": {"name": {"const": t.name},
+                                                "arguments": dict(t.parameters) or {"type": "object"}},
+               "required": ["name", "arguments"]} for t in chosen]  # fmt: skip
+    schema = shapes[0] if len(shapes) == 1 else {"anyOf": shapes}
+    try:
+        call = json_schema_to_gbnf(json.dumps(schema))
+    except (AssertionError, ValueError, KeyError, TypeError, NotImplementedError) as e:
+        raise Unsupported(f"a tool's parameters use a JSON-schema feature the grammar converter does not "
+                          f"support: {e}", param="tools") from e  # fmt: skip
+    call = re.sub(r"^root ::=", "call ::=", call, flags=re.MULTILINE)
+    one = '"<tool_call>\\n" call "\\n</tool_call>"' if family == "hermes" else "call"
+    root = f'root ::= {one} ("\\n" {one})*' if parallel else f"root ::= {one}"
+    return f"{root}\n{call}"
+
+
+# --- JSON, repaired --------------------------------------------------------------------
+
+_FENCE = re.compile(r"^```(?:json)?\s*|\s*```$")
+_TRAILING_COMMA = re.compile(r",\s*([}\]])")
+_UNQUOTED_KEY = re.compile(r"([{,]\s*)([A-Za-z_][A-Za-z0-9_]*)\s*:")
+_PY_LITERALS = {"True": "true", "False": "false", "None": "null"}
+
+
+def loads_lenient(text: str) -> Any:
+    """`json.loads`, after the repairs small models need; raises ValueError if hopeless."""
+    text = _FENCE.sub("", text.strip())
+    attempts = [text]
+    fixed = _TRAILING_COMMA.sub(r"\1", _UNQUOTED_KEY.sub(r'\1"\2":', text))
+    fixed = re.sub(r"\b(True|False|None)\b", lambda m: _PY_LITERALS[m.group(1)], fixed)
+    attempts.append(fixed)
+    if "'" in fixed and '"' not in fixed:
+        attempts.append(fixed.replace("'", '"'))
+    attempts += [_closed(a) for a in list(attempts)]
+    for attempt in attempts:
+        try:
+            return json.loads(attempt)
+        except json.JSONDecodeError:
+            continue
+    raise ValueError(f"not JSON, even repaired: {text[:80]!r}")
+
+
+def _closed(text: str) -> str:
+    """`text` with the brackets and the string it left open closed."""
+    stack, in_str, escaped = [], False, False
+    for ch in text:
+        if in_str:
+            escaped = ch == "\\" and not escaped
+            if ch == '"' and not escaped:
+                in_str = False
+            continue
+        if ch == '"':
+            in_str = True
+        elif ch in "{[":
+            stack.append("}" if ch == "{" else "]")
+        elif ch in "}]" and stack:
+            stack.pop()
+    return text + ('"' if in_str else "") + "".join(reversed(stack))
+
+
+def calls_in(value: Any, tools: Sequence[Tool]) -> list[ToolCall] | None:
+    """The calls a parsed JSON value holds, or None if it is not (only) calls of known tools."""
+    items = value if isinstance(value, list) else [value]
+    names = {t.name for t in tools}
+    calls = []
+    for item in items:
+        if not isinstance(item, dict):
+            return None
+        if isinstance(item.get("function"), dict):  # OpenAI's own shape
+            item = item["function"]
+        name = item.get("name")
+        args = item.get("arguments", item.get("parameters", {}))
+        if isinstance(args, str):
+            try:
+                args = loads_lenient(args)
+            except ValueError:
+                return None
+        if name not in names or not isinstance(args, dict):
+            return None
+        calls.append(ToolCall(new_id(), name, json.dumps(args, ensure_ascii=False)))
+    return calls or None
+
+
+# --- streaming -----------------------------------------------------------------------
+
+
+async def split_calls(
+    events: AsyncGenerator[Event, None], family: Family, tools: Sequence[Tool]
+) -> AsyncGenerator[Event, None]:
+    """A backend's text events with the tool calls in them parsed out; the Done says
+    "tool_calls" when there were any."""
+    splitter = ToolCallSplitter(family, tools)
+    async with aclosing(events):
+        async for event in events:
+            if isinstance(event, TextDelta):
+                for out in splitter.feed(event.text):
+                    yield out
+            elif isinstance(event, Done):
+                for out in splitter.flush():
+                    yield out
+                yield replace(event, finish_reason="tool_calls") if splitter.calls else event
+            else:
+                yield event
+
+
+class ToolCallSplitter:
+    """Feed a reply's text as it streams; get content deltas and whole tool calls.
+
+    Text that may be the start of a call marker is held back until it is clear. A
+    reply that opens with `{`, `[` or a code fence is held whole: it may be a bare
+    call, which only the end of the reply can tell."""
+
+    def __init__(self, family: Family, tools: Sequence[Tool]):
+        self.family, self.tools = family, tools
+        self._open, self._close = _OPEN[family], _CLOSE[family]
+        self._buf = ""
+        self._in_call = False
+        self._held_whole: bool | None = None  # decided by the reply's first visible characters
+        self.calls: list[ToolCall] = []
+
+    def feed(self, text: str) -> list[Event]:
+        self._buf += text
+        if self._held_whole is None:
+            head = self._buf.lstrip()
+            if not head:
+                return []
+            self._held_whole = head[0] in "{[`" and not head.startswith(self._open)
+        if self._held_whole:
+            return []
+        return self._drain(final=False)
+
+    def flush(self) -> list[Event]:
+        if self._held_whole:
+            calls = self._parse(self._buf)
+            if calls:
+                return self._emit(calls)
+            out, self._buf = self._buf, ""
+            return [TextDelta(out)] if out else []
+        events = self._drain(final=True)
+        if self._in_call:  # the model stopped inside a call: take it if it parses
+            body, self._buf, self._in_call = self._buf, "", False
+            calls = self._parse(body)
+            events += self._emit(calls) if calls else [TextDelta(self._open + body)]
+        elif self._buf:
+            events.append(TextDelta(self._buf))
+            self._buf = ""
+        return events
+
+    def _drain(self, final: bool) -> list[Event]:
+        events: list[Event] = []
+        while True:
+            if not self._in_call:
+                i = self._buf.find(self._open)
+                if i < 0:
+                    keep = 0 if final else _partial_suffix(self._buf, self._open)
+                    text, self._buf = self._buf[: len(self._buf) - keep], self._buf[len(self._buf) - keep :]
+                    if text:
+                        events.append(TextDelta(text))
+                    return events
+                if i > 0:
+                    events.append(TextDelta(self._buf[:i]))
+                self._buf, self._in_call = self._buf[i + len(self._open) :], True
+            if self._close is None:  # the call runs to the end of the reply
+                return events
+            j = self._buf.find(self._close)
+            if j < 0:
+                return events
+            body, self._buf, self._in_call = self._buf[:j], self._buf[j + len(self._close) :].lstrip("\n"), False
+            calls = self._parse(body)
+            events += self._emit(calls) if calls else [TextDelta(self._open + body + self._close)]
+
+    def _parse(self, text: str) -> list[ToolCall] | None:
+        try:
+            return calls_in(loads_lenient(text), self.tools)
+        except ValueError:
+            return None
+
+    def _emit(self, calls: list[ToolCall]) -> list[Event]:
+        self.calls += calls
+        return [ToolCallEvent(c) for c in calls]
+
+
+def _partial_suffix(text: str, marker: str) -> int:
+    """The length of the longest end of `text` that is a start of `marker`."""
+    for n in range(min(len(marker) - 1, len(text)), 0, -1):
+        if marker.startswith(text[-n:]):
+            return n
+    return 0

@@ -1,0 +1,83 @@
+"""Tool-call parsing: every family, streamed in pieces cut at every position, and
+the JSON repairs small models need."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ponder.formats.toolcalls import ToolCallSplitter, family_of, loads_lenient
+from ponder.types import Event, TextDelta, Tool, ToolCallEvent
+
+TOOLS = [Tool("get_weather", "weather for a city", {"type": "object", "properties": {"city": {"type": "string"}}}),
+         Tool("add", "add two numbers", {"type": "object"})]  # fmt: skip
+
+
+def run(text: str, family: str = "hermes", cut: int | None = None) -> tuple[str, list[tuple[str, dict]]]:  # type: ignore[type-arg]
+    splitter = ToolCallSplitter(family, TOOLS)  # type: ignore[arg-type]
+    pieces = [text] if cut is None else [text[:cut], text[cut:]]
+    events: list[Event] = []
+    for piece in pieces:
+        events += splitter.feed(piece)
+    events += splitter.flush()
+    content = "".join(e.text for e in events if isinstance(e, TextDelta))
+    calls = [(e.call.name, json.loads(e.call.arguments)) for e in events if isinstance(e, ToolCallEvent)]
+    return content, calls
+
+
+HERMES = 'Let me check.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+
+
+@pytest.mark.parametrize("cut", range(len(HERMES) + 1))
+def test_hermes_call_split_at_every_position(cut: int) -> None:
+    assert run(HERMES, cut=cut) == ("Let me check.\n", [("get_weather", {"city": "Paris"})])
+
+
+def test_parallel_calls_and_text_after() -> None:
+    text = ('<tool_call>{"name": "add", "arguments": {"a": 1, "b": 2}}</tool_call>\n'
+            '<tool_call>{"name": "get_weather", "arguments": {"city": "Oslo"}}</tool_call>')  # fmt: skip
+    assert run(text) == ("", [("add", {"a": 1, "b": 2}), ("get_weather", {"city": "Oslo"})])
+
+
+@pytest.mark.parametrize(
+    "bare",
+    [
+        '{"name": "add", "arguments": {"a": 1, "b": 2}}',
+        '```json\n{"name": "add", "arguments": {"a": 1, "b": 2}}\n```',
+        "{'name': 'add', 'arguments': {'a': 1, 'b': 2}}",
+        '{"name": "add", "arguments": {"a": 1, "b": 2,},}',
+        '{name: "add", arguments: {a: 1, b: 2}}',
+        '{"name": "add", "arguments": {"a": 1, "b": 2',
+        '{"name": "add", "parameters": {"a": 1, "b": 2}}',
+        '{"name": "add", "arguments": "{\\"a\\": 1, \\"b\\": 2}"}',
+        '[{"name": "add", "arguments": {"a": 1, "b": 2}}]',
+    ],
+)
+def test_bare_and_near_miss_json_calls_are_repaired(bare: str) -> None:
+    assert run(bare) == ("", [("add", {"a": 1, "b": 2})])
+
+
+def test_unterminated_tag_still_parses_and_python_literals_are_fixed() -> None:
+    assert run('<tool_call>{"name": "add", "arguments": {"a": 1, "b": True}}') == ("", [("add", {"a": 1, "b": True})])
+
+
+def test_what_is_not_a_call_of_a_known_tool_stays_text() -> None:
+    assert run('{"answer": 42}') == ('{"answer": 42}', [])
+    unknown = '<tool_call>{"name": "launch", "arguments": {}}</tool_call>'
+    assert run(unknown) == (unknown, [])
+    assert run("plain <tool words> here") == ("plain <tool words> here", [])
+
+
+def test_other_families() -> None:
+    mistral = 'Sure. [TOOL_CALLS] [{"name": "add", "arguments": {"a": 1, "b": 2}}]'
+    assert run(mistral, "mistral", cut=14) == ("Sure. ", [("add", {"a": 1, "b": 2})])
+    llama = '<|python_tag|>{"name": "get_weather", "parameters": {"city": "Rome"}}'
+    assert run(llama, "llama3", cut=5) == ("", [("get_weather", {"city": "Rome"})])
+    assert family_of("... [TOOL_CALLS] ...") == "mistral" and family_of("<|python_tag|>") == "llama3"
+    assert family_of(None) == "hermes"
+
+
+def test_loads_lenient_gives_up_on_prose() -> None:
+    with pytest.raises(ValueError):
+        loads_lenient("the weather is nice")

@@ -3,6 +3,7 @@ through an in-process ASGI transport, with a real SQLite store in tmp_path."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -174,8 +175,14 @@ BAD = [
     ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "data:,"}]}]}, 400,
      "input.0.content.0"),
     ({"input": [{"role": "wizard", "content": "x"}]}, 400, "input.0.role"),
-    ({"input": [{"type": "function_call_output", "call_id": "c", "output": "x"}]}, 400, "input.0.type"),
-    ({"input": "hi", "tools": [{"type": "function", "name": "f"}]}, 400, "tools"),
+    ({"input": [{"type": "web_search_call", "id": "ws_1"}]}, 400, "input.0.type"),
+    ({"input": [{"type": "function_call_output", "output": "x"}]}, 400, "input.0.call_id"),
+    ({"input": "hi", "tools": [{"type": "file_search"}]}, 400, "tools.0.type"),
+    ({"input": "hi", "tools": [{"type": "function", "name": "no spaces"}]}, 400, "tools.0.name"),
+    ({"input": "hi", "tools": [{"type": "function", "name": "f", "parameters": {"type": 7}}]}, 400,
+     "tools.0.parameters"),
+    ({"input": "hi", "tools": [{"type": "function", "name": "f"}], "tool_choice": {"type": "function", "name": "g"}},
+     400, "tool_choice"),
     ({"input": "hi", "max_output_tokens": 0}, 400, "max_output_tokens"),
     ({"input": "hi", "reasoning": {"effort": "extreme"}}, 400, "reasoning.effort"),
     ({"input": "hi", "previous_response_id": "resp_nope"}, 404, "previous_response_id"),
@@ -208,3 +215,36 @@ async def test_contemplating_progress_rides_along_as_ponder_events(
     assert final.output_text == "so the answer is 42"
     progress = [p["type"] for p in final.model_extra["ponder"]["progress"]]  # type: ignore[index]
     assert progress[0] == "plan" and progress.count("agent.done") == 2 and progress[-1] == "synthesis.start"
+
+
+WEATHER = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+
+
+async def test_function_calls_then_their_output_in_a_follow_up(
+    client: openai.AsyncOpenAI, backend: ScriptedBackend
+) -> None:
+    backend.enqueue(CALL, "It is sunny in Paris.")
+    kinds: list[str] = []
+    async with client.responses.stream(model="scripted", input="Weather in Paris?", tools=[WEATHER]) as stream:  # type: ignore[list-item]
+        async for event in stream:
+            kinds.append(event.type)
+        first = await stream.get_final_response()
+    assert "response.function_call_arguments.delta" in kinds and "response.function_call_arguments.done" in kinds
+    (call,) = [o for o in first.output if o.type == "function_call"]
+    assert call.name == "get_weather" and json.loads(call.arguments) == {"city": "Paris"}
+    second = await client.responses.create(
+        model="scripted", previous_response_id=first.id, tools=[WEATHER],  # type: ignore[list-item]
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "sunny, 24 C"}],
+    )  # fmt: skip
+    assert second.output_text == "It is sunny in Paris."
+    sent = backend.requests[-1].messages
+    assert sent[-2].role == "assistant" and sent[-2].tool_calls[0].id == call.call_id
+    assert (sent[-1].role, sent[-1].content, sent[-1].tool_call_id) == ("tool", "sunny, 24 C", call.call_id)
+    items = await client.responses.input_items.list(second.id)
+    assert items.data[0].type == "function_call_output"

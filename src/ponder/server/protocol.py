@@ -132,7 +132,7 @@ class ChatCompletionRequest(BaseModel):
             response_format=structured.check(self.response_format),
         )
         messages = tuple(_message(i, m) for i, m in enumerate(self.messages))
-        tools = tuple(_tool(i, t.function.name, t.function.description, t.function.parameters)
+        tools = tuple(tool_def(i, t.function.name, t.function.description, t.function.parameters)
                       for i, t in enumerate(self.tools or []))  # fmt: skip
         choice, name = tool_choice(self.tool_choice, tools)
         return ChatRequest(model=self.model, messages=messages, params=params, tools=tools, tool_choice=choice,
@@ -161,14 +161,17 @@ def _message(index: int, m: ChatMessage) -> Message:
     return Message(role=m.role, content=text, name=m.name, tool_calls=calls, tool_call_id=m.tool_call_id)
 
 
-def _tool(index: int, name: str, description: str | None, parameters: dict[str, Any] | None) -> Tool:
+def tool_def(
+    index: int, name: str, description: str | None, parameters: dict[str, Any] | None, param: str | None = None
+) -> Tool:
     """A function tool, its parameters checked as a JSON schema."""
     schema = parameters if parameters is not None else {"type": "object", "properties": {}}
     try:
         jsonschema.validators.validator_for(schema).check_schema(schema)
     except jsonschema.SchemaError as e:
-        raise InvalidRequest(f"Invalid JSON schema for tool '{name}': {e.message}",
-                             param=f"tools.{index}.function.parameters", code="invalid_value") from e  # fmt: skip
+        where = param or f"tools.{index}.function.parameters"
+        raise InvalidRequest(f"Invalid JSON schema for tool '{name}': {e.message}", param=where,
+                             code="invalid_value") from e  # fmt: skip
     return Tool(name, description or "", schema)
 
 

@@ -22,7 +22,10 @@ from ponder.server.responses_wire import (
     TokenCountRequest,
     build,
     input_items,
+    message_json,
+    message_of,
     messages_of,
+    tools_of,
 )
 from ponder.store import Store, StoredResponse
 from ponder.types import ChatRequest, Event, Message, SamplingParams
@@ -34,12 +37,14 @@ router = APIRouter()
 async def create_response(body: ResponsesRequest, request: Request) -> JSONResponse | StreamingResponse:
     registry: Registry = request.app.state.registry
     store: Store = request.app.state.store
-    body.refuse_unsupported()
     items = input_items(body.input)
     history = await _history(store, body.previous_response_id)
     params = SamplingParams(max_tokens=body.max_output_tokens, temperature=body.temperature, top_p=body.top_p,
                             seed=body.seed, response_format=body.response_format())  # fmt: skip
-    chat = ChatRequest(body.model, tuple(_instructions(body.instructions) + history + messages_of(items)), params)
+    tools, choice, forced = tools_of(body)
+    chat = ChatRequest(body.model, tuple(_instructions(body.instructions) + history + messages_of(items)), params,
+                       tools=tools, tool_choice=choice, tool_name=forced,
+                       parallel_tool_calls=body.parallel_tool_calls is not False)  # fmt: skip
     mode = _mode_request(body, chat, registry)
     backend = await registry.get(body.model)
     backend.check(chat)
@@ -117,7 +122,7 @@ async def _history(store: Store, previous: str | None) -> list[Message]:
     stored = await asyncio.to_thread(store.get, previous)
     if stored is None:
         raise NotFound(f"Previous response with id '{previous}' not found.", param="previous_response_id")
-    return [Message(m["role"], m["content"]) for m in stored.history]
+    return [message_of(m) for m in stored.history]
 
 
 async def _stored(store: Store, response_id: str) -> StoredResponse:
@@ -159,8 +164,8 @@ class _Keeper:
             return
         turns = [*self.history, *messages_of(self.items)]
         if builder.status != "failed":
-            turns.append(Message("assistant", builder.text))
-        history = [{"role": m.role, "content": m.content} for m in turns]
+            turns.append(Message("assistant", builder.text, tool_calls=tuple(builder.calls)))
+        history = [message_json(m) for m in turns]
         await asyncio.to_thread(self.store.put, StoredResponse(builder.id, builder.body(), self.items, history))
 
 

@@ -8,9 +8,10 @@ other content and tool items are refused by name, as in Chat Completions.
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,8 +19,22 @@ from pydantic import BaseModel, ConfigDict, Field
 from ponder.errors import InvalidRequest, Unsupported
 from ponder.formats import structured
 from ponder.server.encode import progress_json
-from ponder.server.protocol import Contemplation
-from ponder.types import NO_USAGE, AgentEvent, Done, Event, FinishReason, Message, ReasoningDelta, TextDelta, Usage
+from ponder.server.protocol import Contemplation, NamedToolChoice, ToolName, tool_choice, tool_def
+from ponder.types import (
+    NO_USAGE,
+    AgentEvent,
+    Done,
+    Event,
+    FinishReason,
+    Message,
+    ReasoningDelta,
+    TextDelta,
+    Tool,
+    ToolCall,
+    ToolCallEvent,
+    ToolChoice,
+    Usage,
+)
 
 
 class Reasoning(BaseModel):
@@ -49,7 +64,7 @@ class ResponsesRequest(BaseModel):
     metadata: dict[str, str] | None = None
     user: str | None = None
     tools: list[dict[str, Any]] | None = None
-    tool_choice: Any = None
+    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     text: TextFormat | None = None
     # Ponder's modes, as in Chat Completions.
@@ -58,10 +73,6 @@ class ResponsesRequest(BaseModel):
     thought_compression: bool | None = None
     contemplation: Contemplation | None = None
     seed: int | None = None
-
-    def refuse_unsupported(self) -> None:
-        if self.tools:
-            raise Unsupported("tools are not supported by the Responses API here yet", param="tools")
 
     def response_format(self) -> Any:
         """`text.format`, in Chat Completions' shape (the Responses one is flat)."""
@@ -82,6 +93,7 @@ class TokenCountRequest(BaseModel):
 # --- input -> messages ---------------------------------------------------------------
 
 _ROLES = ("user", "system", "developer", "assistant")
+_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _TEXT_PARTS = ("input_text", "output_text", "text")
 
 
@@ -93,6 +105,9 @@ def input_items(value: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
     for i, item in enumerate(value):
         kind = item.get("type", "message")
         if kind == "reasoning":  # reasoning echoed back from an earlier turn: accepted, not replayed
+            continue
+        if kind in ("function_call", "function_call_output"):
+            items.append(_tool_item(i, kind, item))
             continue
         if kind != "message":
             raise Unsupported(f"input items of type {kind!r} are not supported yet", param=f"input.{i}.type")
@@ -125,8 +140,65 @@ def _parts(i: int, content: Any, role: str) -> list[dict[str, Any]]:
     return parts
 
 
+def _tool_item(i: int, kind: str, item: dict[str, Any]) -> dict[str, Any]:
+    fields = ("call_id", "name", "arguments") if kind == "function_call" else ("call_id", "output")
+    for f in fields:
+        if not isinstance(item.get(f), str):
+            raise InvalidRequest(f"Missing required parameter: 'input.{i}.{f}'.", param=f"input.{i}.{f}",
+                                 code="missing_required_parameter")  # fmt: skip
+    prefix = "fc" if kind == "function_call" else "fco"
+    return {"id": item.get("id") or _id(prefix), "type": kind, **{f: item[f] for f in fields}, "status": "completed"}
+
+
 def messages_of(items: list[dict[str, Any]]) -> list[Message]:
-    return [Message(it["role"], "".join(p["text"] for p in it["content"])) for it in items]
+    """Input items as messages; consecutive function calls become one assistant turn."""
+    out: list[Message] = []
+    for it in items:
+        if it["type"] == "function_call":
+            call = ToolCall(it["call_id"], it["name"], it["arguments"])
+            if out and out[-1].role == "assistant" and out[-1].tool_calls:
+                out[-1] = replace(out[-1], tool_calls=(*out[-1].tool_calls, call))
+            else:
+                out.append(Message("assistant", "", tool_calls=(call,)))
+        elif it["type"] == "function_call_output":
+            out.append(Message("tool", it["output"], tool_call_id=it["call_id"]))
+        else:
+            out.append(Message(it["role"], "".join(p["text"] for p in it["content"])))
+    return out
+
+
+def message_json(m: Message) -> dict[str, Any]:
+    """A message as stored history."""
+    out: dict[str, Any] = {"role": m.role, "content": m.content}
+    if m.tool_calls:
+        out["tool_calls"] = [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in m.tool_calls]
+    if m.tool_call_id:
+        out["tool_call_id"] = m.tool_call_id
+    return out
+
+
+def message_of(d: dict[str, Any]) -> Message:
+    calls = tuple(ToolCall(c["id"], c["name"], c["arguments"]) for c in d.get("tool_calls", []))
+    return Message(d["role"], d["content"], tool_calls=calls, tool_call_id=d.get("tool_call_id"))
+
+
+def tools_of(req: ResponsesRequest) -> tuple[tuple[Tool, ...], ToolChoice, str | None]:
+    """The request's function tools (flat-shaped), tool_choice and forced tool name."""
+    tools = []
+    for i, t in enumerate(req.tools or []):
+        if t.get("type") != "function":
+            raise Unsupported(f"tools of type {t.get('type')!r} are not supported yet", param=f"tools.{i}.type")
+        name = t.get("name")
+        if not isinstance(name, str) or not _TOOL_NAME.match(name):
+            raise _invalid(f"tools.{i}.name", "a function name is 1-64 letters, digits, _ or -")
+        tools.append(tool_def(i, name, t.get("description"), t.get("parameters"), param=f"tools.{i}.parameters"))
+    choice: str | NamedToolChoice | None = None
+    if isinstance(req.tool_choice, dict):  # {"type": "function", "name": …}, flat as well
+        choice = NamedToolChoice(type="function", function=ToolName(name=str(req.tool_choice.get("name"))))
+    else:
+        choice = req.tool_choice
+    kind, name = tool_choice(choice, tuple(tools))
+    return tuple(tools), kind, name
 
 
 def _invalid(param: str, why: str) -> InvalidRequest:
@@ -164,6 +236,7 @@ class ResponseBuilder:
     status: str = "in_progress"
     error: dict[str, Any] | None = None
     finish: FinishReason = "stop"
+    calls: list[ToolCall] = field(default_factory=list)
     _seq: int = 0
     _open: dict[str, Any] | None = None  # the output item being streamed
 
@@ -178,7 +251,7 @@ class ResponseBuilder:
             "previous_response_id": r.previous_response_id,
             "reasoning": {"effort": r.reasoning.effort if r.reasoning else None, "summary": None},
             "store": r.store, "temperature": r.temperature, "text": {"format": _format_json(r)},
-            "tool_choice": "auto", "tools": [], "top_p": r.top_p, "truncation": "disabled",
+            "tool_choice": r.tool_choice or "auto", "tools": r.tools or [], "top_p": r.top_p, "truncation": "disabled",
             "usage": usage_json(self.usage) if self.usage else None, "user": r.user, "metadata": r.metadata or {},
             "ponder": {"mode": self.mode, "progress": self.progress},
         }  # fmt: skip
@@ -199,6 +272,8 @@ class ResponseBuilder:
             return self._delta("reasoning", event.text)
         if isinstance(event, TextDelta):
             return self._delta("message", event.text)
+        if isinstance(event, ToolCallEvent):
+            return self._close() + self._call(event.call)
         if isinstance(event, AgentEvent):
             if event.kind == "agent.delta":  # live only: not kept in the stored body
                 return self._event("ponder.progress", progress=progress_json(event))
@@ -206,7 +281,7 @@ class ResponseBuilder:
             return self._event("ponder.progress", progress=self.progress[-1])
         if isinstance(event, Done):
             out = self._close()
-            if not any(it["type"] == "message" for it in self.output):  # an answer is always there, if empty
+            if not any(it["type"] in ("message", "function_call") for it in self.output):  # an answer, if empty
                 out += self._delta("message", "") + self._close()
             self.usage, self.finish = event.usage, event.finish_reason
             length_cut = event.finish_reason == "length" and self.req.max_output_tokens is not None
@@ -236,6 +311,20 @@ class ResponseBuilder:
         name = "response.reasoning_text.delta" if kind == "reasoning" else "response.output_text.delta"
         extra: dict[str, Any] = {} if kind == "reasoning" else {"logprobs": []}
         return out + self._event(name, item_id=item["id"], output_index=index, content_index=0, delta=text, **extra)
+
+    def _call(self, call: ToolCall) -> str:
+        """A whole function call: added, its arguments in one delta, done."""
+        self.calls.append(call)
+        item = {"id": _id("fc"), "type": "function_call", "call_id": call.id, "name": call.name, "arguments": "",
+                "status": "in_progress"}  # fmt: skip
+        index = len(self.output)
+        out = self._event("response.output_item.added", output_index=index, item=dict(item))
+        ids = {"item_id": item["id"], "output_index": index}
+        out += self._event("response.function_call_arguments.delta", **ids, delta=call.arguments)
+        out += self._event("response.function_call_arguments.done", **ids, name=call.name, arguments=call.arguments)
+        item.update(arguments=call.arguments, status="completed")
+        self.output.append(item)
+        return out + self._event("response.output_item.done", output_index=index, item=item)
 
     def _add(self, kind: str) -> str:
         if kind == "reasoning":

@@ -1,0 +1,159 @@
+"""The compatibility suite: clients people already use, unchanged but for `base_url`,
+against a real `ponder serve` on the tiny model. Every answer must parse into the
+client's own types. (Plain chat and streaming with the openai SDK are in
+test_e2e_server.py.)
+
+The 135M model is for plumbing, not judgement, so tool calls are forced with
+`tool_choice` where a test needs one: what is checked is that the call comes
+back well formed, not that the model chose it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jsonschema
+import openai
+import pytest
+from openai.types.chat import ChatCompletion
+from openai.types.responses import Response
+from pydantic import BaseModel, Field
+
+from tests.conftest import TINY
+
+pytestmark = pytest.mark.e2e
+
+WEATHER_PARAMS = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 30}}, "required": ["city"]}
+WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Current weather in a city.",
+                                            "parameters": WEATHER_PARAMS}}  # fmt: skip
+ASK_WEATHER = [{"role": "user", "content": "What is the weather in Paris?"}]
+FORCE = {"type": "function", "function": {"name": "get_weather"}}
+
+
+@pytest.fixture(scope="module")
+def client(ponder_server: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=ponder_server, api_key="unused", max_retries=0, timeout=120)
+
+
+# --- the openai SDK --------------------------------------------------------------------
+
+
+def test_openai_tools_forced_streamed_and_answered(client: openai.OpenAI) -> None:
+    kw: dict[str, Any] = {"model": TINY, "tools": [WEATHER], "tool_choice": FORCE, "max_tokens": 64, "temperature": 0}
+    r = client.chat.completions.create(messages=ASK_WEATHER, **kw)  # type: ignore[arg-type]
+    assert isinstance(r, ChatCompletion) and r.choices[0].finish_reason == "tool_calls"
+    call = r.choices[0].message.tool_calls[0]  # type: ignore[index]
+    assert call.function.name == "get_weather"  # type: ignore[union-attr]
+    jsonschema.validate(json.loads(call.function.arguments), WEATHER_PARAMS)  # type: ignore[union-attr]
+
+    pieces: dict[int, dict[str, str]] = {}
+    for chunk in client.chat.completions.create(messages=ASK_WEATHER, stream=True, **kw):  # type: ignore[arg-type]
+        for tc in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+            p = pieces.setdefault(tc.index, {"name": "", "arguments": ""})
+            p["name"] += tc.function.name or ""  # type: ignore[union-attr]
+            p["arguments"] += tc.function.arguments or ""  # type: ignore[union-attr]
+    assert pieces[0]["name"] == "get_weather" and json.loads(pieces[0]["arguments"]) == json.loads(
+        call.function.arguments  # type: ignore[union-attr]
+    )
+
+    follow = [*ASK_WEATHER, r.choices[0].message.model_dump(exclude_none=True),
+              {"role": "tool", "tool_call_id": call.id, "content": "sunny, 24 C"}]  # fmt: skip
+    answer = client.chat.completions.create(model=TINY, messages=follow, tools=[WEATHER], max_tokens=32,  # type: ignore[arg-type]
+                                            temperature=0)  # type: ignore[arg-type]  # fmt: skip
+    assert answer.choices[0].message.content
+
+
+def test_openai_responses_create_stream_retrieve_follow_up_and_count(client: openai.OpenAI) -> None:
+    first = client.responses.create(model=TINY, input="My name is Ada.", max_output_tokens=24, temperature=0)
+    assert isinstance(first, Response) and first.status in ("completed", "incomplete") and first.output_text
+    assert client.responses.retrieve(first.id).output_text == first.output_text
+    with client.responses.stream(model=TINY, input="What is my name?", previous_response_id=first.id,
+                                 max_output_tokens=24, temperature=0) as stream:  # fmt: skip
+        deltas = [e.delta for e in stream if e.type == "response.output_text.delta"]
+        second = stream.get_final_response()
+    assert "".join(deltas) == second.output_text and second.previous_response_id == first.id
+    items = client.responses.input_items.list(second.id)
+    assert [i.type for i in items.data] == ["message"]
+    counted = client.responses.input_tokens.count(model=TINY, input="What is my name?")
+    alone = client.responses.input_tokens.count(model=TINY, input="What is my name?", previous_response_id=first.id)
+    assert 0 < counted.input_tokens < alone.input_tokens
+
+
+# --- langchain-openai ------------------------------------------------------------------
+
+
+def test_langchain_invoke_stream_and_bind_tools(ponder_server: str) -> None:
+    from langchain_core.messages import AIMessage
+    from langchain_openai import ChatOpenAI
+
+    llm = ChatOpenAI(model=TINY, base_url=ponder_server, api_key="unused", temperature=0, max_tokens=24)  # type: ignore[arg-type]
+    reply = llm.invoke("Say hello.")
+    assert isinstance(reply, AIMessage) and isinstance(reply.content, str) and reply.content
+    assert "".join(str(c.content) for c in llm.stream("Say hello.")) == reply.content
+
+    def get_weather(city: str) -> str:
+        """Current weather in a city."""
+        return "sunny"
+
+    called = llm.bind_tools([get_weather], tool_choice="get_weather").invoke("What is the weather in Paris?")
+    assert isinstance(called, AIMessage) and called.tool_calls[0]["name"] == "get_weather"
+    assert isinstance(called.tool_calls[0]["args"], dict)
+
+
+# --- litellm ---------------------------------------------------------------------------
+
+
+def test_litellm_through_its_openai_provider(ponder_server: str) -> None:
+    import litellm
+
+    kw: dict[str, Any] = {"model": f"openai/{TINY}", "api_base": ponder_server, "api_key": "unused",
+                          "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 16, "temperature": 0}  # fmt: skip
+    r = litellm.completion(**kw)
+    text = r.choices[0].message.content
+    assert isinstance(text, str) and text
+    streamed = "".join(c.choices[0].delta.content or "" for c in litellm.completion(stream=True, **kw))
+    assert streamed == text
+
+
+# --- pydantic-ai -----------------------------------------------------------------------
+
+
+def test_pydantic_ai_agent_with_a_tool(ponder_server: str) -> None:
+    from pydantic_ai import Agent
+    from pydantic_ai.models.openai import OpenAIChatModel
+    from pydantic_ai.providers.openai import OpenAIProvider
+
+    model = OpenAIChatModel(TINY, provider=OpenAIProvider(base_url=ponder_server, api_key="unused"))
+    agent = Agent(model, model_settings={"temperature": 0, "max_tokens": 64})
+    asked: list[str] = []
+
+    @agent.tool_plain
+    def get_weather(city: str) -> str:
+        """Current weather in a city."""
+        asked.append(city)
+        return "sunny, 24 C"
+
+    result = agent.run_sync("What is the weather in Paris? Use the get_weather tool.")
+    assert isinstance(result.output, str) and result.output
+    assert all(isinstance(city, str) for city in asked)
+
+
+# --- instructor ------------------------------------------------------------------------
+
+
+class City(BaseModel):
+    name: str = Field(max_length=24)
+    population: int
+
+
+def test_instructor_structured_output(ponder_server: str) -> None:
+    import instructor
+
+    patched = instructor.from_openai(openai.OpenAI(base_url=ponder_server, api_key="unused", max_retries=0),
+                                     mode=instructor.Mode.JSON_SCHEMA)  # fmt: skip
+    city = patched.chat.completions.create(
+        model=TINY, response_model=City, max_tokens=96, temperature=0, max_retries=0,
+        messages=[{"role": "user", "content": "Name the capital of France and its population."}],
+    )  # fmt: skip
+    assert isinstance(city, City) and city.name

@@ -107,8 +107,9 @@ def test_langchain_invoke_stream_and_bind_tools(ponder_server: str) -> None:
 def test_litellm_through_its_openai_provider(ponder_server: str) -> None:
     import litellm
 
+    hello = [{"role": "user", "content": "Say hello."}]
     kw: dict[str, Any] = {"model": f"openai/{TINY}", "api_base": ponder_server, "api_key": "unused",
-                          "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 16, "temperature": 0}  # fmt: skip
+                          "messages": hello, "max_tokens": 16, "temperature": 0}  # fmt: skip
     r = litellm.completion(**kw)
     text = r.choices[0].message.content
     assert isinstance(text, str) and text

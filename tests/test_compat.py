@@ -68,10 +68,11 @@ def test_openai_responses_create_stream_retrieve_follow_up_and_count(client: ope
     first = client.responses.create(model=TINY, input="My name is Ada.", max_output_tokens=24, temperature=0)
     assert isinstance(first, Response) and first.status in ("completed", "incomplete") and first.output_text
     assert client.responses.retrieve(first.id).output_text == first.output_text
-    with client.responses.stream(model=TINY, input="What is my name?", previous_response_id=first.id,
-                                 max_output_tokens=24, temperature=0) as stream:  # fmt: skip
-        deltas = [e.delta for e in stream if e.type == "response.output_text.delta"]
-        second = stream.get_final_response()
+    events = list(client.responses.create(model=TINY, input="What is my name?", previous_response_id=first.id,
+                                          max_output_tokens=24, temperature=0, stream=True))  # fmt: skip
+    deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
+    assert events[-1].type in ("response.completed", "response.incomplete")  # the 135M model may hit the cap
+    second = events[-1].response  # type: ignore[union-attr]
     assert "".join(deltas) == second.output_text and second.previous_response_id == first.id
     items = client.responses.input_items.list(second.id)
     assert [i.type for i in items.data] == ["message"]

@@ -87,3 +87,15 @@ def test_bench_modes_runs_the_gsm8k_sample_and_writes_json_and_plot(data_dir: Pa
     assert [(s["config"], s["items"]) for s in summary] == [("instant", 3), ("thinking", 2)]
     bad = ponder(data_dir, "bench", "modes", "--modes", "dreaming")
     assert bad.returncode == 2 and "unknown mode config" in bad.stdout
+
+
+def test_bench_tools_scores_bfcl_through_the_server(data_dir: Path, tiny_model: Path) -> None:
+    out = data_dir / "tools.json"
+    r = ponder(data_dir, "bench", "tools", "-m", TINY, "--limit", "1", "--json", str(out))
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(out.read_text())["summary"]
+    assert [s["category"] for s in summary] == ["simple_python", "multiple", "parallel", "irrelevance"]
+    assert all(s["items"] == 1 and 0 <= s["accuracy"] <= 1 for s in summary)
+    assert r.stdout.splitlines()[0].split() == ["category", "items", "accuracy", "latency", "s"]
+    bad = ponder(data_dir, "bench", "tools", "--categories", "live_chaos")
+    assert bad.returncode == 2 and "unknown categories" in bad.stdout

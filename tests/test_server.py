@@ -208,6 +208,7 @@ async def test_tool_calls_come_back_parsed(client: httpx.AsyncClient, backend: S
     assert (call["function"]["name"], json.loads(call["function"]["arguments"])) == ("get_weather", {"city": "Paris"})
     sent = backend.requests[-1]
     assert [t.name for t in sent.tools] == ["get_weather"] and sent.tool_choice == "auto"
+    assert sent.messages[-1].content == "hello there", "no 'answer directly' note on a turn that may call tools"
 
 
 async def test_tool_calls_stream_as_deltas(client: httpx.AsyncClient, backend: ScriptedBackend) -> None:

@@ -145,6 +145,31 @@ def cmd_bench_modes(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_bench_tools(args: argparse.Namespace, settings: Settings) -> int:
+    from ponder import bench_tools
+    from ponder.evals import bfcl
+
+    unknown = set(args.categories) - set(bfcl.CATEGORIES)
+    if unknown:
+        print(f"ponder bench tools: unknown categories {sorted(unknown)}; use {list(bfcl.CATEGORIES)}")
+        return 2
+    settings, name = _choose_model(args.model, settings)
+    _ensure_pulled(settings, name)
+
+    async def go() -> list[bench_tools.Row]:
+        registry = Registry(settings, _store(settings))
+        try:
+            return await bench_tools.run(registry, name, tuple(args.categories), args.limit)
+        finally:
+            await registry.close()
+
+    rows = asyncio.run(go())
+    summary = bench_tools.summarise(rows)
+    print(bench_tools.table(summary))
+    bench_tools.write(rows, summary, args.json)
+    return 0
+
+
 # --- helpers -------------------------------------------------------------------
 
 
@@ -231,6 +256,16 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--json", type=Path, help="write per-item results and the summary here")
     c.add_argument("--plot", type=Path, help="write a PNG of accuracy against tokens per mode")
     c.set_defaults(func=cmd_bench_modes)
+
+    c = b.add_parser("tools", help="tool-calling accuracy on BFCL v4, through the server",
+                     description="tool-calling accuracy on BFCL v4 (AST match), through the server")  # fmt: skip
+    c.add_argument("-m", "--model", help="model (default: the configured default)")
+    c.add_argument("--categories", type=lambda v: v.split(","),
+                   default=["simple_python", "multiple", "parallel", "irrelevance"],
+                   help="comma-separated: simple_python, multiple, parallel, irrelevance")  # fmt: skip
+    c.add_argument("--limit", type=int, help="the first N items of each category (default: all)")
+    c.add_argument("--json", type=Path, help="write per-item results and the summary here")
+    c.set_defaults(func=cmd_bench_tools)
 
     c = sub.add_parser(
         "pull", help="download, join and verify a model", description="download, join and verify a model"

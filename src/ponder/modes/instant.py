@@ -16,7 +16,9 @@ from ponder.types import ChatRequest, Done, Event, TextDelta, ToolCallEvent
 
 async def instant(backend: Backend, chat: ChatRequest) -> AsyncGenerator[Event, None]:
     splitter = ThinkSplitter()
-    async with aclosing(backend.stream(with_user_note(chat, load("instant")["user_note"]))) as events:
+    calling = bool(chat.tools) and chat.tool_choice != "none"  # a turn that may call tools is no direct answer
+    asked = chat if calling else with_user_note(chat, load("instant")["user_note"])
+    async with aclosing(backend.stream(asked)) as events:
         async for event in events:
             if isinstance(event, TextDelta):
                 _, answer = splitter.feed(event.text)

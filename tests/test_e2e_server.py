@@ -92,6 +92,18 @@ def test_a_schema_the_grammar_cannot_express_is_a_400(client: openai.OpenAI) -> 
     assert e.value.code == "unsupported_parameter"
 
 
+def test_logprobs_are_real_and_match_greedy_choices(client: openai.OpenAI) -> None:
+    r = client.chat.completions.create(model=TINY, messages=ASK, max_tokens=8, temperature=0,  # type: ignore[arg-type]
+                                       logprobs=True, top_logprobs=3)  # fmt: skip
+    content = r.choices[0].logprobs.content  # type: ignore[union-attr]
+    assert content is not None and len(content) == r.usage.completion_tokens  # type: ignore[union-attr]
+    assert "".join(t.token for t in content) == r.choices[0].message.content
+    for t in content:
+        tops = [x.logprob for x in t.top_logprobs]
+        assert t.logprob <= 0 and len(tops) == 3 and tops == sorted(tops, reverse=True)
+        assert t.top_logprobs[0].token == t.token, "greedy picks the likeliest token"
+
+
 def test_models_endpoint(client: openai.OpenAI) -> None:
     assert TINY in [m.id for m in client.models.list()]
 

@@ -17,7 +17,7 @@ from ponder.config import EFFORT_BUDGETS, Alias, Settings
 from ponder.errors import ContextLengthExceeded, UpstreamError
 from ponder.models import ModelStore
 from ponder.server.app import create_app
-from ponder.types import ChatRequest, Done, ReasoningDelta, TextDelta, Usage
+from ponder.types import ChatRequest, Done, ReasoningDelta, TextDelta, TokenLogprob, Usage
 
 USER = [{"role": "user", "content": "hello there"}]
 
@@ -250,6 +250,24 @@ async def test_thinking_reasons_without_calling_then_the_answer_calls(
     assert_error(contemplating, 400, "tools", "unsupported_parameter")
 
 
+async def test_logprobs_come_back_in_both_shapes(client: httpx.AsyncClient, backend: ScriptedBackend) -> None:
+    lp = TokenLogprob("Hi", -0.25, (("Hi", -0.25), ("Hello", -1.5)))
+    script = [TextDelta("Hi", (lp,)), Done("stop", Usage(3, 1))]
+    backend.enqueue(script, script)
+    body = {"model": "scripted", "messages": USER, "logprobs": True, "top_logprobs": 2}
+    r = (await client.post("/v1/chat/completions", json=body)).json()
+    (entry,) = r["choices"][0]["logprobs"]["content"]
+    assert entry == {"token": "Hi", "logprob": -0.25, "bytes": [72, 105], "top_logprobs": [
+        {"token": "Hi", "logprob": -0.25, "bytes": [72, 105]},
+        {"token": "Hello", "logprob": -1.5, "bytes": [72, 101, 108, 108, 111]}]}  # fmt: skip
+    assert backend.requests[-1].params.logprobs == 2
+    chunks = sse_chunks((await client.post("/v1/chat/completions", json={**body, "stream": True})).text)
+    streamed = [c["choices"][0]["logprobs"] for c in chunks if c["choices"][0]["delta"].get("content")]
+    assert streamed == [{"content": [entry]}]
+    plain = (await client.post("/v1/chat/completions", json={"model": "scripted", "messages": USER})).json()
+    assert plain["choices"][0]["logprobs"] is None
+
+
 async def test_response_format_reaches_the_backend(client: httpx.AsyncClient, backend: ScriptedBackend) -> None:
     schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
     fmt = {"type": "json_schema", "json_schema": {"name": "num", "schema": schema, "strict": True}}
@@ -310,6 +328,8 @@ BAD_BODIES = [
     ({"model": "scripted", "messages": [{"role": "wizard", "content": "x"}]}, "messages.0.role", "invalid_value"),
     ({"model": "scripted", "messages": [{"content": "x"}]}, "messages.0.role", "missing_required_parameter"),
     ({"model": "scripted", "messages": USER, "n": 0}, "n", "invalid_value"),
+    ({"model": "scripted", "messages": USER, "top_logprobs": 2}, "top_logprobs", "invalid_value"),
+    ({"model": "scripted", "messages": USER, "logprobs": True, "top_logprobs": 21}, "top_logprobs", "invalid_value"),
     ({"model": "scripted", "messages": USER, "n": 17}, "n", "invalid_value"),
     ({"model": "scripted", "messages": USER, "tools": [{"type": "function"}]}, "tools.0.function",
      "missing_required_parameter"),

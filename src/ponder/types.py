@@ -56,6 +56,7 @@ class SamplingParams:
     # Embedded engines enforce it with a grammar; remote engines get it as is.
     response_format: Mapping[str, Any] | None = None
     grammar: str | None = None  # GBNF the reply must match (set by backends: forced tool calls)
+    logprobs: int | None = None  # None: none; N: each token's logprob and its N likeliest alternatives
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,18 @@ class ChatRequest:
 
 
 @dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token's log probability, and the most likely alternatives."""
+
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
 class TextDelta:
     text: str
+    logprobs: tuple[TokenLogprob, ...] = ()  # the tokens behind `text`, when asked for
 
 
 @dataclass(frozen=True)
@@ -149,6 +160,7 @@ class Completion:
     usage: Usage
     progress: list[AgentEvent] = field(default_factory=list)
     tool_calls: list[ToolCall] = field(default_factory=list)
+    logprobs: list[TokenLogprob] = field(default_factory=list)
 
 
 async def collect(events: object) -> Completion:
@@ -157,10 +169,12 @@ async def collect(events: object) -> Completion:
     reasoning: list[str] = []
     progress: list[AgentEvent] = []
     calls: list[ToolCall] = []
+    logprobs: list[TokenLogprob] = []
     done: Done | None = None
     async for event in events:  # type: ignore[attr-defined]
         if isinstance(event, TextDelta):
             text.append(event.text)
+            logprobs += event.logprobs
         elif isinstance(event, ReasoningDelta):
             reasoning.append(event.text)
         elif isinstance(event, ToolCallEvent):
@@ -172,4 +186,4 @@ async def collect(events: object) -> Completion:
             done = event
     if done is None:
         raise RuntimeError("event stream ended without a Done event")
-    return Completion("".join(text), "".join(reasoning), done.finish_reason, done.usage, progress, calls)
+    return Completion("".join(text), "".join(reasoning), done.finish_reason, done.usage, progress, calls, logprobs)

@@ -26,6 +26,7 @@ from ponder.types import (
     Message,
     ReasoningDelta,
     TextDelta,
+    TokenLogprob,
     ToolCall,
     ToolCallEvent,
     Usage,
@@ -72,6 +73,8 @@ class RemoteBackend(Backend):
             "frequency_penalty": p.frequency_penalty,
             "presence_penalty": p.presence_penalty,
             "response_format": dict(p.response_format) if p.response_format else None,
+            "logprobs": True if p.logprobs is not None else None,
+            "top_logprobs": p.logprobs or None,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
         if request.tools:
@@ -107,7 +110,7 @@ class RemoteBackend(Backend):
                             yield ReasoningDelta(reasoning)
                         if delta.get("content"):
                             n_chunks += 1
-                            yield TextDelta(delta["content"])
+                            yield TextDelta(delta["content"], _logprobs(choice.get("logprobs")))
                         for piece in delta.get("tool_calls") or []:
                             _add_call_piece(calls, piece)
                         if choice.get("finish_reason"):
@@ -137,6 +140,14 @@ def _message_json(m: Message) -> dict[str, Any]:
     if m.tool_call_id:
         out["tool_call_id"] = m.tool_call_id
     return out
+
+
+def _logprobs(value: Any) -> tuple[TokenLogprob, ...]:
+    content = (value or {}).get("content") or [] if isinstance(value, dict) else []
+    return tuple(TokenLogprob(c.get("token", ""), float(c.get("logprob", 0.0)),
+                              tuple((t.get("token", ""), float(t.get("logprob", 0.0)))
+                                    for t in c.get("top_logprobs") or []))
+                 for c in content if isinstance(c, dict))  # fmt: skip
 
 
 def _add_call_piece(calls: dict[int, dict[str, str]], piece: dict[str, Any]) -> None:

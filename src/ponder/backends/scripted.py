@@ -94,7 +94,7 @@ class ScriptedBackend(Backend):
             elif isinstance(event, TextDelta):
                 n_text += 1
                 if text := stops.feed(event.text):
-                    yield TextDelta(text)
+                    yield event if text == event.text else TextDelta(text)
                 if stops.stopped:
                     break
             if limit is not None and n_text + n_reason >= limit:  # as engines do: the limit is "length"

@@ -8,15 +8,16 @@ know nothing of contexts, batches or threads.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from ponder.errors import ContextLengthExceeded, InvalidRequest
 from ponder.formats import toolcalls
-from ponder.types import Message, SamplingParams, Tool
+from ponder.types import Message, SamplingParams, TokenLogprob, Tool
 
 # Used when a GGUF carries no chat template (rare for instruct models).
 CHATML = (
@@ -116,3 +117,33 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
             break
         n += 1
     return n
+
+
+class LogprobTracker:
+    """Logprobs of generated tokens, handed out with the text they became (a stop
+    sequence may hold text back for a while; the tokens wait with it)."""
+
+    def __init__(self, n_vocab: int, top: int | None, piece: Callable[[int], bytes]):
+        self.n_vocab, self.top, self.piece = n_vocab, top, piece
+        self._pending: list[TokenLogprob] = []
+
+    def add(self, logits: Any, token: int) -> None:
+        """Record `token`, sampled from the raw `logits` row (a ctypes float pointer)."""
+        if self.top is None:
+            return
+        row = np.ctypeslib.as_array(logits, shape=(self.n_vocab,)).astype(np.float64)
+        peak = row.max()
+        lse = peak + np.log(np.exp(row - peak).sum())
+        alternatives: tuple[tuple[str, float], ...] = ()
+        if self.top:
+            idx = np.argpartition(row, -self.top)[-self.top :]
+            idx = idx[np.argsort(-row[idx])]
+            alternatives = tuple((self._text(int(i)), float(row[i] - lse)) for i in idx)
+        self._pending.append(TokenLogprob(self._text(token), float(row[token] - lse), alternatives))
+
+    def take(self) -> tuple[TokenLogprob, ...]:
+        out, self._pending = tuple(self._pending), []
+        return out
+
+    def _text(self, token: int) -> str:
+        return self.piece(token).decode("utf-8", errors="replace")

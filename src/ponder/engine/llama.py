@@ -25,7 +25,7 @@ from typing import Any
 
 import llama_cpp
 
-from ponder.engine.common import ChatTemplate, check_fits, common_prefix, with_defaults
+from ponder.engine.common import ChatTemplate, LogprobTracker, check_fits, common_prefix, with_defaults
 from ponder.formats import structured
 from ponder.formats.stops import StopMatcher
 from ponder.types import Done, Event, FinishReason, Message, SamplingParams, TextDelta, Tool, Usage
@@ -98,6 +98,7 @@ class LlamaEngine:
         stops = StopMatcher(p.stop)
         finish: FinishReason = "length"
         n = 0
+        logprobs = LogprobTracker(llm.n_vocab(), p.logprobs, lambda t: llm.detokenize([t]))
         gen = llm.generate(tokens, **self._sampler_args(p), grammar=_grammar(p))
         try:
             for token in gen:
@@ -108,9 +109,11 @@ class LlamaEngine:
                     finish = "stop"
                     break
                 n += 1
+                # the last decode's logits are the ones this token was sampled from
+                logprobs.add(llama_cpp.llama_get_logits_ith(llm.ctx, -1), token)
                 text = stops.feed(decoder.decode(llm.detokenize([token])))
                 if text:
-                    emit(TextDelta(text))
+                    emit(TextDelta(text, logprobs.take()))
                 if stops.stopped:
                     finish = "stop"
                     break
@@ -120,7 +123,7 @@ class LlamaEngine:
             gen.close()
         tail = stops.flush() if stops.stopped else stops.feed(decoder.decode(b"", final=True)) + stops.flush()
         if tail:
-            emit(TextDelta(tail))
+            emit(TextDelta(tail, logprobs.take()))
         emit(Done(finish, Usage(prompt_tokens=len(tokens), completion_tokens=n, cached_tokens=max(cached, 0))))
 
     @staticmethod

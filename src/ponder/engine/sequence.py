@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import llama_cpp
 
+from ponder.engine.common import LogprobTracker
 from ponder.engine.slots import Plan, Slot
 from ponder.formats import structured
 from ponder.formats.stops import StopMatcher
@@ -113,6 +114,7 @@ class Seq:
         self._sampler: llama_cpp.llama_sampler_p | None = make_sampler(job.params, vocab)
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._stops = StopMatcher(job.params.stop)
+        self._logprobs = LogprobTracker(vocab.n_tokens, job.params.logprobs, vocab.piece)
 
     def start(self, reused: int) -> None:
         """The first `reused` prompt tokens are in the slot's cache; prefill the rest."""
@@ -123,6 +125,8 @@ class Seq:
     def sample(self, ctx: llama_cpp.llama_context_p, row: int) -> None:
         """Sample from batch row `row`'s logits; emit the token's text, or finish."""
         token = llama_cpp.llama_sampler_sample(self._sampler, ctx, row)
+        if self._logprobs.top is not None and not self._vocab.is_eog(token):
+            self._logprobs.add(llama_cpp.llama_get_logits_ith(ctx, row), token)  # the raw logits, not the sampler's
         if self.job.cancel.is_set():
             return self.finish("cancelled")
         if self._vocab.is_eog(token):
@@ -130,7 +134,7 @@ class Seq:
         self.n += 1
         text = self._stops.feed(self._decoder.decode(self._vocab.piece(token)))
         if text:
-            self.job.emit(TextDelta(text))
+            self.job.emit(TextDelta(text, self._logprobs.take()))
         if self._stops.stopped:
             return self.finish("stop")
         if self.n >= self.budget:
@@ -147,7 +151,7 @@ class Seq:
         stops = self._stops
         tail = stops.flush() if stops.stopped else stops.feed(self._decoder.decode(b"", final=True)) + stops.flush()
         if tail:
-            self.job.emit(TextDelta(tail))
+            self.job.emit(TextDelta(tail, self._logprobs.take()))
         usage = Usage(prompt_tokens=len(self.job.tokens), completion_tokens=self.n, cached_tokens=self.cached)
         self.job.emit(Done(reason, usage))
 

@@ -23,7 +23,7 @@ async def instant(backend: Backend, chat: ChatRequest) -> AsyncGenerator[Event, 
             if isinstance(event, TextDelta):
                 _, answer = splitter.feed(event.text)
                 if answer:
-                    yield TextDelta(answer)
+                    yield event if answer == event.text else TextDelta(answer)  # keeps the logprobs
             elif isinstance(event, ToolCallEvent):
                 yield event
             elif isinstance(event, Done):

@@ -110,7 +110,7 @@ async def _prefilled(r: _Run) -> AsyncGenerator[Event, None]:
     # 1-2. reasoning, in slices between answer probes
     while not finished and trace.reasoning_tokens < budget:
         step = min(probe_every, budget - trace.reasoning_tokens) if compression else budget - trace.reasoning_tokens
-        params = replace(chat.params, max_tokens=step, stop=("</think>",), response_format=None)  # free-form
+        params = replace(chat.params, max_tokens=step, stop=("</think>",), response_format=None, logprobs=None)
         finish: FinishReason = "length"
         usage = NO_USAGE
         slice_chat = replace(chat, params=params, prefill=opened + trace.reasoning, tool_choice="none")

@@ -35,7 +35,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> JSO
 
     if not body.stream:
         completions = await unless_disconnected(request, asyncio.gather(*(collect(s) for s in streams)))
-        return JSONResponse(completion_json(body.model, completions, mode.mode))
+        return JSONResponse(completion_json(body.model, completions, mode.mode, bool(body.logprobs)))
 
     # Pull the first event before answering 200, so request errors the backend
     # finds up front (context too long, say) still get their HTTP status.

@@ -16,6 +16,7 @@ from ponder.types import (
     Event,
     ReasoningDelta,
     TextDelta,
+    TokenLogprob,
     ToolCall,
     ToolCallEvent,
     Usage,
@@ -36,12 +37,19 @@ def _finish(reason: str) -> str:
     return reason if reason in ("length", "tool_calls") else "stop"
 
 
+def logprob_json(lp: TokenLogprob) -> dict[str, Any]:
+    def one(token: str, logprob: float) -> dict[str, Any]:
+        return {"token": token, "logprob": logprob, "bytes": list(token.encode("utf-8"))}
+
+    return {**one(lp.token, lp.logprob), "top_logprobs": [one(t, x) for t, x in lp.top]}
+
+
 def tool_call_json(c: ToolCall, index: int | None = None) -> dict[str, Any]:
     out = {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
     return out if index is None else {"index": index, **out}
 
 
-def completion_json(model: str, completions: list[Completion], mode: str) -> dict[str, Any]:
+def completion_json(model: str, completions: list[Completion], mode: str, logprobs: bool = False) -> dict[str, Any]:
     choices = []
     for i, c in enumerate(completions):
         message: dict[str, Any] = {"role": "assistant", "content": c.text, "refusal": None}
@@ -50,7 +58,8 @@ def completion_json(model: str, completions: list[Completion], mode: str) -> dic
         if c.tool_calls:
             message["tool_calls"] = [tool_call_json(call) for call in c.tool_calls]
             message["content"] = c.text or None
-        choices.append({"index": i, "message": message, "finish_reason": _finish(c.finish_reason), "logprobs": None})
+        lps = {"content": [logprob_json(lp) for lp in c.logprobs], "refusal": None} if logprobs else None
+        choices.append({"index": i, "message": message, "finish_reason": _finish(c.finish_reason), "logprobs": lps})
     progress = [{**progress_json(e), **({"choice": i} if len(completions) > 1 else {})}
                 for i, c in enumerate(completions) for e in c.progress]  # fmt: skip
     return {
@@ -89,14 +98,14 @@ class ChunkEncoder:
         self._calls = [0] * n  # tool calls streamed so far, per choice
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None, ext: dict[str, Any] | None = None,
-               index: int = 0) -> str:  # fmt: skip
+               index: int = 0, logprobs: dict[str, Any] | None = None) -> str:  # fmt: skip
         body: dict[str, Any] = {
             "id": self.id,
             "object": "chat.completion.chunk",
             "created": self.created,
             "model": self.model,
             "system_fingerprint": None,
-            "choices": [{"index": index, "delta": delta, "finish_reason": finish, "logprobs": None}],
+            "choices": [{"index": index, "delta": delta, "finish_reason": finish, "logprobs": logprobs}],
         }
         if self.include_usage:
             body["usage"] = None
@@ -110,7 +119,8 @@ class ChunkEncoder:
 
     def event(self, index: int, event: Event) -> str:
         if isinstance(event, TextDelta):
-            return self._chunk({"content": event.text}, index=index)
+            lps = {"content": [logprob_json(lp) for lp in event.logprobs]} if event.logprobs else None
+            return self._chunk({"content": event.text}, index=index, logprobs=lps)
         if isinstance(event, ReasoningDelta):
             return self._chunk({"reasoning_content": event.text, "reasoning": event.text}, index=index)
         if isinstance(event, ToolCallEvent):  # whole calls, one delta each

@@ -115,8 +115,8 @@ class ChatCompletionRequest(BaseModel):
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
     response_format: dict[str, Any] | None = None
-    # Accepted so the error can name it; not implemented yet.
     logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
 
     def to_internal(self) -> ChatRequest:
         self._refuse_unsupported()
@@ -130,6 +130,7 @@ class ChatCompletionRequest(BaseModel):
             frequency_penalty=self.frequency_penalty,
             presence_penalty=self.presence_penalty,
             response_format=structured.check(self.response_format),
+            logprobs=(self.top_logprobs or 0) if self.logprobs else None,
         )
         messages = tuple(_message(i, m) for i, m in enumerate(self.messages))
         tools = tuple(tool_def(i, t.function.name, t.function.description, t.function.parameters)
@@ -139,8 +140,8 @@ class ChatCompletionRequest(BaseModel):
                            tool_name=name, parallel_tool_calls=self.parallel_tool_calls is not False)  # fmt: skip
 
     def _refuse_unsupported(self) -> None:
-        if self.logprobs:
-            raise Unsupported("logprobs are not supported yet", param="logprobs")
+        if self.top_logprobs is not None and not self.logprobs:
+            raise InvalidRequest("top_logprobs needs logprobs set to true.", param="top_logprobs", code="invalid_value")
 
 
 def _message(index: int, m: ChatMessage) -> Message:

@@ -246,6 +246,7 @@ async def test_thinking_reasons_without_calling_then_the_answer_calls(
     assert choice["message"]["reasoning_content"] == "I need the weather"
     assert choice["finish_reason"] == "tool_calls" and choice["message"]["tool_calls"][0]["function"]["name"]
     assert [req.tool_choice for req in backend.requests] == ["none", "auto"]
+    assert backend.requests[0].tool_name is None
     contemplating = await client.post("/v1/chat/completions", json={**body, "mode": "contemplating"})
     assert_error(contemplating, 400, "tools", "unsupported_parameter")
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from ponder.formats.toolcalls import ToolCallSplitter, family_of, loads_lenient
+from ponder.formats.toolcalls import ToolCallSplitter, family_of, forced_grammar, loads_lenient
 from ponder.types import Event, TextDelta, Tool, ToolCallEvent
 
 TOOLS = [Tool("get_weather", "weather for a city", {"type": "object", "properties": {"city": {"type": "string"}}}),
@@ -81,3 +81,40 @@ def test_other_families() -> None:
 def test_loads_lenient_gives_up_on_prose() -> None:
     with pytest.raises(ValueError):
         loads_lenient("the weather is nice")
+
+
+def test_code_then_a_tagged_call_keeps_both() -> None:
+    text = '```py\nprint(1)\n```\n<tool_call>{"name": "add", "arguments": {"a": 1, "b": 2}}</tool_call>'
+    assert run(text) == ("```py\nprint(1)\n```\n", [("add", {"a": 1, "b": 2})])
+
+
+def test_a_marker_that_arrives_in_pieces_and_calls_one_per_line() -> None:
+    splitter = ToolCallSplitter("mistral", TOOLS)
+    events: list[Event] = []
+    for piece in ["[", "TOOL_CALLS", "]", ' [{"name": "add", "arguments": {"a": 1, "b": 2}}]']:
+        events += splitter.feed(piece)
+    events += splitter.flush()
+    assert [type(e) for e in events] == [ToolCallEvent]
+    lines = '{"name": "add", "arguments": {"a": 1, "b": 2}}\n{"name": "get_weather", "arguments": {"city": "Oslo"}}'
+    assert run(lines, "llama3")[1] == [("add", {"a": 1, "b": 2}), ("get_weather", {"city": "Oslo"})]
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("{'x': 'None left'}", {"x": "None left"}),
+        ("{'x': 'a, y: 2'}", {"x": "a, y: 2"}),
+        ('{"a": 1,', {"a": 1}),
+        ('{"q": "t, city: P",}', {"q": "t, city: P"}),
+        ('{"a": "it\\"s", b: [1, 2,]}', {"a": 'it"s', "b": [1, 2]}),
+    ],
+)
+def test_repairs_leave_strings_alone(text: str, value: object) -> None:
+    assert loads_lenient(text) == value
+
+
+def test_forced_grammar_takes_tools_with_shared_definitions() -> None:
+    schema = {"type": "object", "properties": {"where": {"$ref": "#/$defs/Place"}}, "required": ["where"],
+              "$defs": {"Place": {"type": "object", "properties": {"city": {"type": "string"}}}}}  # fmt: skip
+    grammar = forced_grammar([Tool("visit", "", schema), Tool("add", "", {"type": "object"})], "hermes", None, True)
+    assert grammar.startswith("root ::=") and "city" in grammar

@@ -79,8 +79,9 @@ class RemoteBackend(Backend):
         body.update({k: v for k, v in optional.items() if v is not None})
         if request.tools:
             body["tools"] = [toolcalls.tool_json(t) for t in request.tools]
+            named = request.tool_name and request.tool_choice != "none"
             body["tool_choice"] = ({"type": "function", "function": {"name": request.tool_name}}
-                                   if request.tool_name else request.tool_choice)  # fmt: skip
+                                   if named else request.tool_choice)  # fmt: skip
             body["parallel_tool_calls"] = request.parallel_tool_calls
         body.update(self.extra_body)
         if request.prefill:
@@ -156,7 +157,7 @@ def _add_call_piece(calls: dict[int, dict[str, str]], piece: dict[str, Any]) -> 
     c = calls.setdefault(piece.get("index", len(calls)), {"id": "", "name": "", "arguments": ""})
     fn = piece.get("function") or {}
     c["id"] = c["id"] or piece.get("id") or ""
-    c["name"] += fn.get("name") or ""
+    c["name"] = c["name"] or fn.get("name") or ""  # some servers repeat it in every piece
     c["arguments"] += fn.get("arguments") or ""
 
 

@@ -22,7 +22,7 @@ from dataclasses import replace
 from typing import Any, Literal
 
 from ponder.errors import Unsupported
-from ponder.types import Done, Event, TextDelta, Tool, ToolCall, ToolCallEvent
+from ponder.types import Done, Event, TextDelta, TokenLogprob, Tool, ToolCall, ToolCallEvent
 
 Family = Literal["hermes", "mistral", "llama3"]
 
@@ -68,10 +68,13 @@ def forced_grammar(tools: Sequence[Tool], family: Family, name: str | None, para
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
     chosen = [t for t in tools if name is None or t.name == name]
+    defs: dict[str, Any] = {}
     shapes = [{"type": "object", "properties": {"name": {"const": t.name},
-                                                "arguments": dict(t.parameters) or {"type": "object"}},
+                                                "arguments": _hoist_defs(t, defs) or {"type": "object"}},
                "required": ["name", "arguments"]} for t in chosen]  # fmt: skip
-    schema = shapes[0] if len(shapes) == 1 else {"anyOf": shapes}
+    schema: dict[str, Any] = shapes[0] if len(shapes) == 1 else {"anyOf": shapes}
+    if defs:  # refs resolve against the root, where each tool's definitions now live
+        schema = {**schema, "$defs": defs}
     try:
         call = json_schema_to_gbnf(json.dumps(schema))
     except (AssertionError, ValueError, KeyError, TypeError, NotImplementedError) as e:
@@ -83,25 +86,40 @@ def forced_grammar(tools: Sequence[Tool], family: Family, name: str | None, para
     return f"{root}\n{call}"
 
 
+def _hoist_defs(tool: Tool, defs: dict[str, Any]) -> dict[str, Any]:
+    """The tool's parameters with their `$defs` / `definitions` moved into `defs` under
+    names of their own, and every `$ref` pointed there."""
+    params = json.loads(json.dumps(dict(tool.parameters)))
+    local = {**params.pop("$defs", {}), **params.pop("definitions", {})}
+    renamed = {k: f"{tool.name}__{k}" for k in local}
+
+    def fix(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str):
+                m = re.fullmatch(r"#/(?:\$defs|definitions)/(.+)", ref)
+                if m and m.group(1) in renamed:
+                    node = {**node, "$ref": f"#/$defs/{renamed[m.group(1)]}"}
+            return {k: fix(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [fix(v) for v in node]
+        return node
+
+    for k, v in local.items():
+        defs[renamed[k]] = fix(v)
+    return dict(fix(params))
+
+
 # --- JSON, repaired --------------------------------------------------------------------
 
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$")
-_TRAILING_COMMA = re.compile(r",\s*([}\]])")
-_UNQUOTED_KEY = re.compile(r"([{,]\s*)([A-Za-z_][A-Za-z0-9_]*)\s*:")
 _PY_LITERALS = {"True": "true", "False": "false", "None": "null"}
 
 
 def loads_lenient(text: str) -> Any:
     """`json.loads`, after the repairs small models need; raises ValueError if hopeless."""
     text = _FENCE.sub("", text.strip())
-    attempts = [text]
-    fixed = _TRAILING_COMMA.sub(r"\1", _UNQUOTED_KEY.sub(r'\1"\2":', text))
-    fixed = re.sub(r"\b(True|False|None)\b", lambda m: _PY_LITERALS[m.group(1)], fixed)
-    attempts.append(fixed)
-    if "'" in fixed and '"' not in fixed:
-        attempts.append(fixed.replace("'", '"'))
-    attempts += [_closed(a) for a in list(attempts)]
-    for attempt in attempts:
+    for attempt in (text, _repaired(text)):
         try:
             return json.loads(attempt)
         except json.JSONDecodeError:
@@ -109,13 +127,54 @@ def loads_lenient(text: str) -> Any:
     raise ValueError(f"not JSON, even repaired: {text[:80]!r}")
 
 
+def _repaired(text: str) -> str:
+    """One pass that knows when it is inside a string: single-quoted strings become
+    double-quoted, and outside strings Python literals become JSON ones and bare keys
+    get quotes. Then the brackets (and a string) left open are closed, and commas
+    before a closing bracket are dropped."""
+    out: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch in "\"'":  # a string: copy it, as a double-quoted one
+            j, body = i + 1, []
+            while j < n and text[j] != ch:
+                if text[j] == "\\" and j + 1 < n:
+                    body.append(text[j : j + 2])
+                    j += 2
+                    continue
+                body.append('\\"' if text[j] == '"' else text[j])
+                j += 1
+            out.append('"' + "".join(body) + ('"' if j < n else ""))
+            i = j + 1
+            continue
+        m = re.match(r"[A-Za-z_][A-Za-z0-9_]*", text[i:])
+        if m:
+            word = m.group(0)
+            rest = text[i + len(word) :].lstrip()
+            prev = "".join(out).rstrip()[-1:]
+            if rest.startswith(":") and prev in ("{", ","):
+                out.append(f'"{word}"')
+            else:
+                out.append(_PY_LITERALS.get(word, word))
+            i += len(word)
+            continue
+        out.append(ch)
+        i += 1
+    closed = _closed("".join(out))
+    return re.sub(r",(\s*[}\]])", r"\1", closed)
+
+
 def _closed(text: str) -> str:
-    """`text` with the brackets and the string it left open closed."""
+    """`text` with the brackets (and a string) it left open closed."""
     stack, in_str, escaped = [], False, False
     for ch in text:
         if in_str:
-            escaped = ch == "\\" and not escaped
-            if ch == '"' and not escaped:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
                 in_str = False
             continue
         if ch == '"':
@@ -125,6 +184,22 @@ def _closed(text: str) -> str:
         elif ch in "}]" and stack:
             stack.pop()
     return text + ('"' if in_str else "") + "".join(reversed(stack))
+
+
+def json_values(text: str) -> list[Any]:
+    """Every JSON value in `text`, one after another (a model's parallel calls, one per
+    line); repaired if that fails and the text is one value."""
+    decoder, values, i = json.JSONDecoder(), [], 0
+    text = _FENCE.sub("", text.strip())
+    try:
+        while i < len(text):
+            value, i = decoder.raw_decode(text, i)
+            values.append(value)
+            while i < len(text) and text[i] in " \t\r\n,":
+                i += 1
+        return values
+    except json.JSONDecodeError:
+        return [loads_lenient(text)]
 
 
 def calls_in(value: Any, tools: Sequence[Tool]) -> list[ToolCall] | None:
@@ -159,14 +234,23 @@ async def split_calls(
     """A backend's text events with the tool calls in them parsed out; the Done says
     "tool_calls" when there were any."""
     splitter = ToolCallSplitter(family, tools)
+    pending: tuple[TokenLogprob, ...] = ()  # logprobs wait for the text they belong to
+
+    def with_logprobs(out: Event) -> Event:
+        nonlocal pending
+        if isinstance(out, TextDelta) and pending:
+            out, pending = TextDelta(out.text, pending), ()
+        return out
+
     async with aclosing(events):
         async for event in events:
             if isinstance(event, TextDelta):
+                pending += event.logprobs
                 for out in splitter.feed(event.text):
-                    yield out
+                    yield with_logprobs(out)
             elif isinstance(event, Done):
                 for out in splitter.flush():
-                    yield out
+                    yield with_logprobs(out)
                 yield replace(event, finish_reason="tool_calls") if splitter.calls else event
             else:
                 yield event
@@ -191,8 +275,8 @@ class ToolCallSplitter:
         self._buf += text
         if self._held_whole is None:
             head = self._buf.lstrip()
-            if not head:
-                return []
+            if not head or (len(head) < len(self._open) and self._open.startswith(head)):
+                return []  # nothing yet, or maybe the start of the call marker
             self._held_whole = head[0] in "{[`" and not head.startswith(self._open)
         if self._held_whole:
             return []
@@ -203,8 +287,7 @@ class ToolCallSplitter:
             calls = self._parse(self._buf)
             if calls:
                 return self._emit(calls)
-            out, self._buf = self._buf, ""
-            return [TextDelta(out)] if out else []
+            self._held_whole = False  # not a bare call: read it like any reply (code, then a tagged call…)
         events = self._drain(final=True)
         if self._in_call:  # the model stopped inside a call: take it if it parses
             body, self._buf, self._in_call = self._buf, "", False
@@ -240,9 +323,16 @@ class ToolCallSplitter:
 
     def _parse(self, text: str) -> list[ToolCall] | None:
         try:
-            return calls_in(loads_lenient(text), self.tools)
+            values = json_values(text)
         except ValueError:
             return None
+        calls: list[ToolCall] = []
+        for value in values:
+            found = calls_in(value, self.tools)
+            if found is None:
+                return None
+            calls += found
+        return calls or None
 
     def _emit(self, calls: list[ToolCall]) -> list[Event]:
         self.calls += calls

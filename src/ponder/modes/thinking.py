@@ -113,7 +113,7 @@ async def _prefilled(r: _Run) -> AsyncGenerator[Event, None]:
         params = replace(chat.params, max_tokens=step, stop=("</think>",), response_format=None, logprobs=None)
         finish: FinishReason = "length"
         usage = NO_USAGE
-        slice_chat = replace(chat, params=params, prefill=opened + trace.reasoning, tool_choice="none")
+        slice_chat = replace(chat, params=params, prefill=opened + trace.reasoning, tool_choice="none", tool_name=None)
         async for event in _text(backend, slice_chat):
             if isinstance(event, TextDelta):
                 trace.reasoning += event.text
@@ -158,7 +158,9 @@ async def _probe_agrees(backend: Backend, chat: ChatRequest, reasoning: str, tra
     params = SamplingParams(max_tokens=PROBE_TOKENS, temperature=0.0)
     follow = (*chat.messages, Message("assistant", reasoning), Message("user", prompt))
     text = []
-    async for event in _text(backend, replace(chat, messages=follow, params=params, tool_choice="none")):
+    async for event in _text(
+        backend, replace(chat, messages=follow, params=params, tool_choice="none", tool_name=None)
+    ):
         if isinstance(event, TextDelta):
             text.append(event.text)
         elif isinstance(event, Done):

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Coroutine
 from contextlib import aclosing
 from dataclasses import replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -34,7 +34,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> JSO
     streams = [modes.run(backend, _choice(mode, i)) for i in range(body.n)]
 
     if not body.stream:
-        completions = await unless_disconnected(request, asyncio.gather(*(collect(s) for s in streams)))
+        completions = await unless_disconnected(request, _all([collect(s) for s in streams]))
         return JSONResponse(completion_json(body.model, completions, mode.mode, bool(body.logprobs)))
 
     # Pull the first event before answering 200, so request errors the backend
@@ -52,6 +52,18 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> JSO
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+async def _all(runs: list[Coroutine[Any, Any, T]]) -> list[T]:
+    """Every run's result; the first failure cancels the others, so none keeps decoding."""
+    tasks = [asyncio.ensure_future(r) for r in runs]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def _choice(mode: ModeRequest, index: int) -> ModeRequest:

@@ -142,6 +142,11 @@ def _parts(i: int, content: Any, role: str) -> list[dict[str, Any]]:
 
 def _tool_item(i: int, kind: str, item: dict[str, Any]) -> dict[str, Any]:
     fields = ("call_id", "name", "arguments") if kind == "function_call" else ("call_id", "output")
+    if kind == "function_call_output" and isinstance(item.get("output"), list):  # content parts: text only
+        parts = item["output"]
+        if not all(isinstance(p, dict) and p.get("type") in _TEXT_PARTS for p in parts):
+            raise Unsupported("only text parts are supported in a function_call_output", param=f"input.{i}.output")
+        item = {**item, "output": "".join(str(p.get("text", "")) for p in parts)}
     for f in fields:
         if not isinstance(item.get(f), str):
             raise InvalidRequest(f"Missing required parameter: 'input.{i}.{f}'.", param=f"input.{i}.{f}",
@@ -156,7 +161,7 @@ def messages_of(items: list[dict[str, Any]]) -> list[Message]:
     for it in items:
         if it["type"] == "function_call":
             call = ToolCall(it["call_id"], it["name"], it["arguments"])
-            if out and out[-1].role == "assistant" and out[-1].tool_calls:
+            if out and out[-1].role == "assistant":  # one assistant turn: its text, then its calls
                 out[-1] = replace(out[-1], tool_calls=(*out[-1].tool_calls, call))
             else:
                 out.append(Message("assistant", "", tool_calls=(call,)))

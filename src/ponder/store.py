@@ -2,9 +2,10 @@
 
 WAL journaling and one transaction per write: a killed process loses at most the
 write in flight, never one that returned, and the file is never corrupt. (With
-`synchronous=NORMAL` a power cut may also drop the last commits before a checkpoint.) Each row keeps what the API returns (the
-response object and its input items) and what a follow-up needs to continue the
-conversation (`history`: every message so far, this response's answer included).
+`synchronous=NORMAL` a power cut may also drop the last commits before a
+checkpoint.) Each row keeps what the API returns (the response object and its
+input items) and what a follow-up needs to continue the conversation (`history`:
+every message so far, this response's answer included).
 """
 
 from __future__ import annotations

@@ -20,8 +20,9 @@ from typing import Any
 from ponder import modes
 from ponder.backends.base import Backend
 from ponder.config import Settings
+from ponder.errors import PonderError
 from ponder.evals import gsm8k
-from ponder.types import ChatRequest, Message, SamplingParams, collect
+from ponder.types import NO_USAGE, ChatRequest, Completion, Message, SamplingParams, collect
 
 ANSWER_TOKENS = 512  # a cap on each answer, so a looping model cannot stall the run
 
@@ -74,7 +75,11 @@ async def run(
             )
             req = modes.resolve(chat, settings.modes, effort=effort, agents=agents, **CONFIGS[name])
             t0 = time.perf_counter()
-            done = await collect(modes.run(backend, req))
+            try:
+                done = await collect(modes.run(backend, req))
+            except PonderError as e:  # one failed item is a wrong answer, not the end of a long run
+                print(f"[{name}] {item.id} failed: {e.message}", file=sys.stderr, flush=True)
+                done = Completion(f"error: {e.message}", "", "stop", NO_USAGE)
             row = Row(name, item.id, gsm8k.is_correct(done.text, item.expected), item.expected, done.text.strip(),
                       done.usage.reasoning_tokens, done.usage.completion_tokens, time.perf_counter() - t0)  # fmt: skip
             rows.append(row)

@@ -16,8 +16,8 @@ from ponder.backends.registry import Registry
 from ponder.errors import PonderError
 from ponder.modes import ModeRequest
 from ponder.server.encode import ChunkEncoder, completion_json
-from ponder.server.protocol import ChatCompletionRequest
-from ponder.types import Event, collect
+from ponder.server.protocol import ChatCompletionRequest, Contemplation
+from ponder.types import ChatRequest, Event, collect
 
 router = APIRouter()
 T = TypeVar("T")
@@ -106,15 +106,30 @@ async def _interleave(streams: list[AsyncGenerator[Event, None]]) -> AsyncGenera
 
 
 def _mode_request(body: ChatCompletionRequest, registry: Registry) -> ModeRequest:
-    c = body.contemplation
-    mode, effort = registry.mode_for(body.model, body.mode, body.reasoning_effort)
+    return mode_request(registry, body.to_internal(), body.model, body.mode, body.reasoning_effort,
+                        body.thinking_budget, body.thought_compression, body.contemplation)  # fmt: skip
+
+
+def mode_request(
+    registry: Registry,
+    chat: ChatRequest,
+    model: str,
+    mode: str | None,
+    effort: str | None,
+    budget: int | None,
+    compression: bool | None,
+    contemplation: Contemplation | None,
+) -> ModeRequest:
+    """A request's mode fields (either API's), with the model alias's defaults, resolved."""
+    c = contemplation
+    mode, effort = registry.mode_for(model, mode, effort)
     return modes.resolve(
-        body.to_internal(),
+        chat,
         registry.settings.modes,
         mode=mode,
         effort=effort,
-        budget=body.thinking_budget,
-        compression=body.thought_compression,
+        budget=budget,
+        compression=compression,
         agents=c.agents if c else None,
         agent_budget=c.agent_budget if c else None,
         strategy=c.strategy if c else None,

@@ -15,7 +15,7 @@ from ponder import modes
 from ponder.backends.registry import Registry
 from ponder.errors import NotFound, PonderError
 from ponder.modes import ModeRequest
-from ponder.server.chat import unless_disconnected
+from ponder.server.chat import mode_request, unless_disconnected
 from ponder.server.responses_wire import (
     ResponseBuilder,
     ResponsesRequest,
@@ -137,19 +137,9 @@ def _not_found(response_id: str) -> NotFound:
 
 
 def _mode_request(body: ResponsesRequest, chat: ChatRequest, registry: Registry) -> ModeRequest:
-    c = body.contemplation
-    mode, effort = registry.mode_for(body.model, body.mode, body.reasoning.effort if body.reasoning else None)
-    return modes.resolve(
-        chat,
-        registry.settings.modes,
-        mode=mode,
-        effort=effort,
-        budget=body.thinking_budget,
-        compression=body.thought_compression,
-        agents=c.agents if c else None,
-        agent_budget=c.agent_budget if c else None,
-        strategy=c.strategy if c else None,
-    )
+    effort = body.reasoning.effort if body.reasoning else None
+    return mode_request(registry, chat, body.model, body.mode, effort, body.thinking_budget, body.thought_compression,
+                        body.contemplation)  # fmt: skip
 
 
 class _Keeper:

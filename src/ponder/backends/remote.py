@@ -136,8 +136,7 @@ def _message_json(m: Message) -> dict[str, Any]:
     if m.name:
         out["name"] = m.name
     if m.tool_calls:
-        out["tool_calls"] = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-                             for c in m.tool_calls]  # fmt: skip
+        out["tool_calls"] = [toolcalls.call_json(c) for c in m.tool_calls]
     if m.tool_call_id:
         out["tool_call_id"] = m.tool_call_id
     return out

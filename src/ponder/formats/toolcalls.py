@@ -19,6 +19,7 @@ import uuid
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from dataclasses import replace
+from functools import lru_cache
 from typing import Any, Literal
 
 from ponder.errors import Unsupported
@@ -58,16 +59,29 @@ def tool_json(t: Tool) -> dict[str, Any]:
                                              "parameters": dict(t.parameters)}}  # fmt: skip
 
 
+def call_json(c: ToolCall, index: int | None = None) -> dict[str, Any]:
+    """A call in the OpenAI API's shape (with its `index` in a stream delta)."""
+    out = {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+    return out if index is None else {"index": index, **out}
+
+
 def new_id() -> str:
     return f"call_{uuid.uuid4().hex[:24]}"
 
 
 def forced_grammar(tools: Sequence[Tool], family: Family, name: str | None, parallel: bool) -> str:
     """GBNF for a reply that is nothing but calls (tool_choice required, or one named
-    tool): each call's JSON follows its tool's parameter schema."""
+    tool): each call's JSON follows its tool's parameter schema. Built once per tool
+    set: the request check, the stream and each Thinking phase all ask for it."""
+    key = json.dumps([[t.name, t.parameters] for t in tools if name is None or t.name == name], sort_keys=True)
+    return _forced_grammar(key, family, parallel)
+
+
+@lru_cache(maxsize=64)
+def _forced_grammar(key: str, family: Family, parallel: bool) -> str:
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-    chosen = [t for t in tools if name is None or t.name == name]
+    chosen = [Tool(n, "", p) for n, p in json.loads(key)]
     defs: dict[str, Any] = {}
     shapes = [{"type": "object", "properties": {"name": {"const": t.name},
                                                 "arguments": _hoist_defs(t, defs) or {"type": "object"}},

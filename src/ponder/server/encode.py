@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 from ponder.errors import PonderError
+from ponder.formats import toolcalls
 from ponder.types import (
     NO_USAGE,
     AgentEvent,
@@ -17,7 +18,6 @@ from ponder.types import (
     ReasoningDelta,
     TextDelta,
     TokenLogprob,
-    ToolCall,
     ToolCallEvent,
     Usage,
 )
@@ -44,11 +44,6 @@ def logprob_json(lp: TokenLogprob) -> dict[str, Any]:
     return {**one(lp.token, lp.logprob), "top_logprobs": [one(t, x) for t, x in lp.top]}
 
 
-def tool_call_json(c: ToolCall, index: int | None = None) -> dict[str, Any]:
-    out = {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-    return out if index is None else {"index": index, **out}
-
-
 def completion_json(model: str, completions: list[Completion], mode: str, logprobs: bool = False) -> dict[str, Any]:
     choices = []
     for i, c in enumerate(completions):
@@ -56,7 +51,7 @@ def completion_json(model: str, completions: list[Completion], mode: str, logpro
         if c.reasoning:
             message["reasoning_content"] = message["reasoning"] = c.reasoning
         if c.tool_calls:
-            message["tool_calls"] = [tool_call_json(call) for call in c.tool_calls]
+            message["tool_calls"] = [toolcalls.call_json(call) for call in c.tool_calls]
             message["content"] = c.text or None
         lps = {"content": [logprob_json(lp) for lp in c.logprobs], "refusal": None} if logprobs else None
         choices.append({"index": i, "message": message, "finish_reason": _finish(c.finish_reason), "logprobs": lps})
@@ -125,7 +120,7 @@ class ChunkEncoder:
             return self._chunk({"reasoning_content": event.text, "reasoning": event.text}, index=index)
         if isinstance(event, ToolCallEvent):  # whole calls, one delta each
             self._calls[index] += 1
-            return self._chunk({"tool_calls": [tool_call_json(event.call, self._calls[index] - 1)]}, index=index)
+            return self._chunk({"tool_calls": [toolcalls.call_json(event.call, self._calls[index] - 1)]}, index=index)
         if isinstance(event, AgentEvent):  # an empty delta to plain clients; progress to ours
             return self._chunk({}, ext=progress_json(event), index=index)
         if isinstance(event, Done):

@@ -16,6 +16,7 @@ from ponder.formats import structured
 from ponder.types import ChatRequest, Message, SamplingParams, Tool, ToolCall, ToolChoice
 
 MAX_CHOICES = 16  # n: each choice is a whole run of the mode
+TOOL_NAME = r"^[a-zA-Z0-9_-]{1,64}$"  # what OpenAI accepts as a function name
 
 
 class TextPart(BaseModel):
@@ -53,7 +54,7 @@ class ChatMessage(BaseModel):
 
 class FunctionDef(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow")
-    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    name: str = Field(pattern=TOOL_NAME)
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None

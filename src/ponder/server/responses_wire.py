@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ponder.errors import InvalidRequest, Unsupported
 from ponder.formats import structured
 from ponder.server.encode import progress_json
-from ponder.server.protocol import Contemplation, NamedToolChoice, ToolName, tool_choice, tool_def
+from ponder.server.protocol import TOOL_NAME, Contemplation, NamedToolChoice, ToolName, tool_choice, tool_def
 from ponder.types import (
     NO_USAGE,
     AgentEvent,
@@ -93,7 +93,6 @@ class TokenCountRequest(BaseModel):
 # --- input -> messages ---------------------------------------------------------------
 
 _ROLES = ("user", "system", "developer", "assistant")
-_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _TEXT_PARTS = ("input_text", "output_text", "text")
 
 
@@ -194,7 +193,7 @@ def tools_of(req: ResponsesRequest) -> tuple[tuple[Tool, ...], ToolChoice, str |
         if t.get("type") != "function":
             raise Unsupported(f"tools of type {t.get('type')!r} are not supported yet", param=f"tools.{i}.type")
         name = t.get("name")
-        if not isinstance(name, str) or not _TOOL_NAME.match(name):
+        if not isinstance(name, str) or not re.match(TOOL_NAME, name):
             raise _invalid(f"tools.{i}.name", "a function name is 1-64 letters, digits, _ or -")
         tools.append(tool_def(i, name, t.get("description"), t.get("parameters"), param=f"tools.{i}.parameters"))
     choice: str | NamedToolChoice | None = None

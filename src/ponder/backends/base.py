@@ -14,7 +14,7 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 
 from ponder.errors import Unsupported
-from ponder.types import ChatRequest, Event, Message
+from ponder.types import ChatRequest, Event, Message, Tool
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,8 @@ class Backend(ABC):
         """Raise a `PonderError` now for what this backend will refuse later in a run
         (a mode may send its first call long before the one that would fail)."""
 
-    async def count_tokens(self, messages: Sequence[Message]) -> int:
-        """The prompt tokens `messages` take on this backend's model."""
+    async def count_tokens(self, messages: Sequence[Message], tools: Sequence[Tool] = ()) -> int:
+        """The prompt tokens `messages` (with `tools` on offer) take on this backend's model."""
         raise Unsupported("this backend cannot count tokens: its engine exposes no tokenizer to Ponder")
 
     @property

@@ -24,7 +24,7 @@ from ponder.config import EngineSettings
 from ponder.engine.batched import BatchedEngine
 from ponder.engine.llama import LlamaEngine
 from ponder.formats import structured, toolcalls
-from ponder.types import ChatRequest, Done, Event, Message, SamplingParams
+from ponder.types import ChatRequest, Done, Event, Message, SamplingParams, Tool
 
 _END = object()
 
@@ -69,9 +69,9 @@ class EmbeddedBackend(Backend):
         if request.tools and (request.tool_choice == "required" or request.tool_name):
             toolcalls.forced_grammar(request.tools, "hermes", request.tool_name, request.parallel_tool_calls)
 
-    async def count_tokens(self, messages: Sequence[Message]) -> int:
+    async def count_tokens(self, messages: Sequence[Message], tools: Sequence[Tool] = ()) -> int:
         engine = await self.load()
-        return len(await asyncio.to_thread(engine.prompt_tokens, messages))
+        return len(await asyncio.to_thread(engine.prompt_tokens, messages, "", tuple(tools)))
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
         engine = await self.load()

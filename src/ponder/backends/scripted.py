@@ -11,6 +11,7 @@ it receives is kept in `requests`; `max_active` records the most it served at on
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Sequence
@@ -19,7 +20,7 @@ from contextlib import aclosing
 from ponder.backends.base import Backend, Capabilities
 from ponder.formats import toolcalls
 from ponder.formats.stops import StopMatcher
-from ponder.types import ChatRequest, Done, Event, FinishReason, Message, ReasoningDelta, TextDelta, Usage
+from ponder.types import ChatRequest, Done, Event, FinishReason, Message, ReasoningDelta, TextDelta, Tool, Usage
 
 Script = str | Sequence[Event] | BaseException
 
@@ -47,8 +48,9 @@ class ScriptedBackend(Backend):
     def busy(self) -> int:
         return self.active
 
-    async def count_tokens(self, messages: Sequence[Message]) -> int:
-        return _count(messages)
+    async def count_tokens(self, messages: Sequence[Message], tools: Sequence[Tool] = ()) -> int:
+        """Words, as in the replies; a tool counts the words of its JSON definition."""
+        return _count(messages) + sum(len(json.dumps(toolcalls.tool_json(t)).split()) for t in tools)
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
         """Like a model, tool calls in a reply are parsed out (Hermes format) when the

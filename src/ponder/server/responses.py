@@ -11,16 +11,17 @@ from typing import Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from ponder import modes
 from ponder.backends.registry import Registry
 from ponder.errors import NotFound, PonderError
 from ponder.modes import ModeRequest
+from ponder.server import tool_search
 from ponder.server.chat import mode_request, unless_disconnected
 from ponder.server.responses_wire import (
     ResponseBuilder,
     ResponsesRequest,
     TokenCountRequest,
     build,
+    function_tool,
     input_items,
     message_json,
     message_of,
@@ -31,6 +32,7 @@ from ponder.store import Store, StoredResponse
 from ponder.types import ChatRequest, Event, Message, SamplingParams
 
 router = APIRouter()
+Item = Event | tool_search.SearchEvent
 
 
 @router.post("/v1/responses", response_model=None)
@@ -42,13 +44,14 @@ async def create_response(body: ResponsesRequest, request: Request) -> JSONRespo
     params = SamplingParams(max_tokens=body.max_output_tokens, temperature=body.temperature, top_p=body.top_p,
                             seed=body.seed, response_format=body.response_format())  # fmt: skip
     tools, choice, forced = tools_of(body)
-    chat = ChatRequest(body.model, tuple(_instructions(body.instructions) + history + messages_of(items)), params,
-                       tools=tools, tool_choice=choice, tool_name=forced,
-                       parallel_tool_calls=body.parallel_tool_calls is not False)  # fmt: skip
+    messages = _instructions(body.instructions) + history + messages_of(items)
+    tools = tools.loaded_by(messages)
+    chat = ChatRequest(body.model, tuple(messages), params, tools=tools.prompt_tools(), tool_choice=choice,
+                       tool_name=forced, parallel_tool_calls=body.parallel_tool_calls is not False)  # fmt: skip
     mode = _mode_request(body, chat, registry)
     backend = await registry.get(body.model)
     backend.check(chat)
-    events = modes.run(backend, mode)
+    events = tool_search.run(backend, mode, tools)
     keep = _Keeper(store, body, items, history)
 
     if not body.stream:
@@ -105,8 +108,10 @@ async def count_input_tokens(body: TokenCountRequest, request: Request) -> dict[
     history = await _history(request.app.state.store, body.previous_response_id)
     items = input_items(body.input) if body.input else []
     messages = _instructions(body.instructions) + history + messages_of(items)
+    tools = tool_search.tool_set(body.tools or [], function_tool).loaded_by(messages)
     backend = await registry.get(body.model or registry.settings.default_model)
-    return {"object": "response.input_tokens", "input_tokens": await backend.count_tokens(messages)}
+    count = await backend.count_tokens(messages, tools.prompt_tools())
+    return {"object": "response.input_tokens", "input_tokens": count}
 
 
 # --- helpers -----------------------------------------------------------------------
@@ -153,19 +158,22 @@ class _Keeper:
         if not self.body.store:
             return
         turns = [*self.history, *messages_of(self.items)]
+        for call, found in builder.searches:  # searches run here: the model's call and what it read back
+            turns += [Message("assistant", "", tool_calls=(call,)),
+                      Message("tool", tool_search.result_text(found), tool_call_id=call.id)]  # fmt: skip
         if builder.status != "failed":
             turns.append(Message("assistant", builder.text, tool_calls=tuple(builder.calls)))
         history = [message_json(m) for m in turns]
         await asyncio.to_thread(self.store.put, StoredResponse(builder.id, builder.body(), self.items, history))
 
 
-async def _drain(events: AsyncGenerator[Event, None]) -> list[Event]:
+async def _drain(events: AsyncGenerator[Item, None]) -> list[Item]:
     async with aclosing(events):
         return [e async for e in events]
 
 
 async def _sse(
-    builder: ResponseBuilder, first: Event, events: AsyncGenerator[Event, None], keep: _Keeper
+    builder: ResponseBuilder, first: Item, events: AsyncGenerator[Item, None], keep: _Keeper
 ) -> AsyncIterator[str]:
     # A client that leaves cancels this generator inside the backend's stream,
     # which stops the engine; nothing is stored for a response nobody received.

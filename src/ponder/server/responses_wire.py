@@ -1,8 +1,8 @@
 """The Responses API's shapes: the request body, its input items -> messages, and
 the response object and stream events built from a mode's events.
 
-Only text goes in and out for now (input_text / output_text, and reasoning items);
-other content and tool items are refused by name, as in Chat Completions.
+Text goes in and out (input_text / output_text, and reasoning items), with function
+calls and tool searches; other content and tool items are refused by name.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ponder.errors import InvalidRequest, Unsupported
 from ponder.formats import structured
+from ponder.server import tool_search
 from ponder.server.encode import progress_json
 from ponder.server.protocol import TOOL_NAME, Contemplation, NamedToolChoice, ToolName, tool_choice, tool_def
 from ponder.types import (
@@ -85,6 +86,7 @@ class ResponsesRequest(BaseModel):
 class TokenCountRequest(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow")
     model: str | None = None
+    tools: list[dict[str, Any]] | None = None
     input: str | list[dict[str, Any]] | None = None
     instructions: str | None = None
     previous_response_id: str | None = None
@@ -107,6 +109,9 @@ def input_items(value: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         if kind in ("function_call", "function_call_output"):
             items.append(_tool_item(i, kind, item))
+            continue
+        if kind in ("tool_search_call", "tool_search_output"):
+            items.append(_search_item(i, kind, item))
             continue
         if kind != "message":
             raise Unsupported(f"input items of type {kind!r} are not supported yet", param=f"input.{i}.type")
@@ -154,18 +159,42 @@ def _tool_item(i: int, kind: str, item: dict[str, Any]) -> dict[str, Any]:
     return {"id": item.get("id") or _id(prefix), "type": kind, **{f: item[f] for f in fields}, "status": "completed"}
 
 
+def _search_item(i: int, kind: str, item: dict[str, Any]) -> dict[str, Any]:
+    """A tool search echoed back, or a client's answer to one (the tools it loads)."""
+    if not isinstance(item.get("call_id"), str):
+        raise InvalidRequest(f"Missing required parameter: 'input.{i}.call_id'.", param=f"input.{i}.call_id",
+                             code="missing_required_parameter")  # fmt: skip
+    out = {"id": item.get("id") or _id("tsc" if kind == "tool_search_call" else "tso"), "type": kind,
+           "call_id": item["call_id"], "execution": item.get("execution") or "server",
+           "status": "completed"}  # fmt: skip
+    if kind == "tool_search_call":
+        return {**out, "arguments": item.get("arguments", {})}
+    tools = item.get("tools")
+    if not isinstance(tools, list):
+        raise _invalid(f"input.{i}.tools", "a tool_search_output lists the tools it loads")
+    for j, t in enumerate(tools):
+        tool_search.function_of(j, t if isinstance(t, dict) else {}, f"input.{i}.tools")
+    return {**out, "tools": tools}
+
+
 def messages_of(items: list[dict[str, Any]]) -> list[Message]:
-    """Input items as messages; consecutive function calls become one assistant turn."""
+    """Input items as messages; consecutive calls become one assistant turn."""
     out: list[Message] = []
     for it in items:
-        if it["type"] == "function_call":
-            call = ToolCall(it["call_id"], it["name"], it["arguments"])
+        if it["type"] in ("function_call", "tool_search_call"):
+            if it["type"] == "function_call":
+                call = ToolCall(it["call_id"], it["name"], it["arguments"])
+            else:
+                call = ToolCall(it["call_id"], tool_search.SEARCH, json.dumps(it["arguments"], ensure_ascii=False))
             if out and out[-1].role == "assistant":  # one assistant turn: its text, then its calls
                 out[-1] = replace(out[-1], tool_calls=(*out[-1].tool_calls, call))
             else:
                 out.append(Message("assistant", "", tool_calls=(call,)))
         elif it["type"] == "function_call_output":
             out.append(Message("tool", it["output"], tool_call_id=it["call_id"]))
+        elif it["type"] == "tool_search_output":
+            out.append(Message("tool", json.dumps({"tools": it["tools"]}, ensure_ascii=False),
+                               tool_call_id=it["call_id"]))  # fmt: skip
         else:
             out.append(Message(it["role"], "".join(p["text"] for p in it["content"])))
     return out
@@ -186,23 +215,27 @@ def message_of(d: dict[str, Any]) -> Message:
     return Message(d["role"], d["content"], tool_calls=calls, tool_call_id=d.get("tool_call_id"))
 
 
-def tools_of(req: ResponsesRequest) -> tuple[tuple[Tool, ...], ToolChoice, str | None]:
-    """The request's function tools (flat-shaped), tool_choice and forced tool name."""
-    tools = []
-    for i, t in enumerate(req.tools or []):
-        if t.get("type") != "function":
-            raise Unsupported(f"tools of type {t.get('type')!r} are not supported yet", param=f"tools.{i}.type")
-        name = t.get("name")
-        if not isinstance(name, str) or not re.match(TOOL_NAME, name):
-            raise _invalid(f"tools.{i}.name", "a function name is 1-64 letters, digits, _ or -")
-        tools.append(tool_def(i, name, t.get("description"), t.get("parameters"), param=f"tools.{i}.parameters"))
+def function_tool(i: int, t: dict[str, Any]) -> Tool:
+    if t.get("type") != "function":
+        raise Unsupported(f"tools of type {t.get('type')!r} are not supported yet", param=f"tools.{i}.type")
+    name = t.get("name")
+    if not isinstance(name, str) or not re.match(TOOL_NAME, name):
+        raise _invalid(f"tools.{i}.name", "a function name is 1-64 letters, digits, _ or -")
+    return tool_def(i, name, t.get("description"), t.get("parameters"), param=f"tools.{i}.parameters")
+
+
+def tools_of(req: ResponsesRequest) -> tuple[tool_search.ToolSet, ToolChoice, str | None]:
+    """The request's tools (flat-shaped; some deferred behind tool_search),
+    tool_choice and forced tool name."""
+    tools = tool_search.tool_set(req.tools or [], function_tool)
     choice: str | NamedToolChoice | None = None
-    if isinstance(req.tool_choice, dict):  # {"type": "function", "name": …}, flat as well
-        choice = NamedToolChoice(type="function", function=ToolName(name=str(req.tool_choice.get("name"))))
+    if isinstance(req.tool_choice, dict):  # {"type": "function", "name": …} flat, or {"type": "tool_search"}
+        name = tool_search.SEARCH if req.tool_choice.get("type") == tool_search.SEARCH else req.tool_choice.get("name")
+        choice = NamedToolChoice(type="function", function=ToolName(name=str(name)))
     else:
         choice = req.tool_choice
-    kind, name = tool_choice(choice, tuple(tools))
-    return tuple(tools), kind, name
+    kind, name = tool_choice(choice, tools.prompt_tools())
+    return tools, kind, name
 
 
 def _invalid(param: str, why: str) -> InvalidRequest:
@@ -241,6 +274,7 @@ class ResponseBuilder:
     error: dict[str, Any] | None = None
     finish: FinishReason = "stop"
     calls: list[ToolCall] = field(default_factory=list)
+    searches: list[tuple[ToolCall, tuple[Tool, ...]]] = field(default_factory=list)  # run here
     _seq: int = 0
     _open: dict[str, Any] | None = None  # the output item being streamed
 
@@ -271,11 +305,16 @@ class ResponseBuilder:
             "response.in_progress", response=self.body()
         )
 
-    def event(self, event: Event) -> str:
+    def event(self, event: Event | tool_search.SearchEvent) -> str:
+        if isinstance(event, tool_search.SearchEvent):
+            return self._close() + self._search(event.call, {"query": event.query}, "server", event.tools)
         if isinstance(event, ReasoningDelta):
             return self._delta("reasoning", event.text)
         if isinstance(event, TextDelta):
             return self._delta("message", event.text)
+        if isinstance(event, ToolCallEvent) and event.call.name == tool_search.SEARCH:  # the client runs it
+            self.calls.append(event.call)
+            return self._close() + self._search(event.call, _arguments(event.call), "client")
         if isinstance(event, ToolCallEvent):
             return self._close() + self._call(event.call)
         if isinstance(event, AgentEvent):
@@ -285,7 +324,7 @@ class ResponseBuilder:
             return self._event("ponder.progress", progress=self.progress[-1])
         if isinstance(event, Done):
             out = self._close()
-            if not any(it["type"] in ("message", "function_call") for it in self.output):  # an answer, if empty
+            if not any(it["type"] in ("message", "function_call", "tool_search_call") for it in self.output):
                 out += self._delta("message", "") + self._close()
             self.usage, self.finish = event.usage, event.finish_reason
             length_cut = event.finish_reason == "length" and self.req.max_output_tokens is not None
@@ -330,6 +369,22 @@ class ResponseBuilder:
         self.output.append(item)
         return out + self._event("response.output_item.done", output_index=index, item=item)
 
+    def _search(self, call: ToolCall, args: Any, execution: str, found: tuple[Tool, ...] | None = None) -> str:
+        """A tool search: the call, and (run here) its output, each added and done."""
+        out = ""
+        items = [{"id": _id("tsc"), "type": "tool_search_call", "call_id": call.id, "arguments": args,
+                  "execution": execution, "status": "completed"}]  # fmt: skip
+        if found is not None:
+            self.searches.append((call, found))
+            items.append({"id": _id("tso"), "type": "tool_search_output", "call_id": call.id, "execution": execution,
+                          "status": "completed", "tools": [tool_search.flat_json(t) for t in found]})  # fmt: skip
+        for item in items:
+            index = len(self.output)
+            self.output.append(item)
+            out += self._event("response.output_item.added", output_index=index, item={**item, "status": "in_progress"})
+            out += self._event("response.output_item.done", output_index=index, item=item)
+        return out
+
     def _add(self, kind: str) -> str:
         if kind == "reasoning":
             item: dict[str, Any] = {"id": _id("rs"), "type": "reasoning", "summary": [], "status": "in_progress"}
@@ -373,7 +428,14 @@ def _format_json(r: ResponsesRequest) -> dict[str, Any]:
     return dict(fmt)
 
 
-def build(req: ResponsesRequest, mode: str, events: list[Event]) -> ResponseBuilder:
+def _arguments(call: ToolCall) -> Any:
+    try:
+        return json.loads(call.arguments)
+    except json.JSONDecodeError:
+        return call.arguments
+
+
+def build(req: ResponsesRequest, mode: str, events: list[Event | tool_search.SearchEvent]) -> ResponseBuilder:
     """A whole (non-streamed) response from all of a run's events."""
     b = ResponseBuilder(req, mode)
     for event in events:

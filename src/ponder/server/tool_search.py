@@ -1,0 +1,269 @@
+"""Hosted tool search for the Responses API: `{"type": "tool_search"}` plus function
+tools marked `defer_loading: true`.
+
+Deferred tools stay out of the prompt. The model sees a `tool_search` function in
+their place; when it calls it, the server ranks the deferred tools against the
+query (BM25 over names, descriptions and parameters), answers with the best
+matches' definitions, and runs the model again with those tools loaded. The
+search and its result are `tool_search_call` / `tool_search_output` output items,
+and a later turn (by `previous_response_id` or by items sent back) keeps them
+loaded. With `execution: "client"` the call is returned to the client instead,
+which answers with a `tool_search_output` item of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import AsyncGenerator, Iterable, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from ponder import modes
+from ponder.backends.base import Backend
+from ponder.errors import InvalidRequest
+from ponder.modes import ModeRequest
+from ponder.modes.prompts import load, render
+from ponder.server.protocol import tool_def
+from ponder.types import NO_USAGE, Done, Event, Message, TextDelta, Tool, ToolCall, ToolCallEvent
+
+SEARCH = "tool_search"
+MAX_SEARCHES = 3  # server-side searches in one response; the last round has no search tool
+TOP_K = 5
+
+Execution = Literal["server", "client"]
+
+
+@dataclass(frozen=True)
+class SearchEvent:
+    """A search the server ran: the model's call, and the tools it loaded."""
+
+    call: ToolCall
+    query: str
+    tools: tuple[Tool, ...]
+
+
+@dataclass(frozen=True)
+class ToolSet:
+    """A request's function tools: those in the prompt, and those deferred until a
+    search loads them. `execution` is set when the request has a tool_search tool."""
+
+    tools: tuple[Tool, ...] = ()
+    deferred: tuple[Tool, ...] = ()
+    execution: Execution | None = None
+    search_tool: Tool | None = None
+
+    def prompt_tools(self, searching: bool = True) -> tuple[Tool, ...]:
+        extra = (self.search_tool,) if self.search_tool is not None and searching else ()
+        return self.tools + extra
+
+    @property
+    def names(self) -> set[str]:
+        return {t.name for t in (*self.tools, *self.deferred)}
+
+    def load(self, found: Iterable[Tool]) -> ToolSet:
+        have = {t.name for t in self.tools}
+        new = tuple({t.name: t for t in found if t.name not in have}.values())
+        gone = {t.name for t in new}
+        return replace(self, tools=self.tools + new, deferred=tuple(t for t in self.deferred if t.name not in gone))
+
+    def loaded_by(self, messages: Sequence[Message]) -> ToolSet:
+        """This set with the tools that earlier searches in the conversation loaded."""
+        ids = {c.id for m in messages for c in m.tool_calls if c.name == SEARCH}
+        found = [t for m in messages if m.role == "tool" and m.tool_call_id in ids for t in result_tools(m.content)]
+        return self.load(found)
+
+    def search(self, query: str, k: int = TOP_K) -> tuple[Tool, ...]:
+        return _rank(self.deferred, query)[:k]
+
+
+def tool_set(tools: Sequence[dict[str, Any]], function_tool: Any) -> ToolSet:
+    """The request's tools, split into loaded and deferred; `function_tool(i, t)`
+    checks one function tool and returns it."""
+    loaded: list[Tool] = []
+    deferred: list[Tool] = []
+    search: dict[str, Any] | None = None
+    for i, t in enumerate(tools):
+        if t.get("type") == SEARCH:
+            if search is not None:
+                raise _invalid(f"tools.{i}", "give at most one tool_search tool")
+            search = t
+            continue
+        (deferred if t.get("defer_loading") is True else loaded).append(function_tool(i, t))
+    if search is None:
+        if deferred:
+            raise _invalid("tools", "tools with defer_loading need a tool_search tool to load them")
+        return ToolSet(tuple(loaded))
+    if SEARCH in {t.name for t in (*loaded, *deferred)}:
+        raise _invalid("tools", f"a function may not be named {SEARCH!r} beside the tool_search tool")
+    execution: Execution = search.get("execution") or "server"
+    if execution not in ("server", "client"):
+        raise _invalid("tools.execution", "use 'server' or 'client'")
+    if execution == "server" and not deferred:
+        raise _invalid("tools", "the tool_search tool has no tools with defer_loading: true to search")
+    return ToolSet(tuple(loaded), tuple(deferred), execution, _search_tool(search, len(deferred)))
+
+
+def _search_tool(spec: dict[str, Any], count: int) -> Tool:
+    text = load("tool_search")
+    params = {"type": "object", "properties": {"query": {"type": "string", "description": text["query"]}},
+              "required": ["query"]}  # fmt: skip
+    if spec.get("execution") == "client":  # the client's own description and parameters, where it gave them
+        desc = spec.get("description") or render(text["description"], count="Some")
+        return tool_def(0, SEARCH, desc, spec.get("parameters") or params, param="tools.parameters")
+    return Tool(SEARCH, render(text["description"], count=count), params)
+
+
+def flat_json(t: Tool) -> dict[str, Any]:
+    """A loaded tool as the Responses API shows it (flat-shaped)."""
+    return {"type": "function", "name": t.name, "description": t.description, "parameters": dict(t.parameters),
+            "defer_loading": True}  # fmt: skip
+
+
+def result_text(found: Sequence[Tool]) -> str:
+    """What the model reads back from a search."""
+    out: dict[str, Any] = {"tools": [flat_json(t) for t in found]}
+    if not found:
+        out["note"] = load("tool_search")["none_found"]
+    return json.dumps(out, ensure_ascii=False)
+
+
+def result_tools(text: str) -> list[Tool]:
+    """The tools a search result (ours, or a client's tool_search_output) loaded."""
+    try:
+        tools = json.loads(text).get("tools", [])
+    except (json.JSONDecodeError, AttributeError):
+        return []
+    return [function_of(i, t, "tools") for i, t in enumerate(tools) if isinstance(t, dict)]
+
+
+def function_of(i: int, t: dict[str, Any], where: str) -> Tool:
+    name = t.get("name")
+    if t.get("type") != "function" or not isinstance(name, str):
+        raise _invalid(f"{where}.{i}", "a loaded tool is a function tool with a name")
+    return tool_def(i, name, t.get("description"), t.get("parameters"), param=f"{where}.{i}.parameters")
+
+
+def query_of(call: ToolCall) -> str:
+    """The search words in a call: its `query`, or every string it holds when a
+    small model named the argument otherwise."""
+    try:
+        args = json.loads(call.arguments)
+    except json.JSONDecodeError:
+        return call.arguments
+    if isinstance(args, dict):
+        if isinstance(args.get("query"), str):
+            return str(args["query"])
+        return " ".join(str(v) for v in args.values() if isinstance(v, str))
+    return str(args)
+
+
+async def run(backend: Backend, req: ModeRequest, tools: ToolSet) -> AsyncGenerator[Event | SearchEvent, None]:
+    """The mode's run, with server-side searches in a loop: a round whose only calls
+    are searches is answered here and the model goes on with the tools they found."""
+    if tools.execution != "server":
+        async with aclosing(modes.run(backend, req)) as events:
+            async for event in events:
+                yield event
+        return
+    total = NO_USAGE
+    chat = req.chat
+    for step in range(MAX_SEARCHES + 1):
+        searching = step < MAX_SEARCHES
+        chat = replace(chat, tools=tools.prompt_tools(searching))
+        if not searching and chat.tool_name == SEARCH:
+            chat = replace(chat, tool_choice="auto", tool_name=None)
+        searches: list[ToolCall] = []
+        text: list[str] = []
+        client_calls = False
+        done: Done | None = None
+        async with aclosing(modes.run(backend, replace(req, chat=chat))) as events:
+            async for event in events:
+                if isinstance(event, Done):
+                    done = event
+                    continue
+                if isinstance(event, ToolCallEvent) and event.call.name == SEARCH:
+                    searches.append(event.call)
+                    continue
+                client_calls |= isinstance(event, ToolCallEvent)
+                if isinstance(event, TextDelta):
+                    text.append(event.text)
+                yield event
+        assert done is not None, "a mode's stream ends with Done"
+        total += done.usage
+        results = []
+        for call in searches:
+            query = query_of(call)
+            found = tools.search(query)
+            tools = tools.load(found)
+            results.append(Message("tool", result_text(found), tool_call_id=call.id))
+            yield SearchEvent(call, query, found)
+        left = None if chat.params.max_tokens is None else chat.params.max_tokens - total.completion_tokens
+        spent = left is not None and left <= 0
+        if not searches or client_calls or done.finish_reason != "tool_calls" or spent:
+            cut = searches and not client_calls and done.finish_reason == "tool_calls"  # only `spent` ends it
+            yield Done("length" if cut else done.finish_reason, total)
+            return
+        turn = Message("assistant", "".join(text), tool_calls=tuple(searches))
+        params = chat.params if left is None else replace(chat.params, max_tokens=left)
+        chat = replace(chat, messages=(*chat.messages, turn, *results), params=params)
+        if chat.tool_name == SEARCH:  # a forced search is forced once
+            chat = replace(chat, tool_choice="auto", tool_name=None)
+    raise AssertionError("unreachable: the last round has no search tool")
+
+
+# --- ranking -----------------------------------------------------------------------
+
+_STOP = frozenset(
+    re.findall(r"\w+", "a an and the of to for in on at by with from or is are be it this that my me i you your "
+                       "tool tools function use using get need want find some")
+)  # fmt: skip
+
+
+def _terms(text: str) -> list[str]:
+    text = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", text)  # camelCase -> camel Case
+    return [_stem(w) for w in re.findall(r"[a-z0-9]+", text.lower()) if w not in _STOP]
+
+
+def _stem(w: str) -> str:
+    if len(w) > 4 and w.endswith("ies"):
+        return w[:-3] + "y"
+    if len(w) > 5 and w.endswith("ing"):
+        return w[:-3]
+    if len(w) > 3 and w.endswith("s") and not w.endswith("ss"):
+        return w[:-1]
+    return w
+
+
+def _document(t: Tool) -> list[str]:
+    """A tool's searchable words; its name counts twice."""
+    props = t.parameters.get("properties", {}) if isinstance(t.parameters, dict) else {}
+    params = " ".join(f"{k} {v.get('description', '') if isinstance(v, dict) else ''}" for k, v in props.items())
+    return _terms(f"{t.name} {t.name} {t.description} {params}")
+
+
+def _rank(tools: Sequence[Tool], query: str, k1: float = 1.2, b: float = 0.75) -> tuple[Tool, ...]:
+    docs = [Counter(_document(t)) for t in tools]
+    if not docs:
+        return ()
+    avg = sum(sum(d.values()) for d in docs) / len(docs) or 1.0
+    df = Counter(term for d in docs for term in d)
+    scores = []
+    for t, d in zip(tools, docs, strict=True):
+        size = sum(d.values())
+        score = 0.0
+        for term in set(_terms(query)):
+            if term in d:
+                idf = math.log(1 + (len(docs) - df[term] + 0.5) / (df[term] + 0.5))
+                score += idf * d[term] * (k1 + 1) / (d[term] + k1 * (1 - b + b * size / avg))
+        if score > 0:
+            scores.append((score, t))
+    scores.sort(key=lambda s: -s[0])
+    return tuple(t for _, t in scores)
+
+
+def _invalid(param: str, why: str) -> InvalidRequest:
+    return InvalidRequest(f"Invalid value for '{param}': {why}.", param=param, code="invalid_value")

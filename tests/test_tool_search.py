@@ -1,0 +1,211 @@
+"""Hosted tool search (`{"type": "tool_search"}` and `defer_loading`) in the Responses
+API, on the scripted backend through the official openai SDK, with a real SQLite
+store; and the ranking on a catalog of tools."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from ponder.backends.scripted import ScriptedBackend
+from ponder.server import tool_search
+from ponder.store import Store
+from ponder.types import Tool
+from tests.test_responses import make_client
+
+
+def fn(name: str, description: str, defer: bool = True, **props: str) -> dict[str, Any]:
+    schema = {"type": "object", "properties": {k: {"type": "string", "description": v} for k, v in props.items()}}
+    return {"type": "function", "name": name, "description": description, "parameters": schema, "defer_loading": defer}
+
+
+CATALOG = [
+    fn("get_weather", "Current weather and forecast for a city", city="City name"),
+    fn("send_email", "Send an email message to someone", to="Recipient address", body="The text"),
+    fn("createCalendarEvent", "Put a meeting on the calendar", title="What", when="Start time"),
+    fn("convert_currency", "Convert an amount between currencies", amount="How much", to="Target currency"),
+    fn("search_flights", "Find flights between two airports", origin="From", destination="To"),
+    fn("translate_text", "Translate text into another language", text="Text", language="Target language"),
+    fn("stock_price", "Latest price of a stock ticker", ticker="Ticker symbol"),
+    fn("set_timer", "Start a countdown timer", seconds="Duration"),
+    fn("play_music", "Play a song or playlist", song="Song name"),
+    fn("order_pizza", "Order a pizza for delivery", size="Size", toppings="Toppings"),
+]
+NOTE = fn("add_note", "Save a short note", defer=False, text="The note")
+SEARCH_TOOL = {"type": "tool_search"}
+
+
+def call(name: str, **args: Any) -> str:
+    return f"<tool_call>\n{json.dumps({'name': name, 'arguments': args})}\n</tool_call>"
+
+
+@pytest.fixture
+def backend() -> ScriptedBackend:
+    return ScriptedBackend()
+
+
+@pytest.fixture
+async def store_client(tmp_path: Path, backend: ScriptedBackend) -> AsyncIterator[tuple[openai.AsyncOpenAI, Store]]:
+    c, store = make_client(tmp_path, backend)
+    yield c, store
+    await c.close()
+    store.close()
+
+
+@pytest.fixture
+def client(store_client: tuple[openai.AsyncOpenAI, Store]) -> openai.AsyncOpenAI:
+    return store_client[0]
+
+
+def names(tools: tuple[Tool, ...]) -> list[str]:
+    return [t.name for t in tools]
+
+
+@pytest.mark.parametrize(
+    ("query", "best"),
+    [
+        ("weather in Paris", "get_weather"),
+        ("send an email to Bob", "send_email"),
+        ("schedule a meeting in my calendar", "createCalendarEvent"),  # camelCase and a plural
+        ("how many euros is 10 dollars, currency", "convert_currency"),
+        ("translate this into French", "translate_text"),
+        ("flights from Oslo", "search_flights"),
+    ],
+)
+def test_the_best_match_ranks_first(query: str, best: str) -> None:
+    tools = tool_search.tool_set([SEARCH_TOOL, *CATALOG], lambda i, t: tool_search.function_of(i, t, "tools"))
+    found = tools.search(query)
+    assert found and found[0].name == best, names(found)
+
+
+def test_a_query_that_matches_nothing_loads_nothing() -> None:
+    tools = tool_search.tool_set([SEARCH_TOOL, *CATALOG], lambda i, t: tool_search.function_of(i, t, "tools"))
+    assert tools.search("quantum chromodynamics") == ()
+    assert json.loads(tool_search.result_text(()))["tools"] == []
+
+
+async def test_server_search_loads_the_tool_and_the_model_calls_it(
+    client: openai.AsyncOpenAI, backend: ScriptedBackend
+) -> None:
+    backend.enqueue(call("tool_search", query="weather forecast"), call("get_weather", city="Paris"))
+    kinds: list[str] = []
+    async with client.responses.stream(model="scripted", input="Weather in Paris?",
+                                       tools=[SEARCH_TOOL, NOTE, *CATALOG]) as stream:  # type: ignore[list-item]  # fmt: skip
+        async for event in stream:
+            kinds.append(event.type)
+        r = await stream.get_final_response()
+    assert [o.type for o in r.output] == ["tool_search_call", "tool_search_output", "function_call"]
+    search, output, fc = r.output
+    assert search.execution == "server" and search.arguments == {"query": "weather forecast"}  # type: ignore[union-attr]
+    assert output.call_id == search.call_id  # type: ignore[union-attr]
+    assert output.tools[0].name == "get_weather"  # type: ignore[union-attr]
+    assert fc.name == "get_weather" and json.loads(fc.arguments) == {"city": "Paris"}  # type: ignore[union-attr]
+    assert kinds.count("response.output_item.done") == 3 and kinds[-1] == "response.completed"
+    first, second = backend.requests
+    assert names(first.tools) == ["add_note", "tool_search"]  # the deferred tools stay out of the prompt
+    assert names(second.tools)[:2] == ["add_note", "get_weather"] and "send_email" not in names(second.tools)
+    assert second.messages[-2].tool_calls[0].name == "tool_search"
+    assert json.loads(second.messages[-1].content)["tools"][0]["name"] == "get_weather"
+    assert r.usage is not None and r.usage.output_tokens == 8 + 7  # both rounds' words (the scripted tokens)
+
+    # The follow-up answers the call; the loaded tool is still loaded, from the stored history.
+    backend.enqueue("It is sunny in Paris.")
+    again = await client.responses.create(
+        model="scripted", previous_response_id=r.id, tools=[SEARCH_TOOL, NOTE, *CATALOG],  # type: ignore[list-item]
+        input=[{"type": "function_call_output", "call_id": fc.call_id, "output": "sunny"}],  # type: ignore[union-attr]
+    )  # fmt: skip
+    assert again.output_text == "It is sunny in Paris."
+    assert "get_weather" in names(backend.requests[-1].tools)
+
+
+async def test_echoed_output_items_keep_the_tools_loaded_without_a_store(
+    client: openai.AsyncOpenAI, backend: ScriptedBackend
+) -> None:
+    backend.enqueue(call("tool_search", query="email"), call("send_email", to="bob@example.com", body="hi"))
+    tools: Any = [SEARCH_TOOL, *CATALOG]
+    r = await client.responses.create(model="scripted", input="Email Bob hi", tools=tools, store=False)
+    fc = r.output[-1]
+    backend.enqueue("Sent.")
+    items = [{"role": "user", "content": "Email Bob hi"}, *[o.model_dump(exclude_none=True) for o in r.output],
+             {"type": "function_call_output", "call_id": fc.call_id, "output": "ok"}]  # type: ignore[union-attr]  # fmt: skip
+    again = await client.responses.create(model="scripted", input=items, tools=tools, store=False)  # type: ignore[arg-type]
+    assert again.output_text == "Sent."
+    assert "send_email" in names(backend.requests[-1].tools)
+
+
+async def test_client_executed_search_returns_the_call_and_takes_the_client_s_tools(
+    client: openai.AsyncOpenAI, backend: ScriptedBackend
+) -> None:
+    backend.enqueue(call("tool_search", query="pizza"))
+    tools: Any = [{"type": "tool_search", "execution": "client", "description": "Find tools in our catalog"}]
+    r = await client.responses.create(model="scripted", input="Order me a pizza", tools=tools)
+    (search,) = r.output
+    assert search.type == "tool_search_call" and search.execution == "client"
+    assert search.arguments == {"query": "pizza"}
+    assert backend.requests[0].tools[0].description == "Find tools in our catalog"
+
+    backend.enqueue(call("order_pizza", size="large", toppings="basil"))
+    pizza = {k: v for k, v in CATALOG[-1].items() if k != "defer_loading"}
+    again = await client.responses.create(
+        model="scripted", previous_response_id=r.id, tools=tools,
+        input=[{"type": "tool_search_output", "call_id": search.call_id, "execution": "client", "tools": [pizza]}],
+    )  # fmt: skip
+    assert [o.type for o in again.output] == ["function_call"] and again.output[0].name == "order_pizza"  # type: ignore[union-attr]
+    assert names(backend.requests[-1].tools) == ["order_pizza", "tool_search"]
+
+
+async def test_searches_are_capped_then_the_model_must_answer(
+    client: openai.AsyncOpenAI, backend: ScriptedBackend
+) -> None:
+    backend.respond = lambda req: (
+        call("tool_search", query="nothing like it") if "tool_search" in names(req.tools) else "I found no tool."
+    )
+    r = await client.responses.create(model="scripted", input="Do the impossible", tools=[SEARCH_TOOL, *CATALOG])  # type: ignore[list-item]
+    kinds = [o.type for o in r.output]
+    assert kinds == ["tool_search_call", "tool_search_output"] * tool_search.MAX_SEARCHES + ["message"]
+    assert r.output_text == "I found no tool." and r.status == "completed"
+    assert len(backend.requests) == tool_search.MAX_SEARCHES + 1
+
+
+async def test_max_output_tokens_spans_the_rounds(client: openai.AsyncOpenAI, backend: ScriptedBackend) -> None:
+    backend.enqueue(call("tool_search", query="weather"), call("get_weather", city="Oslo"))
+    r = await client.responses.create(model="scripted", input="Weather?", tools=[SEARCH_TOOL, *CATALOG],  # type: ignore[list-item]
+                                      max_output_tokens=9)  # fmt: skip
+    assert backend.requests[1].params.max_tokens == 2  # 7 of the 9 went to the search
+    assert r.status == "incomplete"
+
+
+async def test_deferred_tools_cost_no_input_tokens_until_loaded(client: openai.AsyncOpenAI) -> None:
+    eager = [{k: v for k, v in t.items() if k != "defer_loading"} for t in CATALOG]
+    loaded = await client.responses.input_tokens.count(model="scripted", input="hi", tools=eager)  # type: ignore[arg-type]
+    deferred = await client.responses.input_tokens.count(model="scripted", input="hi", tools=[SEARCH_TOOL, *CATALOG])  # type: ignore[list-item]
+    bare = await client.responses.input_tokens.count(model="scripted", input="hi")
+    assert bare.input_tokens < deferred.input_tokens < loaded.input_tokens / 3
+
+
+BAD = [
+    ([CATALOG[0]], "tools"),  # defer_loading without a tool_search tool
+    ([SEARCH_TOOL, SEARCH_TOOL, *CATALOG], "tools.1"),
+    ([SEARCH_TOOL, NOTE], "tools"),  # a hosted search with nothing to search
+    ([SEARCH_TOOL, fn("tool_search", "mine", defer=False), *CATALOG], "tools"),
+    ([{"type": "tool_search", "execution": "remote"}, *CATALOG], "tools.execution"),
+]
+
+
+@pytest.mark.parametrize(("tools", "param"), BAD)
+async def test_bad_tool_sets_get_openai_errors(client: openai.AsyncOpenAI, tools: list[Any], param: str) -> None:
+    r = await client._client.post("/responses", json={"model": "scripted", "input": "hi", "tools": tools})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == param
+
+
+async def test_a_bad_tool_search_output_item_gets_an_openai_error(client: openai.AsyncOpenAI) -> None:
+    item = {"type": "tool_search_output", "call_id": "c1", "tools": [{"type": "function"}]}
+    r = await client._client.post("/responses", json={"model": "scripted", "input": [item]})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == "input.0.tools.0"

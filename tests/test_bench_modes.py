@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ponder import bench_modes
+from ponder import bench_modes, results
 from ponder.backends.scripted import ScriptedBackend
 from ponder.config import Settings
 from ponder.errors import UpstreamError
@@ -23,4 +23,4 @@ async def test_a_failing_item_is_recorded_wrong_and_the_run_goes_on(data_dir: Pa
                                  1, out)  # fmt: skip
     assert [r.answer.startswith("error: engine fell over") for r in rows] == [True, False]
     assert rows[0].correct is False and len(calls) == 2
-    assert bench_modes._saved(out)[1].answer == "The answer is 18."
+    assert results.saved(out, bench_modes.Row)[1].answer == "The answer is 18."

@@ -97,5 +97,9 @@ def test_bench_tools_scores_bfcl_through_the_server(data_dir: Path, tiny_model: 
     assert [s["category"] for s in summary] == ["simple_python", "multiple", "parallel", "irrelevance"]
     assert all(s["items"] == 1 and 0 <= s["accuracy"] <= 1 for s in summary)
     assert r.stdout.splitlines()[0].split() == ["category", "items", "accuracy", "latency", "s"]
+    more = ponder(data_dir, "bench", "tools", "-m", TINY, "--limit", "2", "--json", str(out))  # resumes
+    assert more.returncode == 0 and "resuming: 4 results" in more.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert len(rows) == 8 and len({r["id"] for r in rows}) == 8
     bad = ponder(data_dir, "bench", "tools", "--categories", "live_chaos")
     assert bad.returncode == 2 and "unknown categories" in bad.stdout

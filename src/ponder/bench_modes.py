@@ -9,15 +9,14 @@ seeds derived from `--seed`, so a run can be repeated.
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ponder import modes
+from ponder import modes, results
 from ponder.backends.base import Backend
 from ponder.config import Settings
 from ponder.errors import PonderError
@@ -61,7 +60,7 @@ async def run(
     """Run every item in every config. With `json_out`, the results so far are saved
     after each item, and items already in that file are not run again (resume)."""
     items = gsm8k.load(settings.cache_dir, lambda *a: None)[:limit]
-    rows = _saved(json_out)
+    rows = results.saved(json_out, Row)
     saved = {(r.config, r.id) for r in rows}
     for name in configs:
         right = sum(r.correct for r in rows if r.config == name)
@@ -92,14 +91,6 @@ async def run(
     return rows
 
 
-def _saved(json_out: Path | None) -> list[Row]:
-    if json_out is None or not json_out.exists():
-        return []
-    rows = [Row(**r) for r in json.loads(json_out.read_text())["rows"]]
-    print(f"resuming: {len(rows)} results already in {json_out}", file=sys.stderr)
-    return rows
-
-
 def summarise(rows: list[Row]) -> list[dict[str, Any]]:
     out = []
     for name in dict.fromkeys(r.config for r in rows):
@@ -126,7 +117,7 @@ def table(summary: list[dict[str, Any]]) -> str:
 
 def write(rows: list[Row], summary: list[dict[str, Any]], json_out: Path | None, plot_out: Path | None) -> None:
     if json_out:
-        json_out.write_text(json.dumps({"summary": summary, "rows": [asdict(r) for r in rows]}, indent=2))
+        results.save(json_out, rows, summary)
     if plot_out:
         import matplotlib
 

@@ -12,13 +12,14 @@ import json
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 
+from ponder import results
 from ponder.backends.registry import Registry
 from ponder.evals import bfcl
 
@@ -35,7 +36,11 @@ class Row:
     latency_s: float
 
 
-async def run(registry: Registry, model: str, categories: tuple[str, ...], limit: int | None) -> list[Row]:
+async def run(
+    registry: Registry, model: str, categories: tuple[str, ...], limit: int | None, json_out: Path | None = None
+) -> list[Row]:
+    """Every item, in order. With `json_out`, the results so far are saved after each
+    item, and items already in that file are not run again (resume)."""
     from ponder.server.app import create_app
 
     items = bfcl.load(registry.settings.cache_dir, lambda *a: None, categories)
@@ -45,9 +50,12 @@ async def run(registry: Registry, model: str, categories: tuple[str, ...], limit
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ponder/v1", timeout=600)
     client = openai.AsyncOpenAI(base_url="http://ponder/v1", api_key="unused", http_client=http,  # type: ignore[arg-type]
                                 max_retries=0)  # fmt: skip
-    rows: list[Row] = []
+    rows = [r for r in results.saved(json_out, Row) if r.category in categories]
+    done = {r.id for r in rows}
     try:
         for n, item in enumerate(items, start=1):
+            if item.id in done:
+                continue
             t0 = time.perf_counter()
             r = await client.chat.completions.create(  # type: ignore[call-overload]
                 model=model, messages=item.messages, tools=bfcl.openai_tools(item.functions),
@@ -58,6 +66,8 @@ async def run(registry: Registry, model: str, categories: tuple[str, ...], limit
             row = Row(item.id, item.category, bfcl.score(item, calls), [list(c) for c in calls],
                       message.content or "", time.perf_counter() - t0)  # fmt: skip
             rows.append(row)
+            if json_out:
+                results.save(json_out, rows, summarise(rows))
             mine = [x for x in rows if x.category == item.category]
             print(f"[{item.category}] {len(mine)}  {sum(x.correct for x in mine)}/{len(mine)} right  "
                   f"({n}/{len(items)} in all, last {row.latency_s:.1f}s)", file=sys.stderr, flush=True)  # fmt: skip
@@ -91,4 +101,4 @@ def table(summary: list[dict[str, Any]]) -> str:
 
 def write(rows: list[Row], summary: list[dict[str, Any]], json_out: Path | None) -> None:
     if json_out:
-        json_out.write_text(json.dumps({"summary": summary, "rows": [asdict(r) for r in rows]}, indent=2))
+        results.save(json_out, rows, summary)

@@ -159,7 +159,7 @@ def cmd_bench_tools(args: argparse.Namespace, settings: Settings) -> int:
     async def go() -> list[bench_tools.Row]:
         registry = Registry(settings, _store(settings))
         try:
-            return await bench_tools.run(registry, name, tuple(args.categories), args.limit)
+            return await bench_tools.run(registry, name, tuple(args.categories), args.limit, args.json)
         finally:
             await registry.close()
 

@@ -84,6 +84,35 @@ def test_openai_responses_create_stream_retrieve_follow_up_and_count(client: ope
 # --- langchain-openai ------------------------------------------------------------------
 
 
+def test_openai_responses_tool_search_loads_deferred_tools(client: openai.OpenAI) -> None:
+    catalog = [
+        {"type": "function", "name": "get_weather", "description": "Current weather in a city.",
+         "parameters": WEATHER_PARAMS, "defer_loading": True},
+        {"type": "function", "name": "send_email", "description": "Send an email.", "defer_loading": True,
+         "parameters": {"type": "object", "properties": {"to": {"type": "string"}}}},
+    ]  # fmt: skip
+    tools: Any = [{"type": "tool_search"}, *catalog]
+    r = client.responses.create(model=TINY, input="What is the weather in Paris? Search for a weather tool.",
+                                tools=tools, tool_choice={"type": "tool_search"},  # type: ignore[arg-type]
+                                max_output_tokens=128, temperature=0)  # fmt: skip
+    assert isinstance(r, Response) and r.status in ("completed", "incomplete")
+    search, found = r.output[0], r.output[1]
+    assert search.type == "tool_search_call" and search.execution == "server"
+    assert isinstance(search.arguments, dict) and isinstance(search.arguments["query"], str)  # type: ignore[index]
+    assert found.type == "tool_search_output" and found.call_id == search.call_id
+    loaded = {t.name for t in found.tools}  # type: ignore[union-attr]
+    assert loaded <= {"get_weather", "send_email"}
+    for item in r.output[2:]:  # whatever the model did next used only what it had
+        assert item.type in ("message", "function_call", "tool_search_call", "tool_search_output")
+        if item.type == "function_call":
+            assert item.name in loaded
+    eager = client.responses.input_tokens.count(model=TINY, input="hi", tools=[  # type: ignore[list-item]
+        {k: v for k, v in t.items() if k != "defer_loading"} for t in catalog])  # fmt: skip
+    deferred = client.responses.input_tokens.count(model=TINY, input="hi", tools=tools)
+    bare = client.responses.input_tokens.count(model=TINY, input="hi")
+    assert bare.input_tokens < deferred.input_tokens and bare.input_tokens < eager.input_tokens
+
+
 def test_langchain_invoke_stream_and_bind_tools(ponder_server: str) -> None:
     from langchain_core.messages import AIMessage
     from langchain_openai import ChatOpenAI

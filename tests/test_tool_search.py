@@ -12,6 +12,7 @@ from typing import Any
 import openai
 import pytest
 
+from ponder import embeddings
 from ponder.backends.scripted import ScriptedBackend
 from ponder.server import tool_search
 from ponder.store import Store
@@ -66,6 +67,10 @@ def names(tools: tuple[Tool, ...]) -> list[str]:
     return [t.name for t in tools]
 
 
+def catalog() -> tool_search.ToolSet:
+    return tool_search.tool_set([SEARCH_TOOL, *CATALOG], lambda i, t: tool_search.function_of(i, t, "tools"))
+
+
 @pytest.mark.parametrize(
     ("query", "best"),
     [
@@ -77,15 +82,30 @@ def names(tools: tuple[Tool, ...]) -> list[str]:
         ("flights from Oslo", "search_flights"),
     ],
 )
-def test_the_best_match_ranks_first(query: str, best: str) -> None:
-    tools = tool_search.tool_set([SEARCH_TOOL, *CATALOG], lambda i, t: tool_search.function_of(i, t, "tools"))
-    found = tools.search(query)
+def test_keywords_alone_rank_the_best_match_first(query: str, best: str) -> None:
+    found = catalog().search(query)
     assert found and found[0].name == best, names(found)
 
 
-def test_a_query_that_matches_nothing_loads_nothing() -> None:
-    tools = tool_search.tool_set([SEARCH_TOOL, *CATALOG], lambda i, t: tool_search.function_of(i, t, "tools"))
-    assert tools.search("quantum chromodynamics") == ()
+@pytest.mark.parametrize(
+    ("query", "best"),
+    [
+        ("mail Bob", "send_email"),  # no word in common: only the embeddings see it
+        ("is it raining in Oslo", "get_weather"),
+        ("how many yen is that", "convert_currency"),
+        ("wake me in ten minutes", "set_timer"),
+        ("weather in Paris", "get_weather"),  # and keyword hits still win
+        ("schedule a meeting in my calendar", "createCalendarEvent"),
+    ],
+)
+def test_embeddings_find_what_keywords_miss(query: str, best: str) -> None:
+    found = catalog().search(query, embeddings.shared())
+    assert found and found[0].name == best, names(found)
+    assert len(found) <= tool_search.TOP_K
+
+
+def test_a_query_that_matches_no_keyword_loads_nothing_without_embeddings() -> None:
+    assert catalog().search("quantum chromodynamics") == ()
     assert json.loads(tool_search.result_text(()))["tools"] == []
 
 

@@ -3,8 +3,10 @@ tools marked `defer_loading: true`.
 
 Deferred tools stay out of the prompt. The model sees a `tool_search` function in
 their place; when it calls it, the server ranks the deferred tools against the
-query (BM25 over names, descriptions and parameters), answers with the best
-matches' definitions, and runs the model again with those tools loaded. The
+query, answers with the best
+matches' definitions, and runs the model again with those tools loaded. Ranking is
+hybrid: BM25 over names, descriptions and parameters, fused (reciprocal rank) with
+the cosine of e5 embeddings, which finds "mail Bob" for `send_email`. The
 search and its result are `tool_search_call` / `tool_search_output` output items,
 and a later turn (by `previous_response_id` or by items sent back) keeps them
 loaded. With `execution: "client"` the call is returned to the client instead,
@@ -13,6 +15,7 @@ which answers with a `tool_search_output` item of its own.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
@@ -22,8 +25,9 @@ from contextlib import aclosing
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from ponder import modes
+from ponder import embeddings, modes
 from ponder.backends.base import Backend
+from ponder.embeddings import Embedder
 from ponder.errors import InvalidRequest
 from ponder.modes import ModeRequest
 from ponder.modes.prompts import load, render
@@ -76,8 +80,13 @@ class ToolSet:
         found = [t for m in messages if m.role == "tool" and m.tool_call_id in ids for t in result_tools(m.content)]
         return self.load(found)
 
-    def search(self, query: str, k: int = TOP_K) -> tuple[Tool, ...]:
-        return _rank(self.deferred, query)[:k]
+    def search(self, query: str, embedder: Embedder | None = None, k: int = TOP_K) -> tuple[Tool, ...]:
+        """The best matches for `query`: keyword hits, and with an embedder the tools
+        whose meaning is nearest, fused by reciprocal rank."""
+        ranks = [_keyword(self.deferred, query)]
+        if embedder is not None and self.deferred:
+            ranks.append(_semantic(self.deferred, query, embedder))
+        return _fuse(ranks)[:k]
 
 
 def tool_set(tools: Sequence[dict[str, Any]], function_tool: Any) -> ToolSet:
@@ -109,8 +118,8 @@ def tool_set(tools: Sequence[dict[str, Any]], function_tool: Any) -> ToolSet:
 
 def _search_tool(spec: dict[str, Any], count: int) -> Tool:
     text = load("tool_search")
-    params = {"type": "object", "properties": {"query": {"type": "string", "description": text["query"]}},
-              "required": ["query"]}  # fmt: skip
+    query = {"type": "string", "description": text["query"], "maxLength": 100}  # a forced call ends, on any model
+    params = {"type": "object", "properties": {"query": query}, "required": ["query"]}
     if spec.get("execution") == "client":  # the client's own description and parameters, where it gave them
         desc = spec.get("description") or render(text["description"], count="Some")
         return tool_def(0, SEARCH, desc, spec.get("parameters") or params, param="tools.parameters")
@@ -197,7 +206,7 @@ async def run(backend: Backend, req: ModeRequest, tools: ToolSet) -> AsyncGenera
         results = []
         for call in searches:
             query = query_of(call)
-            found = tools.search(query)
+            found = await asyncio.to_thread(lambda: tools.search(query, embeddings.shared()))  # noqa: B023
             tools = tools.load(found)
             results.append(Message("tool", result_text(found), tool_call_id=call.id))
             yield SearchEvent(call, query, found)
@@ -245,7 +254,8 @@ def _document(t: Tool) -> list[str]:
     return _terms(f"{t.name} {t.name} {t.description} {params}")
 
 
-def _rank(tools: Sequence[Tool], query: str, k1: float = 1.2, b: float = 0.75) -> tuple[Tool, ...]:
+def _keyword(tools: Sequence[Tool], query: str, k1: float = 1.2, b: float = 0.75) -> tuple[Tool, ...]:
+    """BM25: tools that share a word with the query, best first."""
     docs = [Counter(_document(t)) for t in tools]
     if not docs:
         return ()
@@ -263,6 +273,33 @@ def _rank(tools: Sequence[Tool], query: str, k1: float = 1.2, b: float = 0.75) -
             scores.append((score, t))
     scores.sort(key=lambda s: -s[0])
     return tuple(t for _, t in scores)
+
+
+SEMANTIC_BAND = 0.04  # e5 cosines bunch together: only those this near the best count as matches
+
+
+def _semantic(tools: Sequence[Tool], query: str, embedder: Embedder) -> tuple[Tool, ...]:
+    """Tools by embedding cosine, best first, within SEMANTIC_BAND of the best."""
+    vectors = embedder.passages([_passage(t) for t in tools])
+    cos = vectors @ embedder.query(query)
+    order = sorted(range(len(tools)), key=lambda i: -cos[i])
+    return tuple(tools[i] for i in order if cos[i] >= cos[order[0]] - SEMANTIC_BAND)
+
+
+def _passage(t: Tool) -> str:
+    words = " ".join(re.findall(r"[A-Za-z][a-z]*|\d+", t.name)).lower()
+    return f"{words}: {t.description}"
+
+
+def _fuse(ranked: Sequence[Sequence[Tool]], k: int = 60) -> tuple[Tool, ...]:
+    """Reciprocal-rank fusion: each list gives 1 / (k + rank) to what it holds."""
+    score: dict[str, float] = {}
+    by_name: dict[str, Tool] = {}
+    for ranks in ranked:
+        for r, t in enumerate(ranks):
+            score[t.name] = score.get(t.name, 0.0) + 1 / (k + r + 1)
+            by_name[t.name] = t
+    return tuple(by_name[n] for n in sorted(score, key=lambda n: -score[n]))
 
 
 def _invalid(param: str, why: str) -> InvalidRequest:

@@ -87,6 +87,33 @@ async def test_thinking_streams_reasoning_then_text_in_the_official_event_order(
     assert stored.output_text == "42" and stored.status == "completed"
 
 
+async def test_a_reasoning_summary_streams_in_the_reasoning_item(
+    client: openai.AsyncOpenAI, backend: ScriptedBackend
+) -> None:
+    backend.enqueue("six sevens are forty two", "42", "Multiplied six by seven.")
+    kinds: list[str] = []
+    async with client.responses.stream(
+        model="scripted", input="6*7?", reasoning={"effort": "low", "summary": "concise"},
+        extra_body={"thought_compression": False},
+    ) as stream:  # fmt: skip
+        async for event in stream:
+            kinds.append(event.type)
+        final = await stream.get_final_response()
+    summary_ask = backend.requests[-1].messages[-1].content
+    assert "six sevens are forty two" in summary_ask and "6*7?" in summary_ask and "one sentence" in summary_ask
+    assert kinds.count("response.reasoning_summary_text.delta") == 4
+    start = kinds.index("response.reasoning_summary_part.added")
+    end = kinds.index("response.reasoning_summary_part.done")
+    assert kinds[start - 1] == "response.reasoning_text.delta"
+    assert kinds[end - 1] == "response.reasoning_summary_text.done"
+    assert kinds.index("response.output_text.delta") > end
+    reasoning = final.output[0]
+    assert reasoning.type == "reasoning" and reasoning.summary[0].text == "Multiplied six by seven."
+    assert final.output_text == "42" and final.reasoning.summary == "concise"  # type: ignore[union-attr]
+    assert final.usage is not None and final.usage.output_tokens == 5 + 1 + 4  # reasoning, answer, summary
+    assert final.usage.output_tokens_details.reasoning_tokens == 5
+
+
 async def test_previous_response_id_continues_the_conversation_without_old_instructions(
     client: openai.AsyncOpenAI, backend: ScriptedBackend
 ) -> None:

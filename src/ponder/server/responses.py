@@ -14,9 +14,11 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from ponder.backends.registry import Registry
 from ponder.errors import NotFound, PonderError
 from ponder.modes import ModeRequest
+from ponder.modes.summary import with_summary
 from ponder.server import tool_search
 from ponder.server.chat import mode_request, unless_disconnected
 from ponder.server.responses_wire import (
+    Item,
     ResponseBuilder,
     ResponsesRequest,
     TokenCountRequest,
@@ -29,10 +31,9 @@ from ponder.server.responses_wire import (
     tools_of,
 )
 from ponder.store import Store, StoredResponse
-from ponder.types import ChatRequest, Event, Message, SamplingParams
+from ponder.types import ChatRequest, Message, SamplingParams
 
 router = APIRouter()
-Item = Event | tool_search.SearchEvent
 
 
 @router.post("/v1/responses", response_model=None)
@@ -51,7 +52,9 @@ async def create_response(body: ResponsesRequest, request: Request) -> JSONRespo
     mode = _mode_request(body, chat, registry)
     backend = await registry.get(body.model)
     backend.check(chat)
-    events = tool_search.run(backend, mode, tools)
+    events: AsyncGenerator[Item, None] = tool_search.run(backend, mode, tools)
+    if body.reasoning and body.reasoning.summary:
+        events = with_summary(events, backend, chat, body.reasoning.summary)
     keep = _Keeper(store, body, items, history)
 
     if not body.stream:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ponder.errors import InvalidRequest, Unsupported
 from ponder.formats import structured
+from ponder.modes.summary import SummaryDelta
 from ponder.server import tool_search
 from ponder.server.encode import progress_json
 from ponder.server.protocol import TOOL_NAME, Contemplation, NamedToolChoice, ToolName, tool_choice, tool_def
@@ -248,6 +249,8 @@ def _id(prefix: str) -> str:
 
 # --- the response object ---------------------------------------------------------------
 
+Item = Event | tool_search.SearchEvent | SummaryDelta  # what a Responses run yields
+
 
 def usage_json(u: Usage) -> dict[str, Any]:
     return {
@@ -277,6 +280,7 @@ class ResponseBuilder:
     searches: list[tuple[ToolCall, tuple[Tool, ...]]] = field(default_factory=list)  # run here
     _seq: int = 0
     _open: dict[str, Any] | None = None  # the output item being streamed
+    _blank: str = ""  # leading whitespace of a message not yet begun
 
     def body(self) -> dict[str, Any]:
         r = self.req
@@ -287,7 +291,8 @@ class ResponseBuilder:
             "max_output_tokens": r.max_output_tokens, "model": r.model, "output": self.output,
             "parallel_tool_calls": r.parallel_tool_calls if r.parallel_tool_calls is not None else True,
             "previous_response_id": r.previous_response_id,
-            "reasoning": {"effort": r.reasoning.effort if r.reasoning else None, "summary": None},
+            "reasoning": {"effort": r.reasoning.effort if r.reasoning else None,
+                          "summary": r.reasoning.summary if r.reasoning else None},
             "store": r.store, "temperature": r.temperature, "text": {"format": _format_json(r)},
             "tool_choice": r.tool_choice or "auto", "tools": r.tools or [], "top_p": r.top_p, "truncation": "disabled",
             "usage": usage_json(self.usage) if self.usage else None, "user": r.user, "metadata": r.metadata or {},
@@ -305,7 +310,9 @@ class ResponseBuilder:
             "response.in_progress", response=self.body()
         )
 
-    def event(self, event: Event | tool_search.SearchEvent) -> str:
+    def event(self, event: Item) -> str:
+        if isinstance(event, SummaryDelta):
+            return self._summary(event.text)
         if isinstance(event, tool_search.SearchEvent):
             return self._close() + self._search(event.call, {"query": event.query}, "server", event.tools)
         if isinstance(event, ReasoningDelta):
@@ -342,6 +349,11 @@ class ResponseBuilder:
 
     def _delta(self, kind: str, text: str) -> str:
         out = ""
+        if kind == "message" and (self._open is None or self._open["type"] != "message"):
+            if text and not text.strip():  # whitespace before a call is no message; held until text follows
+                self._blank += text
+                return ""
+            text, self._blank = self._blank + text, ""
         if self._open is not None and self._open["type"] != kind:
             out += self._close()
         if self._open is None:
@@ -368,6 +380,18 @@ class ResponseBuilder:
         item.update(arguments=call.arguments, status="completed")
         self.output.append(item)
         return out + self._event("response.output_item.done", output_index=index, item=item)
+
+    def _summary(self, text: str) -> str:
+        """Summary text for the reasoning item being streamed (opened if there is none)."""
+        out = "" if self._open is not None and self._open["type"] == "reasoning" else self._delta("reasoning", "")
+        item, index = self._open, len(self.output) - 1
+        assert item is not None
+        ids = {"item_id": item["id"], "output_index": index, "summary_index": 0}
+        if not item["summary"]:
+            item["summary"].append({"type": "summary_text", "text": ""})
+            out += self._event("response.reasoning_summary_part.added", **ids, part=dict(item["summary"][0]))
+        item["summary"][0]["text"] += text
+        return out + self._event("response.reasoning_summary_text.delta", **ids, delta=text)
 
     def _search(self, call: ToolCall, args: Any, execution: str, found: tuple[Tool, ...] | None = None) -> str:
         """A tool search: the call, and (run here) its output, each added and done."""
@@ -411,7 +435,14 @@ class ResponseBuilder:
         done = "response.reasoning_text.done" if item["type"] == "reasoning" else "response.output_text.done"
         extra: dict[str, Any] = {} if item["type"] == "reasoning" else {"logprobs": []}
         ids = {"item_id": item["id"], "output_index": index, "content_index": 0}
-        return (
+        summary = ""
+        if item["type"] == "reasoning" and item["summary"]:
+            part_ids = {"item_id": item["id"], "output_index": index, "summary_index": 0}
+            done = item["summary"][0]
+            summary = self._event("response.reasoning_summary_text.done", **part_ids, text=done["text"]) + self._event(
+                "response.reasoning_summary_part.done", **part_ids, part=dict(done)
+            )
+        return summary + (
             self._event(done, **ids, text=part["text"], **extra)
             + self._event("response.content_part.done", **ids, part=dict(part))
             + self._event("response.output_item.done", output_index=index, item=item)
@@ -435,7 +466,7 @@ def _arguments(call: ToolCall) -> Any:
         return call.arguments
 
 
-def build(req: ResponsesRequest, mode: str, events: list[Event | tool_search.SearchEvent]) -> ResponseBuilder:
+def build(req: ResponsesRequest, mode: str, events: list[Item]) -> ResponseBuilder:
     """A whole (non-streamed) response from all of a run's events."""
     b = ResponseBuilder(req, mode)
     for event in events:

@@ -56,7 +56,7 @@ class ToolSet:
     search loads them. `execution` is set when the request has a tool_search tool."""
 
     tools: tuple[Tool, ...] = ()
-    deferred: tuple[Tool, ...] = ()
+    deferred: tuple[Tool, ...] = ()  # all of them: a search finds a tool even once it is loaded
     execution: Execution | None = None
     search_tool: Tool | None = None
 
@@ -64,15 +64,9 @@ class ToolSet:
         extra = (self.search_tool,) if self.search_tool is not None and searching else ()
         return self.tools + extra
 
-    @property
-    def names(self) -> set[str]:
-        return {t.name for t in (*self.tools, *self.deferred)}
-
     def load(self, found: Iterable[Tool]) -> ToolSet:
         have = {t.name for t in self.tools}
-        new = tuple({t.name: t for t in found if t.name not in have}.values())
-        gone = {t.name for t in new}
-        return replace(self, tools=self.tools + new, deferred=tuple(t for t in self.deferred if t.name not in gone))
+        return replace(self, tools=self.tools + tuple({t.name: t for t in found if t.name not in have}.values()))
 
     def loaded_by(self, messages: Sequence[Message]) -> ToolSet:
         """This set with the tools that earlier searches in the conversation loaded."""

@@ -135,4 +135,5 @@ def write(rows: list[Row], summary: list[dict[str, Any]], json_out: Path | None,
         ax.set_ylim(0, 100)
         ax.grid(alpha=0.3)
         fig.tight_layout()
+        plot_out.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(plot_out, dpi=120)

@@ -24,6 +24,7 @@ def saved(path: Path | None, row: Callable[..., R]) -> list[R]:
 
 def save(path: Path, rows: Sequence[Any], summary: list[dict[str, Any]]) -> None:
     """Write the file whole, then move it in place: a kill mid-write loses nothing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps({"summary": summary, "rows": [asdict(r) for r in rows]}, indent=2))
     tmp.replace(path)

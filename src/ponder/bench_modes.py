@@ -125,14 +125,17 @@ def write(rows: list[Row], summary: list[dict[str, Any]], json_out: Path | None,
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(6, 4))
-        for s in summary:
+        for i, s in enumerate(summary):
             tokens = s["mean_reasoning_tokens"] + s["mean_other_tokens"]
             ax.scatter(tokens, 100 * s["accuracy"], s=60)
-            ax.annotate(s["config"], (tokens, 100 * s["accuracy"]), textcoords="offset points", xytext=(6, 4))
+            below = i % 2 == 1  # neighbours' labels alternate above and below their points
+            ax.annotate(s["config"], (tokens, 100 * s["accuracy"]), textcoords="offset points",
+                        xytext=(6, -14 if below else 6))  # fmt: skip
         ax.set_xlabel("mean generated tokens per item (all calls)")
         ax.set_ylabel("GSM8K accuracy, %")
         ax.set_title(f"Ponder modes on GSM8K ({summary[0]['items']} items)")
         ax.set_ylim(0, 100)
+        ax.set_xlim(0, 1.3 * max(s["mean_reasoning_tokens"] + s["mean_other_tokens"] for s in summary))
         ax.grid(alpha=0.3)
         fig.tight_layout()
         plot_out.parent.mkdir(parents=True, exist_ok=True)

@@ -224,8 +224,20 @@ async def test_bad_tool_sets_get_openai_errors(client: openai.AsyncOpenAI, tools
     assert r.json()["error"]["param"] == param
 
 
-async def test_a_bad_tool_search_output_item_gets_an_openai_error(client: openai.AsyncOpenAI) -> None:
-    item = {"type": "tool_search_output", "call_id": "c1", "tools": [{"type": "function"}]}
+BAD_ITEMS = [
+    ({"type": "tool_search_output", "call_id": "c1", "tools": [{"type": "function"}]}, "input.0.tools.0"),
+    ({"type": "tool_search_output", "call_id": "c1", "tools": "get_weather"}, "input.0.tools"),
+    ({"type": "tool_search_output", "call_id": "c1", "tools": [7]}, "input.0.tools.0"),
+    ({"type": "tool_search_call", "arguments": {"query": "x"}}, "input.0.call_id"),
+    ({"type": "tool_search_call", "call_id": "c1", "arguments": {}, "execution": "elsewhere"}, "input.0.execution"),
+]
+
+
+@pytest.mark.parametrize(("item", "param"), BAD_ITEMS)
+async def test_bad_tool_search_items_get_openai_errors(
+    client: openai.AsyncOpenAI, item: dict[str, Any], param: str
+) -> None:
     r = await client._client.post("/responses", json={"model": "scripted", "input": [item]})
     assert r.status_code == 400, r.text
-    assert r.json()["error"]["param"] == "input.0.tools.0"
+    err = r.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"} and err["param"] == param

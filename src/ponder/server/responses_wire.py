@@ -165,9 +165,11 @@ def _search_item(i: int, kind: str, item: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(item.get("call_id"), str):
         raise InvalidRequest(f"Missing required parameter: 'input.{i}.call_id'.", param=f"input.{i}.call_id",
                              code="missing_required_parameter")  # fmt: skip
+    execution = item.get("execution") or "server"
+    if execution not in ("server", "client"):
+        raise _invalid(f"input.{i}.execution", "use 'server' or 'client'")
     out = {"id": item.get("id") or _id("tsc" if kind == "tool_search_call" else "tso"), "type": kind,
-           "call_id": item["call_id"], "execution": item.get("execution") or "server",
-           "status": "completed"}  # fmt: skip
+           "call_id": item["call_id"], "execution": execution, "status": "completed"}  # fmt: skip
     if kind == "tool_search_call":
         return {**out, "arguments": item.get("arguments", {})}
     tools = item.get("tools")

@@ -52,7 +52,7 @@ def completion_json(model: str, completions: list[Completion], mode: str, logpro
             message["reasoning_content"] = message["reasoning"] = c.reasoning
         if c.tool_calls:
             message["tool_calls"] = [toolcalls.call_json(call) for call in c.tool_calls]
-            message["content"] = c.text or None
+            message["content"] = c.text if c.text.strip() else None  # whitespace before the calls is no content
         lps = {"content": [logprob_json(lp) for lp in c.logprobs], "refusal": None} if logprobs else None
         choices.append({"index": i, "message": message, "finish_reason": _finish(c.finish_reason), "logprobs": lps})
     progress = [{**progress_json(e), **({"choice": i} if len(completions) > 1 else {})}

@@ -84,6 +84,18 @@ def test_openai_responses_create_stream_retrieve_follow_up_and_count(client: ope
 # --- langchain-openai ------------------------------------------------------------------
 
 
+def test_openai_responses_reasoning_summary(client: openai.OpenAI) -> None:
+    reasoning_asked: Any = {"effort": "minimal", "summary": "concise"}
+    events = list(client.responses.create(model=TINY, input="What is 6 times 7?", stream=True, max_output_tokens=256,
+                                          reasoning=reasoning_asked, temperature=0))  # fmt: skip
+    final = events[-1].response  # type: ignore[union-attr]
+    reasoning = final.output[0]
+    assert reasoning.type == "reasoning" and reasoning.content and reasoning.content[0].text
+    deltas = "".join(e.delta for e in events if e.type == "response.reasoning_summary_text.delta")
+    assert deltas.strip() and reasoning.summary[0].text == deltas
+    assert final.usage.output_tokens > final.usage.output_tokens_details.reasoning_tokens > 0
+
+
 def test_openai_responses_tool_search_loads_deferred_tools(client: openai.OpenAI) -> None:
     catalog = [
         {"type": "function", "name": "get_weather", "description": "Current weather in a city.",

@@ -106,6 +106,8 @@ async def test_a_reasoning_summary_streams_in_the_reasoning_item(
     end = kinds.index("response.reasoning_summary_part.done")
     assert kinds[start - 1] == "response.reasoning_text.delta"
     assert kinds[end - 1] == "response.reasoning_summary_text.done"
+    assert kinds[end + 1 : end + 4] == [
+        "response.reasoning_text.done", "response.content_part.done", "response.output_item.done"]  # fmt: skip
     assert kinds.index("response.output_text.delta") > end
     reasoning = final.output[0]
     assert reasoning.type == "reasoning" and reasoning.summary[0].text == "Multiplied six by seven."

@@ -16,7 +16,7 @@ from ponder import embeddings
 from ponder.backends.scripted import ScriptedBackend
 from ponder.server import tool_search
 from ponder.store import Store
-from ponder.types import Tool
+from ponder.types import TextDelta, Tool
 from tests.test_responses import make_client
 
 
@@ -68,7 +68,7 @@ def names(tools: tuple[Tool, ...]) -> list[str]:
 
 
 def catalog() -> tool_search.ToolSet:
-    return tool_search.tool_set([SEARCH_TOOL, *CATALOG], lambda i, t: tool_search.function_of(i, t, "tools"))
+    return tool_search.tool_set([SEARCH_TOOL, *CATALOG])
 
 
 @pytest.mark.parametrize(
@@ -200,6 +200,45 @@ async def test_max_output_tokens_spans_the_rounds(client: openai.AsyncOpenAI, ba
     assert r.status == "incomplete"
 
 
+async def test_the_budget_is_shared_by_three_rounds(client: openai.AsyncOpenAI, backend: ScriptedBackend) -> None:
+    backend.enqueue(call("tool_search", query="weather"), call("tool_search", query="email"), "Done now")
+    r = await client.responses.create(model="scripted", input="Weather, then mail it", max_output_tokens=20,  # type: ignore[list-item]
+                                      tools=[SEARCH_TOOL, *CATALOG])  # fmt: skip
+    assert [q.params.max_tokens for q in backend.requests] == [20, 20 - 7, 20 - 7 - 7]
+    assert r.status == "completed" and r.output_text == "Done now"
+    assert r.usage is not None and r.usage.output_tokens == 7 + 7 + 2
+
+
+async def test_whitespace_before_a_search_is_no_part_of_the_answer(
+    client: openai.AsyncOpenAI, backend: ScriptedBackend
+) -> None:
+    backend.enqueue([TextDelta("\n\n"), TextDelta(call("tool_search", query="weather"))], [TextDelta("Sunny.")])
+    r = await client.responses.create(model="scripted", input="Weather?", tools=[SEARCH_TOOL, *CATALOG])  # type: ignore[list-item]
+    assert [o.type for o in r.output] == ["tool_search_call", "tool_search_output", "message"]
+    assert r.output_text == "Sunny."
+
+
+async def test_a_client_function_named_tool_search_is_a_function_call(
+    client: openai.AsyncOpenAI, backend: ScriptedBackend
+) -> None:
+    backend.enqueue(call("tool_search", query="cats"))
+    mine = fn("tool_search", "Search my photo library", defer=False, query="What to look for")
+    r = await client.responses.create(model="scripted", input="Find cats", tools=[mine])  # type: ignore[list-item]
+    assert [o.type for o in r.output] == ["function_call"] and r.output[0].name == "tool_search"  # type: ignore[union-attr]
+
+
+async def test_tool_choice_may_name_a_tool_an_earlier_search_loaded(
+    client: openai.AsyncOpenAI, backend: ScriptedBackend
+) -> None:
+    backend.enqueue(call("tool_search", query="weather"), "Which city?")
+    tools: Any = [SEARCH_TOOL, *CATALOG]
+    first = await client.responses.create(model="scripted", input="Weather?", tools=tools)
+    backend.enqueue(call("get_weather", city="Oslo"))
+    again = await client.responses.create(model="scripted", input="Oslo", tools=tools, previous_response_id=first.id,
+                                          tool_choice={"type": "function", "name": "get_weather"})  # fmt: skip
+    assert again.output[0].type == "function_call" and backend.requests[-1].tool_name == "get_weather"
+
+
 async def test_deferred_tools_cost_no_input_tokens_until_loaded(client: openai.AsyncOpenAI) -> None:
     eager = [{k: v for k, v in t.items() if k != "defer_loading"} for t in CATALOG]
     loaded = await client.responses.input_tokens.count(model="scripted", input="hi", tools=eager)  # type: ignore[arg-type]
@@ -225,7 +264,11 @@ async def test_bad_tool_sets_get_openai_errors(client: openai.AsyncOpenAI, tools
 
 
 BAD_ITEMS = [
-    ({"type": "tool_search_output", "call_id": "c1", "tools": [{"type": "function"}]}, "input.0.tools.0"),
+    ({"type": "tool_search_output", "call_id": "c1", "tools": [{"type": "function"}]}, "input.0.tools.0.name"),
+    (
+        {"type": "tool_search_output", "call_id": "c1", "tools": [{"type": "function", "name": "a b"}]},
+        "input.0.tools.0.name",
+    ),
     ({"type": "tool_search_output", "call_id": "c1", "tools": "get_weather"}, "input.0.tools"),
     ({"type": "tool_search_output", "call_id": "c1", "tools": [7]}, "input.0.tools.0"),
     ({"type": "tool_search_call", "arguments": {"query": "x"}}, "input.0.call_id"),

@@ -50,21 +50,26 @@ async def run(
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ponder/v1", timeout=600)
     client = openai.AsyncOpenAI(base_url="http://ponder/v1", api_key="unused", http_client=http,  # type: ignore[arg-type]
                                 max_retries=0)  # fmt: skip
-    rows = [r for r in results.saved(json_out, Row) if r.category in categories]
+    rows = results.saved(json_out, Row)  # all of them, other categories too: the file keeps every result
     done = {r.id for r in rows}
     try:
         for n, item in enumerate(items, start=1):
             if item.id in done:
                 continue
             t0 = time.perf_counter()
-            r = await client.chat.completions.create(  # type: ignore[call-overload]
-                model=model, messages=item.messages, tools=bfcl.openai_tools(item.functions),
-                tool_choice="auto", temperature=0, max_tokens=MAX_TOKENS, extra_body={"mode": "instant"},
-            )  # fmt: skip
-            message = r.choices[0].message
-            calls = [(c.function.name, _args(c.function.arguments)) for c in message.tool_calls or []]  # type: ignore[union-attr]
-            row = Row(item.id, item.category, bfcl.score(item, calls), [list(c) for c in calls],
-                      message.content or "", time.perf_counter() - t0)  # fmt: skip
+            try:
+                r = await client.chat.completions.create(  # type: ignore[call-overload]
+                    model=model, messages=item.messages, tools=bfcl.openai_tools(item.functions),
+                    tool_choice="auto", temperature=0, max_tokens=MAX_TOKENS, extra_body={"mode": "instant"},
+                )  # fmt: skip
+            except openai.APIError as e:  # one failed item is a wrong answer, not the end of a long run
+                print(f"[{item.category}] {item.id} failed: {e}", file=sys.stderr, flush=True)
+                row = Row(item.id, item.category, False, [], f"error: {e}", time.perf_counter() - t0)
+            else:
+                message = r.choices[0].message
+                calls = [(c.function.name, _args(c.function.arguments)) for c in message.tool_calls or []]  # type: ignore[union-attr]
+                row = Row(item.id, item.category, bfcl.score(item, calls), [list(c) for c in calls],
+                          message.content or "", time.perf_counter() - t0)  # fmt: skip
             rows.append(row)
             if json_out:
                 results.save(json_out, rows, summarise(rows))

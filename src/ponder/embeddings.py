@@ -33,16 +33,17 @@ class Embedder:
 
     def passages(self, texts: Sequence[str]) -> np.ndarray:
         """One row per text, in order; cached texts are not embedded again."""
+        if not texts:
+            return np.zeros((0, self._model.dim), np.float32)
         with self._lock:
             todo = list(dict.fromkeys(t for t in texts if t not in self._cache))
-            if todo:
-                for text, vec in zip(todo, np.atleast_2d(self._model.passage(todo)), strict=True):
-                    self._cache[text] = vec
-            for t in texts:
-                self._cache.move_to_end(t)
+            fresh = dict(zip(todo, np.atleast_2d(self._model.passage(todo)), strict=True)) if todo else {}
+            out = np.stack([fresh[t] if t in fresh else self._cache[t] for t in texts])
+            for t in texts:  # (re)inserted last: the least recently used go first
+                self._cache[t] = fresh[t] if t in fresh else self._cache.pop(t)
             while len(self._cache) > CACHE:
                 self._cache.popitem(last=False)
-            return np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, self._model.dim), np.float32)
+            return out
 
 
 _shared: Embedder | None = None

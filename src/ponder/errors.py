@@ -38,6 +38,11 @@ class InvalidRequest(PonderError):
     type = "invalid_request_error"
 
 
+def invalid_value(param: str, why: str) -> InvalidRequest:
+    """A 400 for a field whose value is wrong: "Invalid value for 'param': why."."""
+    return InvalidRequest(f"Invalid value for '{param}': {why}.", param=param, code="invalid_value")
+
+
 class ContextLengthExceeded(InvalidRequest):
     code = "context_length_exceeded"
 

@@ -6,12 +6,13 @@ fields still work; fields Ponder cannot honour yet are refused by name.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 import jsonschema
 from pydantic import BaseModel, ConfigDict, Field
 
-from ponder.errors import InvalidRequest, Unsupported
+from ponder.errors import InvalidRequest, Unsupported, invalid_value
 from ponder.formats import structured
 from ponder.types import ChatRequest, Message, SamplingParams, Tool, ToolCall, ToolChoice
 
@@ -175,6 +176,18 @@ def tool_def(
         raise InvalidRequest(f"Invalid JSON schema for tool '{name}': {e.message}", param=where,
                              code="invalid_value") from e  # fmt: skip
     return Tool(name, description or "", schema)
+
+
+def flat_tool(i: int, t: Any, where: str = "tools") -> Tool:
+    """A function tool in the Responses API's flat shape (`{"type": "function", "name", …}`), checked."""
+    if not isinstance(t, dict):
+        raise invalid_value(f"{where}.{i}", "a tool is an object")
+    if t.get("type") != "function":
+        raise Unsupported(f"tools of type {t.get('type')!r} are not supported yet", param=f"{where}.{i}.type")
+    name = t.get("name")
+    if not isinstance(name, str) or not re.match(TOOL_NAME, name):
+        raise invalid_value(f"{where}.{i}.name", "a function name is 1-64 letters, digits, _ or -")
+    return tool_def(i, name, t.get("description"), t.get("parameters"), param=f"{where}.{i}.parameters")
 
 
 def tool_choice(choice: str | NamedToolChoice | None, tools: tuple[Tool, ...]) -> tuple[ToolChoice, str | None]:

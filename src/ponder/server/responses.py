@@ -23,7 +23,6 @@ from ponder.server.responses_wire import (
     ResponsesRequest,
     TokenCountRequest,
     build,
-    function_tool,
     input_items,
     message_json,
     message_of,
@@ -44,9 +43,8 @@ async def create_response(body: ResponsesRequest, request: Request) -> JSONRespo
     history = await _history(store, body.previous_response_id)
     params = SamplingParams(max_tokens=body.max_output_tokens, temperature=body.temperature, top_p=body.top_p,
                             seed=body.seed, response_format=body.response_format())  # fmt: skip
-    tools, choice, forced = tools_of(body)
     messages = _instructions(body.instructions) + history + messages_of(items)
-    tools = tools.loaded_by(messages)
+    tools, choice, forced = tools_of(body, messages)
     chat = ChatRequest(body.model, tuple(messages), params, tools=tools.prompt_tools(), tool_choice=choice,
                        tool_name=forced, parallel_tool_calls=body.parallel_tool_calls is not False)  # fmt: skip
     mode = _mode_request(body, chat, registry)
@@ -111,7 +109,7 @@ async def count_input_tokens(body: TokenCountRequest, request: Request) -> dict[
     history = await _history(request.app.state.store, body.previous_response_id)
     items = input_items(body.input) if body.input else []
     messages = _instructions(body.instructions) + history + messages_of(items)
-    tools = tool_search.tool_set(body.tools or [], function_tool).loaded_by(messages)
+    tools = tool_search.tool_set(body.tools or []).loaded_by(messages)
     backend = await registry.get(body.model or registry.settings.default_model)
     count = await backend.count_tokens(messages, tools.prompt_tools())
     return {"object": "response.input_tokens", "input_tokens": count}
@@ -161,9 +159,8 @@ class _Keeper:
         if not self.body.store:
             return
         turns = [*self.history, *messages_of(self.items)]
-        for call, found in builder.searches:  # searches run here: the model's call and what it read back
-            turns += [Message("assistant", "", tool_calls=(call,)),
-                      Message("tool", tool_search.result_text(found), tool_call_id=call.id)]  # fmt: skip
+        for search in builder.searches:  # searches run here: the model's call and what it read back
+            turns += [Message("assistant", "", tool_calls=(search.call,)), search.result]
         if builder.status != "failed":
             turns.append(Message("assistant", builder.text, tool_calls=tuple(builder.calls)))
         history = [message_json(m) for m in turns]

@@ -8,20 +8,20 @@ calls and tool searches; other content and tool items are refused by name.
 from __future__ import annotations
 
 import json
-import re
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ponder.errors import InvalidRequest, Unsupported
+from ponder.errors import InvalidRequest, Unsupported, invalid_value
 from ponder.formats import structured
 from ponder.modes.summary import SummaryDelta
 from ponder.server import tool_search
 from ponder.server.encode import progress_json
-from ponder.server.protocol import TOOL_NAME, Contemplation, NamedToolChoice, ToolName, tool_choice, tool_def
+from ponder.server.protocol import Contemplation, NamedToolChoice, ToolName, flat_tool, tool_choice
 from ponder.types import (
     NO_USAGE,
     AgentEvent,
@@ -118,11 +118,11 @@ def input_items(value: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
             raise Unsupported(f"input items of type {kind!r} are not supported yet", param=f"input.{i}.type")
         role = item.get("role")
         if role not in _ROLES:
-            raise _invalid(f"input.{i}.role", f"use one of {', '.join(_ROLES)}")
+            raise invalid_value(f"input.{i}.role", f"use one of {', '.join(_ROLES)}")
         items.append({"id": item.get("id") or _id("msg"), "type": "message", "role": role,
                       "content": _parts(i, item.get("content"), role), "status": "completed"})  # fmt: skip
     if not items:
-        raise _invalid("input", "it holds no message")
+        raise invalid_value("input", "it holds no message")
     return items
 
 
@@ -131,16 +131,16 @@ def _parts(i: int, content: Any, role: str) -> list[dict[str, Any]]:
     if isinstance(content, str):
         return [{"type": kind, "text": content}]
     if not isinstance(content, list):
-        raise _invalid(f"input.{i}.content", "give a string or a list of content parts")
+        raise invalid_value(f"input.{i}.content", "give a string or a list of content parts")
     parts = []
     for j, part in enumerate(content):
         if not isinstance(part, dict) or not isinstance(part.get("type"), str):
-            raise _invalid(f"input.{i}.content.{j}", "each content part is an object with a type")
+            raise invalid_value(f"input.{i}.content.{j}", "each content part is an object with a type")
         if part["type"] not in _TEXT_PARTS:
             raise Unsupported(f"content parts of type {part['type']!r} are not supported by this model",
                               param=f"input.{i}.content.{j}")  # fmt: skip
         if not isinstance(part.get("text"), str):
-            raise _invalid(f"input.{i}.content.{j}.text", "a text part needs its text")
+            raise invalid_value(f"input.{i}.content.{j}.text", "a text part needs its text")
         parts.append({"type": kind, "text": part["text"]})
     return parts
 
@@ -167,16 +167,16 @@ def _search_item(i: int, kind: str, item: dict[str, Any]) -> dict[str, Any]:
                              code="missing_required_parameter")  # fmt: skip
     execution = item.get("execution") or "server"
     if execution not in ("server", "client"):
-        raise _invalid(f"input.{i}.execution", "use 'server' or 'client'")
+        raise invalid_value(f"input.{i}.execution", "use 'server' or 'client'")
     out = {"id": item.get("id") or _id("tsc" if kind == "tool_search_call" else "tso"), "type": kind,
            "call_id": item["call_id"], "execution": execution, "status": "completed"}  # fmt: skip
     if kind == "tool_search_call":
         return {**out, "arguments": item.get("arguments", {})}
     tools = item.get("tools")
     if not isinstance(tools, list):
-        raise _invalid(f"input.{i}.tools", "a tool_search_output lists the tools it loads")
+        raise invalid_value(f"input.{i}.tools", "a tool_search_output lists the tools it loads")
     for j, t in enumerate(tools):
-        tool_search.function_of(j, t if isinstance(t, dict) else {}, f"input.{i}.tools")
+        flat_tool(j, t, f"input.{i}.tools")
     return {**out, "tools": tools}
 
 
@@ -218,19 +218,10 @@ def message_of(d: dict[str, Any]) -> Message:
     return Message(d["role"], d["content"], tool_calls=calls, tool_call_id=d.get("tool_call_id"))
 
 
-def function_tool(i: int, t: dict[str, Any]) -> Tool:
-    if t.get("type") != "function":
-        raise Unsupported(f"tools of type {t.get('type')!r} are not supported yet", param=f"tools.{i}.type")
-    name = t.get("name")
-    if not isinstance(name, str) or not re.match(TOOL_NAME, name):
-        raise _invalid(f"tools.{i}.name", "a function name is 1-64 letters, digits, _ or -")
-    return tool_def(i, name, t.get("description"), t.get("parameters"), param=f"tools.{i}.parameters")
-
-
-def tools_of(req: ResponsesRequest) -> tuple[tool_search.ToolSet, ToolChoice, str | None]:
-    """The request's tools (flat-shaped; some deferred behind tool_search),
-    tool_choice and forced tool name."""
-    tools = tool_search.tool_set(req.tools or [], function_tool)
+def tools_of(req: ResponsesRequest, messages: Sequence[Message]) -> tuple[tool_search.ToolSet, ToolChoice, str | None]:
+    """The request's tools (flat-shaped; some deferred behind tool_search, and loaded
+    by searches earlier in `messages`), tool_choice and forced tool name."""
+    tools = tool_search.tool_set(req.tools or []).loaded_by(messages)
     choice: str | NamedToolChoice | None = None
     if isinstance(req.tool_choice, dict):  # {"type": "function", "name": …} flat, or {"type": "tool_search"}
         name = tool_search.SEARCH if req.tool_choice.get("type") == tool_search.SEARCH else req.tool_choice.get("name")
@@ -239,10 +230,6 @@ def tools_of(req: ResponsesRequest) -> tuple[tool_search.ToolSet, ToolChoice, st
         choice = req.tool_choice
     kind, name = tool_choice(choice, tools.prompt_tools())
     return tools, kind, name
-
-
-def _invalid(param: str, why: str) -> InvalidRequest:
-    return InvalidRequest(f"Invalid value for '{param}': {why}.", param=param, code="invalid_value")
 
 
 def _id(prefix: str) -> str:
@@ -279,10 +266,15 @@ class ResponseBuilder:
     error: dict[str, Any] | None = None
     finish: FinishReason = "stop"
     calls: list[ToolCall] = field(default_factory=list)
-    searches: list[tuple[ToolCall, tuple[Tool, ...]]] = field(default_factory=list)  # run here
+    searches: list[tool_search.SearchEvent] = field(default_factory=list)  # run here
     _seq: int = 0
     _open: dict[str, Any] | None = None  # the output item being streamed
     _blank: str = ""  # leading whitespace of a message not yet begun
+
+    def __post_init__(self) -> None:
+        # a call named tool_search is the client's to run only when its request has a client-run tool_search
+        self._client_search = any(t.get("type") == tool_search.SEARCH and t.get("execution") == "client"
+                                  for t in self.req.tools or [])  # fmt: skip
 
     def body(self) -> dict[str, Any]:
         r = self.req
@@ -316,14 +308,15 @@ class ResponseBuilder:
         if isinstance(event, SummaryDelta):
             return self._summary(event.text)
         if isinstance(event, tool_search.SearchEvent):
+            self.searches.append(event)
             return self._close() + self._search(event.call, {"query": event.query}, "server", event.tools)
         if isinstance(event, ReasoningDelta):
             return self._delta("reasoning", event.text)
         if isinstance(event, TextDelta):
             return self._delta("message", event.text)
-        if isinstance(event, ToolCallEvent) and event.call.name == tool_search.SEARCH:  # the client runs it
+        if isinstance(event, ToolCallEvent) and event.call.name == tool_search.SEARCH and self._client_search:
             self.calls.append(event.call)
-            return self._close() + self._search(event.call, _arguments(event.call), "client")
+            return self._close() + self._search(event.call, tool_search.arguments_of(event.call), "client")
         if isinstance(event, ToolCallEvent):
             return self._close() + self._call(event.call)
         if isinstance(event, AgentEvent):
@@ -372,6 +365,7 @@ class ResponseBuilder:
     def _call(self, call: ToolCall) -> str:
         """A whole function call: added, its arguments in one delta, done."""
         self.calls.append(call)
+        self._blank = ""
         item = {"id": _id("fc"), "type": "function_call", "call_id": call.id, "name": call.name, "arguments": "",
                 "status": "in_progress"}  # fmt: skip
         index = len(self.output)
@@ -397,11 +391,10 @@ class ResponseBuilder:
 
     def _search(self, call: ToolCall, args: Any, execution: str, found: tuple[Tool, ...] | None = None) -> str:
         """A tool search: the call, and (run here) its output, each added and done."""
-        out = ""
+        out, self._blank = "", ""
         items = [{"id": _id("tsc"), "type": "tool_search_call", "call_id": call.id, "arguments": args,
                   "execution": execution, "status": "completed"}]  # fmt: skip
         if found is not None:
-            self.searches.append((call, found))
             items.append({"id": _id("tso"), "type": "tool_search_output", "call_id": call.id, "execution": execution,
                           "status": "completed", "tools": [tool_search.flat_json(t) for t in found]})  # fmt: skip
         for item in items:
@@ -440,10 +433,9 @@ class ResponseBuilder:
         summary = ""
         if item["type"] == "reasoning" and item["summary"]:
             part_ids = {"item_id": item["id"], "output_index": index, "summary_index": 0}
-            done = item["summary"][0]
-            summary = self._event("response.reasoning_summary_text.done", **part_ids, text=done["text"]) + self._event(
-                "response.reasoning_summary_part.done", **part_ids, part=dict(done)
-            )
+            written = item["summary"][0]
+            summary = self._event("response.reasoning_summary_text.done", **part_ids, text=written["text"])
+            summary += self._event("response.reasoning_summary_part.done", **part_ids, part=dict(written))
         return summary + (
             self._event(done, **ids, text=part["text"], **extra)
             + self._event("response.content_part.done", **ids, part=dict(part))
@@ -459,13 +451,6 @@ class ResponseBuilder:
 def _format_json(r: ResponsesRequest) -> dict[str, Any]:
     fmt = (r.text.format if r.text else None) or {"type": "text"}
     return dict(fmt)
-
-
-def _arguments(call: ToolCall) -> Any:
-    try:
-        return json.loads(call.arguments)
-    except json.JSONDecodeError:
-        return call.arguments
 
 
 def build(req: ResponsesRequest, mode: str, events: list[Item]) -> ResponseBuilder:

@@ -28,10 +28,10 @@ from typing import Any, Literal
 from ponder import embeddings, modes
 from ponder.backends.base import Backend
 from ponder.embeddings import Embedder
-from ponder.errors import InvalidRequest
+from ponder.errors import InvalidRequest, invalid_value
 from ponder.modes import ModeRequest
 from ponder.modes.prompts import load, render
-from ponder.server.protocol import tool_def
+from ponder.server.protocol import flat_tool, tool_def
 from ponder.types import NO_USAGE, Done, Event, Message, TextDelta, Tool, ToolCall, ToolCallEvent
 
 SEARCH = "tool_search"
@@ -43,11 +43,16 @@ Execution = Literal["server", "client"]
 
 @dataclass(frozen=True)
 class SearchEvent:
-    """A search the server ran: the model's call, and the tools it loaded."""
+    """A search the server ran: the model's call, the tools it loaded, and the
+    result message the model read back (kept in the conversation's history)."""
 
     call: ToolCall
     query: str
     tools: tuple[Tool, ...]
+
+    @property
+    def result(self) -> Message:
+        return Message("tool", result_text(self.tools), tool_call_id=self.call.id)
 
 
 @dataclass(frozen=True)
@@ -69,9 +74,16 @@ class ToolSet:
         return replace(self, tools=self.tools + tuple({t.name: t for t in found if t.name not in have}.values()))
 
     def loaded_by(self, messages: Sequence[Message]) -> ToolSet:
-        """This set with the tools that earlier searches in the conversation loaded."""
+        """This set with the tools that earlier searches in the conversation loaded:
+        the client's definitions (client execution), or this request's deferred
+        tools of the names found (server execution: a changed tool is used as sent now)."""
+        if self.execution is None:
+            return self
         ids = {c.id for m in messages for c in m.tool_calls if c.name == SEARCH}
         found = [t for m in messages if m.role == "tool" and m.tool_call_id in ids for t in result_tools(m.content)]
+        if self.execution == "server":
+            names = {t.name for t in found}
+            found = [t for t in self.deferred if t.name in names]
         return self.load(found)
 
     def search(self, query: str, embedder: Embedder | None = None, k: int = TOP_K) -> tuple[Tool, ...]:
@@ -83,30 +95,29 @@ class ToolSet:
         return _fuse(ranks)[:k]
 
 
-def tool_set(tools: Sequence[dict[str, Any]], function_tool: Any) -> ToolSet:
-    """The request's tools, split into loaded and deferred; `function_tool(i, t)`
-    checks one function tool and returns it."""
+def tool_set(tools: Sequence[dict[str, Any]]) -> ToolSet:
+    """The request's flat-shaped tools, checked and split into loaded and deferred."""
     loaded: list[Tool] = []
     deferred: list[Tool] = []
     search: dict[str, Any] | None = None
     for i, t in enumerate(tools):
         if t.get("type") == SEARCH:
             if search is not None:
-                raise _invalid(f"tools.{i}", "give at most one tool_search tool")
+                raise invalid_value(f"tools.{i}", "give at most one tool_search tool")
             search = t
             continue
-        (deferred if t.get("defer_loading") is True else loaded).append(function_tool(i, t))
+        (deferred if t.get("defer_loading") is True else loaded).append(flat_tool(i, t))
     if search is None:
         if deferred:
-            raise _invalid("tools", "tools with defer_loading need a tool_search tool to load them")
+            raise invalid_value("tools", "tools with defer_loading need a tool_search tool to load them")
         return ToolSet(tuple(loaded))
     if SEARCH in {t.name for t in (*loaded, *deferred)}:
-        raise _invalid("tools", f"a function may not be named {SEARCH!r} beside the tool_search tool")
+        raise invalid_value("tools", f"a function may not be named {SEARCH!r} beside the tool_search tool")
     execution: Execution = search.get("execution") or "server"
     if execution not in ("server", "client"):
-        raise _invalid("tools.execution", "use 'server' or 'client'")
+        raise invalid_value("tools.execution", "use 'server' or 'client'")
     if execution == "server" and not deferred:
-        raise _invalid("tools", "the tool_search tool has no tools with defer_loading: true to search")
+        raise invalid_value("tools", "the tool_search tool has no tools with defer_loading: true to search")
     return ToolSet(tuple(loaded), tuple(deferred), execution, _search_tool(search, len(deferred)))
 
 
@@ -135,28 +146,34 @@ def result_text(found: Sequence[Tool]) -> str:
 
 
 def result_tools(text: str) -> list[Tool]:
-    """The tools a search result (ours, or a client's tool_search_output) loaded."""
+    """The tools a search result loaded. Results are ours, or a client's
+    tool_search_output, whose tools were checked when it came in; anything else
+    in a tool message of that call id loads nothing."""
     try:
-        tools = json.loads(text).get("tools", [])
+        tools = json.loads(text).get("tools")
     except (json.JSONDecodeError, AttributeError):
         return []
-    return [function_of(i, t, "tools") for i, t in enumerate(tools) if isinstance(t, dict)]
+    out = []
+    for i, t in enumerate(tools if isinstance(tools, list) else []):
+        try:
+            out.append(flat_tool(i, t))
+        except InvalidRequest:
+            continue
+    return out
 
 
-def function_of(i: int, t: dict[str, Any], where: str) -> Tool:
-    name = t.get("name")
-    if t.get("type") != "function" or not isinstance(name, str):
-        raise _invalid(f"{where}.{i}", "a loaded tool is a function tool with a name")
-    return tool_def(i, name, t.get("description"), t.get("parameters"), param=f"{where}.{i}.parameters")
+def arguments_of(call: ToolCall) -> Any:
+    """A call's arguments as JSON, or as the raw text when they do not parse."""
+    try:
+        return json.loads(call.arguments)
+    except json.JSONDecodeError:
+        return call.arguments
 
 
 def query_of(call: ToolCall) -> str:
     """The search words in a call: its `query`, or every string it holds when a
     small model named the argument otherwise."""
-    try:
-        args = json.loads(call.arguments)
-    except json.JSONDecodeError:
-        return call.arguments
+    args = arguments_of(call)
     if isinstance(args, dict):
         if isinstance(args.get("query"), str):
             return str(args["query"])
@@ -174,6 +191,7 @@ async def run(backend: Backend, req: ModeRequest, tools: ToolSet) -> AsyncGenera
         return
     total = NO_USAGE
     chat = req.chat
+    budget = chat.params.max_tokens  # for all the rounds together
     for step in range(MAX_SEARCHES + 1):
         searching = step < MAX_SEARCHES
         chat = replace(chat, tools=tools.prompt_tools(searching))
@@ -202,9 +220,10 @@ async def run(backend: Backend, req: ModeRequest, tools: ToolSet) -> AsyncGenera
             query = query_of(call)
             found = await asyncio.to_thread(lambda: tools.search(query, embeddings.shared()))  # noqa: B023
             tools = tools.load(found)
-            results.append(Message("tool", result_text(found), tool_call_id=call.id))
-            yield SearchEvent(call, query, found)
-        left = None if chat.params.max_tokens is None else chat.params.max_tokens - total.completion_tokens
+            search = SearchEvent(call, query, found)
+            results.append(search.result)
+            yield search
+        left = None if budget is None else budget - total.completion_tokens
         spent = left is not None and left <= 0
         if not searches or client_calls or done.finish_reason != "tool_calls" or spent:
             cut = searches and not client_calls and done.finish_reason == "tool_calls"  # only `spent` ends it
@@ -294,7 +313,3 @@ def _fuse(ranked: Sequence[Sequence[Tool]], k: int = 60) -> tuple[Tool, ...]:
             score[t.name] = score.get(t.name, 0.0) + 1 / (k + r + 1)
             by_name[t.name] = t
     return tuple(by_name[n] for n in sorted(score, key=lambda n: -score[n]))
-
-
-def _invalid(param: str, why: str) -> InvalidRequest:
-    return InvalidRequest(f"Invalid value for '{param}': {why}.", param=param, code="invalid_value")

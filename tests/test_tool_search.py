@@ -106,7 +106,7 @@ def test_embeddings_find_what_keywords_miss(query: str, best: str) -> None:
 
 def test_a_query_that_matches_no_keyword_loads_nothing_without_embeddings() -> None:
     assert catalog().search("quantum chromodynamics") == ()
-    assert json.loads(tool_search.result_text(()))["tools"] == []
+    assert json.loads(tool_search.result_message("c1", []).content)["tools"] == []
 
 
 async def test_server_search_loads_the_tool_and_the_model_calls_it(

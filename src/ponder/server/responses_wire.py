@@ -196,8 +196,7 @@ def messages_of(items: list[dict[str, Any]]) -> list[Message]:
         elif it["type"] == "function_call_output":
             out.append(Message("tool", it["output"], tool_call_id=it["call_id"]))
         elif it["type"] == "tool_search_output":
-            out.append(Message("tool", json.dumps({"tools": it["tools"]}, ensure_ascii=False),
-                               tool_call_id=it["call_id"]))  # fmt: skip
+            out.append(tool_search.result_message(it["call_id"], it["tools"]))
         else:
             out.append(Message(it["role"], "".join(p["text"] for p in it["content"])))
     return out
@@ -273,8 +272,7 @@ class ResponseBuilder:
 
     def __post_init__(self) -> None:
         # a call named tool_search is the client's to run only when its request has a client-run tool_search
-        self._client_search = any(t.get("type") == tool_search.SEARCH and t.get("execution") == "client"
-                                  for t in self.req.tools or [])  # fmt: skip
+        self._client_search = tool_search.execution_of(self.req.tools or []) == "client"
 
     def body(self) -> dict[str, Any]:
         r = self.req

@@ -52,7 +52,7 @@ class SearchEvent:
 
     @property
     def result(self) -> Message:
-        return Message("tool", result_text(self.tools), tool_call_id=self.call.id)
+        return result_message(self.call.id, [flat_json(t) for t in self.tools])
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ def tool_set(tools: Sequence[dict[str, Any]]) -> ToolSet:
         return ToolSet(tuple(loaded))
     if SEARCH in {t.name for t in (*loaded, *deferred)}:
         raise invalid_value("tools", f"a function may not be named {SEARCH!r} beside the tool_search tool")
-    execution: Execution = search.get("execution") or "server"
+    execution: Execution = execution_of(tools)
     if execution not in ("server", "client"):
         raise invalid_value("tools.execution", "use 'server' or 'client'")
     if execution == "server" and not deferred:
@@ -137,12 +137,19 @@ def flat_json(t: Tool) -> dict[str, Any]:
             "defer_loading": True}  # fmt: skip
 
 
-def result_text(found: Sequence[Tool]) -> str:
-    """What the model reads back from a search."""
-    out: dict[str, Any] = {"tools": [flat_json(t) for t in found]}
-    if not found:
+def result_message(call_id: str, tools: Sequence[dict[str, Any]]) -> Message:
+    """What the model reads back from a search, run here or by the client: the
+    loaded tools, flat-shaped (read back by `result_tools`)."""
+    out: dict[str, Any] = {"tools": list(tools)}
+    if not tools:
         out["note"] = load("tool_search")["none_found"]
-    return json.dumps(out, ensure_ascii=False)
+    return Message("tool", json.dumps(out, ensure_ascii=False), tool_call_id=call_id)
+
+
+def execution_of(tools: Sequence[dict[str, Any]]) -> Any:
+    """Who runs the request's tool_search tool ("server" by default), or None without one."""
+    spec = next((t for t in tools if t.get("type") == SEARCH), None)
+    return None if spec is None else spec.get("execution") or "server"
 
 
 def result_tools(text: str) -> list[Tool]:

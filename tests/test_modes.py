@@ -270,10 +270,13 @@ async def test_a_multipart_request_is_split_into_subtasks_and_synthesised() -> N
 
 
 def test_parse_plan_is_forgiving_but_strict_about_shape() -> None:
-    assert parse_plan('{"strategy": "subtasks", "subtasks": ["a", "b", "c"]}', 2) == ["a", "b"]
+    assert parse_plan('{"strategy": "subtasks", "subtasks": ["a", "b", "c"]}', 2) == [("a", None), ("b", None)]
     assert parse_plan('noise {"strategy": "attempts"} noise', 4) == []
     assert parse_plan("not json at all", 4) == []
-    assert parse_plan('{"strategy": "subtasks", "subtasks": [1, "", "x"]}', 4) == ["x"]
+    assert parse_plan('{"strategy": "subtasks", "subtasks": [1, "", "x"]}', 4) == [("x", None)]
+    tools = {"calculator", "file_search"}  # a part may name its tools; unknown names are dropped
+    plan = '{"strategy": "subtasks", "subtasks": [{"task": "a", "tools": ["calculator", "rm_rf"]}, "b"]}'
+    assert parse_plan(plan, 4, tools) == [("a", ("calculator",)), ("b", None)]
 
 
 async def test_a_single_question_skips_the_planner_call() -> None:

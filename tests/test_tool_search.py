@@ -14,6 +14,7 @@ import pytest
 
 from ponder import embeddings
 from ponder.backends.scripted import ScriptedBackend
+from ponder.config import ToolSettings
 from ponder.server import tool_search
 from ponder.store import Store
 from ponder.types import TextDelta, Tool
@@ -187,9 +188,9 @@ async def test_searches_are_capped_then_the_model_must_answer(
     )
     r = await client.responses.create(model="scripted", input="Do the impossible", tools=[SEARCH_TOOL, *CATALOG])  # type: ignore[list-item]
     kinds = [o.type for o in r.output]
-    assert kinds == ["tool_search_call", "tool_search_output"] * tool_search.MAX_SEARCHES + ["message"]
+    assert kinds == ["tool_search_call", "tool_search_output"] * ToolSettings().max_steps + ["message"]
     assert r.output_text == "I found no tool." and r.status == "completed"
-    assert len(backend.requests) == tool_search.MAX_SEARCHES + 1
+    assert len(backend.requests) == ToolSettings().max_steps + 1
 
 
 async def test_max_output_tokens_spans_the_rounds(client: openai.AsyncOpenAI, backend: ScriptedBackend) -> None:

@@ -26,6 +26,14 @@ order, later wins) and then passed around explicitly. There is no global config.
     [aliases."muse-spark-1.3"]      # another name, with the mode it implies
     model = "qwen2.5-coder-1.5b"
     mode = "thinking"
+
+    [tools]                        # server-side tools (see ponder.tools)
+    enabled = ["calculator"]       # on for every request; others are turned on per request
+    max_steps = 4                  # rounds of tool calls before the model must answer
+    code_execution = false         # the code_interpreter tool (a sandboxed process)
+
+    [mcp.warehouse]                # an MCP server: command (stdio) or url (Streamable HTTP)
+    command = ["python", "/srv/warehouse_mcp.py"]
 """
 
 from __future__ import annotations
@@ -107,6 +115,25 @@ class Alias:
 
 
 @dataclass(frozen=True)
+class McpServer:
+    """An MCP server agents may use: started over stdio (`command`) or reached at `url`."""
+
+    name: str
+    command: tuple[str, ...] = ()
+    url: str = ""
+    env: Mapping[str, str] | None = None
+    timeout_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class ToolSettings:
+    enabled: tuple[str, ...] = ()  # hosted tools every request gets
+    max_steps: int = 4
+    code_execution: bool = False
+    mcp: Mapping[str, McpServer] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Settings:
     default_model: str = DEFAULT_MODEL
     host: str = "127.0.0.1"
@@ -116,6 +143,7 @@ class Settings:
     modes: ModeSettings = field(default_factory=ModeSettings)
     models: Mapping[str, ModelSpec] = field(default_factory=dict)
     aliases: Mapping[str, Alias] = field(default_factory=dict)
+    tools: ToolSettings = field(default_factory=ToolSettings)
 
     @property
     def models_dir(self) -> Path:
@@ -194,7 +222,37 @@ def load_settings(
     _check_modes(modes)
     models = {name: _model_spec(name, body, env) for name, body in raw.get("models", {}).items()}
     aliases = {name: _alias(name, body) for name, body in raw.get("aliases", {}).items()}
-    return Settings(engine=engine, modes=modes, models=models, aliases=aliases, **top)
+    tools = _tools(raw.get("tools", {}), raw.get("mcp", {}))
+    return Settings(engine=engine, modes=modes, models=models, aliases=aliases, tools=tools, **top)
+
+
+def _tools(body: Mapping[str, Any], servers: Mapping[str, Any]) -> ToolSettings:
+    unknown = set(body) - {"enabled", "max_steps", "code_execution"}
+    if unknown:
+        raise InvalidRequest(f"config [tools]: unknown keys {sorted(unknown)}; use enabled, max_steps, code_execution")
+    mcp = {}
+    for name, spec in servers.items():
+        if not isinstance(spec, dict) or set(spec) - {"command", "url", "env", "timeout_s"}:
+            raise InvalidRequest(f"config [mcp.{name}]: give command (a list) or url, and optionally env, timeout_s")
+        command = spec.get("command", [])
+        if isinstance(command, str):
+            command = command.split()
+        if bool(command) == bool(spec.get("url")):
+            raise InvalidRequest(f"config [mcp.{name}]: give exactly one of command and url")
+        mcp[name] = McpServer(
+            name, tuple(command), spec.get("url", ""), spec.get("env"), float(spec.get("timeout_s", 60))
+        )
+    enabled = tuple(body.get("enabled", ()))
+    for kind in enabled:
+        if kind not in ("calculator", "file_search", "code_interpreter"):
+            raise InvalidRequest(f"config [tools] enabled: unknown tool {kind!r}; use calculator, file_search, "
+                                 "code_interpreter (MCP servers are turned on per request)")  # fmt: skip
+    settings = ToolSettings(enabled, int(body.get("max_steps", 4)), bool(body.get("code_execution", False)), mcp)
+    if "code_interpreter" in enabled and not settings.code_execution:
+        raise InvalidRequest("config [tools] enabled: code_interpreter needs code_execution = true")
+    if settings.max_steps < 1:
+        raise InvalidRequest("config [tools] max_steps: at least 1")
+    return settings
 
 
 def _alias(name: str, body: Any) -> Alias:

@@ -111,6 +111,7 @@ class Usage:
     completion_tokens: int
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+    tool_calls: int = 0  # calls of server-side tools, run here
 
     @property
     def total_tokens(self) -> int:
@@ -122,6 +123,7 @@ class Usage:
             self.completion_tokens + other.completion_tokens,
             self.cached_tokens + other.cached_tokens,
             self.reasoning_tokens + other.reasoning_tokens,
+            self.tool_calls + other.tool_calls,
         )
 
 
@@ -142,12 +144,30 @@ class AgentEvent:
 
 
 @dataclass(frozen=True)
+class ToolRun:
+    """A server-side tool the model called and the server ran: the call, what the
+    model read back, and the details the wire shows (`data`). `agent` is the
+    Contemplating sub-agent that made the call, if one did."""
+
+    call: ToolCall
+    kind: str  # calculator | file_search | code_interpreter | mcp | web_fetch | tool_search
+    output: str
+    error: bool = False
+    data: Mapping[str, Any] = field(default_factory=dict)
+    agent: int | None = None
+
+    @property
+    def result(self) -> Message:
+        return Message("tool", self.output, tool_call_id=self.call.id)
+
+
+@dataclass(frozen=True)
 class Done:
     finish_reason: FinishReason
     usage: Usage
 
 
-Event = TextDelta | ReasoningDelta | ToolCallEvent | AgentEvent | Done
+Event = TextDelta | ReasoningDelta | ToolCallEvent | ToolRun | AgentEvent | Done
 
 
 @dataclass
@@ -161,6 +181,7 @@ class Completion:
     progress: list[AgentEvent] = field(default_factory=list)
     tool_calls: list[ToolCall] = field(default_factory=list)
     logprobs: list[TokenLogprob] = field(default_factory=list)
+    tool_runs: list[ToolRun] = field(default_factory=list)
 
 
 async def collect(events: object) -> Completion:
@@ -170,6 +191,7 @@ async def collect(events: object) -> Completion:
     progress: list[AgentEvent] = []
     calls: list[ToolCall] = []
     logprobs: list[TokenLogprob] = []
+    runs: list[ToolRun] = []
     done: Done | None = None
     async for event in events:  # type: ignore[attr-defined]
         if isinstance(event, TextDelta):
@@ -179,6 +201,8 @@ async def collect(events: object) -> Completion:
             reasoning.append(event.text)
         elif isinstance(event, ToolCallEvent):
             calls.append(event.call)
+        elif isinstance(event, ToolRun):
+            runs.append(event)
         elif isinstance(event, AgentEvent):
             if event.kind != "agent.delta":  # live deltas only matter to a live stream
                 progress.append(event)
@@ -186,4 +210,5 @@ async def collect(events: object) -> Completion:
             done = event
     if done is None:
         raise RuntimeError("event stream ended without a Done event")
-    return Completion("".join(text), "".join(reasoning), done.finish_reason, done.usage, progress, calls, logprobs)
+    return Completion("".join(text), "".join(reasoning), done.finish_reason, done.usage, progress, calls, logprobs,
+                      runs)  # fmt: skip

@@ -10,14 +10,20 @@ from ponder.modes.base import MODES, ModeName, ModeRequest, resolve
 from ponder.modes.contemplating import contemplate
 from ponder.modes.instant import instant
 from ponder.modes.thinking import think
-from ponder.types import Event
+from ponder.modes.tools import run as with_tools
+from ponder.types import ChatRequest, Event
 
 __all__ = ["MODES", "ModeName", "ModeRequest", "resolve", "run"]
 
 
 def run(backend: Backend, req: ModeRequest) -> AsyncGenerator[Event, None]:
-    if req.mode == "instant":
-        return instant(backend, req.chat)
-    if req.mode == "thinking":
-        return think(backend, req.chat, req.budget, compression=req.compression, probe_every=req.probe_every)
-    return contemplate(backend, req)
+    """The mode's run; with server-side tools, rounds of it in the agent loop."""
+    if req.mode == "contemplating":
+        return contemplate(backend, req)  # its agents run the loop themselves
+
+    def one(chat: ChatRequest) -> AsyncGenerator[Event, None]:
+        if req.mode == "instant":
+            return instant(backend, chat)
+        return think(backend, chat, req.budget, compression=req.compression, probe_every=req.probe_every)
+
+    return with_tools(one, req.chat, req.toolbox) if req.toolbox else one(req.chat)

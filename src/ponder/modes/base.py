@@ -7,11 +7,12 @@ With neither, the configured default applies. A mode never looks at model names.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from ponder.config import EFFORT_BUDGETS, ModeSettings
 from ponder.errors import InvalidRequest, Unsupported
+from ponder.tools.base import Toolbox
 from ponder.types import ChatRequest
 
 ModeName = Literal["instant", "thinking", "contemplating"]
@@ -29,6 +30,7 @@ class ModeRequest:
     agent_budget: int = 512
     strategy: str = "auto"
     agent_timeout_s: float = 600.0
+    toolbox: Toolbox = field(default_factory=Toolbox)  # server-side tools; their functions are in chat.tools
 
 
 def resolve(
@@ -42,6 +44,7 @@ def resolve(
     agents: int | None = None,
     agent_budget: int | None = None,
     strategy: str | None = None,
+    toolbox: Toolbox | None = None,
 ) -> ModeRequest:
     if mode is not None and mode not in MODES:
         raise InvalidRequest(f"unknown mode {mode!r}: use one of {', '.join(MODES)}", param="mode")
@@ -53,9 +56,11 @@ def resolve(
     budget = requested if requested is not None else EFFORT_BUDGETS[settings.effort]
     if chosen == "thinking" and budget == 0:
         chosen = "instant"  # "think with no budget" is an instant answer
-    if chosen == "contemplating" and chat.tools and chat.tool_choice != "none":
-        raise Unsupported("tools in Contemplating mode are not supported yet; use instant or thinking",
-                          param="tools")  # fmt: skip
+    toolbox = toolbox or Toolbox()
+    client_tools = [t for t in chat.tools if t.name not in toolbox.hosted]
+    if chosen == "contemplating" and client_tools and chat.tool_choice != "none":
+        raise Unsupported("the client's own function tools are not supported in Contemplating mode (server-side "
+                          "tools are); use instant or thinking", param="tools")  # fmt: skip
     return ModeRequest(
         chat=chat,
         mode=chosen,  # type: ignore[arg-type]
@@ -66,6 +71,7 @@ def resolve(
         agent_budget=agent_budget or requested or EFFORT_BUDGETS[settings.agent_effort],
         strategy=strategy or settings.strategy,
         agent_timeout_s=settings.agent_timeout_s,
+        toolbox=toolbox,
     )
 
 

@@ -17,6 +17,7 @@ from ponder.errors import InvalidRequest, ModelNotFound, NotFound, PonderError
 from ponder.server.chat import router as chat_router
 from ponder.server.responses import router as responses_router
 from ponder.store import Store
+from ponder.tools import ToolHost
 
 
 def create_app(registry: Registry, preload: str | None = None, store: Store | None = None) -> FastAPI:
@@ -33,12 +34,14 @@ def create_app(registry: Registry, preload: str | None = None, store: Store | No
             if load is not None:
                 await load()
         yield
+        await app.state.tools.close()
         await registry.close()
         store.close()
 
     app = FastAPI(title="Ponder", version=ponder.__version__, lifespan=lifespan)
     app.state.registry = registry
     app.state.store = store
+    app.state.tools = ToolHost(registry.settings)
     app.include_router(chat_router)
     app.include_router(responses_router)
 

@@ -17,6 +17,7 @@ from ponder.errors import PonderError
 from ponder.modes import ModeRequest
 from ponder.server.encode import ChunkEncoder, completion_json
 from ponder.server.protocol import ChatCompletionRequest, Contemplation
+from ponder.tools import Toolbox
 from ponder.types import ChatRequest, Event, collect
 
 router = APIRouter()
@@ -26,7 +27,8 @@ T = TypeVar("T")
 @router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> JSONResponse | StreamingResponse:
     registry: Registry = request.app.state.registry
-    mode = _mode_request(body, registry)
+    box = await request.app.state.tools.toolbox(body.hosted_tools())
+    mode = _mode_request(body, registry, box)
     backend = await registry.get(body.model)
     backend.check(mode.chat)
     # n > 1: n runs of the mode at once (the batched engine decodes them together),
@@ -105,9 +107,9 @@ async def _interleave(streams: list[AsyncGenerator[Event, None]]) -> AsyncGenera
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def _mode_request(body: ChatCompletionRequest, registry: Registry) -> ModeRequest:
-    return mode_request(registry, body.to_internal(), body.model, body.mode, body.reasoning_effort,
-                        body.thinking_budget, body.thought_compression, body.contemplation)  # fmt: skip
+def _mode_request(body: ChatCompletionRequest, registry: Registry, box: Toolbox) -> ModeRequest:
+    return mode_request(registry, body.to_internal(box.specs), body.model, body.mode, body.reasoning_effort,
+                        body.thinking_budget, body.thought_compression, body.contemplation, box)  # fmt: skip
 
 
 def mode_request(
@@ -119,6 +121,7 @@ def mode_request(
     budget: int | None,
     compression: bool | None,
     contemplation: Contemplation | None,
+    toolbox: Toolbox | None = None,
 ) -> ModeRequest:
     """A request's mode fields (either API's), with the model alias's defaults, resolved."""
     c = contemplation
@@ -133,6 +136,7 @@ def mode_request(
         agents=c.agents if c else None,
         agent_budget=c.agent_budget if c else None,
         strategy=c.strategy if c else None,
+        toolbox=toolbox,
     )
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from ponder.errors import PonderError
 from ponder.formats import toolcalls
+from ponder.tools import knowledge
 from ponder.types import (
     NO_USAGE,
     AgentEvent,
@@ -19,18 +21,20 @@ from ponder.types import (
     TextDelta,
     TokenLogprob,
     ToolCallEvent,
+    ToolRun,
     Usage,
 )
 
 
 def usage_json(u: Usage) -> dict[str, Any]:
-    return {
+    out = {
         "prompt_tokens": u.prompt_tokens,
         "completion_tokens": u.completion_tokens,
         "total_tokens": u.total_tokens,
         "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
         "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
     }
+    return out | ({"tool_calls": u.tool_calls} if u.tool_calls else {})
 
 
 def _finish(reason: str) -> str:
@@ -50,13 +54,17 @@ def completion_json(model: str, completions: list[Completion], mode: str, logpro
         message: dict[str, Any] = {"role": "assistant", "content": c.text, "refusal": None}
         if c.reasoning:
             message["reasoning_content"] = message["reasoning"] = c.reasoning
+        cited = citations(c.text, c.tool_runs)
+        if cited:
+            message["annotations"] = cited
         if c.tool_calls:
             message["tool_calls"] = [toolcalls.call_json(call) for call in c.tool_calls]
             message["content"] = c.text if c.text.strip() else None  # whitespace before the calls is no content
         lps = {"content": [logprob_json(lp) for lp in c.logprobs], "refusal": None} if logprobs else None
         choices.append({"index": i, "message": message, "finish_reason": _finish(c.finish_reason), "logprobs": lps})
-    progress = [{**progress_json(e), **({"choice": i} if len(completions) > 1 else {})}
-                for i, c in enumerate(completions) for e in c.progress]  # fmt: skip
+    choice = (lambda i: {"choice": i}) if len(completions) > 1 else (lambda i: {})
+    progress = [{**progress_json(e), **choice(i)} for i, c in enumerate(completions) for e in c.progress]
+    progress += [{**run_json(r), **choice(i)} for i, c in enumerate(completions) for r in c.tool_runs]
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
         "object": "chat.completion",
@@ -77,6 +85,26 @@ def progress_json(e: AgentEvent) -> dict[str, Any]:
     return {**out, **e.data}
 
 
+def run_json(r: ToolRun) -> dict[str, Any]:
+    """A server-side tool call in Ponder's progress extension (both APIs)."""
+    out: dict[str, Any] = {"type": "tool.call"}
+    if r.agent is not None:
+        out["agent"] = r.agent
+    out |= {"tool": r.kind, "name": r.call.name, "arguments": r.call.arguments, "output": r.output, "error": r.error}
+    if r.data.get("label"):
+        out["server_label"] = r.data["label"]
+    if r.kind == "file_search":
+        out["results"] = list(r.data.get("results", ()))
+    return out
+
+
+def citations(text: str, runs: Sequence[ToolRun]) -> list[dict[str, Any]]:
+    """The passages of the file searches in `runs` that `text` used."""
+    used = [p for r in runs if r.kind == "file_search" for p in r.data.get("results", ())]
+    asked = " ".join(q for r in runs for q in r.data.get("queries", ()))
+    return knowledge.cite(text, used, asked) if used else []
+
+
 class ChunkEncoder:
     """Turns one request's events into SSE `data:` lines, in order. With n > 1 the
     events of all choices come interleaved, each with its choice's index."""
@@ -91,6 +119,8 @@ class ChunkEncoder:
         self._usage = NO_USAGE
         self._n = n
         self._calls = [0] * n  # tool calls streamed so far, per choice
+        self._text = [""] * n  # answer text so far, per choice (for citations)
+        self._runs: list[list[ToolRun]] = [[] for _ in range(n)]
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None, ext: dict[str, Any] | None = None,
                index: int = 0, logprobs: dict[str, Any] | None = None) -> str:  # fmt: skip
@@ -114,6 +144,7 @@ class ChunkEncoder:
 
     def event(self, index: int, event: Event) -> str:
         if isinstance(event, TextDelta):
+            self._text[index] += event.text
             lps = {"content": [logprob_json(lp) for lp in event.logprobs]} if event.logprobs else None
             return self._chunk({"content": event.text}, index=index, logprobs=lps)
         if isinstance(event, ReasoningDelta):
@@ -123,8 +154,14 @@ class ChunkEncoder:
             return self._chunk({"tool_calls": [toolcalls.call_json(event.call, self._calls[index] - 1)]}, index=index)
         if isinstance(event, AgentEvent):  # an empty delta to plain clients; progress to ours
             return self._chunk({}, ext=progress_json(event), index=index)
+        if isinstance(event, ToolRun):
+            if event.agent is None:
+                self._runs[index].append(event)
+            return self._chunk({}, ext=run_json(event), index=index)
         if isinstance(event, Done):
-            out = self._chunk({}, _finish(event.finish_reason), index=index)
+            cited = citations(self._text[index], self._runs[index])
+            out = self._chunk({}, ext={"type": "citations", "annotations": cited}, index=index) if cited else ""
+            out += self._chunk({}, _finish(event.finish_reason), index=index)
             self._usage += event.usage
             self._open -= 1
             if self._open:  # other choices are still going

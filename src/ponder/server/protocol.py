@@ -67,6 +67,13 @@ class ToolDef(BaseModel):
     function: FunctionDef
 
 
+class HostedToolDef(BaseModel):
+    """A server-side tool (`ponder.tools`): {"type": "calculator"}, {"type": "file_search"}, …"""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+    type: Literal["calculator", "file_search", "code_interpreter", "mcp"]
+
+
 class ToolName(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow")
     name: str
@@ -113,14 +120,18 @@ class ChatCompletionRequest(BaseModel):
     thinking_budget: int | None = Field(default=None, ge=0)
     thought_compression: bool | None = None
     contemplation: Contemplation | None = None
-    tools: list[ToolDef] | None = None
+    tools: list[ToolDef | HostedToolDef] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
     response_format: dict[str, Any] | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
 
-    def to_internal(self) -> ChatRequest:
+    def hosted_tools(self) -> list[tuple[int, dict[str, Any]]]:
+        return [(i, t.model_dump()) for i, t in enumerate(self.tools or []) if isinstance(t, HostedToolDef)]
+
+    def to_internal(self, hosted: tuple[Tool, ...] = ()) -> ChatRequest:
+        """The request, with the functions of its server-side tools (`hosted`) offered beside its own."""
         self._refuse_unsupported()
         stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
         params = SamplingParams(
@@ -136,7 +147,7 @@ class ChatCompletionRequest(BaseModel):
         )
         messages = tuple(_message(i, m) for i, m in enumerate(self.messages))
         tools = tuple(tool_def(i, t.function.name, t.function.description, t.function.parameters)
-                      for i, t in enumerate(self.tools or []))  # fmt: skip
+                      for i, t in enumerate(self.tools or []) if isinstance(t, ToolDef)) + hosted  # fmt: skip
         choice, name = tool_choice(self.tool_choice, tools)
         return ChatRequest(model=self.model, messages=messages, params=params, tools=tools, tool_choice=choice,
                            tool_name=name, parallel_tool_calls=self.parallel_tool_calls is not False)  # fmt: skip

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
+from dataclasses import replace
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from ponder import modes
 from ponder.backends.registry import Registry
 from ponder.errors import NotFound, PonderError
 from ponder.modes import ModeRequest
@@ -23,6 +25,8 @@ from ponder.server.responses_wire import (
     ResponsesRequest,
     TokenCountRequest,
     build,
+    function_tools,
+    hosted_entries,
     input_items,
     message_json,
     message_of,
@@ -30,6 +34,7 @@ from ponder.server.responses_wire import (
     tools_of,
 )
 from ponder.store import Store, StoredResponse
+from ponder.tools import Toolbox
 from ponder.types import ChatRequest, Message, SamplingParams
 
 router = APIRouter()
@@ -44,13 +49,17 @@ async def create_response(body: ResponsesRequest, request: Request) -> JSONRespo
     params = SamplingParams(max_tokens=body.max_output_tokens, temperature=body.temperature, top_p=body.top_p,
                             seed=body.seed, response_format=body.response_format())  # fmt: skip
     messages = _instructions(body.instructions) + history + messages_of(items)
-    tools, choice, forced = tools_of(body, messages)
-    chat = ChatRequest(body.model, tuple(messages), params, tools=tools.prompt_tools(), tool_choice=choice,
+    box = await request.app.state.tools.toolbox(hosted_entries(body.tools))
+    tools, choice, forced = tools_of(body, messages, box.specs)
+    if tools.execution == "server":  # the search runs here, in the same loop as the other server-side tools
+        box = replace(box, hosted={**box.hosted, tool_search.SEARCH: tool_search.hosted(tools)})
+    offered = tools.prompt_tools() + tuple(t for t in box.specs if t.name != tool_search.SEARCH)
+    chat = ChatRequest(body.model, tuple(messages), params, tools=offered, tool_choice=choice,
                        tool_name=forced, parallel_tool_calls=body.parallel_tool_calls is not False)  # fmt: skip
-    mode = _mode_request(body, chat, registry)
+    mode = _mode_request(body, chat, registry, box)
     backend = await registry.get(body.model)
     backend.check(chat)
-    events: AsyncGenerator[Item, None] = tool_search.run(backend, mode, tools)
+    events: AsyncGenerator[Item, None] = modes.run(backend, mode)
     if body.reasoning and body.reasoning.summary:
         events = with_summary(events, backend, chat, body.reasoning.summary)
     keep = _Keeper(store, body, items, history)
@@ -109,9 +118,10 @@ async def count_input_tokens(body: TokenCountRequest, request: Request) -> dict[
     history = await _history(request.app.state.store, body.previous_response_id)
     items = input_items(body.input) if body.input else []
     messages = _instructions(body.instructions) + history + messages_of(items)
-    tools = tool_search.tool_set(body.tools or []).loaded_by(messages)
+    tools = tool_search.tool_set(function_tools(body.tools)).loaded_by(messages)
+    box = await request.app.state.tools.toolbox(hosted_entries(body.tools))
     backend = await registry.get(body.model or registry.settings.default_model)
-    count = await backend.count_tokens(messages, tools.prompt_tools())
+    count = await backend.count_tokens(messages, tools.prompt_tools() + box.specs)
     return {"object": "response.input_tokens", "input_tokens": count}
 
 
@@ -142,10 +152,10 @@ def _not_found(response_id: str) -> NotFound:
     return NotFound(f"Response with id '{response_id}' not found.", param="response_id")
 
 
-def _mode_request(body: ResponsesRequest, chat: ChatRequest, registry: Registry) -> ModeRequest:
+def _mode_request(body: ResponsesRequest, chat: ChatRequest, registry: Registry, box: Toolbox) -> ModeRequest:
     effort = body.reasoning.effort if body.reasoning else None
     return mode_request(registry, chat, body.model, body.mode, effort, body.thinking_budget, body.thought_compression,
-                        body.contemplation)  # fmt: skip
+                        body.contemplation, box)  # fmt: skip
 
 
 class _Keeper:
@@ -159,8 +169,8 @@ class _Keeper:
         if not self.body.store:
             return
         turns = [*self.history, *messages_of(self.items)]
-        for search in builder.searches:  # searches run here: the model's call and what it read back
-            turns += [Message("assistant", "", tool_calls=(search.call,)), search.result]
+        for run in builder.runs:  # tools run here: the model's call and what it read back
+            turns += [Message("assistant", "", tool_calls=(run.call,)), run.result]
         if builder.status != "failed":
             turns.append(Message("assistant", builder.text, tool_calls=tuple(builder.calls)))
         history = [message_json(m) for m in turns]

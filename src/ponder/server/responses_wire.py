@@ -20,8 +20,9 @@ from ponder.errors import InvalidRequest, Unsupported, invalid_value
 from ponder.formats import structured
 from ponder.modes.summary import SummaryDelta
 from ponder.server import tool_search
-from ponder.server.encode import progress_json
+from ponder.server.encode import citations, progress_json, run_json
 from ponder.server.protocol import Contemplation, NamedToolChoice, ToolName, flat_tool, tool_choice
+from ponder.tools import FUNCTION_NAMES, is_hosted
 from ponder.types import (
     NO_USAGE,
     AgentEvent,
@@ -35,6 +36,7 @@ from ponder.types import (
     ToolCall,
     ToolCallEvent,
     ToolChoice,
+    ToolRun,
     Usage,
 )
 
@@ -217,18 +219,30 @@ def message_of(d: dict[str, Any]) -> Message:
     return Message(d["role"], d["content"], tool_calls=calls, tool_call_id=d.get("tool_call_id"))
 
 
-def tools_of(req: ResponsesRequest, messages: Sequence[Message]) -> tuple[tool_search.ToolSet, ToolChoice, str | None]:
+def tools_of(
+    req: ResponsesRequest, messages: Sequence[Message], hosted: tuple[Tool, ...] = ()
+) -> tuple[tool_search.ToolSet, ToolChoice, str | None]:
     """The request's tools (flat-shaped; some deferred behind tool_search, and loaded
     by searches earlier in `messages`), tool_choice and forced tool name."""
-    tools = tool_search.tool_set(req.tools or []).loaded_by(messages)
+    tools = tool_search.tool_set(function_tools(req.tools)).loaded_by(messages)
     choice: str | NamedToolChoice | None = None
     if isinstance(req.tool_choice, dict):  # {"type": "function", "name": …} flat, or {"type": "tool_search"}
-        name = tool_search.SEARCH if req.tool_choice.get("type") == tool_search.SEARCH else req.tool_choice.get("name")
+        kind = req.tool_choice.get("type")
+        name = {tool_search.SEARCH: tool_search.SEARCH, **FUNCTION_NAMES}.get(kind) or req.tool_choice.get("name")  # type: ignore[arg-type]
         choice = NamedToolChoice(type="function", function=ToolName(name=str(name)))
     else:
         choice = req.tool_choice
-    kind, name = tool_choice(choice, tools.prompt_tools())
+    kind, name = tool_choice(choice, tools.prompt_tools() + hosted)
     return tools, kind, name
+
+
+def function_tools(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """The request's tools but the server-side ones (see `ponder.tools`)."""
+    return [t for t in tools or [] if not is_hosted(t)]
+
+
+def hosted_entries(tools: list[dict[str, Any]] | None) -> list[tuple[int, dict[str, Any]]]:
+    return [(i, t) for i, t in enumerate(tools or []) if is_hosted(t)]
 
 
 def _id(prefix: str) -> str:
@@ -237,17 +251,40 @@ def _id(prefix: str) -> str:
 
 # --- the response object ---------------------------------------------------------------
 
-Item = Event | tool_search.SearchEvent | SummaryDelta  # what a Responses run yields
+Item = Event | SummaryDelta  # what a Responses run yields
 
 
 def usage_json(u: Usage) -> dict[str, Any]:
-    return {
+    out = {
         "input_tokens": u.prompt_tokens,
         "input_tokens_details": {"cached_tokens": u.cached_tokens},
         "output_tokens": u.completion_tokens,
         "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
         "total_tokens": u.total_tokens,
     }
+    return out | ({"tool_calls": u.tool_calls} if u.tool_calls else {})
+
+
+def run_item(r: ToolRun) -> dict[str, Any]:
+    """A server-side tool call as an output item of OpenAI's kind for it:
+    `file_search_call`, `code_interpreter_call`, or `mcp_call` (MCP tools, and
+    Ponder's own calculator, whose server_label is "ponder")."""
+    status = "failed" if r.error else "completed"
+    if r.kind == "file_search":
+        results = [
+            {"file_id": p["file_id"], "filename": p["filename"], "score": p["score"], "text": p["text"],
+             "attributes": {"path": p["path"], "page": p["page"]}}
+            for p in r.data.get("results", ())
+        ]  # fmt: skip
+        return {"id": _id("fs"), "type": "file_search_call", "queries": list(r.data.get("queries", ())),
+                "results": results, "status": status}  # fmt: skip
+    if r.kind == "code_interpreter":
+        outputs = list(r.data.get("outputs", ())) or [{"type": "logs", "logs": r.output}]
+        return {"id": _id("ci"), "type": "code_interpreter_call", "code": r.data.get("code", ""),
+                "container_id": "sandbox", "outputs": outputs, "status": status}  # fmt: skip
+    return {"id": _id("mcp"), "type": "mcp_call", "server_label": r.data.get("label") or "ponder",
+            "name": r.call.name, "arguments": r.call.arguments, "output": None if r.error else r.output,
+            "error": r.output if r.error else None, "status": status}  # fmt: skip
 
 
 @dataclass
@@ -265,7 +302,7 @@ class ResponseBuilder:
     error: dict[str, Any] | None = None
     finish: FinishReason = "stop"
     calls: list[ToolCall] = field(default_factory=list)
-    searches: list[tool_search.SearchEvent] = field(default_factory=list)  # run here
+    runs: list[ToolRun] = field(default_factory=list)  # server-side tool calls of the response itself
     _seq: int = 0
     _open: dict[str, Any] | None = None  # the output item being streamed
     _blank: str = ""  # leading whitespace of a message not yet begun
@@ -305,9 +342,8 @@ class ResponseBuilder:
     def event(self, event: Item) -> str:
         if isinstance(event, SummaryDelta):
             return self._summary(event.text)
-        if isinstance(event, tool_search.SearchEvent):
-            self.searches.append(event)
-            return self._close() + self._search(event.call, {"query": event.query}, "server", event.tools)
+        if isinstance(event, ToolRun):
+            return self._run(event)
         if isinstance(event, ReasoningDelta):
             return self._delta("reasoning", event.text)
         if isinstance(event, TextDelta):
@@ -323,7 +359,7 @@ class ResponseBuilder:
             self.progress.append(progress_json(event))
             return self._event("ponder.progress", progress=self.progress[-1])
         if isinstance(event, Done):
-            out = self._close()
+            out = self._cite() + self._close()
             if not any(it["type"] in ("message", "function_call", "tool_search_call") for it in self.output):
                 out += self._delta("message", "") + self._close()
             self.usage, self.finish = event.usage, event.finish_reason
@@ -375,6 +411,32 @@ class ResponseBuilder:
         self.output.append(item)
         return out + self._event("response.output_item.done", output_index=index, item=item)
 
+    def _run(self, run: ToolRun) -> str:
+        """A server-side tool call: an output item of its kind; a sub-agent's is progress."""
+        if run.agent is not None:
+            self.progress.append(run_json(run))
+            return self._event("ponder.progress", progress=self.progress[-1])
+        self.runs.append(run)
+        if run.kind == tool_search.SEARCH:
+            return self._close() + self._search(run.call, {"query": run.data.get("query", "")}, "server",
+                                                tuple(run.data.get("load", ())))  # fmt: skip
+        self._blank = ""
+        return self._close() + self._items([run_item(run)])
+
+    def _cite(self) -> str:
+        """Citations of the passages file searches found, on the message being streamed."""
+        item = self._open
+        if item is None or item["type"] != "message":
+            return ""
+        part, out = item["content"][0], ""
+        for c in citations(part["text"], self.runs):
+            note = {k: c[k] for k in ("type", "file_id", "filename", "index")}
+            part["annotations"].append(note)
+            out += self._event("response.output_text.annotation.added", item_id=item["id"],
+                               output_index=len(self.output) - 1, content_index=0,
+                               annotation_index=len(part["annotations"]) - 1, annotation=note)  # fmt: skip
+        return out
+
     def _summary(self, text: str) -> str:
         """Summary text for the reasoning item being streamed (opened if there is none)."""
         out = "" if self._open is not None and self._open["type"] == "reasoning" else self._delta("reasoning", "")
@@ -395,6 +457,11 @@ class ResponseBuilder:
         if found is not None:
             items.append({"id": _id("tso"), "type": "tool_search_output", "call_id": call.id, "execution": execution,
                           "status": "completed", "tools": [tool_search.flat_json(t) for t in found]})  # fmt: skip
+        return out + self._items(items)
+
+    def _items(self, items: list[dict[str, Any]]) -> str:
+        """Whole output items, each added and done."""
+        out = ""
         for item in items:
             index = len(self.output)
             self.output.append(item)

@@ -20,39 +20,22 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import AsyncGenerator, Iterable, Sequence
-from contextlib import aclosing
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from ponder import embeddings, modes
-from ponder.backends.base import Backend
+from ponder import embeddings
 from ponder.embeddings import Embedder
 from ponder.errors import InvalidRequest, invalid_value
-from ponder.modes import ModeRequest
 from ponder.modes.prompts import load, render
 from ponder.server.protocol import flat_tool, tool_def
-from ponder.types import NO_USAGE, Done, Event, Message, TextDelta, Tool, ToolCall, ToolCallEvent
+from ponder.tools.base import Hosted, Result
+from ponder.types import Message, Tool, ToolCall
 
 SEARCH = "tool_search"
-MAX_SEARCHES = 3  # server-side searches in one response; the last round has no search tool
 TOP_K = 5
 
 Execution = Literal["server", "client"]
-
-
-@dataclass(frozen=True)
-class SearchEvent:
-    """A search the server ran: the model's call, the tools it loaded, and the
-    result message the model read back (kept in the conversation's history)."""
-
-    call: ToolCall
-    query: str
-    tools: tuple[Tool, ...]
-
-    @property
-    def result(self) -> Message:
-        return result_message(self.call.id, [flat_json(t) for t in self.tools])
 
 
 @dataclass(frozen=True)
@@ -177,10 +160,9 @@ def arguments_of(call: ToolCall) -> Any:
         return call.arguments
 
 
-def query_of(call: ToolCall) -> str:
-    """The search words in a call: its `query`, or every string it holds when a
-    small model named the argument otherwise."""
-    args = arguments_of(call)
+def query_of(args: Any) -> str:
+    """The search words in a call's arguments: its `query`, or every string it holds
+    when a small model named the argument otherwise."""
     if isinstance(args, dict):
         if isinstance(args.get("query"), str):
             return str(args["query"])
@@ -188,60 +170,16 @@ def query_of(call: ToolCall) -> str:
     return str(args)
 
 
-async def run(backend: Backend, req: ModeRequest, tools: ToolSet) -> AsyncGenerator[Event | SearchEvent, None]:
-    """The mode's run, with server-side searches in a loop: a round whose only calls
-    are searches is answered here and the model goes on with the tools they found."""
-    if tools.execution != "server":
-        async with aclosing(modes.run(backend, req)) as events:
-            async for event in events:
-                yield event
-        return
-    total = NO_USAGE
-    chat = req.chat
-    budget = chat.params.max_tokens  # for all the rounds together
-    for step in range(MAX_SEARCHES + 1):
-        searching = step < MAX_SEARCHES
-        chat = replace(chat, tools=tools.prompt_tools(searching))
-        if not searching and chat.tool_name == SEARCH:
-            chat = replace(chat, tool_choice="auto", tool_name=None)
-        searches: list[ToolCall] = []
-        text: list[str] = []
-        client_calls = False
-        done: Done | None = None
-        async with aclosing(modes.run(backend, replace(req, chat=chat))) as events:
-            async for event in events:
-                if isinstance(event, Done):
-                    done = event
-                    continue
-                if isinstance(event, ToolCallEvent) and event.call.name == SEARCH:
-                    searches.append(event.call)
-                    continue
-                client_calls |= isinstance(event, ToolCallEvent)
-                if isinstance(event, TextDelta):
-                    text.append(event.text)
-                yield event
-        assert done is not None, "a mode's stream ends with Done"
-        total += done.usage
-        results = []
-        for call in searches:
-            query = query_of(call)
-            found = await asyncio.to_thread(lambda: tools.search(query, embeddings.shared()))  # noqa: B023
-            tools = tools.load(found)
-            search = SearchEvent(call, query, found)
-            results.append(search.result)
-            yield search
-        left = None if budget is None else budget - total.completion_tokens
-        spent = left is not None and left <= 0
-        if not searches or client_calls or done.finish_reason != "tool_calls" or spent:
-            cut = searches and not client_calls and done.finish_reason == "tool_calls"  # only `spent` ends it
-            yield Done("length" if cut else done.finish_reason, total)
-            return
-        turn = Message("assistant", "".join(text), tool_calls=tuple(searches))
-        params = chat.params if left is None else replace(chat.params, max_tokens=left)
-        chat = replace(chat, messages=(*chat.messages, turn, *results), params=params)
-        if chat.tool_name == SEARCH:  # a forced search is forced once
-            chat = replace(chat, tool_choice="auto", tool_name=None)
-    raise AssertionError("unreachable: the last round has no search tool")
+def hosted(tools: ToolSet) -> Hosted:
+    """The search, run here: it ranks the request's deferred tools and loads the best."""
+
+    async def call(args: dict[str, Any]) -> Result:
+        query = query_of(args)
+        found = await asyncio.to_thread(tools.search, query, embeddings.shared())
+        return Result(result_message("", [flat_json(t) for t in found]).content, {"query": query}, load=found)
+
+    assert tools.search_tool is not None
+    return Hosted(SEARCH, tools.search_tool, call, timeout_s=60.0)
 
 
 # --- ranking -----------------------------------------------------------------------

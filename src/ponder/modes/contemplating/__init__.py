@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
+from dataclasses import replace
 
 from ponder.backends.base import Backend
 from ponder.errors import PonderError, UpstreamError
@@ -23,7 +24,8 @@ from ponder.modes.base import ModeRequest
 from ponder.modes.contemplating.planner import AgentTask, plan, request_text
 from ponder.modes.contemplating.synthesis import AgentResult, vote, written
 from ponder.modes.thinking import Trace, think
-from ponder.types import AgentEvent, Done, Event, ReasoningDelta, TextDelta, Usage
+from ponder.modes.tools import run as with_tools
+from ponder.types import AgentEvent, ChatRequest, Done, Event, ReasoningDelta, TextDelta, ToolRun, Usage
 
 
 async def contemplate(backend: Backend, req: ModeRequest) -> AsyncGenerator[Event, None]:
@@ -39,7 +41,7 @@ async def contemplate(backend: Backend, req: ModeRequest) -> AsyncGenerator[Even
         yield event
     results.sort(key=lambda r: r.index)  # finishing order is noise; keep output deterministic
     for r in results:
-        usage += r.trace.usage
+        usage += replace(r.trace.usage, reasoning_tokens=0)
     reasoning_tokens = sum(r.trace.reasoning_tokens for r in results)
     ok = [r for r in results if r.ok]
     if not ok:
@@ -57,7 +59,7 @@ async def contemplate(backend: Backend, req: ModeRequest) -> AsyncGenerator[Even
                 usage += event.usage
             else:
                 yield event
-    yield Done("stop", Usage(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, reasoning_tokens))
+    yield Done("stop", replace(usage, reasoning_tokens=reasoning_tokens))
 
 
 async def _run_agents(
@@ -67,22 +69,36 @@ async def _run_agents(
 
     async def agent(task: AgentTask) -> None:
         trace, error = Trace(), None
-        queue.put_nowait(AgentEvent("agent.start", task.index, {"title": task.title}))
+        rounds: list[Trace] = []  # one per round of the tool loop
+        box = req.toolbox if task.tools is None else req.toolbox.only(set(task.tools))
+        chat = task.chat if task.tools is None else _offer(task.chat, req, set(box.hosted))
+
+        def one(chat: ChatRequest) -> AsyncGenerator[Event, None]:
+            rounds.append(Trace())
+            return think(backend, chat, req.agent_budget, compression=req.compression, probe_every=req.probe_every,
+                         trace=rounds[-1])  # fmt: skip
+
+        start = {"title": task.title, **({"tools": list(box.hosted)} if box else {})}
+        queue.put_nowait(AgentEvent("agent.start", task.index, start))
         try:
             async with asyncio.timeout(req.agent_timeout_s):
-                stream = think(backend, task.chat, req.agent_budget, compression=req.compression,
-                               probe_every=req.probe_every, trace=trace)  # fmt: skip
+                stream = with_tools(one, chat, box, agent=task.index) if box else one(chat)
                 async with aclosing(stream) as events:
                     async for event in events:
                         if isinstance(event, ReasoningDelta):
                             queue.put_nowait(AgentEvent("agent.delta", task.index, {"reasoning": event.text}))
                         elif isinstance(event, TextDelta):
                             queue.put_nowait(AgentEvent("agent.delta", task.index, {"text": event.text}))
+                        elif isinstance(event, ToolRun):
+                            queue.put_nowait(event)
+                        elif isinstance(event, Done):
+                            trace.usage = event.usage
         except TimeoutError:
             error = f"timed out after {req.agent_timeout_s:g}s"
         except PonderError as e:  # a model or engine failure: record it, the others go on
             error = e.message
         finally:
+            _merge(trace, rounds)
             result = AgentResult(task.index, task.title, trace, error)
             results.append(result)
             queue.put_nowait(result)  # also tells the loop below this agent is finished
@@ -103,6 +119,24 @@ async def _run_agents(
     finally:
         for t in running:
             t.cancel()
+
+
+def _merge(trace: Trace, rounds: list[Trace]) -> None:
+    """An agent's rounds (one without tools) as one trace: all the reasoning, the
+    last round's answer, and the loop's usage (set from its Done) or the rounds'."""
+    if not rounds:
+        return
+    trace.reasoning = "\n\n".join(r.reasoning.strip() for r in rounds if r.reasoning.strip())
+    trace.reasoning_tokens = sum(r.reasoning_tokens for r in rounds)
+    trace.answer, trace.forced, trace.probes = rounds[-1].answer, rounds[-1].forced, rounds[-1].probes
+    if trace.usage == Usage(0, 0):  # the run ended before its Done (a timeout, a failure)
+        trace.usage = sum((r.usage for r in rounds), Usage(0, 0))
+
+
+def _offer(chat: ChatRequest, req: ModeRequest, names: set[str]) -> ChatRequest:
+    """A sub-task's request with only the server-side tools the planner gave it."""
+    keep = [t for t in chat.tools if t.name not in req.toolbox.hosted or t.name in names]
+    return replace(chat, tools=tuple(keep))
 
 
 def _outcome(r: AgentResult) -> dict[str, object]:

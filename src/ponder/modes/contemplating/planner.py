@@ -28,6 +28,7 @@ class AgentTask:
     index: int
     title: str
     chat: ChatRequest
+    tools: tuple[str, ...] | None = None  # the server-side tools it may use; None: all of them
 
 
 @dataclass(frozen=True)
@@ -59,9 +60,8 @@ async def plan(backend: Backend, req: ModeRequest) -> Plan:
     parts, usage = await _ask_model(backend, req, text)
     if len(parts) < 2:
         return replace(attempts(req, "the planner found no separate parts"), usage=usage)
-    return Plan(
-        "subtasks", tuple(_subtask(req, i, p, text) for i, p in enumerate(parts)), "the planner split it", usage
-    )
+    return Plan("subtasks", tuple(_subtask(req, i, task, text, tools) for i, (task, tools) in enumerate(parts)),
+                "the planner split it", usage)  # fmt: skip
 
 
 def attempts(req: ModeRequest, reason: str) -> Plan:
@@ -80,25 +80,30 @@ def attempts(req: ModeRequest, reason: str) -> Plan:
     return Plan("attempts", tuple(tasks), reason)
 
 
-def _subtask(req: ModeRequest, index: int, task: str, whole: str) -> AgentTask:
+def _subtask(req: ModeRequest, index: int, task: str, whole: str, tools: tuple[str, ...] | None) -> AgentTask:
     prompts = load("contemplating")["subtask"]
     system = [m for m in req.chat.messages if m.role in ("system", "developer")]
     user = Message("user", render(prompts["user"], request=whole, task=task))
     chat = with_system(replace(req.chat, messages=(*system, user)), prompts["system"])
-    return AgentTask(index, task, chat)
+    return AgentTask(index, task, chat, tools)
 
 
-async def _ask_model(backend: Backend, req: ModeRequest, text: str) -> tuple[list[str], Usage]:
+Part = tuple[str, tuple[str, ...] | None]  # a sub-task, and the tools the planner gave it (None: all)
+
+
+async def _ask_model(backend: Backend, req: ModeRequest, text: str) -> tuple[list[Part], Usage]:
     prompts = load("contemplating")["planner"]
-    messages = (Message("system", prompts["system"]),
-                Message("user", render(prompts["user"], request=text, max_agents=req.agents)))  # fmt: skip
+    tools = req.toolbox.specs
+    user = render(prompts["user"], request=text, max_agents=req.agents, tools=tools)
+    messages = (Message("system", prompts["system"]), Message("user", user))
     chat = ChatRequest(req.chat.model, messages, SamplingParams(max_tokens=400, temperature=0.0))
     done = await collect(backend.stream(chat))
-    return parse_plan(done.text, req.agents), done.usage
+    return parse_plan(done.text, req.agents, {t.name for t in tools}), done.usage
 
 
-def parse_plan(text: str, max_parts: int) -> list[str]:
-    """The sub-tasks in a planner reply, or [] when it chose attempts or is unreadable."""
+def parse_plan(text: str, max_parts: int, tools: set[str] | frozenset[str] = frozenset()) -> list[Part]:
+    """The sub-tasks in a planner reply, each with the tools assigned to it (only
+    names among `tools`), or [] when it chose attempts or is unreadable."""
     start, end = text.find("{"), text.rfind("}")
     if start < 0 or end <= start:
         return []
@@ -108,5 +113,16 @@ def parse_plan(text: str, max_parts: int) -> list[str]:
         return []
     if not isinstance(data, dict) or data.get("strategy") != "subtasks":
         return []
-    parts = [p.strip() for p in data.get("subtasks") or [] if isinstance(p, str) and p.strip()]
+    parts: list[Part] = []
+    for p in data.get("subtasks") or []:
+        if isinstance(p, dict) and isinstance(p.get("task"), str):
+            named = p.get("tools")
+            assigned = tuple(n for n in named if n in tools) if isinstance(named, list) else None
+            p = (p["task"], assigned)
+        elif isinstance(p, str):
+            p = (p, None)
+        else:
+            continue
+        if p[0].strip():
+            parts.append((p[0].strip(), p[1]))
     return parts[:max_parts]

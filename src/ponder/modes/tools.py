@@ -1,0 +1,111 @@
+"""The agent loop: a mode's run, with the server's own tools called in between.
+
+Each round is one run of the mode (Instant or Thinking) with the tools on offer.
+A round whose calls are all hosted tools is answered here: each call runs, with its
+own timeout, and the model reads the results in the next round. A tool that fails
+gives the model an error message as its result, never a failed request. The loop
+ends when the model answers, calls a client's tool (returned to the client as
+usual, after the hosted calls of that round have run), runs out of
+`max_output_tokens`, or reaches `max_steps`; the last round is offered no hosted
+tools, so it must answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
+from dataclasses import replace
+
+from ponder.tools.base import Hosted, Toolbox, ToolFailed, arguments
+from ponder.types import (
+    NO_USAGE,
+    ChatRequest,
+    Done,
+    Event,
+    Message,
+    TextDelta,
+    Tool,
+    ToolCall,
+    ToolCallEvent,
+    ToolRun,
+    Usage,
+)
+
+Runner = Callable[[ChatRequest], AsyncGenerator[Event, None]]
+
+
+async def run(runner: Runner, chat: ChatRequest, box: Toolbox, agent: int | None = None) -> AsyncGenerator[Event, None]:
+    """`runner` runs one round of the mode on a request; `chat.tools` holds the hosted
+    tools' functions beside the client's."""
+    total = NO_USAGE
+    budget = chat.params.max_tokens  # for all the rounds together
+    for step in range(box.max_steps + 1):
+        hosting = step < box.max_steps
+        offered = chat if hosting else _without(chat, box)
+        calls: list[ToolCall] = []
+        text: list[str] = []
+        client_calls = False
+        done: Done | None = None
+        async with aclosing(runner(offered)) as events:
+            async for event in events:
+                if isinstance(event, Done):
+                    done = event
+                    continue
+                if isinstance(event, ToolCallEvent) and hosting and event.call.name in box.hosted:
+                    calls.append(event.call)
+                    continue
+                client_calls |= isinstance(event, ToolCallEvent)
+                if isinstance(event, TextDelta):
+                    text.append(event.text)
+                yield event
+        assert done is not None, "a mode's stream ends with Done"
+        total += done.usage
+        runs = await asyncio.gather(*(execute(box.hosted[c.name], c, agent) for c in calls))
+        for r in runs:
+            yield r
+        loaded = tuple(t for r in runs for t in r.data.get("load", ()))
+        total += Usage(0, 0, tool_calls=len(runs))
+        left = None if budget is None else budget - total.completion_tokens
+        spent = left is not None and left <= 0
+        if not calls or client_calls or done.finish_reason != "tool_calls" or spent:
+            cut = calls and not client_calls and done.finish_reason == "tool_calls"  # only `spent` ends it
+            yield Done("length" if cut else done.finish_reason, total)
+            return
+        turn = Message("assistant", "".join(text), tool_calls=tuple(calls))
+        params = chat.params if left is None else replace(chat.params, max_tokens=left)
+        chat = replace(chat, messages=(*chat.messages, turn, *(r.result for r in runs)), params=params,
+                       tools=_with(chat.tools, loaded, box))  # fmt: skip
+        if chat.tool_name in box.hosted:  # a forced hosted call is forced once
+            chat = replace(chat, tool_choice="auto", tool_name=None)
+    raise AssertionError("unreachable: the last round offers no hosted tools")
+
+
+async def execute(tool: Hosted, call: ToolCall, agent: int | None = None) -> ToolRun:
+    """Run one call; a failure, a timeout or a bad argument is the model's to read."""
+    try:
+        async with asyncio.timeout(tool.timeout_s):
+            result = await tool.call(arguments(call.arguments))
+    except ToolFailed as e:
+        return ToolRun(call, tool.kind, f"Error: {e}", True, {"label": tool.label}, agent)
+    except TimeoutError:
+        return ToolRun(call, tool.kind, f"Error: the tool took longer than {tool.timeout_s:g}s and was stopped",
+                       True, {"label": tool.label}, agent)  # fmt: skip
+    data = {**result.data, "label": tool.label, **({"load": result.load} if result.load else {})}
+    return ToolRun(call, tool.kind, result.text, False, data, agent)
+
+
+def _without(chat: ChatRequest, box: Toolbox) -> ChatRequest:
+    """The request with no hosted tool on offer (and none forced)."""
+    chat = replace(chat, tools=tuple(t for t in chat.tools if t.name not in box.hosted))
+    if chat.tool_name in box.hosted:
+        chat = replace(chat, tool_choice="auto", tool_name=None)
+    return chat
+
+
+def _with(tools: tuple[Tool, ...], loaded: tuple[Tool, ...], box: Toolbox) -> tuple[Tool, ...]:
+    """The tools with those a search loaded, after the client's and before the hosted ones."""
+    have = {t.name for t in tools}
+    new = tuple({t.name: t for t in loaded if t.name not in have}.values())
+    own = tuple(t for t in tools if t.name not in box.hosted)
+    return own + new + tuple(t for t in tools if t.name in box.hosted)

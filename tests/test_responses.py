@@ -207,7 +207,7 @@ BAD = [
     ({"input": [{"type": "web_search_call", "id": "ws_1"}]}, 400, "input.0.type"),
     ({"input": [{"type": "function_call_output", "output": "x"}]}, 400, "input.0.call_id"),
     ({"input": "hi", "tools": [{"type": "web_search"}]}, 400, "tools.0.type"),
-    ({"input": "hi", "tools": [{"type": "file_search", "vector_store_ids": ["nope"]}]}, 400, "tools.0.vector_store_ids"),
+    ({"input": "hi", "tools": [{"type": "file_search", "vector_store_ids": ["x"]}]}, 400, "tools.0.vector_store_ids"),
     ({"input": "hi", "tools": [{"type": "code_interpreter"}]}, 400, "tools.0.type"),
     ({"input": "hi", "tools": [{"type": "mcp", "server_label": "nope"}]}, 400, "tools.0.server_label"),
     ({"input": "hi", "tools": [{"type": "function", "name": "no spaces"}]}, 400, "tools.0.name"),

@@ -5,6 +5,10 @@ accuracy, mean reasoning tokens, mean other generated tokens (the answer, plus a
 probes, plan or synthesis), and mean latency per item. Greedy decoding for the
 single-chain modes; Contemplating's attempts sample at their own temperatures with
 seeds derived from `--seed`, so a run can be repeated.
+
+`--tools` adds, for each mode, the same mode with the code tool on ("instant+code"):
+the model may run Python in the sandbox (`ponder.tools.sandbox`) and read what it
+printed before it answers.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from ponder.backends.base import Backend
 from ponder.config import Settings
 from ponder.errors import PonderError
 from ponder.evals import gsm8k
+from ponder.tools import Toolbox, sandbox
 from ponder.types import NO_USAGE, ChatRequest, Completion, Message, SamplingParams, collect
 
 ANSWER_TOKENS = 512  # a cap on each answer, so a looping model cannot stall the run
@@ -32,6 +37,11 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "thinking-nocompress": {"mode": "thinking", "compression": False},
     "contemplating": {"mode": "contemplating"},
 }
+CODE = "+code"  # a config name's suffix: the code tool on
+
+
+def known(name: str) -> bool:
+    return name.removesuffix(CODE) in CONFIGS
 
 
 @dataclass
@@ -44,6 +54,7 @@ class Row:
     reasoning_tokens: int
     completion_tokens: int
     latency_s: float
+    tool_calls: int = 0
 
 
 async def run(
@@ -67,12 +78,15 @@ async def run(
         for n, item in enumerate(items, start=1):
             if (name, item.id) in saved:
                 continue
+            box = Toolbox({sandbox.NAME: sandbox.hosted()}, settings.tools.max_steps) if name.endswith(CODE) else None
             chat = ChatRequest(
                 model,
                 (Message("user", item.question),),
                 SamplingParams(max_tokens=ANSWER_TOKENS, temperature=0.0, seed=seed),
+                tools=box.specs if box else (),
             )
-            req = modes.resolve(chat, settings.modes, effort=effort, agents=agents, **CONFIGS[name])
+            fields = CONFIGS[name.removesuffix(CODE)]
+            req = modes.resolve(chat, settings.modes, effort=effort, agents=agents, toolbox=box, **fields)
             t0 = time.perf_counter()
             try:
                 done = await collect(modes.run(backend, req))
@@ -80,7 +94,8 @@ async def run(
                 print(f"[{name}] {item.id} failed: {e.message}", file=sys.stderr, flush=True)
                 done = Completion(f"error: {e.message}", "", "stop", NO_USAGE)
             row = Row(name, item.id, gsm8k.is_correct(done.text, item.expected), item.expected, done.text.strip(),
-                      done.usage.reasoning_tokens, done.usage.completion_tokens, time.perf_counter() - t0)  # fmt: skip
+                      done.usage.reasoning_tokens, done.usage.completion_tokens, time.perf_counter() - t0,
+                      done.usage.tool_calls)  # fmt: skip
             rows.append(row)
             right += row.correct
             if json_out:
@@ -102,16 +117,18 @@ def summarise(rows: list[Row]) -> list[dict[str, Any]]:
             "mean_reasoning_tokens": statistics.mean(r.reasoning_tokens for r in mine),
             "mean_other_tokens": statistics.mean(r.completion_tokens - r.reasoning_tokens for r in mine),
             "mean_latency_s": statistics.mean(r.latency_s for r in mine),
+            "mean_tool_calls": statistics.mean(r.tool_calls for r in mine),
         })  # fmt: skip
     return out
 
 
 def table(summary: list[dict[str, Any]]) -> str:
     head = f"{'mode':<22}{'items':>6}{'accuracy':>10}{'reasoning tok':>15}{'other tok':>11}{'latency s':>11}"
-    lines = [head]
+    lines = [head + f"{'tool calls':>12}"]
     for s in summary:
         lines.append(f"{s['config']:<22}{s['items']:>6}{s['accuracy']:>10.1%}{s['mean_reasoning_tokens']:>15.0f}"
-                     f"{s['mean_other_tokens']:>11.0f}{s['mean_latency_s']:>11.1f}")  # fmt: skip
+                     f"{s['mean_other_tokens']:>11.0f}{s['mean_latency_s']:>11.1f}"
+                     f"{s.get('mean_tool_calls', 0):>12.2f}")  # fmt: skip
     return "\n".join(lines)
 
 

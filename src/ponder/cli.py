@@ -64,6 +64,26 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
+    from ponder.tools import knowledge
+
+    index = knowledge.Index(settings.data_dir / "knowledge.db")
+    try:
+        for path in args.paths:
+            if not path.exists():
+                print(f"ponder index: {path}: no such file or directory", file=sys.stderr)
+                return 1
+            r = index.add(path, args.collection, progress=lambda line: print(line, file=sys.stderr))
+            print(f"{path}: {r.added} files indexed ({r.passages} passages), {r.unchanged} unchanged")
+            for why in r.skipped:
+                print(f"  skipped {why}", file=sys.stderr)
+        counts = ", ".join(f"{name}: {n} files" for name, n in sorted(index.collections().items()))
+        print(f"index {index.path}: {counts}")
+    finally:
+        index.close()
+    return 0
+
+
 def cmd_rm(args: argparse.Namespace, settings: Settings) -> int:
     path = _store(settings).remove(args.name)
     print(f"removed {args.name} ({path})")
@@ -122,7 +142,9 @@ def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_bench_modes(args: argparse.Namespace, settings: Settings) -> int:
     from ponder import bench_modes
 
-    unknown = set(args.modes) - set(bench_modes.CONFIGS)
+    if args.tools:
+        args.modes = [m for name in args.modes for m in (name, name + bench_modes.CODE)]
+    unknown = {m for m in args.modes if not bench_modes.known(m)}
     if unknown:
         print(f"ponder bench modes: unknown mode config(s) {sorted(unknown)}; use {list(bench_modes.CONFIGS)}")
         return 2
@@ -255,6 +277,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=1234)
     c.add_argument("--json", type=Path, help="write per-item results and the summary here")
     c.add_argument("--plot", type=Path, help="write a PNG of accuracy against tokens per mode")
+    c.add_argument("--tools", action="store_true", help="run each mode with the code tool off and on "
+                   "(NAME+code; a mode may also be named so in --modes)")  # fmt: skip
     c.set_defaults(func=cmd_bench_modes)
 
     c = b.add_parser("tools", help="tool-calling accuracy on BFCL v4, through the server",
@@ -272,6 +296,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     c.add_argument("name", help="catalogue name (see `ponder models`) or hf:OWNER/REPO/FILE.gguf")
     c.set_defaults(func=cmd_pull)
+    c = sub.add_parser("index", help="index documents for knowledge search (the file_search tool)",
+                       description="index documents for knowledge search (the file_search tool); a changed file "
+                       "is indexed again, an unchanged one skipped")  # fmt: skip
+    c.add_argument("paths", nargs="+", type=Path, help="files or directories")
+    c.add_argument("--collection", default="default", help="the collection to add to (file_search's "
+                   "vector_store_ids name it; default: default)")  # fmt: skip
+    c.set_defaults(func=cmd_index)
     c = sub.add_parser("models", help="list models: catalogue, pulled, configured")
     c.set_defaults(func=cmd_models)
     c = sub.add_parser("rm", help="delete a pulled model")

@@ -6,9 +6,11 @@ scripted backend here; test_e2e_tools.py runs the tiny real model."""
 from __future__ import annotations
 
 import asyncio
+import http.server
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -25,7 +27,7 @@ from ponder.models import ModelStore
 from ponder.modes.tools import execute
 from ponder.server.app import create_app
 from ponder.store import Store
-from ponder.tools import Hosted, Result, ToolFailed, knowledge, sandbox
+from ponder.tools import Hosted, Result, ToolFailed, fetch, knowledge, sandbox
 from ponder.tools.calculator import evaluate
 from ponder.tools.mcp import Pool
 from ponder.types import Tool, ToolCall
@@ -385,3 +387,78 @@ async def test_contemplating_sub_agents_use_the_tools_the_planner_gave_them(
     assert runs and runs[0]["agent"] == 0 and runs[0]["output"] == "1591"
     first_done = next(i for i, e in enumerate(ext) if e["type"] == "agent.done" and e["agent"] == 0)
     assert ext.index(runs[0]) < first_done  # live: the call shows before its agent finishes
+
+
+# --- URL fetch -----------------------------------------------------------------------
+
+
+class _Site(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        pages = {
+            "/page": (200, "text/html", b"<html><head><title>Boilers</title><style>p{}</style></head>"
+                      b"<body><p>The boiler is serviced in <b>March</b>.</p><script>x()</script></body></html>"),
+            "/away": (302, "text/plain", b""),
+            "/home": (302, "text/plain", b""),
+            "/blob": (200, "application/octet-stream", b"\x00\x01"),
+        }  # fmt: skip
+        status, kind, body = pages.get(self.path, (404, "text/plain", b"no"))
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        if self.path == "/away":
+            self.send_header("Location", f"http://localhost:{self.server.server_port}/page")
+        if self.path == "/home":
+            self.send_header("Location", "/page")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def site() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Site)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+async def test_web_fetch_reads_allowed_hosts_only(site: str) -> None:
+    tool = fetch.hosted(["127.0.0.1"])
+
+    async def get(path: str) -> Any:
+        return await execute(tool, ToolCall("c", "web_fetch", json.dumps({"url": site + path})))
+
+    page = await get("/page")
+    assert not page.error and page.output == "# Boilers\n\nThe boiler is serviced in March ."
+    assert (await get("/home")).output == page.output  # a redirect on the same host is followed
+    away = await get("/away")  # to another host: refused
+    assert away.error and "http://localhost:" in away.output and "not allowed" in away.output
+    assert "not text" in (await get("/blob")).output and "HTTP 404" in (await get("/nothing")).output
+    other = await execute(tool, ToolCall("c", "web_fetch", json.dumps({"url": "file:///etc/passwd"})))
+    assert other.error and "not allowed" in other.output
+
+
+async def test_web_fetch_is_off_unless_config_names_hosts(
+    served: tuple[openai.AsyncOpenAI, Any], backend: ScriptedBackend
+) -> None:
+    client, _ = served
+    with pytest.raises(openai.BadRequestError) as e:
+        await client.responses.create(model="scripted", input="hi", tools=[{"type": "web_fetch"}])  # type: ignore[list-item]
+    assert e.value.body["code"] == "tool_disabled"  # type: ignore[index]
+
+
+async def test_tool_items_sent_back_as_input_replay_the_calls_and_results(
+    served: tuple[openai.AsyncOpenAI, Any], backend: ScriptedBackend
+) -> None:
+    client, _ = served
+    backend.enqueue(call("calculator", expression="6 * 7"), "42.", "Yes, 42.")
+    first = await client.responses.create(model="scripted", input="6*7?", tools=[{"type": "calculator"}], store=False)  # type: ignore[list-item]
+    echoed = [o.model_dump(exclude_none=True) for o in first.output]
+    again = [{"role": "user", "content": "6*7?"}, *echoed, {"role": "user", "content": "Sure?"}]
+    await client.responses.create(model="scripted", input=again, store=False)  # type: ignore[arg-type]
+    replay = backend.requests[-1].messages
+    assert [m.role for m in replay] == ["user", "assistant", "tool", "assistant", "user"]
+    assert replay[1].tool_calls[0].name == "calculator" and replay[2].content == "42"
+    assert replay[3].content == "42."

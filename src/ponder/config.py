@@ -130,6 +130,7 @@ class ToolSettings:
     enabled: tuple[str, ...] = ()  # hosted tools every request gets
     max_steps: int = 4
     code_execution: bool = False
+    fetch_hosts: tuple[str, ...] = ()  # hosts the web_fetch tool may reach ("*.example.org" too); none: off
     mcp: Mapping[str, McpServer] = field(default_factory=dict)
 
 
@@ -227,9 +228,10 @@ def load_settings(
 
 
 def _tools(body: Mapping[str, Any], servers: Mapping[str, Any]) -> ToolSettings:
-    unknown = set(body) - {"enabled", "max_steps", "code_execution"}
+    unknown = set(body) - {"enabled", "max_steps", "code_execution", "fetch_hosts"}
     if unknown:
-        raise InvalidRequest(f"config [tools]: unknown keys {sorted(unknown)}; use enabled, max_steps, code_execution")
+        raise InvalidRequest(f"config [tools]: unknown keys {sorted(unknown)}; "
+                             "use enabled, max_steps, code_execution, fetch_hosts")  # fmt: skip
     mcp = {}
     for name, spec in servers.items():
         if not isinstance(spec, dict) or set(spec) - {"command", "url", "env", "timeout_s"}:
@@ -244,12 +246,18 @@ def _tools(body: Mapping[str, Any], servers: Mapping[str, Any]) -> ToolSettings:
         )
     enabled = tuple(body.get("enabled", ()))
     for kind in enabled:
-        if kind not in ("calculator", "file_search", "code_interpreter"):
+        if kind not in ("calculator", "file_search", "code_interpreter", "web_fetch"):
             raise InvalidRequest(f"config [tools] enabled: unknown tool {kind!r}; use calculator, file_search, "
-                                 "code_interpreter (MCP servers are turned on per request)")  # fmt: skip
-    settings = ToolSettings(enabled, int(body.get("max_steps", 4)), bool(body.get("code_execution", False)), mcp)
+                                 "code_interpreter, web_fetch (MCP servers are turned on per request)")  # fmt: skip
+    hosts = body.get("fetch_hosts", [])
+    if not isinstance(hosts, list) or not all(isinstance(h, str) and h for h in hosts):
+        raise InvalidRequest("config [tools] fetch_hosts: a list of host names")
+    settings = ToolSettings(enabled, int(body.get("max_steps", 4)), bool(body.get("code_execution", False)),
+                            tuple(hosts), mcp)  # fmt: skip
     if "code_interpreter" in enabled and not settings.code_execution:
         raise InvalidRequest("config [tools] enabled: code_interpreter needs code_execution = true")
+    if "web_fetch" in enabled and not settings.fetch_hosts:
+        raise InvalidRequest("config [tools] enabled: web_fetch needs fetch_hosts")
     if settings.max_steps < 1:
         raise InvalidRequest("config [tools] max_steps: at least 1")
     return settings

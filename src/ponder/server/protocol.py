@@ -71,7 +71,7 @@ class HostedToolDef(BaseModel):
     """A server-side tool (`ponder.tools`): {"type": "calculator"}, {"type": "file_search"}, …"""
 
     model_config = ConfigDict(strict=True, extra="allow")
-    type: Literal["calculator", "file_search", "code_interpreter", "mcp"]
+    type: Literal["calculator", "file_search", "code_interpreter", "web_fetch", "mcp"]
 
 
 class ToolName(BaseModel):

@@ -22,7 +22,7 @@ from ponder.modes.summary import SummaryDelta
 from ponder.server import tool_search
 from ponder.server.encode import citations, progress_json, run_json
 from ponder.server.protocol import Contemplation, NamedToolChoice, ToolName, flat_tool, tool_choice
-from ponder.tools import FUNCTION_NAMES, is_hosted
+from ponder.tools import FUNCTION_NAMES, is_hosted, knowledge, sandbox
 from ponder.types import (
     NO_USAGE,
     AgentEvent,
@@ -116,6 +116,9 @@ def input_items(value: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
         if kind in ("tool_search_call", "tool_search_output"):
             items.append(_search_item(i, kind, item))
             continue
+        if kind in _RUN_ITEMS:  # a server-side tool's call echoed back: replayed as the call and its result
+            items.append(_run_input(i, kind, item))
+            continue
         if kind != "message":
             raise Unsupported(f"input items of type {kind!r} are not supported yet", param=f"input.{i}.type")
         role = item.get("role")
@@ -182,10 +185,43 @@ def _search_item(i: int, kind: str, item: dict[str, Any]) -> dict[str, Any]:
     return {**out, "tools": tools}
 
 
+_RUN_ITEMS = {"mcp_call": ("name", "arguments"), "file_search_call": ("queries",), "code_interpreter_call": ("code",)}
+
+
+def _run_input(i: int, kind: str, item: dict[str, Any]) -> dict[str, Any]:
+    """An echoed `mcp_call` / `file_search_call` / `code_interpreter_call`, checked."""
+    for f in _RUN_ITEMS[kind]:
+        ok = isinstance(item.get(f), list if f == "queries" else str)
+        if not ok:
+            raise InvalidRequest(f"Missing required parameter: 'input.{i}.{f}'.", param=f"input.{i}.{f}",
+                                 code="missing_required_parameter")  # fmt: skip
+    return {**item, "id": item.get("id") or _id("tc")}
+
+
+def _run_turn(it: dict[str, Any]) -> tuple[ToolCall, Message]:
+    """The call and the result an echoed server-side tool item stands for."""
+    kind, call_id = it["type"], it["id"]
+    if kind == "mcp_call":
+        call = ToolCall(call_id, it["name"], it["arguments"])
+        return call, Message("tool", str(it.get("output") or it.get("error") or ""), tool_call_id=call_id)
+    if kind == "file_search_call":
+        call = ToolCall(call_id, knowledge.NAME, json.dumps({"query": " ".join(map(str, it["queries"]))}))
+        found = [r for r in it.get("results") or [] if isinstance(r, dict)]
+        text = "\n\n".join(f"[{n}] ({r.get('filename', '')})\n{r.get('text', '')}" for n, r in enumerate(found, 1))
+        return call, Message("tool", text or "No passages matched.", tool_call_id=call_id)
+    call = ToolCall(call_id, sandbox.NAME, json.dumps({"code": it["code"]}))
+    logs = "".join(o.get("logs", "") for o in it.get("outputs") or [] if isinstance(o, dict))
+    return call, Message("tool", logs, tool_call_id=call_id)
+
+
 def messages_of(items: list[dict[str, Any]]) -> list[Message]:
     """Input items as messages; consecutive calls become one assistant turn."""
     out: list[Message] = []
     for it in items:
+        if it["type"] in _RUN_ITEMS:
+            call, result = _run_turn(it)
+            out += [Message("assistant", "", tool_calls=(call,)), result]
+            continue
         if it["type"] in ("function_call", "tool_search_call"):
             if it["type"] == "function_call":
                 call = ToolCall(it["call_id"], it["name"], it["arguments"])

@@ -1,10 +1,10 @@
 """Server-side tools a request can turn on, and the host that builds them.
 
     tools=[{"type": "calculator"}, {"type": "file_search"}, {"type": "code_interpreter"},
-           {"type": "mcp", "server_label": "warehouse"}]
+           {"type": "web_fetch"}, {"type": "mcp", "server_label": "warehouse"}]
 
 The names follow OpenAI's where they exist (`file_search`, `code_interpreter`,
-`mcp`); `calculator` is Ponder's. `[tools] enabled` in config turns tools on for
+`mcp`); `calculator` and `web_fetch` are Ponder's. `[tools] enabled` in config turns tools on for
 every request. The loop that runs them is `ponder.modes.tools`.
 """
 
@@ -15,12 +15,13 @@ from typing import Any
 
 from ponder.config import Settings
 from ponder.errors import InvalidRequest, invalid_value
-from ponder.tools import calculator, knowledge, sandbox
+from ponder.tools import calculator, fetch, knowledge, sandbox
 from ponder.tools.base import Hosted, Result, Toolbox, ToolFailed
 from ponder.tools.mcp import Pool
 
-KINDS = ("calculator", "file_search", "code_interpreter", "mcp")
-FUNCTION_NAMES = {"calculator": calculator.NAME, "file_search": knowledge.NAME, "code_interpreter": sandbox.NAME}
+KINDS = ("calculator", "file_search", "code_interpreter", "web_fetch", "mcp")
+FUNCTION_NAMES = {"calculator": calculator.NAME, "file_search": knowledge.NAME, "code_interpreter": sandbox.NAME,
+                  "web_fetch": fetch.NAME}  # fmt: skip
 __all__ = ["FUNCTION_NAMES", "KINDS", "Hosted", "Result", "ToolFailed", "ToolHost", "Toolbox", "is_hosted"]
 
 
@@ -66,6 +67,11 @@ class ToolHost:
                 why = "code execution is off on this server; an admin can turn it on with [tools] code_execution = true"
                 raise InvalidRequest(why, param=f"{param}.type", code="tool_disabled")
             return [sandbox.hosted()]
+        if kind == "web_fetch":
+            if not self.settings.fetch_hosts:
+                why = "URL fetch is off on this server; an admin can allow hosts with [tools] fetch_hosts = [...]"
+                raise InvalidRequest(why, param=f"{param}.type", code="tool_disabled")
+            return [fetch.hosted(self.settings.fetch_hosts)]
         if kind == "file_search":
             ids = entry.get("vector_store_ids") or [knowledge.DEFAULT]
             k = entry.get("max_num_results", 5)

@@ -6,6 +6,7 @@ Run over Streamable HTTP:  python tests/mcp_server.py http PORT   (127.0.0.1 onl
 
 import sys
 
+import anyio
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
@@ -27,6 +28,13 @@ def warehouse_stock(item: str) -> str:
 def add(a: float, b: float) -> float:
     """Add two numbers."""
     return a + b
+
+
+@server.tool()
+async def wait(seconds: float) -> str:
+    """Wait, then say so (for timeouts)."""
+    await anyio.sleep(seconds)
+    return f"waited {seconds}s"
 
 
 def main(argv: list[str]) -> None:

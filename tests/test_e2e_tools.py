@@ -15,7 +15,7 @@ from typing import Any
 import openai
 import pytest
 
-from ponder.tools import knowledge
+from ponder.tools import ToolFailed, knowledge
 from ponder.tools.calculator import evaluate
 from tests.conftest import BIN, TINY, free_port, ponder_env, start, stop
 
@@ -55,8 +55,10 @@ def test_the_calculator_runs_on_what_the_model_wrote(client: openai.OpenAI) -> N
     runs = [p for p in r.model_extra["ponder"]["progress"] if p["type"] == "tool.call"]  # type: ignore[index]
     assert runs and runs[0]["tool"] == "calculator"
     expression = json.loads(runs[0]["arguments"]).get("expression", "")
-    if runs[0]["error"]:  # the model's expression was not arithmetic: it read why
-        assert runs[0]["output"].startswith("Error: ")
+    if runs[0]["error"]:  # the model's expression was not arithmetic: it read exactly why
+        with pytest.raises(ToolFailed) as why:
+            evaluate(expression)
+        assert runs[0]["output"] == f"Error: {why.value}"
     else:
         assert float(runs[0]["output"]) == pytest.approx(float(evaluate(expression)))
     assert r.usage is not None and r.usage.model_extra["tool_calls"] == len(runs)  # type: ignore[index]

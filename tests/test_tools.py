@@ -94,7 +94,9 @@ def test_calculator_is_exact_and_refuses_everything_else() -> None:
     assert evaluate("2^10 + 1,000") == 2024 and evaluate("max(3, 7) * factorial(4)") == 168
     for bad, why in [("__import__('os').system('true')", "not allowed"), ("x + 1", "not allowed"),
                      ("9 ** 9 ** 9", "too large"), ("1 / 0", "division by zero"), ("2 +", "not an arithmetic"),
-                     ("factorial(10**6)", "whole number")]:  # fmt: skip
+                     ("factorial(10**6)", "whole number"), ("10**5000", "too large"),
+                     ("(10**1000)**1000", "too large"), ("factorial(1000) * factorial(1000)", "too large"),
+                     ("round(1, -10**9)", "at most 100 digits"), ("(-8)**(1/3)", "no real value")]:  # fmt: skip
         with pytest.raises(ToolFailed, match=why):
             evaluate(bad)
 
@@ -182,6 +184,12 @@ async def test_a_slow_tool_times_out_into_an_error_result() -> None:
     bad = await execute(tool, ToolCall("c2", "slow", "[1, 2]"))
     assert bad.error and bad.output == "Error: the arguments must be a JSON object"
 
+    async def buggy(args: dict[str, Any]) -> Result:
+        raise KeyError("oops")
+
+    crash = await execute(Hosted("mcp", Tool("buggy"), buggy), ToolCall("c3", "buggy", "{}"))
+    assert crash.error and crash.output == "Error: KeyError: 'oops'"  # a tool's bug is the model's to read
+
 
 async def test_bad_tool_entries_get_openai_errors(served: tuple[openai.AsyncOpenAI, Any], tmp_path: Path) -> None:
     client, _ = served
@@ -191,11 +199,17 @@ async def test_bad_tool_entries_get_openai_errors(served: tuple[openai.AsyncOpen
         ({"type": "mcp", "server_label": "elsewhere"}, "tools.0.server_label"),
         ({"type": "mcp", "server_label": "warehouse", "server_url": "http://evil/"}, "tools.0.server_url"),
         ({"type": "web_search"}, "tools.0.type"),
+        ({"type": "mcp", "server_label": ["warehouse"]}, "tools.0.server_label"),
     ]
     for tool, param in cases:
         with pytest.raises(openai.BadRequestError) as e:
             await client.responses.create(model="scripted", input="hi", tools=[tool])  # type: ignore[list-item]
         assert e.value.body["param"] == param, (tool, e.value.body)  # type: ignore[index]
+    clash = {"type": "function", "name": "calculator", "parameters": {"type": "object"}}
+    for extra in [{"tools": [{"type": "calculator"}, clash]}, {"tool_choice": {"type": []}, "tools": [clash]}]:
+        with pytest.raises(openai.BadRequestError) as e:
+            await client.responses.create(model="scripted", input="hi", **extra)  # type: ignore[arg-type]
+        assert e.value.status_code == 400
     off, _ = make_client(Settings(data_dir=tmp_path / "off", default_model="scripted"), ScriptedBackend())
     with pytest.raises(openai.BadRequestError) as e:
         await off.chat.completions.create(model="scripted", messages=[{"role": "user", "content": "hi"}],
@@ -228,6 +242,7 @@ def test_citations_come_from_numbers_or_from_what_the_answer_repeats() -> None:
     cited = knowledge.cite("The code is 4471.", used, "cooling code")
     assert [c["filename"] for c in cited] == ["reactor.md"] and cited[0]["index"] == len("The code is ")
     assert [c["filename"] for c in knowledge.cite("See [2].", used)] == ["garden.txt"]
+    assert knowledge.cite("4471, yes: 4471.", used)[0]["index"] == 0  # the first place it shows
     assert knowledge.cite("I do not know.", used, "cooling code") == []
 
 
@@ -247,6 +262,18 @@ async def test_file_search_answers_with_a_citation(
     assert note.type == "file_citation" and note.filename == "reactor.md"  # type: ignore[union-attr]
 
 
+async def test_passages_are_numbered_across_searches(
+    served: tuple[openai.AsyncOpenAI, Any], backend: ScriptedBackend
+) -> None:
+    client, _ = served
+    backend.enqueue(call("file_search", query="Zorblax cooling"), call("file_search", query="sourdough flour"),
+                    "Use 500 g flour [2].")  # fmt: skip
+    r = await client.responses.create(model="scripted", input="Bread?",
+                                      tools=[{"type": "file_search", "max_num_results": 1}])  # type: ignore[list-item]  # fmt: skip
+    assert backend.requests[2].messages[-1].content.startswith("[2] (bread.md)")
+    assert [a.filename for a in r.output[-1].content[0].annotations] == ["bread.md"]  # type: ignore[union-attr]
+
+
 # --- the sandbox ---------------------------------------------------------------------
 
 
@@ -256,11 +283,28 @@ def test_sandbox_runs_code_without_network_or_the_server_s_environment(monkeypat
     total, secret, cwd = ok.stdout.split()
     assert ok.exit_code == 0 and total == "45" and secret == "None" and "ponder-sandbox-" in cwd
     assert not Path(cwd).exists()  # the working directory is thrown away
-    if ok.network_isolated:
-        net = sandbox.run_code("import socket\nsocket.create_connection(('1.1.1.1', 53), timeout=3)")
-        assert net.exit_code == 1 and "unreachable" in net.stderr.lower()
     spin = sandbox.run_code("while True: pass", sandbox.Limits(wall_s=5, cpu_s=1))
     assert spin.exit_code not in (0, None)  # the CPU limit, not the wall clock, stopped it
+    flood = sandbox.run_code("while True: print('x' * 10**6)", sandbox.Limits(wall_s=10, file_mb=4))
+    assert len(flood.stdout) <= sandbox.MAX_OUTPUT + 100 and flood.exit_code not in (0, None)  # the file-size cap
+    if not ok.network_isolated:
+        pytest.skip("no unprivileged user namespaces here: network and PID isolation untested")
+    net = sandbox.run_code("import socket\nsocket.create_connection(('1.1.1.1', 53), timeout=3)")
+    assert net.exit_code == 1 and "unreachable" in net.stderr.lower()
+
+
+def test_sandbox_processes_die_with_it_even_outside_its_session() -> None:
+    marker = f"ponder-escape-{time.monotonic_ns()}"
+    code = (
+        f"import os, time\nif os.fork() == 0:\n    os.setsid()\n    os.execvp('sleep', ['sleep', '60', '{marker}'])\n"
+    )
+    r = sandbox.run_code(code + "print('parent done')")
+    assert r.stdout == "parent done\n"
+    if not r.network_isolated:
+        pytest.skip("no PID namespaces here: a process that leaves its session may outlive the sandbox")
+    time.sleep(0.5)
+    left = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True, check=False).stdout
+    assert left == ""  # the PID namespace took it down
 
 
 async def test_code_interpreter_runs_in_the_loop(
@@ -304,7 +348,7 @@ async def test_mcp_tools_are_listed_and_called_over_both_transports(
     pool = Pool({"warehouse": server})
     try:
         tools = {h.spec.name: h for h in await pool.hosted("warehouse")}
-        assert set(tools) == {"warehouse_stock", "add"}
+        assert set(tools) == {"warehouse_stock", "add", "wait"}
         assert tools["warehouse_stock"].spec.parameters["required"] == ["item"]
         got = await asyncio.gather(*(execute(tools["warehouse_stock"], ToolCall(f"c{i}", "warehouse_stock",
                                                                                   json.dumps({"item": item})))
@@ -312,6 +356,20 @@ async def test_mcp_tools_are_listed_and_called_over_both_transports(
         assert [r.output for r in got[:2]] == ["widgets: 4183 units in aisle 7", "gears: 52 units in aisle 2"]
         assert got[2].error and "unknown item 'nails'" in got[2].output  # the server's error, as a result
         assert (await pool.hosted("warehouse", ["add"]))[0].spec.name == "add"
+    finally:
+        await pool.close()
+
+
+async def test_an_mcp_call_that_times_out_leaves_the_connection_up() -> None:
+    server = McpServer("warehouse", command=stdio_server().command, timeout_s=0.5)
+    pool = Pool({"warehouse": server})
+    try:
+        tools = {h.spec.name: h for h in await pool.hosted("warehouse")}
+        slow = await execute(tools["wait"], ToolCall("c1", "wait", '{"seconds": 3}'))
+        assert slow.error and "the MCP server 'warehouse' answered" in slow.output
+        live = pool._conns["warehouse"]._live
+        quick = await execute(tools["add"], ToolCall("c2", "add", '{"a": 2, "b": 3}'))
+        assert quick.output == "5.0" and pool._conns["warehouse"]._live is live  # no reconnect
     finally:
         await pool.close()
 

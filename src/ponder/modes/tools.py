@@ -13,6 +13,7 @@ tools, so it must answer.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import replace
@@ -32,6 +33,7 @@ from ponder.types import (
     Usage,
 )
 
+log = logging.getLogger(__name__)
 Runner = Callable[[ChatRequest], AsyncGenerator[Event, None]]
 
 
@@ -76,7 +78,7 @@ async def run(runner: Runner, chat: ChatRequest, box: Toolbox, agent: int | None
         params = chat.params if left is None else replace(chat.params, max_tokens=left)
         chat = replace(chat, messages=(*chat.messages, turn, *(r.result for r in runs)), params=params,
                        tools=_with(chat.tools, loaded, box))  # fmt: skip
-        if chat.tool_name in box.hosted:  # a forced hosted call is forced once
+        if chat.tool_name in box.hosted or chat.tool_choice == "required":  # a forced call is forced once
             chat = replace(chat, tool_choice="auto", tool_name=None)
     raise AssertionError("unreachable: the last round offers no hosted tools")
 
@@ -91,6 +93,9 @@ async def execute(tool: Hosted, call: ToolCall, agent: int | None = None) -> Too
     except TimeoutError:
         return ToolRun(call, tool.kind, f"Error: the tool took longer than {tool.timeout_s:g}s and was stopped",
                        True, {"label": tool.label}, agent)  # fmt: skip
+    except Exception as e:  # a tool's own bug or a failure below it: the model reads it, the request goes on
+        log.warning("tool %s failed on %s", call.name, call.arguments[:200], exc_info=True)
+        return ToolRun(call, tool.kind, f"Error: {type(e).__name__}: {e}", True, {"label": tool.label}, agent)
     data = {**result.data, "label": tool.label, **({"load": result.load} if result.load else {})}
     return ToolRun(call, tool.kind, result.text, False, data, agent)
 
@@ -98,7 +103,7 @@ async def execute(tool: Hosted, call: ToolCall, agent: int | None = None) -> Too
 def _without(chat: ChatRequest, box: Toolbox) -> ChatRequest:
     """The request with no hosted tool on offer (and none forced)."""
     chat = replace(chat, tools=tuple(t for t in chat.tools if t.name not in box.hosted))
-    if chat.tool_name in box.hosted:
+    if chat.tool_name in box.hosted or (chat.tool_choice == "required" and not chat.tools):
         chat = replace(chat, tool_choice="auto", tool_name=None)
     return chat
 

@@ -16,8 +16,8 @@ from ponder.backends.registry import Registry
 from ponder.errors import PonderError
 from ponder.modes import ModeRequest
 from ponder.server.encode import ChunkEncoder, completion_json
-from ponder.server.protocol import ChatCompletionRequest, Contemplation
-from ponder.tools import Toolbox
+from ponder.server.protocol import ChatCompletionRequest, Contemplation, ToolDef
+from ponder.tools import Toolbox, check_names
 from ponder.types import ChatRequest, Event, collect
 
 router = APIRouter()
@@ -28,6 +28,7 @@ T = TypeVar("T")
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> JSONResponse | StreamingResponse:
     registry: Registry = request.app.state.registry
     box = await request.app.state.tools.toolbox(body.hosted_tools())
+    check_names(box, (t.function.name for t in body.tools or [] if isinstance(t, ToolDef)))
     mode = _mode_request(body, registry, box)
     backend = await registry.get(body.model)
     backend.check(mode.chat)

@@ -54,7 +54,7 @@ def completion_json(model: str, completions: list[Completion], mode: str, logpro
         message: dict[str, Any] = {"role": "assistant", "content": c.text, "refusal": None}
         if c.reasoning:
             message["reasoning_content"] = message["reasoning"] = c.reasoning
-        cited = citations(c.text, c.tool_runs)
+        cited = citations(c.text, [r for r in c.tool_runs if r.agent is None])
         if cited:
             message["annotations"] = cited
         if c.tool_calls:

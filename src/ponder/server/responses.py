@@ -34,7 +34,7 @@ from ponder.server.responses_wire import (
     tools_of,
 )
 from ponder.store import Store, StoredResponse
-from ponder.tools import Toolbox
+from ponder.tools import Toolbox, check_names
 from ponder.types import ChatRequest, Message, SamplingParams
 
 router = APIRouter()
@@ -51,6 +51,7 @@ async def create_response(body: ResponsesRequest, request: Request) -> JSONRespo
     messages = _instructions(body.instructions) + history + messages_of(items)
     box = await request.app.state.tools.toolbox(hosted_entries(body.tools))
     tools, choice, forced = tools_of(body, messages, box.specs)
+    check_names(box, (t.name for t in (*tools.tools, *tools.deferred)))
     if tools.execution == "server":  # the search runs here, in the same loop as the other server-side tools
         box = replace(box, hosted={**box.hosted, tool_search.SEARCH: tool_search.hosted(tools)})
     offered = tools.prompt_tools() + tuple(t for t in box.specs if t.name != tool_search.SEARCH)

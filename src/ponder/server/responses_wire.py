@@ -264,7 +264,8 @@ def tools_of(
     choice: str | NamedToolChoice | None = None
     if isinstance(req.tool_choice, dict):  # {"type": "function", "name": …} flat, or {"type": "tool_search"}
         kind = req.tool_choice.get("type")
-        name = {tool_search.SEARCH: tool_search.SEARCH, **FUNCTION_NAMES}.get(kind) or req.tool_choice.get("name")  # type: ignore[arg-type]
+        named = {tool_search.SEARCH: tool_search.SEARCH, **FUNCTION_NAMES}
+        name = (named.get(kind) if isinstance(kind, str) else None) or req.tool_choice.get("name")
         choice = NamedToolChoice(type="function", function=ToolName(name=str(name)))
     else:
         choice = req.tool_choice

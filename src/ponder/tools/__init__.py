@@ -10,7 +10,7 @@ every request. The loop that runs them is `ponder.modes.tools`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ponder.config import Settings
@@ -22,11 +22,29 @@ from ponder.tools.mcp import Pool
 KINDS = ("calculator", "file_search", "code_interpreter", "web_fetch", "mcp")
 FUNCTION_NAMES = {"calculator": calculator.NAME, "file_search": knowledge.NAME, "code_interpreter": sandbox.NAME,
                   "web_fetch": fetch.NAME}  # fmt: skip
-__all__ = ["FUNCTION_NAMES", "KINDS", "Hosted", "Result", "ToolFailed", "ToolHost", "Toolbox", "is_hosted"]
+__all__ = [
+    "FUNCTION_NAMES",
+    "KINDS",
+    "Hosted",
+    "Result",
+    "ToolFailed",
+    "ToolHost",
+    "Toolbox",
+    "check_names",
+    "is_hosted",
+]
 
 
 def is_hosted(entry: Any) -> bool:
     return isinstance(entry, dict) and entry.get("type") in KINDS
+
+
+def check_names(box: Toolbox, functions: Iterable[str]) -> None:
+    """A client's function may not share a name with a server-side tool: its calls would run here."""
+    clash = sorted(set(box.hosted) & set(functions))
+    if clash:
+        raise invalid_value("tools", f"a function is named {clash[0]!r}, as is a server-side tool of this request; "
+                            "rename the function")  # fmt: skip
 
 
 class ToolHost:
@@ -85,7 +103,7 @@ class ToolHost:
                 raise invalid_value(f"{param}.vector_store_ids", str(e)) from None
             return [knowledge.hosted(self.index, ids, k)]
         label = entry.get("server_label")
-        if label not in self.settings.mcp:
+        if not isinstance(label, str) or label not in self.settings.mcp:
             known = ", ".join(sorted(self.settings.mcp)) or "none are configured"
             raise invalid_value(f"{param}.server_label", f"no MCP server {label!r} in config ({known})")
         if entry.get("server_url"):
@@ -95,7 +113,7 @@ class ToolHost:
             allowed = allowed.get("tool_names")
         if allowed is not None and not (isinstance(allowed, list) and all(isinstance(x, str) for x in allowed)):
             raise invalid_value(f"{param}.allowed_tools", "give a list of tool names")
-        return await self.mcp.hosted(str(label), allowed)
+        return await self.mcp.hosted(label, allowed)
 
     async def close(self) -> None:
         await self.mcp.close()

@@ -9,6 +9,7 @@ factorials are bounded so no expression can hang the server.
 from __future__ import annotations
 
 import ast
+import asyncio
 import math
 import operator
 import re
@@ -43,6 +44,8 @@ _FUNCTIONS: dict[str, Callable[..., Any]] = {
 _CONSTANTS = {"pi": math.pi, "e": math.e, "tau": math.tau}
 MAX_EXPONENT = 10_000
 MAX_FACTORIAL = 1_000
+MAX_BITS = 12_000  # of any whole number on the way (about 3,600 digits): every step stays fast
+MAX_ROUND_DIGITS = 100
 MAX_LENGTH = 500
 
 
@@ -61,6 +64,8 @@ def evaluate(expression: str) -> int | float:
         raise ToolFailed("division by zero") from None
     except (ValueError, OverflowError, TypeError) as e:
         raise ToolFailed(f"cannot evaluate {expression!r}: {e}") from None
+    if isinstance(value, complex):
+        raise ToolFailed(f"{expression!r} has no real value")
     if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
         return int(value)
     return value
@@ -75,17 +80,34 @@ def _eval(node: ast.AST) -> Any:
         return _UNARY[type(node.op)](_eval(node.operand))
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
         left, right = _eval(node.left), _eval(node.right)
-        if isinstance(node.op, ast.Pow) and abs(right) > MAX_EXPONENT:
-            raise ValueError(f"exponent {right} is too large")
-        return _BINARY[type(node.op)](left, right)
+        if isinstance(node.op, ast.Pow):
+            if abs(right) > MAX_EXPONENT:
+                raise ValueError(f"exponent {right} is too large")
+            if (
+                isinstance(left, int)
+                and isinstance(right, int)
+                and abs(left) > 1
+                and right * math.log2(abs(left)) > MAX_BITS
+            ):
+                raise ValueError("the result would be too large")
+        return _bounded(_BINARY[type(node.op)](left, right))
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS:
         if node.keywords:
             raise ValueError("functions take positional arguments only")
         args = [_eval(a) for a in node.args]
-        if node.func.id == "factorial" and args and (not float(args[0]).is_integer() or args[0] > MAX_FACTORIAL):
+        name = node.func.id
+        if name == "factorial" and args and (not float(args[0]).is_integer() or args[0] > MAX_FACTORIAL):
             raise ValueError(f"factorial takes a whole number up to {MAX_FACTORIAL}")
-        return _FUNCTIONS[node.func.id](*(int(a) if node.func.id == "factorial" else a for a in args))
+        if name == "round" and len(args) > 1 and abs(args[1]) > MAX_ROUND_DIGITS:
+            raise ValueError(f"round to at most {MAX_ROUND_DIGITS} digits")
+        return _bounded(_FUNCTIONS[name](*(int(a) if name == "factorial" else a for a in args)))
     raise ToolFailed(f"not allowed in an expression: {ast.unparse(node)!r}")
+
+
+def _bounded(value: Any) -> Any:
+    if isinstance(value, int) and value.bit_length() > MAX_BITS:
+        raise ValueError("a number on the way is too large")
+    return value
 
 
 def _format(value: int | float) -> str:
@@ -94,7 +116,7 @@ def _format(value: int | float) -> str:
 
 async def _call(args: dict[str, Any]) -> Result:
     expression = string_arg(args, "expression")
-    value = _format(evaluate(expression))
+    value = _format(await asyncio.to_thread(evaluate, expression))
     return Result(value, {"expression": expression, "result": value})
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import html
+import itertools
 import re
 import sqlite3
 import threading
@@ -183,7 +184,8 @@ class Index:
             got = {r[0]: r for r in self._db.execute(
                 f"SELECT p.id, d.path, p.page, p.text FROM passages p JOIN documents d ON d.id = p.document "
                 f"WHERE p.id IN ({','.join('?' * len(best))})", best)}  # fmt: skip
-        return [Passage(pid, got[pid][1], got[pid][2], got[pid][3], score[pid]) for pid in best]
+        # a passage re-indexed away since the ranking is skipped
+        return [Passage(pid, got[pid][1], got[pid][2], got[pid][3], score[pid]) for pid in best if pid in got]
 
 
 def passages(path: Path, data: bytes) -> Iterator[tuple[int | None, str]]:
@@ -272,7 +274,9 @@ def cite(answer: str, used: Sequence[dict[str, Any]], question: str = "") -> lis
         if p is not None and p["number"] not in out:
             out[p["number"]] = _citation(p, m.end())
     asked = {w.lower() for w in _WORD.findall(question)}
-    said = {w.lower(): m.start() for m in _WORD.finditer(answer) for w in [m.group(0)]}
+    said: dict[str, int] = {}
+    for m in _WORD.finditer(answer):
+        said.setdefault(m.group(0).lower(), m.start())
     for p in used:
         if p["number"] in out:
             continue
@@ -303,12 +307,16 @@ SPEC = Tool(
 
 
 def hosted(index: Index, collections: Sequence[str], k: int = 5) -> Hosted:
+    """The tool for one request. Passages are numbered across all of its searches, so
+    "[3]" in the answer means one passage."""
+    numbers = itertools.count(1)
+
     async def call(args: dict[str, Any]) -> Result:
         query = string_arg(args, "query")
         found = await asyncio.to_thread(index.search, query, collections, k)
         if not found:
             return Result("No passages matched.", {"queries": [query], "results": []})
-        results = [p.json(i) for i, p in enumerate(found, 1)]
+        results = [p.json(next(numbers)) for p in found]
         text = "\n\n".join(_shown(r) for r in results)
         return Result(text, {"queries": [query], "results": results})
 

@@ -17,7 +17,6 @@ come back to the model as results; a server that cannot be reached is a 502.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -31,50 +30,21 @@ from ponder.types import Tool
 
 log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 20.0
+CONNECTION_CLOSED = -32000  # the JSON-RPC error code MCP clients raise when the transport is gone
 
 
-class Connection:
-    """One kept MCP client, owned by a background task."""
+class _Live:
+    """One opened connection: the owner task that holds the MCP client open (its
+    transport must be entered and left in one task), and how to stop it."""
 
     def __init__(self, server: McpServer):
         self.server = server
-        self._client: Any = None
-        self._tools: list[Any] | None = None
-        self._owner: asyncio.Task[None] | None = None
-        self._ready = asyncio.Event()
-        self._stop = asyncio.Event()
-        self._error: BaseException | None = None
-        self._lock = asyncio.Lock()
-
-    async def tools(self) -> list[Any]:
-        client = await self._connected()
-        if self._tools is None:
-            self._tools = list((await client.list_tools()).tools)
-        return self._tools
-
-    async def call(self, name: str, args: dict[str, Any]) -> Any:
-        client = await self._connected()
-        try:
-            return await client.call_tool(name, args, read_timeout_seconds=self.server.timeout_s)
-        except Exception as e:  # the connection broke: open a new one next time
-            await self.close()
-            raise ToolFailed(f"the MCP server {self.server.name!r} failed: {_reason(e)}") from None
-
-    async def _connected(self) -> Any:
-        async with self._lock:
-            if self._owner is None or self._owner.done():
-                self._ready, self._stop, self._error, self._tools = asyncio.Event(), asyncio.Event(), None, None
-                self._owner = asyncio.create_task(self._own(), name=f"mcp:{self.server.name}")
-                try:
-                    async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                        await self._ready.wait()
-                except TimeoutError:
-                    self._owner.cancel()
-                    raise UpstreamError(f"the MCP server {self.server.name!r} did not answer within "
-                                        f"{CONNECT_TIMEOUT_S:g}s") from None  # fmt: skip
-            if self._error is not None or self._client is None:
-                raise UpstreamError(f"cannot reach the MCP server {self.server.name!r}: {_reason(self._error)}")
-            return self._client
+        self.client: Any = None
+        self.error: BaseException | None = None
+        self.ready = asyncio.Event()
+        self.stop = asyncio.Event()
+        self.tools: list[Any] | None = None
+        self.task = asyncio.create_task(self._own(), name=f"mcp:{server.name}")
 
     async def _own(self) -> None:
         from mcp import Client, StdioServerParameters
@@ -84,28 +54,89 @@ class Connection:
                                                      env={**os.environ, **(s.env or {})})  # fmt: skip
         try:
             async with Client(target, cache=None) as client:
-                self._client = client
-                self._ready.set()
-                await self._stop.wait()
-        except BaseException as e:
-            self._error = e
-            if isinstance(e, asyncio.CancelledError):
-                raise
+                self.client = client
+                self.ready.set()
+                await self.stop.wait()
+        except Exception as e:  # the transport's ExceptionGroup, a missing command, …
+            self.error = e
         finally:
-            self._client = None
-            self._ready.set()
+            self.client = None
+            self.ready.set()
+
+    @property
+    def alive(self) -> bool:
+        return self.client is not None and not self.task.done()
 
     async def close(self) -> None:
-        owner = self._owner
-        if owner is None:
-            return
-        self._stop.set()
-        with contextlib.suppress(BaseException):
+        self.stop.set()
+        try:
             async with asyncio.timeout(5):
-                await asyncio.shield(owner)
-        if not owner.done():
-            owner.cancel()
-        self._owner = None
+                await asyncio.shield(self.task)
+        except BaseException:
+            pass
+        if not self.task.done():
+            self.task.cancel()
+
+
+class Connection:
+    """One MCP server's kept connection, opened again after it breaks."""
+
+    def __init__(self, server: McpServer):
+        self.server = server
+        self._live: _Live | None = None
+        self._lock = asyncio.Lock()
+
+    async def tools(self) -> list[Any]:
+        live = await self._connected()
+        if live.tools is None:
+            live.tools = list((await live.client.list_tools()).tools)
+        return live.tools
+
+    async def call(self, name: str, args: dict[str, Any]) -> Any:
+        from mcp import MCPError
+
+        live = await self._connected()
+        try:
+            return await live.client.call_tool(name, args, read_timeout_seconds=self.server.timeout_s)
+        except MCPError as e:
+            if e.code != CONNECTION_CLOSED:  # the server refused this call; the connection is fine
+                raise ToolFailed(f"the MCP server {self.server.name!r} answered: {e.message}") from None
+            await self._drop(live)
+            raise ToolFailed(f"the MCP server {self.server.name!r} closed the connection") from None
+        except Exception as e:  # the transport broke: the next call opens a new connection
+            await self._drop(live)
+            raise ToolFailed(f"the MCP server {self.server.name!r} failed: {_reason(e)}") from None
+
+    async def _connected(self) -> _Live:
+        async with self._lock:
+            if self._live is None or not self._live.alive:
+                if self._live is not None:
+                    await self._live.close()
+                live = self._live = _Live(self.server)
+                try:
+                    async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                        await live.ready.wait()
+                except TimeoutError:
+                    await live.close()
+                    raise UpstreamError(f"the MCP server {self.server.name!r} did not answer within "
+                                        f"{CONNECT_TIMEOUT_S:g}s") from None  # fmt: skip
+            live = self._live
+            if not live.alive:
+                raise UpstreamError(f"cannot reach the MCP server {self.server.name!r}: {_reason(live.error)}")
+            return live
+
+    async def _drop(self, live: _Live) -> None:
+        """Close `live` if it is still this server's connection (a newer one is left be)."""
+        async with self._lock:
+            if self._live is live:
+                self._live = None
+        await live.close()
+
+    async def close(self) -> None:
+        async with self._lock:
+            live, self._live = self._live, None
+        if live is not None:
+            await live.close()
 
 
 def _reason(e: BaseException | None) -> str:
@@ -130,7 +161,8 @@ class Pool:
             if allowed is not None and t.name not in allowed:
                 continue
             spec = Tool(t.name, t.description or "", t.input_schema or {"type": "object", "properties": {}})
-            out.append(Hosted("mcp", spec, _caller(conn, t.name), timeout_s=conn.server.timeout_s, label=label))
+            # the MCP read timeout comes first, so a slow call ends in its error, not a cancellation
+            out.append(Hosted("mcp", spec, _caller(conn, t.name), timeout_s=conn.server.timeout_s + 5, label=label))
         return out
 
     async def close(self) -> None:

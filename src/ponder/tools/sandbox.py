@@ -1,11 +1,12 @@
 """Python code execution for the `code_interpreter` tool, in a separate process.
 
 Each run gets a fresh temporary working directory (removed afterwards), an empty
-environment (no keys, no data dir in sight), and resource limits: CPU seconds,
-address space, file size, open files and processes, plus a wall-clock timeout
-that kills the whole process group. Where unprivileged user namespaces work
-(`unshare -rn`), the process also gets a network namespace of its own, with no
-interfaces: no network at all. Output is cut at `MAX_OUTPUT` bytes.
+environment (no keys in it), and resource limits set by `prlimit`: CPU seconds,
+address space, file size (which also caps its output, written to files), open
+files and processes, plus a wall-clock timeout. Where unprivileged user namespaces
+work (`unshare -rnpf`), it also gets a network namespace with no interfaces (no
+network at all) and a PID namespace, so every process it starts dies with it, even
+one that left its session. Output is cut at `MAX_OUTPUT` characters.
 
 This is process isolation, not a VM. Code execution is off unless config turns it
 on (`[tools] code_execution = true`).
@@ -17,7 +18,6 @@ import asyncio
 import contextlib
 import functools
 import os
-import resource
 import shutil
 import signal
 import subprocess
@@ -51,29 +51,40 @@ class Outcome:
 
 
 @functools.cache
-def _unshare() -> list[str]:
-    """`unshare -rn` when this machine allows it, else nothing (no network isolation)."""
+def _unshare() -> tuple[str, ...]:
+    """`unshare` with new user, network and PID namespaces (no network; every process
+    the code starts dies with it), when this machine allows that; else nothing."""
     tool = shutil.which("unshare")
     if tool is None:
-        return []
-    ok = subprocess.run([tool, "-rn", "true"], capture_output=True, check=False).returncode == 0
-    return [tool, "-rn"] if ok else []
+        return ()
+    cmd = (tool, "-rnpf", "--kill-child")
+    ok = subprocess.run([*cmd, "true"], capture_output=True, check=False).returncode == 0
+    return cmd if ok else ()
 
 
-def _limit(limits: Limits) -> None:  # runs in the child, before exec
-    os.setsid()
+def _user_processes() -> int:
+    """Processes of this user: RLIMIT_NPROC counts them all, not only the sandbox's."""
+    uid, n = os.getuid(), 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                n += entry.stat().st_uid == uid
+    return n
+
+
+def _limits(limits: Limits) -> tuple[str, ...]:
+    if shutil.which("prlimit") is None:
+        raise ToolFailed("the sandbox needs prlimit (util-linux), which this server lacks")
     mb = 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s))
-    resource.setrlimit(resource.RLIMIT_AS, (limits.memory_mb * mb, limits.memory_mb * mb))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_mb * mb, limits.file_mb * mb))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    running = len([p for p in os.listdir("/proc") if p.isdigit()])  # NPROC counts the user's every process
-    resource.setrlimit(resource.RLIMIT_NPROC, (running + limits.processes, running + limits.processes))
+    nproc = _user_processes() + limits.processes
+    return ("prlimit", f"--cpu={limits.cpu_s}", f"--as={limits.memory_mb * mb}", f"--fsize={limits.file_mb * mb}",
+            "--nofile=64", "--core=0", f"--nproc={nproc}")  # fmt: skip
 
 
 def run_code(code: str, limits: Limits = Limits()) -> Outcome:
-    """Run `code` with `python -I` under the limits; blocks until it ends or is killed."""
+    """Run `code` with `python -I` under the limits; blocks until it ends or is killed.
+    Its output goes to files in its own directory (capped by the file-size limit),
+    and the first MAX_OUTPUT characters are read back."""
     isolate = _unshare()
     with tempfile.TemporaryDirectory(prefix="ponder-sandbox-") as work:
         script = os.path.join(work, "main.py")
@@ -81,26 +92,33 @@ def run_code(code: str, limits: Limits = Limits()) -> Outcome:
             f.write(code)
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": work, "TMPDIR": work, "LANG": "C.UTF-8",
                "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg", "OPENBLAS_NUM_THREADS": "1"}  # fmt: skip
-        proc = subprocess.Popen(
-            [*isolate, sys.executable, "-I", "-B", script], cwd=work, env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=functools.partial(_limit, limits),
-        )  # fmt: skip
-        try:
-            out, err = proc.communicate(timeout=limits.wall_s)
-            code_ = proc.returncode
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            out, err = proc.communicate()
-            code_ = None
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)  # whatever it left running
-    return Outcome(_cut(out), _cut(err), code_, bool(isolate))
+        out_path, err_path = os.path.join(work, ".stdout"), os.path.join(work, ".stderr")
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            proc = subprocess.Popen(
+                [*_limits(limits), *isolate, sys.executable, "-I", "-B", script], cwd=work, env=env,
+                stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
+            )  # fmt: skip
+            try:
+                exit_code: int | None = proc.wait(timeout=limits.wall_s)
+            except subprocess.TimeoutExpired:
+                exit_code = None
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)  # what is left of its session (all of its namespace)
+                proc.wait()
+        return Outcome(_read(out_path), _read(err_path), exit_code, bool(isolate))
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            return _cut(f.read(MAX_OUTPUT * 4 + 1))
+    except OSError:  # the code removed it
+        return ""
 
 
 def _cut(data: bytes) -> str:
-    text = data.decode("utf-8", "replace")
+    text = data.decode("utf-8", "replace")[: MAX_OUTPUT + 1]
     return text if len(text) <= MAX_OUTPUT else text[:MAX_OUTPUT] + f"\n[... cut at {MAX_OUTPUT} characters]"
 
 

@@ -70,8 +70,11 @@ async def _run_agents(
     async def agent(task: AgentTask) -> None:
         trace, error = Trace(), None
         rounds: list[Trace] = []  # one per round of the tool loop
-        box = req.toolbox if task.tools is None else req.toolbox.only(set(task.tools))
-        chat = task.chat if task.tools is None else _offer(task.chat, req, set(box.hosted))
+        # every server-side tool, or those the planner gave the task; never a tool search, which
+        # loads client functions, and those are the client's to run (not supported here)
+        usable = {n for n, h in req.toolbox.hosted.items() if h.kind != "tool_search"}
+        box = req.toolbox.only(usable if task.tools is None else usable & set(task.tools))
+        chat = _offer(task.chat, req, set(box.hosted))
 
         def one(chat: ChatRequest) -> AsyncGenerator[Event, None]:
             rounds.append(Trace())

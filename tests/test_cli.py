@@ -19,7 +19,7 @@ def ponder(home: Path, *args: str, stdin: str = "") -> subprocess.CompletedProce
     )
 
 
-@pytest.mark.parametrize("command", ["serve", "run", "chat", "pull", "models", "rm"])
+@pytest.mark.parametrize("command", ["serve", "run", "chat", "pull", "models", "rm", "index"])
 def test_every_command_has_help(data_dir: Path, command: str) -> None:
     r = ponder(data_dir, command, "--help")
     assert r.returncode == 0 and r.stdout.startswith("usage: ponder " + command)
@@ -103,3 +103,22 @@ def test_bench_tools_scores_bfcl_through_the_server(data_dir: Path, tiny_model: 
     assert len(rows) == 8 and len({r["id"] for r in rows}) == 8
     bad = ponder(data_dir, "bench", "tools", "--categories", "live_chaos")
     assert bad.returncode == 2 and "unknown categories" in bad.stdout
+
+
+def test_index_then_run_with_tools(data_dir: Path, tiny_model: Path, tmp_path: Path) -> None:
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "boiler.md").write_text("The boiler is serviced every March by Ada.")
+    (tmp_path / "notes" / "skip.bin").write_bytes(b"\x00\x01")
+    first = ponder(data_dir, "index", str(tmp_path / "notes"), "--collection", "cli-notes")
+    assert first.returncode == 0 and "1 files indexed (1 passages), 0 unchanged" in first.stdout, first.stderr
+    again = ponder(data_dir, "index", str(tmp_path / "notes"), "--collection", "cli-notes")
+    assert "0 files indexed (0 passages), 1 unchanged" in again.stdout and "cli-notes: 1 files" in again.stdout
+    r = ponder(data_dir, "run", "-m", TINY, "--max-tokens", "32", "--temperature", "0",
+               "--tools", "calculator,file_search:cli-notes", "When is the boiler serviced?")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    for bad, why in [("bogus", "unknown tool 'bogus'"), ("file_search:nowhere", "no knowledge collection"),
+                     ("code_interpreter", "code execution is off")]:  # fmt: skip
+        r = ponder(data_dir, "run", "-m", TINY, "--tools", bad, "hi")
+        assert r.returncode == 1 and why in r.stderr, r.stderr
+    missing = ponder(data_dir, "index", str(tmp_path / "nope"))
+    assert missing.returncode == 1 and "no such file or directory" in missing.stderr

@@ -9,15 +9,17 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from ponder import __version__
 from ponder.backends.registry import Registry
 from ponder.config import EFFORT_BUDGETS, ModelSpec, Settings, load_settings
-from ponder.errors import PonderError
+from ponder.errors import InvalidRequest, PonderError
 from ponder.models import ModelStore
 from ponder.modes import MODES
 from ponder.progress import TerminalProgress
 from ponder.terminal import Answerer, ModeChoice
+from ponder.tools import KINDS, ToolHost
 from ponder.types import Message, SamplingParams
 
 
@@ -121,7 +123,7 @@ async def _one_shot(args: argparse.Namespace, settings: Settings, messages: list
     try:
         await answerer.answer(messages)
     finally:
-        await answerer.backend.close()
+        await answerer.close()
     return 0
 
 
@@ -133,7 +135,7 @@ def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
         try:
             await Repl(answerer, args.system, settings.data_dir).run()
         finally:
-            await answerer.backend.close()
+            await answerer.close()
         return 0
 
     return asyncio.run(go())
@@ -225,13 +227,31 @@ async def _answerer(args: argparse.Namespace, settings: Settings) -> Answerer:
     if args.url:  # a running Ponder server: it runs the modes, we pass the choice along
         from ponder.backends.remote import RemoteBackend
 
+        if args.tools:
+            raise InvalidRequest("--tools runs the tools in-process; leave out --url (a server's clients name "
+                                 "tools in their requests)", param="--tools")  # fmt: skip
         name = args.model or settings.default_model
         remote = RemoteBackend(args.url, name, os.environ.get("PONDER_API_KEY"), extra_body=choice.wire_fields())
         return Answerer(remote, name, params, settings.modes, choice, local_modes=False)
     settings, name = _choose_model(args.model, settings)
     _ensure_pulled(settings, name)
     backend = await Registry(settings, _store(settings)).get(name)
-    return Answerer(backend, name, params, settings.modes, choice)
+    host = ToolHost(settings)
+    box = await host.toolbox([(i, _tool_entry(t)) for i, t in enumerate(args.tools or [])], where="--tools")
+    return Answerer(backend, name, params, settings.modes, choice, toolbox=box, tools=host)
+
+
+def _tool_entry(name: str) -> dict[str, Any]:
+    """A --tools name as a request's tools entry: "calculator", "file_search:COLLECTION"
+    or "mcp:SERVER"."""
+    kind, _, label = name.partition(":")
+    if kind not in KINDS or (kind == "mcp") != bool(label) or (label and kind not in ("mcp", "file_search")):
+        known = ", ".join(k for k in KINDS if k != "mcp")
+        raise InvalidRequest(f"--tools: unknown tool {name!r}; use {known}, file_search:COLLECTION or mcp:SERVER "
+                             "(an [mcp.SERVER] in config)", param="--tools")  # fmt: skip
+    if kind == "file_search" and label:
+        return {"type": kind, "vector_store_ids": [label]}
+    return {"type": kind, "server_label": label} if label else {"type": kind}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -262,6 +282,9 @@ def _parser() -> argparse.ArgumentParser:
         c.add_argument("--budget", type=int, help="thinking budget in tokens")
         c.add_argument("--agents", type=int, help="contemplating: number of sub-agents")
         c.add_argument("--no-compression", action="store_true", help="think to the budget, without answer probes")
+        c.add_argument("--tools", type=lambda v: v.split(","),
+                       help="server-side tools, comma-separated: calculator, file_search, code_interpreter, "
+                       "web_fetch, file_search:COLLECTION, mcp:SERVER (code and fetch need config)")  # fmt: skip
         c.add_argument("--url", help="talk to a running server (e.g. http://127.0.0.1:8000/v1) instead")
         c.set_defaults(func=func)
 

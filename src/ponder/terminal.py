@@ -13,7 +13,18 @@ from typing import Any, TextIO
 from ponder import modes
 from ponder.backends.base import Backend
 from ponder.config import ModeSettings
-from ponder.types import AgentEvent, ChatRequest, Done, Event, Message, ReasoningDelta, SamplingParams, TextDelta
+from ponder.tools import Toolbox, ToolHost
+from ponder.types import (
+    AgentEvent,
+    ChatRequest,
+    Done,
+    Event,
+    Message,
+    ReasoningDelta,
+    SamplingParams,
+    TextDelta,
+    ToolRun,
+)
 
 
 @dataclass
@@ -49,15 +60,22 @@ class Answerer:
     local_modes: bool = True  # False when the backend is a Ponder server that runs modes itself
     out: TextIO = sys.stdout
     err: TextIO = sys.stderr
+    toolbox: Toolbox = field(default_factory=Toolbox)  # server-side tools (`--tools`), run in-process
+    tools: ToolHost | None = None
 
     def events(self, messages: list[Message]) -> object:
-        chat = ChatRequest(self.model, tuple(messages), self.params)
+        chat = ChatRequest(self.model, tuple(messages), self.params, tools=self.toolbox.specs)
         if not self.local_modes:
             return self.backend.stream(chat)
         c = self.choice
         req = modes.resolve(chat, self.settings, mode=c.mode, effort=c.effort, budget=c.budget,
-                            agents=c.agents, compression=c.compression)  # fmt: skip
+                            agents=c.agents, compression=c.compression, toolbox=self.toolbox)  # fmt: skip
         return modes.run(self.backend, req)
+
+    async def close(self) -> None:
+        if self.tools is not None:
+            await self.tools.close()
+        await self.backend.close()
 
     async def answer(self, messages: list[Message]) -> str:
         """Print the answer as it streams; return the answer text."""
@@ -77,6 +95,10 @@ class Answerer:
             self._note(event.text, dim=True)
         elif isinstance(event, AgentEvent) and event.kind != "agent.delta":
             self._note(_progress_line(event) + "\n", dim=False)
+        elif isinstance(event, ToolRun):
+            who = "" if event.agent is None else f"agent {event.agent + 1}, "
+            output = event.output if len(event.output) <= 200 else event.output[:200] + "…"
+            self._note(f"[{who}{event.call.name}] {event.call.arguments} -> {output}\n", dim=False)
         elif isinstance(event, Done) and event.finish_reason == "length":
             self._note("\n[stopped: max_tokens reached]", dim=False)
 

@@ -520,3 +520,23 @@ async def test_tool_items_sent_back_as_input_replay_the_calls_and_results(
     assert [m.role for m in replay] == ["user", "assistant", "tool", "assistant", "user"]
     assert replay[1].tool_calls[0].name == "calculator" and replay[2].content == "42"
     assert replay[3].content == "42."
+
+
+async def test_input_tokens_count_the_server_side_tools_on_offer(served: tuple[openai.AsyncOpenAI, Any]) -> None:
+    client, _ = served
+    bare = await client.responses.input_tokens.count(model="scripted", input="one two three")
+    with_tool = await client.responses.input_tokens.count(model="scripted", input="one two three",
+                                                          tools=[{"type": "calculator"}])  # type: ignore[list-item]  # fmt: skip
+    assert bare.input_tokens == 3 and with_tool.input_tokens > bare.input_tokens
+
+
+async def test_a_follow_up_sees_what_the_tools_returned(
+    served: tuple[openai.AsyncOpenAI, Any], backend: ScriptedBackend
+) -> None:
+    client, _ = served
+    backend.enqueue(call("calculator", expression="6 * 7"), "42.", "Still 42.")
+    first = await client.responses.create(model="scripted", input="6*7?", tools=[{"type": "calculator"}])  # type: ignore[list-item]
+    await client.responses.create(model="scripted", input="Sure?", previous_response_id=first.id)
+    history = backend.requests[-1].messages
+    assert [m.role for m in history] == ["user", "assistant", "tool", "assistant", "user"]
+    assert history[1].tool_calls[0].name == "calculator" and history[2].content == "42" and history[3].content == "42."

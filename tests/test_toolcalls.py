@@ -52,6 +52,8 @@ def test_parallel_calls_and_text_after() -> None:
         '{"name": "add", "parameters": {"a": 1, "b": 2}}',
         '{"name": "add", "arguments": "{\\"a\\": 1, \\"b\\": 2}"}',
         '[{"name": "add", "arguments": {"a": 1, "b": 2}}]',
+        '{{"name": "add", "arguments": {"a": 1, "b": 2}}}',  # as Qwen2.5's template shows the format
+        '<tool_call>\n{{"name": "add", "arguments": {"a": 1, "b": 2}}}\n</tool_call>',
     ],
 )
 def test_bare_and_near_miss_json_calls_are_repaired(bare: str) -> None:

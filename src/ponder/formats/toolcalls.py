@@ -132,13 +132,21 @@ _PY_LITERALS = {"True": "true", "False": "false", "None": "null"}
 
 def loads_lenient(text: str) -> Any:
     """`json.loads`, after the repairs small models need; raises ValueError if hopeless."""
-    text = _FENCE.sub("", text.strip())
+    text = _undoubled(_FENCE.sub("", text.strip()))
     for attempt in (text, _repaired(text)):
         try:
             return json.loads(attempt)
         except json.JSONDecodeError:
             continue
     raise ValueError(f"not JSON, even repaired: {text[:80]!r}")
+
+
+def _undoubled(text: str) -> str:
+    """`{{"name": …}}` as `{"name": …}`. Qwen2.5's own chat template shows the call
+    format with doubled braces (a str.format escape left in), and its models copy it."""
+    while text.startswith("{{") and text.endswith("}}"):
+        text = text[1:-1].strip()
+    return text
 
 
 def _repaired(text: str) -> str:
@@ -204,7 +212,7 @@ def json_values(text: str) -> list[Any]:
     """Every JSON value in `text`, one after another (a model's parallel calls, one per
     line); repaired if that fails and the text is one value."""
     decoder, values, i = json.JSONDecoder(), [], 0
-    text = _FENCE.sub("", text.strip())
+    text = _undoubled(_FENCE.sub("", text.strip()))
     try:
         while i < len(text):
             value, i = decoder.raw_decode(text, i)

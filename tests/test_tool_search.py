@@ -183,8 +183,10 @@ async def test_client_executed_search_returns_the_call_and_takes_the_client_s_to
 async def test_searches_are_capped_then_the_model_must_answer(
     client: openai.AsyncOpenAI, backend: ScriptedBackend
 ) -> None:
-    backend.respond = lambda req: (
-        call("tool_search", query="nothing like it") if "tool_search" in names(req.tools) else "I found no tool."
+    backend.respond = lambda req: (  # a new query each round (a repeated one would not run again)
+        call("tool_search", query=f"nothing like it {len(req.messages)}")
+        if "tool_search" in names(req.tools)
+        else "I found no tool."
     )
     r = await client.responses.create(model="scripted", input="Do the impossible", tools=[SEARCH_TOOL, *CATALOG])  # type: ignore[list-item]
     kinds = [o.type for o in r.output]

@@ -147,15 +147,27 @@ async def test_the_loop_stops_at_max_steps_and_the_last_round_has_no_hosted_tool
     served: tuple[openai.AsyncOpenAI, Any], backend: ScriptedBackend
 ) -> None:
     client, _ = served
-    backend.respond = lambda req: (
-        call("calculator", expression="1+1") if any(t.name == "calculator" for t in req.tools) else "Done: 2."
+    backend.respond = lambda req: (  # a new sum every round
+        call("calculator", expression=f"{len(req.messages)}+1") if req.tools else "Done."
     )
     r = await client.responses.create(model="scripted", input="add", tools=[{"type": "calculator"}])  # type: ignore[list-item]
     steps = ToolSettings().max_steps
     assert [o.type for o in r.output] == ["mcp_call"] * steps + ["message"]
     assert r.output[0].server_label == "ponder" and r.output[0].output == "2"  # type: ignore[union-attr]
     assert len(backend.requests) == steps + 1 and backend.requests[-1].tools == ()
-    assert r.output_text == "Done: 2." and r.usage.model_extra["tool_calls"] == steps  # type: ignore[union-attr]
+    assert r.output_text == "Done." and r.usage.model_extra["tool_calls"] == steps  # type: ignore[union-attr]
+
+
+async def test_a_repeated_call_is_not_run_again_and_the_model_answers(
+    served: tuple[openai.AsyncOpenAI, Any], backend: ScriptedBackend
+) -> None:
+    client, _ = served
+    backend.respond = lambda req: call("calculator", expression="1+1") if req.tools else "It is 2."
+    r = await client.responses.create(model="scripted", input="add", tools=[{"type": "calculator"}])  # type: ignore[list-item]
+    assert [o.type for o in r.output] == ["mcp_call", "message"] and r.output_text == "It is 2."
+    _, again, answer = backend.requests
+    assert len(again.messages) == len(answer.messages) == 3  # the repeat was dropped, not answered
+    assert [m.role for m in answer.messages] == ["user", "assistant", "tool"] and answer.tools == ()
 
 
 async def test_client_functions_go_back_to_the_client_beside_hosted_tools(

@@ -7,7 +7,8 @@ gives the model an error message as its result, never a failed request. The loop
 ends when the model answers, calls a client's tool (returned to the client as
 usual, after the hosted calls of that round have run), runs out of
 `max_output_tokens`, or reaches `max_steps`; the last round is offered no hosted
-tools, so it must answer.
+tools, so it must answer. A call the model already made is not run again: a round
+of nothing but repeats is dropped, and the next round is that last one.
 """
 
 from __future__ import annotations
@@ -42,8 +43,10 @@ async def run(runner: Runner, chat: ChatRequest, box: Toolbox, agent: int | None
     tools' functions beside the client's."""
     total = NO_USAGE
     budget = chat.params.max_tokens  # for all the rounds together
+    seen: set[tuple[str, str]] = set()  # calls already run: a repeat gets no second run
+    answer_now = False
     for step in range(box.max_steps + 1):
-        hosting = step < box.max_steps
+        hosting = step < box.max_steps and not answer_now
         offered = chat if hosting else _without(chat, box)
         calls: list[ToolCall] = []
         text: list[str] = []
@@ -63,7 +66,9 @@ async def run(runner: Runner, chat: ChatRequest, box: Toolbox, agent: int | None
                 yield event
         assert done is not None, "a mode's stream ends with Done"
         total += done.usage
-        runs = await asyncio.gather(*(execute(box.hosted[c.name], c, agent) for c in calls))
+        fresh = [c for c in calls if (c.name, c.arguments) not in seen]
+        seen.update((c.name, c.arguments) for c in fresh)
+        runs = await asyncio.gather(*(execute(box.hosted[c.name], c, agent) for c in fresh))
         for r in runs:
             yield r
         loaded = tuple(t for r in runs for t in r.data.get("load", ()))
@@ -74,10 +79,15 @@ async def run(runner: Runner, chat: ChatRequest, box: Toolbox, agent: int | None
             cut = calls and not client_calls and done.finish_reason == "tool_calls"  # only `spent` ends it
             yield Done("length" if cut else done.finish_reason, total)
             return
-        turn = Message("assistant", "".join(text), tool_calls=tuple(calls))
+        # A round that only repeats calls already answered (small models loop so) is
+        # dropped, and the next round answers from what the model has read.
+        answer_now = not fresh
         params = chat.params if left is None else replace(chat.params, max_tokens=left)
-        chat = replace(chat, messages=(*chat.messages, turn, *(r.result for r in runs)), params=params,
-                       tools=_with(chat.tools, loaded, box))  # fmt: skip
+        chat = replace(chat, params=params)
+        if fresh:
+            turn = Message("assistant", "".join(text), tool_calls=tuple(fresh))
+            chat = replace(chat, messages=(*chat.messages, turn, *(r.result for r in runs)),
+                           tools=_with(chat.tools, loaded, box))  # fmt: skip
         if chat.tool_name in box.hosted or chat.tool_choice == "required":  # a forced call is forced once
             chat = replace(chat, tool_choice="auto", tool_name=None)
     raise AssertionError("unreachable: the last round offers no hosted tools")

@@ -124,8 +124,9 @@ def _cut(data: bytes) -> str:
 
 SPEC = Tool(
     NAME,
-    "Run Python 3 code in a sandbox and return what it prints. Use it for calculations and data work; print() "
-    "the results you need. No network, no files outside its own temporary folder.",
+    "Run a Python 3 program in a sandbox and return what it prints. Use it for calculations and data work. "
+    "Each program runs on its own, with nothing from earlier runs: assign every number it uses from the "
+    "question, then print() the result. No network.",
     {
         "type": "object",
         "properties": {"code": {"type": "string", "description": "the Python program"}},

@@ -60,6 +60,12 @@ def test_bare_and_near_miss_json_calls_are_repaired(bare: str) -> None:
     assert run(bare) == ("", [("add", {"a": 1, "b": 2})])
 
 
+def test_triple_quoted_strings_in_a_call_become_json_strings() -> None:
+    text = '```json\n{"name": "run", "arguments": {"code": """\n    x = "a"\n    print(x)\n    """}}\n```'
+    assert loads_lenient(text) == {"name": "run", "arguments": {"code": '\n    x = "a"\n    print(x)\n    '}}
+    assert loads_lenient("{'code': '''a\nb'''}") == {"code": "a\nb"}
+
+
 def test_unterminated_tag_still_parses_and_python_literals_are_fixed() -> None:
     assert run('<tool_call>{"name": "add", "arguments": {"a": 1, "b": True}}') == ("", [("add", {"a": 1, "b": True})])
 
@@ -120,3 +126,7 @@ def test_forced_grammar_takes_tools_with_shared_definitions() -> None:
               "$defs": {"Place": {"type": "object", "properties": {"city": {"type": "string"}}}}}  # fmt: skip
     grammar = forced_grammar([Tool("visit", "", schema), Tool("add", "", {"type": "object"})], "hermes", None, True)
     assert grammar.startswith("root ::=") and "city" in grammar
+
+
+def test_an_escaped_single_quote_in_a_json_string_is_repaired() -> None:
+    assert loads_lenient('{"code": "print(\\\'hi\\\')"}') == {"code": "print('hi')"}

@@ -149,11 +149,17 @@ def _undoubled(text: str) -> str:
     return text
 
 
+# Python's triple-quoted strings, as models write code inside JSON
+_TRIPLE = re.compile(r'"""(.*?)"""' + r"|'''(.*?)'''", re.DOTALL)
+
+
 def _repaired(text: str) -> str:
-    """One pass that knows when it is inside a string: single-quoted strings become
+    """Triple-quoted strings become JSON strings. Then one pass that knows when it is
+    inside a string: single-quoted strings become
     double-quoted, and outside strings Python literals become JSON ones and bare keys
     get quotes. Then the brackets (and a string) left open are closed, and commas
     before a closing bracket are dropped."""
+    text = _TRIPLE.sub(lambda m: json.dumps(m.group(1) if m.group(1) is not None else m.group(2)), text)
     out: list[str] = []
     i, n = 0, len(text)
     while i < n:
@@ -162,7 +168,7 @@ def _repaired(text: str) -> str:
             j, body = i + 1, []
             while j < n and text[j] != ch:
                 if text[j] == "\\" and j + 1 < n:
-                    body.append(text[j : j + 2])
+                    body.append("'" if text[j + 1] == "'" else text[j : j + 2])  # \' is no JSON escape
                     j += 2
                     continue
                 body.append('\\"' if text[j] == '"' else text[j])

@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import textwrap
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,7 +138,7 @@ SPEC = Tool(
 
 def hosted(limits: Limits = Limits()) -> Hosted:
     async def call(args: dict[str, Any]) -> Result:
-        code = string_arg(args, "code")
+        code = textwrap.dedent(string_arg(args, "code")).strip("\n")  # models indent code inside JSON
         r = await asyncio.to_thread(run_code, code, limits)
         logs = r.stdout + (f"\n[stderr]\n{r.stderr}" if r.stderr.strip() else "")
         data = {"code": code, "outputs": [{"type": "logs", "logs": logs}], "exit_code": r.exit_code}

@@ -245,7 +245,8 @@ def _tool_entry(name: str) -> dict[str, Any]:
     """A --tools name as a request's tools entry: "calculator", "file_search:COLLECTION"
     or "mcp:SERVER"."""
     kind, _, label = name.partition(":")
-    if kind not in KINDS or (kind == "mcp") != bool(label) or (label and kind not in ("mcp", "file_search")):
+    needs_label, may_label = kind == "mcp", kind in ("mcp", "file_search")
+    if kind not in KINDS or (needs_label and not label) or (label and not may_label):
         known = ", ".join(k for k in KINDS if k != "mcp")
         raise InvalidRequest(f"--tools: unknown tool {name!r}; use {known}, file_search:COLLECTION or mcp:SERVER "
                              "(an [mcp.SERVER] in config)", param="--tools")  # fmt: skip

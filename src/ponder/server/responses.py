@@ -19,12 +19,9 @@ from ponder.modes import ModeRequest
 from ponder.modes.summary import with_summary
 from ponder.server import tool_search
 from ponder.server.chat import mode_request, unless_disconnected
-from ponder.server.responses_wire import (
-    Item,
-    ResponseBuilder,
+from ponder.server.responses_request import (
     ResponsesRequest,
     TokenCountRequest,
-    build,
     function_tools,
     hosted_entries,
     input_items,
@@ -33,6 +30,7 @@ from ponder.server.responses_wire import (
     messages_of,
     tools_of,
 )
+from ponder.server.responses_wire import Item, ResponseBuilder, build
 from ponder.store import Store, StoredResponse
 from ponder.tools import Toolbox, check_names
 from ponder.types import ChatRequest, Message, SamplingParams

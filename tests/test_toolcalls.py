@@ -130,3 +130,7 @@ def test_forced_grammar_takes_tools_with_shared_definitions() -> None:
 
 def test_an_escaped_single_quote_in_a_json_string_is_repaired() -> None:
     assert loads_lenient('{"code": "print(\\\'hi\\\')"}') == {"code": "print('hi')"}
+
+
+def test_triple_quotes_inside_a_string_are_left_alone() -> None:
+    assert loads_lenient("{\"code\": \"x = '''a'''\"") == {"code": "x = '''a'''"}

@@ -92,6 +92,7 @@ async def served(tmp_path: Path, backend: ScriptedBackend, docs: Path) -> AsyncI
 def test_calculator_is_exact_and_refuses_everything_else() -> None:
     assert evaluate("(17 * 23 + 4) / 3") == pytest.approx(131.6666666)
     assert evaluate("2^10 + 1,000") == 2024 and evaluate("max(3, 7) * factorial(4)") == 168
+    assert evaluate("max(2, 3,100)") == 100  # commas in a call separate arguments
     for bad, why in [("__import__('os').system('true')", "not allowed"), ("x + 1", "not allowed"),
                      ("9 ** 9 ** 9", "too large"), ("1 / 0", "division by zero"), ("2 +", "not an arithmetic"),
                      ("factorial(10**6)", "whole number"), ("10**5000", "too large"),
@@ -182,6 +183,13 @@ async def test_client_functions_go_back_to_the_client_beside_hosted_tools(
     assert r.choices[0].finish_reason == "tool_calls" and msg.tool_calls is not None
     assert [c.function.name for c in msg.tool_calls] == ["get_weather"]  # type: ignore[union-attr]
     assert {t.name for t in backend.requests[0].tools} == {"calculator", "get_weather"}
+
+
+async def test_a_failed_call_may_be_retried(served: tuple[openai.AsyncOpenAI, Any], backend: ScriptedBackend) -> None:
+    client, _ = served
+    backend.enqueue(call("calculator", expression="1/0"), call("calculator", expression="1/0"), "Cannot.")
+    r = await client.responses.create(model="scripted", input="1/0", tools=[{"type": "calculator"}])  # type: ignore[list-item]
+    assert [o.type for o in r.output] == ["mcp_call", "mcp_call", "message"]  # only a success is not run twice
 
 
 async def test_a_slow_tool_times_out_into_an_error_result() -> None:
@@ -501,11 +509,13 @@ async def test_web_fetch_reads_allowed_hosts_only(site: str) -> None:
         return await execute(tool, ToolCall("c", "web_fetch", json.dumps({"url": site + path})))
 
     page = await get("/page")
-    assert not page.error and page.output == "# Boilers\n\nThe boiler is serviced in March ."
+    assert not page.error and page.output == "# Boilers\n\nThe boiler is serviced in March."
     assert (await get("/home")).output == page.output  # a redirect on the same host is followed
     away = await get("/away")  # to another host: refused
     assert away.error and "http://localhost:" in away.output and "not allowed" in away.output
     assert "not text" in (await get("/blob")).output and "HTTP 404" in (await get("/nothing")).output
+    for broken in ("<svg " * 100_000, "<!--" * 100_000, "<" * 100_000):  # one linear pass, whatever the markup
+        assert fetch.page_text("text/html", "<html><p>a</p>" + broken).startswith("a")
     other = await execute(tool, ToolCall("c", "web_fetch", json.dumps({"url": "file:///etc/passwd"})))
     assert other.error and "not allowed" in other.output
 

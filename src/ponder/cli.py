@@ -283,7 +283,7 @@ def _parser() -> argparse.ArgumentParser:
         c.add_argument("--budget", type=int, help="thinking budget in tokens")
         c.add_argument("--agents", type=int, help="contemplating: number of sub-agents")
         c.add_argument("--no-compression", action="store_true", help="think to the budget, without answer probes")
-        c.add_argument("--tools", type=lambda v: v.split(","),
+        c.add_argument("--tools", type=lambda v: [t.strip() for t in v.split(",") if t.strip()],
                        help="server-side tools, comma-separated: calculator, file_search, code_interpreter, "
                        "web_fetch, file_search:COLLECTION, mcp:SERVER (code and fetch need config)")  # fmt: skip
         c.add_argument("--url", help="talk to a running server (e.g. http://127.0.0.1:8000/v1) instead")

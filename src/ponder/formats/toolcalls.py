@@ -133,7 +133,8 @@ _PY_LITERALS = {"True": "true", "False": "false", "None": "null"}
 def loads_lenient(text: str) -> Any:
     """`json.loads`, after the repairs small models need; raises ValueError if hopeless."""
     text = _undoubled(_FENCE.sub("", text.strip()))
-    for attempt in (text, _repaired(text)):
+    tripled = _TRIPLE.sub(lambda m: json.dumps(m.group(1) if m.group(1) is not None else m.group(2)), text)
+    for attempt in (text, _repaired(text), _repaired(tripled)):  # triple quotes last: they may sit in a string
         try:
             return json.loads(attempt)
         except json.JSONDecodeError:
@@ -154,12 +155,10 @@ _TRIPLE = re.compile(r'"""(.*?)"""' + r"|'''(.*?)'''", re.DOTALL)
 
 
 def _repaired(text: str) -> str:
-    """Triple-quoted strings become JSON strings. Then one pass that knows when it is
-    inside a string: single-quoted strings become
+    """One pass that knows when it is inside a string: single-quoted strings become
     double-quoted, and outside strings Python literals become JSON ones and bare keys
     get quotes. Then the brackets (and a string) left open are closed, and commas
     before a closing bracket are dropped."""
-    text = _TRIPLE.sub(lambda m: json.dumps(m.group(1) if m.group(1) is not None else m.group(2)), text)
     out: list[str] = []
     i, n = 0, len(text)
     while i < n:

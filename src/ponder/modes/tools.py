@@ -7,7 +7,7 @@ gives the model an error message as its result, never a failed request. The loop
 ends when the model answers, calls a client's tool (returned to the client as
 usual, after the hosted calls of that round have run), runs out of
 `max_output_tokens`, or reaches `max_steps`; the last round is offered no hosted
-tools, so it must answer. A call the model already made is not run again: a round
+tools, so it must answer. A call that already succeeded is not run again: a round
 of nothing but repeats is dropped, and the next round is that last one.
 """
 
@@ -67,8 +67,8 @@ async def run(runner: Runner, chat: ChatRequest, box: Toolbox, agent: int | None
         assert done is not None, "a mode's stream ends with Done"
         total += done.usage
         fresh = [c for c in calls if (c.name, c.arguments) not in seen]
-        seen.update((c.name, c.arguments) for c in fresh)
         runs = await asyncio.gather(*(execute(box.hosted[c.name], c, agent) for c in fresh))
+        seen.update((r.call.name, r.call.arguments) for r in runs if not r.error)  # a failed call may be retried
         for r in runs:
             yield r
         loaded = tuple(t for r in runs for t in r.data.get("load", ()))

@@ -72,8 +72,8 @@ class ToolHost:
         for i, entry in wanted:
             param = f"{where}.{i}" if i >= 0 else "config [tools] enabled"
             for h in await self._build(entry, param):
-                name = h.spec.name if h.spec.name not in hosted else f"{h.label}_{h.spec.name}"
-                hosted[name] = h if name == h.spec.name else _renamed(h, name)
+                name = h.spec.name if h.spec.name not in hosted or not h.label else f"{h.label}_{h.spec.name}"
+                hosted[name] = h if name == h.spec.name else _renamed(h, name)  # the same tool twice: one
         return Toolbox(hosted, self.settings.max_steps)
 
     async def _build(self, entry: dict[str, Any], param: str) -> list[Hosted]:

@@ -51,7 +51,8 @@ MAX_LENGTH = 500
 
 def evaluate(expression: str) -> int | float:
     text = expression.strip().replace("^", "**").replace("×", "*").replace("÷", "/")
-    text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)  # 1,234 is one number
+    if not re.search(r"[A-Za-z_]\s*\(", text):  # 1,234 is one number, where no call takes arguments
+        text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)
     if len(text) > MAX_LENGTH:
         raise ToolFailed(f"the expression is longer than {MAX_LENGTH} characters")
     try:

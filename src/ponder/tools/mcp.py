@@ -72,7 +72,7 @@ class _Live:
         try:
             async with asyncio.timeout(5):
                 await asyncio.shield(self.task)
-        except BaseException:
+        except Exception:  # a slow or broken transport (TimeoutError included): cancelled below
             pass
         if not self.task.done():
             self.task.cancel()
@@ -89,7 +89,14 @@ class Connection:
     async def tools(self) -> list[Any]:
         live = await self._connected()
         if live.tools is None:
-            live.tools = list((await live.client.list_tools()).tools)
+            try:
+                async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                    live.tools = list((await live.client.list_tools()).tools)
+            except Exception as e:  # a timeout, or the transport broke
+                await self._drop(live)
+                raise UpstreamError(
+                    f"the MCP server {self.server.name!r} did not list its tools: {_reason(e)}"
+                ) from None
         return live.tools
 
     async def call(self, name: str, args: dict[str, Any]) -> Any:

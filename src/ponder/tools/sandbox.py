@@ -1,15 +1,17 @@
 """Python code execution for the `code_interpreter` tool, in a separate process.
 
 Each run gets a fresh temporary working directory (removed afterwards), an empty
-environment (no keys in it), and resource limits set by `prlimit`: CPU seconds,
+environment (no variables of the server's), and resource limits set by `prlimit`: CPU seconds,
 address space, file size (which also caps its output, written to files), open
 files and processes, plus a wall-clock timeout. Where unprivileged user namespaces
 work (`unshare -rnpf`), it also gets a network namespace with no interfaces (no
 network at all) and a PID namespace, so every process it starts dies with it, even
 one that left its session. Output is cut at `MAX_OUTPUT` characters.
 
-This is process isolation, not a VM. Code execution is off unless config turns it
-on (`[tools] code_execution = true`).
+This is process isolation, not a VM, and it has no filesystem isolation yet: the
+code runs as the server's user and can read (and write) what that user can. So
+code execution is off unless config turns it on (`[tools] code_execution = true`);
+the hardening issue owns the full sandbox.
 """
 
 from __future__ import annotations
@@ -63,22 +65,24 @@ def _unshare() -> tuple[str, ...]:
     return cmd if ok else ()
 
 
-def _user_processes() -> int:
-    """Processes of this user: RLIMIT_NPROC counts them all, not only the sandbox's."""
+def _user_tasks() -> int:
+    """Threads of this user: RLIMIT_NPROC counts them all, not only the sandbox's."""
     uid, n = os.getuid(), 0
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             with contextlib.suppress(OSError):
-                n += entry.stat().st_uid == uid
+                if entry.stat().st_uid == uid:
+                    n += len(os.listdir(f"/proc/{entry.name}/task"))
     return n
 
 
 def _limits(limits: Limits) -> tuple[str, ...]:
-    if shutil.which("prlimit") is None:
+    prlimit = shutil.which("prlimit")
+    if prlimit is None:
         raise ToolFailed("the sandbox needs prlimit (util-linux), which this server lacks")
     mb = 1024 * 1024
-    nproc = _user_processes() + limits.processes
-    return ("prlimit", f"--cpu={limits.cpu_s}", f"--as={limits.memory_mb * mb}", f"--fsize={limits.file_mb * mb}",
+    nproc = _user_tasks() + limits.processes
+    return (prlimit, f"--cpu={limits.cpu_s}", f"--as={limits.memory_mb * mb}", f"--fsize={limits.file_mb * mb}",
             "--nofile=64", "--core=0", f"--nproc={nproc}")  # fmt: skip
 
 

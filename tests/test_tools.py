@@ -562,3 +562,11 @@ async def test_a_follow_up_sees_what_the_tools_returned(
     history = backend.requests[-1].messages
     assert [m.role for m in history] == ["user", "assistant", "tool", "assistant", "user"]
     assert history[1].tool_calls[0].name == "calculator" and history[2].content == "42" and history[3].content == "42."
+
+
+def test_passages_read_the_same_from_a_search_and_from_an_echoed_item() -> None:
+    ours = knowledge.Passage(7, "/d/manual.pdf", 3, "Torque: 12 Nm.").json(2)
+    echoed = {"file_id": "file-7", "filename": "manual.pdf", "text": "Torque: 12 Nm.", "attributes": {"page": 3}}
+    assert knowledge.shown([ours]) == "[2] (manual.pdf, page 3)\nTorque: 12 Nm."
+    assert knowledge.shown([echoed]) == "[1] (manual.pdf, page 3)\nTorque: 12 Nm."
+    assert knowledge.shown([]) == "No passages matched."

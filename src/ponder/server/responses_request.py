@@ -191,8 +191,7 @@ def _run_turn(it: dict[str, Any]) -> tuple[ToolCall, Message]:
     if kind == "file_search_call":
         call = ToolCall(call_id, knowledge.NAME, json.dumps({"query": " ".join(map(str, it["queries"]))}))
         found = [r for r in it.get("results") or [] if isinstance(r, dict)]
-        text = "\n\n".join(f"[{n}] ({r.get('filename', '')})\n{r.get('text', '')}" for n, r in enumerate(found, 1))
-        return call, Message("tool", text or "No passages matched.", tool_call_id=call_id)
+        return call, Message("tool", knowledge.shown(found), tool_call_id=call_id)
     call = ToolCall(call_id, sandbox.NAME, json.dumps({"code": it["code"]}))
     logs = "".join(o.get("logs", "") for o in it.get("outputs") or [] if isinstance(o, dict))
     return call, Message("tool", logs, tool_call_id=call_id)

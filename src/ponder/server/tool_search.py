@@ -28,6 +28,7 @@ from ponder import embeddings
 from ponder.embeddings import Embedder
 from ponder.errors import InvalidRequest, invalid_value
 from ponder.modes.prompts import load, render
+from ponder.ranking import fuse
 from ponder.server.protocol import flat_tool, tool_def
 from ponder.tools.base import Hosted, Result
 from ponder.types import Message, Tool, ToolCall
@@ -249,12 +250,7 @@ def _passage(t: Tool) -> str:
     return f"{words}: {t.description}"
 
 
-def _fuse(ranked: Sequence[Sequence[Tool]], k: int = 60) -> tuple[Tool, ...]:
-    """Reciprocal-rank fusion: each list gives 1 / (k + rank) to what it holds."""
-    score: dict[str, float] = {}
-    by_name: dict[str, Tool] = {}
-    for ranks in ranked:
-        for r, t in enumerate(ranks):
-            score[t.name] = score.get(t.name, 0.0) + 1 / (k + r + 1)
-            by_name[t.name] = t
-    return tuple(by_name[n] for n in sorted(score, key=lambda n: -score[n]))
+def _fuse(ranked: Sequence[Sequence[Tool]]) -> tuple[Tool, ...]:
+    """The rankings fused by reciprocal rank (tools are told apart by name)."""
+    by_name = {t.name: t for ranks in ranked for t in ranks}
+    return tuple(by_name[n] for n, _ in fuse([[t.name for t in ranks] for ranks in ranked]))

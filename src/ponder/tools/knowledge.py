@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from ponder import embeddings
+from ponder.ranking import fuse
 from ponder.tools.base import Hosted, Result, ToolFailed, string_arg
 from ponder.types import Tool
 
@@ -173,11 +174,8 @@ class Index:
             matrix = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(len(rows), -1)
             cos = matrix @ embeddings.shared().query(query)
             semantic = [rows[i][0] for i in np.argsort(-cos)[:CANDIDATES]]
-        score: dict[int, float] = {}
-        for ranks in (keyword, semantic):
-            for r, pid in enumerate(ranks):
-                score[pid] = score.get(pid, 0.0) + 1 / (60 + r + 1)
-        best = sorted(score, key=lambda p: -score[p])[:k]
+        score = dict(fuse((keyword, semantic))[:k])
+        best = list(score)
         if not best:
             return []
         with self._lock:
@@ -317,15 +315,20 @@ def hosted(index: Index, collections: Sequence[str], k: int = 5) -> Hosted:
         if not found:
             return Result("No passages matched.", {"queries": [query], "results": []})
         results = [p.json(next(numbers)) for p in found]
-        text = "\n\n".join(_shown(r) for r in results)
-        return Result(text, {"queries": [query], "results": results})
+        return Result(shown(results), {"queries": [query], "results": results})
 
     return Hosted(NAME, SPEC, call, timeout_s=60.0)
 
 
-def _shown(r: dict[str, Any]) -> str:
-    where = r["filename"] + (f", page {r['page']}" if r["page"] else "")
-    return f"[{r['number']}] ({where})\n{r['text']}"
+def shown(results: Sequence[dict[str, Any]]) -> str:
+    """Passages as the model reads them: numbered, with their file (and page). Results
+    echoed back by a client may lack the number or page."""
+    out = []
+    for n, r in enumerate(results, 1):
+        page = r.get("page") or (r.get("attributes") or {}).get("page")
+        where = str(r.get("filename", "")) + (f", page {page}" if page else "")
+        out.append(f"[{r.get('number', n)}] ({where})\n{r.get('text', '')}")
+    return "\n\n".join(out) or "No passages matched."
 
 
 def check_collections(index: Index, names: Sequence[str], where: str) -> None:

@@ -6,17 +6,22 @@ MODEL   ?= qwen2.5-coder-1.5b
 HOST    ?= 127.0.0.1
 PORT    ?= 8000
 
-.PHONY: install install-dev serve test lint bench clean
+.PHONY: install install-dev serve test test-data lint bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# rapidocr-onnxruntime 1.4.4 pins opencv-python, the GUI build, which needs libGL;
+# Ponder installs its other dependencies with opencv-python-headless instead
+# (pyproject.toml) and rapidocr itself without its pins.
+#
 # llama-cpp-python builds from source the first time (about 9 minutes on 2 cores);
 # pip caches the wheel, so later installs take seconds.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	@echo "installing Ponder (the first llama-cpp-python build takes ~9 minutes)..."
 	$(BIN)/pip install --progress-bar on -e .
+	$(BIN)/pip install --progress-bar on --no-deps rapidocr-onnxruntime==1.4.4
 	touch $@
 
 # instructor 1.17 declares jiter<0.15, which would hold openai back to 3.3 and
@@ -40,7 +45,16 @@ lint: install-dev
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
-test: install-dev lint
+# Speech the voice tests transcribe: five LibriVox clips with their transcripts.
+LIBRIVOX := /usr/share/pocketsphinx/test/data/librivox
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+$(LIBRIVOX)/transcription:
+	$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q pocketsphinx-testdata
+
+test-data: $(LIBRIVOX)/transcription
+
+test: install-dev lint test-data
 	$(BIN)/pytest -q
 
 bench: install

@@ -47,6 +47,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_pull(args: argparse.Namespace, settings: Settings) -> int:
+    from ponder.media import models as media_models
+
+    if args.name in media_models.BUNDLES:
+        path = media_models.pull(media_models.BUNDLES[args.name], settings.models_dir, settings.cache_dir,
+                                 TerminalProgress(args.name))  # fmt: skip
+        print(f"{args.name}: {path}")
+        return 0
     store = _store(settings)
     path = store.pull(args.name, TerminalProgress(args.name))
     print(f"{args.name}: {path}")
@@ -58,6 +65,11 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     for m in _store(settings).list_models():
         size = f"{m.size / 2**20:,.0f} MiB" if m.size else "?"
         rows.append((m.name, "yes" if m.present else "no", size, m.license, m.description))
+    from ponder.media import models as media_models
+
+    for b in media_models.BUNDLES.values():
+        pulled = media_models.present(b, settings.models_dir)
+        rows.append((b.name, "yes" if pulled else "no", "-", b.license, b.description))
     for name, spec in settings.models.items():
         rows.append((name, "-", "-", "-", f"{spec.backend}: {spec.base_url or spec.source}"))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
@@ -99,6 +111,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     settings, name = _choose_model(args.model, settings)
     _ensure_pulled(settings, name)
+    _ensure_voice(settings)
     app = create_app(Registry(settings, _store(settings)), preload=name)
     print(f"ponder {__version__}: serving {name} on http://{settings.host}:{settings.port}/v1", file=sys.stderr)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, timeout_graceful_shutdown=5)
@@ -221,6 +234,18 @@ def _ensure_pulled(settings: Settings, name: str) -> None:
             store.pull(source, TerminalProgress(source))
 
 
+def _ensure_voice(settings: Settings) -> None:
+    """Pull the speech models `[media]` names, so the first voice request does not wait minutes."""
+    from ponder.media import models as media_models
+
+    for source in (settings.media.speech_to_text, settings.media.text_to_speech):
+        bundle = media_models.BUNDLES.get(source)
+        if bundle and not media_models.present(bundle, settings.models_dir):
+            print(f"pulling {source} (first run only)", file=sys.stderr)
+        if source:
+            media_models.resolve(source, settings.models_dir, settings.cache_dir, TerminalProgress(source))
+
+
 async def _answerer(args: argparse.Namespace, settings: Settings) -> Answerer:
     choice = ModeChoice(args.mode, args.effort, args.budget, args.agents, False if args.no_compression else None)
     params = SamplingParams(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed)
@@ -318,7 +343,8 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser(
         "pull", help="download, join and verify a model", description="download, join and verify a model"
     )
-    c.add_argument("name", help="catalogue name (see `ponder models`) or hf:OWNER/REPO/FILE.gguf")
+    c.add_argument("name", help="catalogue name (see `ponder models`: chat models, whisper-base, joe) or "
+                   "hf:OWNER/REPO/FILE.gguf")  # fmt: skip
     c.set_defaults(func=cmd_pull)
     c = sub.add_parser("index", help="index documents for knowledge search (the file_search tool)",
                        description="index documents for knowledge search (the file_search tool); a changed file "

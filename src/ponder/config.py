@@ -32,6 +32,11 @@ order, later wins) and then passed around explicitly. There is no global config.
     max_steps = 4                  # rounds of tool calls before the model must answer
     code_execution = false         # the code_interpreter tool (a sandboxed process)
 
+    [media]                        # voice, images, files (see ponder.config.MediaSettings)
+    speech_to_text = "whisper-base"  # "" turns audio input off
+    text_to_speech = "joe"
+    image_urls = false             # fetch http(s) image URLs
+
     [mcp.warehouse]                # an MCP server: command (stdio) or url (Streamable HTTP)
     command = ["python", "/srv/warehouse_mcp.py"]
 """
@@ -101,6 +106,8 @@ class ModelSpec:
     api_key: str | None = None  # remote
     prefill: bool = False  # remote: the engine supports continue_final_message (vLLM, SGLang)
     n_ctx: int | None = None  # embedded: per-model override
+    vision: bool = False  # remote: the engine takes images (a VLM); otherwise they are OCR'd first
+    audio: bool = False  # remote: the engine takes input_audio; otherwise it is transcribed first
 
 
 @dataclass(frozen=True)
@@ -134,6 +141,31 @@ class ToolSettings:
     mcp: Mapping[str, McpServer] = field(default_factory=dict)
 
 
+MiB = 1 << 20
+
+
+@dataclass(frozen=True)
+class MediaSettings:
+    """Voice, images and files: the models that hear and speak, and the limits on
+    what a request may carry (per part, and per request)."""
+
+    # A catalogue name (`ponder models`), a local model (a CTranslate2 Whisper
+    # directory; a Piper .onnx voice), or hf:OWNER/REPO[/FILE]. "" turns it off.
+    speech_to_text: str = "whisper-base"
+    text_to_speech: str = "joe"
+    max_image_bytes: int = 20 * MiB
+    max_image_pixels: int = 50_000_000
+    max_audio_bytes: int = 25 * MiB
+    max_audio_seconds: float = 1200.0
+    max_file_bytes: int = 20 * MiB
+    max_file_pages: int = 100
+    max_file_chars: int = 100_000  # of text extracted from one file
+    max_parts: int = 16  # images, audio and files in one request
+    max_request_bytes: int = 50 * MiB  # of media in one request
+    image_urls: bool = False  # fetch http(s) image URLs (otherwise data URLs only)
+    image_url_timeout_s: float = 10.0
+
+
 @dataclass(frozen=True)
 class Settings:
     default_model: str = DEFAULT_MODEL
@@ -145,6 +177,7 @@ class Settings:
     models: Mapping[str, ModelSpec] = field(default_factory=dict)
     aliases: Mapping[str, Alias] = field(default_factory=dict)
     tools: ToolSettings = field(default_factory=ToolSettings)
+    media: MediaSettings = field(default_factory=MediaSettings)
 
     @property
     def models_dir(self) -> Path:
@@ -224,7 +257,11 @@ def load_settings(
     models = {name: _model_spec(name, body, env) for name, body in raw.get("models", {}).items()}
     aliases = {name: _alias(name, body) for name, body in raw.get("aliases", {}).items()}
     tools = _tools(raw.get("tools", {}), raw.get("mcp", {}))
-    return Settings(engine=engine, modes=modes, models=models, aliases=aliases, tools=tools, **top)
+    try:
+        media = MediaSettings(**raw.get("media", {}))
+    except TypeError as e:
+        raise InvalidRequest(f"config [media]: {e}") from e
+    return Settings(engine=engine, modes=modes, models=models, aliases=aliases, tools=tools, media=media, **top)
 
 
 def _tools(body: Mapping[str, Any], servers: Mapping[str, Any]) -> ToolSettings:

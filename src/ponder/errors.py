@@ -51,6 +51,13 @@ class Unsupported(InvalidRequest):
     code = "unsupported_parameter"
 
 
+class TooLarge(InvalidRequest):
+    """Media past a configured size limit."""
+
+    status = 413
+    code = "request_too_large"
+
+
 class AuthenticationError(PonderError):
     status = 401
     type = "authentication_error"

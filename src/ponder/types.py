@@ -23,6 +23,24 @@ class ToolCall:
     arguments: str  # JSON text, as the API carries it
 
 
+MediaKind = Literal["image", "audio", "file"]
+
+
+@dataclass(frozen=True)
+class Media:
+    """An image, a sound or a document a message carries, as the client sent it.
+
+    Backends that take the kind natively get it as is; for the others
+    `ponder.media.perceive` turns it into labelled text first."""
+
+    kind: MediaKind
+    data: bytes
+    mime: str  # image/png, audio/wav, application/pdf, ...
+    name: str = ""  # a file name, where the client gave one
+    url: str = ""  # an http(s) image not fetched yet (`data` is empty until it is)
+    param: str = ""  # where it sits in the request (messages.0.content.1), for errors
+
+
 @dataclass(frozen=True)
 class Message:
     role: Role
@@ -30,6 +48,7 @@ class Message:
     name: str | None = None
     tool_calls: tuple[ToolCall, ...] = ()  # assistant turns that called tools
     tool_call_id: str | None = None  # tool turns: the call this is the result of
+    media: tuple[Media, ...] = ()  # images, audio and files, before the text
 
 
 @dataclass(frozen=True)

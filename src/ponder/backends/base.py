@@ -19,7 +19,8 @@ from ponder.types import ChatRequest, Event, Message, Tool
 
 @dataclass(frozen=True)
 class Capabilities:
-    vision: bool = False
+    vision: bool = False  # takes images as they are (otherwise they are described: ponder.media.perceive)
+    audio: bool = False  # takes audio as it is (otherwise it is transcribed)
     tools: bool = False
     native_reasoning: bool = False
     batching: bool = False

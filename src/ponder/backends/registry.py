@@ -65,7 +65,8 @@ class Registry:
         if spec.backend == "remote":
             from ponder.backends.remote import RemoteBackend
 
-            return RemoteBackend(spec.base_url, spec.upstream_model, spec.api_key, prefill=spec.prefill)
+            return RemoteBackend(spec.base_url, spec.upstream_model, spec.api_key, prefill=spec.prefill,
+                                 vision=spec.vision, audio=spec.audio)  # fmt: skip
         if spec.backend == "scripted":
             from ponder.backends.scripted import ScriptedBackend
 

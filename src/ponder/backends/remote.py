@@ -9,6 +9,7 @@ an engine that cannot be reached, becomes a 502.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
@@ -23,6 +24,7 @@ from ponder.types import (
     Done,
     Event,
     FinishReason,
+    Media,
     Message,
     ReasoningDelta,
     TextDelta,
@@ -44,10 +46,14 @@ class RemoteBackend(Backend):
         timeout: float = 600.0,
         prefill: bool = False,
         extra_body: dict[str, Any] | None = None,
+        vision: bool = False,
+        audio: bool = False,
     ):
         # vLLM and SGLang continue a final assistant message with continue_final_message;
         # other engines may not, so it is opt-in per model (`prefill = true` in config).
-        self.capabilities = Capabilities(native_reasoning=True, batching=True, prefill=prefill)
+        # Images and audio go to the engine as they are where config says it takes them.
+        self.capabilities = Capabilities(vision=vision, audio=audio, native_reasoning=True, batching=True,
+                                         prefill=prefill)  # fmt: skip
         self.base_url = base_url.rstrip("/")
         self.upstream_model = upstream_model
         self.extra_body = extra_body or {}  # fields sent with every request (e.g. Ponder's mode)
@@ -132,7 +138,10 @@ class RemoteBackend(Backend):
 
 
 def _message_json(m: Message) -> dict[str, Any]:
-    out: dict[str, Any] = {"role": m.role, "content": m.content}
+    content: str | list[dict[str, Any]] = m.content
+    if m.media:  # what `perceive` left native: the engine takes it (images, audio), then the text
+        content = [media_part(x) for x in m.media] + ([{"type": "text", "text": m.content}] if m.content else [])
+    out: dict[str, Any] = {"role": m.role, "content": content}
     if m.name:
         out["name"] = m.name
     if m.tool_calls:
@@ -140,6 +149,16 @@ def _message_json(m: Message) -> dict[str, Any]:
     if m.tool_call_id:
         out["tool_call_id"] = m.tool_call_id
     return out
+
+
+def media_part(m: Media) -> dict[str, Any]:
+    """A media part in Chat Completions' shape."""
+    data = base64.b64encode(m.data).decode()
+    if m.kind == "image":
+        return {"type": "image_url", "image_url": {"url": f"data:{m.mime};base64,{data}"}}
+    if m.kind == "audio":
+        return {"type": "input_audio", "input_audio": {"data": data, "format": m.name.rpartition(".")[2] or "wav"}}
+    return {"type": "file", "file": {"file_data": f"data:{m.mime};base64,{data}", "filename": m.name}}
 
 
 def _logprobs(value: Any) -> tuple[TokenLogprob, ...]:

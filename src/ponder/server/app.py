@@ -14,6 +14,8 @@ from starlette.exceptions import HTTPException
 import ponder
 from ponder.backends.registry import Registry
 from ponder.errors import InvalidRequest, ModelNotFound, NotFound, PonderError
+from ponder.media.perceive import Perception
+from ponder.server.audio import router as audio_router
 from ponder.server.chat import router as chat_router
 from ponder.server.responses import router as responses_router
 from ponder.store import Store
@@ -42,8 +44,10 @@ def create_app(registry: Registry, preload: str | None = None, store: Store | No
     app.state.registry = registry
     app.state.store = store
     app.state.tools = ToolHost(registry.settings)
+    app.state.perception = Perception(registry.settings)
     app.include_router(chat_router)
     app.include_router(responses_router)
+    app.include_router(audio_router)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:

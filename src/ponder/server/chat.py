@@ -14,11 +14,13 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from ponder import modes
 from ponder.backends.registry import Registry
 from ponder.errors import PonderError
+from ponder.media.perceive import Perception
 from ponder.modes import ModeRequest
+from ponder.server.audio import check_voice, spoken
 from ponder.server.encode import ChunkEncoder, completion_json
 from ponder.server.protocol import ChatCompletionRequest, Contemplation, ToolDef
 from ponder.tools import Toolbox, check_names
-from ponder.types import ChatRequest, Event, collect
+from ponder.types import ChatRequest, Done, Event, collect
 
 router = APIRouter()
 T = TypeVar("T")
@@ -29,8 +31,14 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> JSO
     registry: Registry = request.app.state.registry
     box = await request.app.state.tools.toolbox(body.hosted_tools())
     check_names(box, (t.function.name for t in body.tools or [] if isinstance(t, ToolDef)))
-    mode = _mode_request(body, registry, box)
+    speak = body.speaks()
+    if speak is not None:
+        check_voice(speak.voice, request.app.state.perception.tts.name, param="audio.voice")
     backend = await registry.get(body.model)
+    chat = body.to_internal(box.specs)
+    chat = replace(chat, messages=await request.app.state.perception.prepare(chat.messages, backend.capabilities))
+    mode = mode_request(registry, chat, body.model, body.mode, body.reasoning_effort, body.thinking_budget,
+                        body.thought_compression, body.contemplation, box)  # fmt: skip
     backend.check(mode.chat)
     # n > 1: n runs of the mode at once (the batched engine decodes them together),
     # each with its own seed when the request gave one, so the choices can differ.
@@ -38,7 +46,10 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> JSO
 
     if not body.stream:
         completions = await unless_disconnected(request, _all([collect(s) for s in streams]))
-        return JSONResponse(completion_json(body.model, completions, mode.mode, bool(body.logprobs)))
+        perception = request.app.state.perception
+        audio = [await spoken(perception, c.text, speak.format) if speak and c.text.strip() else None
+                 for c in completions]  # fmt: skip
+        return JSONResponse(completion_json(body.model, completions, mode.mode, bool(body.logprobs), audio))
 
     # Pull the first event before answering 200, so request errors the backend
     # finds up front (context too long, say) still get their HTTP status.
@@ -50,8 +61,9 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> JSO
         raise
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     encoder = ChunkEncoder(body.model, include_usage, mode.mode, body.n)
+    voice = (request.app.state.perception, speak.format) if speak else None
     return StreamingResponse(
-        _sse(encoder, first, events),
+        _sse(encoder, first, events, voice),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -108,11 +120,6 @@ async def _interleave(streams: list[AsyncGenerator[Event, None]]) -> AsyncGenera
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def _mode_request(body: ChatCompletionRequest, registry: Registry, box: Toolbox) -> ModeRequest:
-    return mode_request(registry, body.to_internal(box.specs), body.model, body.mode, body.reasoning_effort,
-                        body.thinking_budget, body.thought_compression, body.contemplation, box)  # fmt: skip
-
-
 def mode_request(
     registry: Registry,
     chat: ChatRequest,
@@ -142,8 +149,13 @@ def mode_request(
 
 
 async def _sse(
-    encoder: ChunkEncoder, first: tuple[int, Event], events: AsyncGenerator[tuple[int, Event], None]
+    encoder: ChunkEncoder,
+    first: tuple[int, Event],
+    events: AsyncGenerator[tuple[int, Event], None],
+    voice: tuple[Perception, str] | None = None,
 ) -> AsyncIterator[str]:
+    """`voice` (the perception service, an audio format): each choice's answer is
+    also spoken, in one audio delta just before the choice finishes."""
     # Starlette cancels this generator when the client disconnects; the
     # cancellation lands inside the backends' streams, which stops the engine.
     async with aclosing(events):
@@ -151,6 +163,8 @@ async def _sse(
         yield encoder.event(*first)
         try:
             async for index, event in events:
+                if voice and isinstance(event, Done) and encoder.text(index).strip():
+                    yield encoder.audio(index, await spoken(voice[0], encoder.text(index), voice[1]))
                 yield encoder.event(index, event)
         except PonderError as e:  # headers are sent: report in-band, as vLLM does
             yield encoder.error(e)

@@ -48,10 +48,14 @@ def logprob_json(lp: TokenLogprob) -> dict[str, Any]:
     return {**one(lp.token, lp.logprob), "top_logprobs": [one(t, x) for t, x in lp.top]}
 
 
-def completion_json(model: str, completions: list[Completion], mode: str, logprobs: bool = False) -> dict[str, Any]:
+def completion_json(model: str, completions: list[Completion], mode: str, logprobs: bool = False,
+                    audio: Sequence[dict[str, Any] | None] = ()) -> dict[str, Any]:  # fmt: skip
+    """`audio`: each choice's spoken answer, where the request asked for one."""
     choices = []
     for i, c in enumerate(completions):
         message: dict[str, Any] = {"role": "assistant", "content": c.text, "refusal": None}
+        if i < len(audio) and audio[i] is not None:
+            message["audio"] = audio[i]
         if c.reasoning:
             message["reasoning_content"] = message["reasoning"] = c.reasoning
         cited = citations(c.text, [r for r in c.tool_runs if r.agent is None])
@@ -173,6 +177,13 @@ class ChunkEncoder:
                 out += sse(usage)
             return out + "data: [DONE]\n\n"
         raise TypeError(f"no wire form for {event!r}")
+
+    def audio(self, index: int, audio: dict[str, Any]) -> str:
+        """The spoken answer (modalities: audio), in one delta before the choice finishes."""
+        return self._chunk({"audio": audio}, index=index)
+
+    def text(self, index: int) -> str:
+        return self._text[index]
 
     @staticmethod
     def error(e: PonderError) -> str:

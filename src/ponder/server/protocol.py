@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ponder.errors import InvalidRequest, Unsupported, invalid_value
 from ponder.formats import structured
-from ponder.types import ChatRequest, Message, SamplingParams, Tool, ToolCall, ToolChoice
+from ponder.media import parts
+from ponder.types import ChatRequest, Media, Message, SamplingParams, Tool, ToolCall, ToolChoice
 
 MAX_CHOICES = 16  # n: each choice is a whole run of the mode
 TOOL_NAME = r"^[a-zA-Z0-9_-]{1,64}$"  # what OpenAI accepts as a function name
@@ -90,6 +91,14 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+class AudioOut(BaseModel):
+    """`audio` for `modalities: ["text", "audio"]`: the answer spoken, beside its text."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+    voice: str | dict[str, Any]
+    format: Literal["wav", "mp3", "flac", "opus", "aac", "pcm16"]
+
+
 class Contemplation(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
     agents: int | None = Field(default=None, ge=1, le=16)
@@ -126,6 +135,18 @@ class ChatCompletionRequest(BaseModel):
     response_format: dict[str, Any] | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    modalities: list[Literal["text", "audio"]] | None = None
+    audio: AudioOut | None = None
+
+    def speaks(self) -> AudioOut | None:
+        """The spoken answer's voice and format, when the request asks for one."""
+        if "audio" not in (self.modalities or []):
+            return None
+        if self.audio is None:
+            raise InvalidRequest("Missing required parameter: 'audio' (modalities asks for audio: give "
+                                 '{"voice": …, "format": …}).', param="audio",
+                                 code="missing_required_parameter")  # fmt: skip
+        return self.audio
 
     def hosted_tools(self) -> list[tuple[int, dict[str, Any]]]:
         return [(i, t.model_dump()) for i, t in enumerate(self.tools or []) if isinstance(t, HostedToolDef)]
@@ -158,13 +179,17 @@ class ChatCompletionRequest(BaseModel):
 
 
 def _message(index: int, m: ChatMessage) -> Message:
+    media: list[Media] = []
     if isinstance(m.content, list):
-        for part in m.content:
-            if isinstance(part, OtherPart):
-                raise Unsupported(
-                    f"content parts of type {part.type!r} are not supported by this model",
-                    param=f"messages.{index}.content",
-                )
+        for j, part in enumerate(m.content):
+            if not isinstance(part, OtherPart):
+                continue
+            where = f"messages.{index}.content.{j}"
+            if part.type == "refusal":
+                raise Unsupported("refusal content parts are not supported", param=where)
+            if m.role != "user":
+                raise invalid_value(where, f"{part.type} parts go in user messages, not {m.role} ones")
+            media.append(parts.chat_part(part.model_dump(), where))
         text = "".join(p.text for p in m.content if isinstance(p, TextPart))
     else:
         text = m.content or ""
@@ -172,7 +197,8 @@ def _message(index: int, m: ChatMessage) -> Message:
         raise InvalidRequest("Missing required parameter: 'tool_call_id' (a tool message answers one call).",
                              param=f"messages.{index}.tool_call_id", code="missing_required_parameter")  # fmt: skip
     calls = tuple(ToolCall(c.id, c.function.name, c.function.arguments) for c in m.tool_calls or [])
-    return Message(role=m.role, content=text, name=m.name, tool_calls=calls, tool_call_id=m.tool_call_id)
+    return Message(role=m.role, content=text, name=m.name, tool_calls=calls, tool_call_id=m.tool_call_id,
+                   media=tuple(media))  # fmt: skip
 
 
 def tool_def(

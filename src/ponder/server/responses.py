@@ -46,7 +46,9 @@ async def create_response(body: ResponsesRequest, request: Request) -> JSONRespo
     history = await _history(store, body.previous_response_id)
     params = SamplingParams(max_tokens=body.max_output_tokens, temperature=body.temperature, top_p=body.top_p,
                             seed=body.seed, response_format=body.response_format())  # fmt: skip
-    messages = _instructions(body.instructions) + history + messages_of(items)
+    backend = await registry.get(body.model)
+    messages = list(await request.app.state.perception.prepare(
+        _instructions(body.instructions) + history + messages_of(items), backend.capabilities))  # fmt: skip
     box = await request.app.state.tools.toolbox(hosted_entries(body.tools))
     tools, choice, forced = tools_of(body, messages, box.specs)
     check_names(box, (t.name for t in (*tools.tools, *tools.deferred)))
@@ -56,12 +58,11 @@ async def create_response(body: ResponsesRequest, request: Request) -> JSONRespo
     chat = ChatRequest(body.model, tuple(messages), params, tools=offered, tool_choice=choice,
                        tool_name=forced, parallel_tool_calls=body.parallel_tool_calls is not False)  # fmt: skip
     mode = _mode_request(body, chat, registry, box)
-    backend = await registry.get(body.model)
     backend.check(chat)
     events: AsyncGenerator[Item, None] = modes.run(backend, mode)
     if body.reasoning and body.reasoning.summary:
         events = with_summary(events, backend, chat, body.reasoning.summary)
-    keep = _Keeper(store, body, items, history)
+    keep = _Keeper(store, body, items, messages[len(_instructions(body.instructions)) :])
 
     if not body.stream:
         got = await unless_disconnected(request, _drain(events))
@@ -161,13 +162,14 @@ class _Keeper:
     """Stores a finished response (when the request asked for `store`), with what a
     follow-up needs: the conversation so far and this answer."""
 
-    def __init__(self, store: Store, body: ResponsesRequest, items: list[dict[str, Any]], history: list[Message]):
-        self.store, self.body, self.items, self.history = store, body, items, history
+    def __init__(self, store: Store, body: ResponsesRequest, items: list[dict[str, Any]], turns: list[Message]):
+        # `turns`: the conversation as the model took it (media already perceived)
+        self.store, self.body, self.items, self.turns = store, body, items, turns
 
     async def __call__(self, builder: ResponseBuilder) -> None:
         if not self.body.store:
             return
-        turns = [*self.history, *messages_of(self.items)]
+        turns = list(self.turns)
         for run in builder.runs:  # tools run here: the model's call and what it read back
             turns += [Message("assistant", "", tool_calls=(run.call,)), run.result]
         if builder.status != "failed":

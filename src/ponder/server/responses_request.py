@@ -1,13 +1,15 @@
 """The Responses API's request side: the request body, its input items (checked,
 then turned into messages) and its tools.
 
-Text goes in (input_text / output_text, and reasoning items), with function calls,
-tool searches and server-side tools' items echoed back; other content and item
-types are refused by name.
+Text goes in (input_text / output_text, and reasoning items), and in user messages
+images, audio and files (input_image / input_audio / input_file), with function
+calls, tool searches and server-side tools' items echoed back; other content and
+item types are refused by name.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from collections.abc import Sequence
@@ -18,10 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ponder.errors import InvalidRequest, Unsupported, invalid_value
 from ponder.formats import structured
+from ponder.media import parts as parts_of
 from ponder.server import tool_search
 from ponder.server.protocol import Contemplation, NamedToolChoice, ToolName, flat_tool, tool_choice
 from ponder.tools import FUNCTION_NAMES, is_hosted, knowledge, sandbox
-from ponder.types import Message, Tool, ToolCall, ToolChoice
+from ponder.types import Media, Message, Tool, ToolCall, ToolChoice
 
 
 class Reasoning(BaseModel):
@@ -124,6 +127,10 @@ def _parts(i: int, content: Any, role: str) -> list[dict[str, Any]]:
     for j, part in enumerate(content):
         if not isinstance(part, dict) or not isinstance(part.get("type"), str):
             raise invalid_value(f"input.{i}.content.{j}", "each content part is an object with a type")
+        if part["type"] in parts_of.RESPONSES_KINDS and role == "user":
+            parts_of.responses_part(part, f"input.{i}.content.{j}")  # checked now, read again by messages_of
+            parts.append(dict(part))
+            continue
         if part["type"] not in _TEXT_PARTS:
             raise Unsupported(f"content parts of type {part['type']!r} are not supported by this model",
                               param=f"input.{i}.content.{j}")  # fmt: skip
@@ -200,7 +207,7 @@ def _run_turn(it: dict[str, Any]) -> tuple[ToolCall, Message]:
 def messages_of(items: list[dict[str, Any]]) -> list[Message]:
     """Input items as messages; consecutive calls become one assistant turn."""
     out: list[Message] = []
-    for it in items:
+    for i, it in enumerate(items):
         if it["type"] in _RUN_ITEMS:
             call, result = _run_turn(it)
             out += [Message("assistant", "", tool_calls=(call,)), result]
@@ -219,13 +226,20 @@ def messages_of(items: list[dict[str, Any]]) -> list[Message]:
         elif it["type"] == "tool_search_output":
             out.append(tool_search.result_message(it["call_id"], it["tools"]))
         else:
-            out.append(Message(it["role"], "".join(p["text"] for p in it["content"])))
+            content = it["content"]
+            media = tuple(parts_of.responses_part(p, f"input.{i}.content.{j}") for j, p in enumerate(content)
+                          if p["type"] in parts_of.RESPONSES_KINDS)  # fmt: skip
+            text = "".join(p["text"] for p in content if p["type"] not in parts_of.RESPONSES_KINDS)
+            out.append(Message(it["role"], text, media=media))
     return out
 
 
 def message_json(m: Message) -> dict[str, Any]:
     """A message as stored history."""
     out: dict[str, Any] = {"role": m.role, "content": m.content}
+    if m.media:  # images or audio a native backend took as they were
+        out["media"] = [{"kind": x.kind, "mime": x.mime, "name": x.name, "data": base64.b64encode(x.data).decode()}
+                        for x in m.media]  # fmt: skip
     if m.tool_calls:
         out["tool_calls"] = [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in m.tool_calls]
     if m.tool_call_id:
@@ -235,7 +249,8 @@ def message_json(m: Message) -> dict[str, Any]:
 
 def message_of(d: dict[str, Any]) -> Message:
     calls = tuple(ToolCall(c["id"], c["name"], c["arguments"]) for c in d.get("tool_calls", []))
-    return Message(d["role"], d["content"], tool_calls=calls, tool_call_id=d.get("tool_call_id"))
+    media = tuple(Media(x["kind"], base64.b64decode(x["data"]), x["mime"], x["name"]) for x in d.get("media", []))
+    return Message(d["role"], d["content"], tool_calls=calls, tool_call_id=d.get("tool_call_id"), media=media)
 
 
 def tools_of(

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from ponder import embeddings
+from ponder.media import documents
 from ponder.ranking import fuse
 from ponder.tools.base import Hosted, Result, ToolFailed, string_arg
 from ponder.types import Tool
@@ -189,7 +190,7 @@ class Index:
 def passages(path: Path, data: bytes) -> Iterator[tuple[int | None, str]]:
     """A document's passages, with their page number (PDF) or None."""
     if path.suffix.lower() == ".pdf":
-        for page, text in enumerate(_pdf_pages(data), 1):
+        for page, text in enumerate(documents.pdf_pages(data), 1):
             for piece in split(text):
                 yield page, piece
         return
@@ -201,18 +202,6 @@ def passages(path: Path, data: bytes) -> Iterator[tuple[int | None, str]]:
         text = html.unescape(re.sub(r"(?s)<(script|style).*?</\1>|<[^>]+>", " ", text))
     for piece in split(text):
         yield None, piece
-
-
-def _pdf_pages(data: bytes) -> list[str]:
-    import io
-
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
-
-    try:
-        return [page.extract_text() or "" for page in PdfReader(io.BytesIO(data)).pages]
-    except (PdfReadError, ValueError, KeyError) as e:
-        raise ValueError(f"unreadable PDF ({e})") from None
 
 
 def split(text: str, size: int = PASSAGE_CHARS) -> list[str]:

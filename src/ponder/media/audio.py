@@ -1,0 +1,171 @@
+"""Speech to text: decoding what clients send (wav, mp3, flac, ogg, webm, m4a),
+Whisper through faster-whisper, and the transcript in each of OpenAI's formats."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ponder.errors import InvalidRequest
+
+SAMPLE_RATE = 16_000  # what Whisper listens at
+
+# input_audio.format -> mime type (what clients name the format they send)
+AUDIO_FORMATS = {
+    "wav": "audio/wav", "mp3": "audio/mpeg", "flac": "audio/flac", "ogg": "audio/ogg",
+    "webm": "audio/webm", "m4a": "audio/mp4", "mp4": "audio/mp4", "opus": "audio/ogg",
+}  # fmt: skip
+
+# Whisper's language codes as OpenAI's verbose_json names them (the common ones).
+LANGUAGE_NAMES = {
+    "en": "english", "de": "german", "es": "spanish", "fr": "french", "it": "italian", "pt": "portuguese",
+    "nl": "dutch", "ru": "russian", "zh": "chinese", "ja": "japanese", "ko": "korean", "ar": "arabic",
+    "hi": "hindi", "pl": "polish", "tr": "turkish", "uk": "ukrainian", "sv": "swedish", "cs": "czech",
+}  # fmt: skip
+
+
+def decode(data: bytes, param: str, max_seconds: float) -> np.ndarray:
+    """The sound in `data` as 16 kHz mono float32, or a 400 naming `param`."""
+    import av
+    from faster_whisper.audio import decode_audio
+
+    if not data:
+        raise InvalidRequest("The audio is empty.", param=param, code="invalid_audio")
+    try:
+        samples = decode_audio(io.BytesIO(data), sampling_rate=SAMPLE_RATE)
+    except (av.error.FFmpegError, ValueError, IndexError, StopIteration) as e:
+        raise InvalidRequest(f"The audio could not be decoded ({type(e).__name__}: {e}); send wav, mp3, flac, "
+                             "ogg or webm.", param=param, code="invalid_audio") from e  # fmt: skip
+    if samples.size == 0:
+        raise InvalidRequest("The audio holds no sound that could be decoded.", param=param, code="invalid_audio")
+    seconds = samples.size / SAMPLE_RATE
+    if seconds > max_seconds:
+        raise InvalidRequest(f"The audio is {seconds:.0f} s long; the limit is {max_seconds:.0f} s.", param=param,
+                             code="audio_too_long")  # fmt: skip
+    return samples
+
+
+@dataclass(frozen=True)
+class Segment:
+    id: int
+    start: float
+    end: float
+    text: str
+    avg_logprob: float = 0.0
+    no_speech_prob: float = 0.0
+    compression_ratio: float = 0.0
+    tokens: tuple[int, ...] = ()
+    words: tuple[tuple[float, float, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    language: str
+    duration: float
+    task: str = "transcribe"
+    segments: tuple[Segment, ...] = field(default_factory=tuple)
+
+
+class SpeechToText:
+    """One Whisper model, loaded on first use. Calls run one at a time: CTranslate2
+    already spreads one call over the cores it is given."""
+
+    def __init__(self, model_path: Path, threads: int = 0):
+        self.model_path = model_path
+        self.threads = threads
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> Any:
+        if self._model is None:
+            from faster_whisper import WhisperModel
+
+            self._model = WhisperModel(str(self.model_path), device="cpu", compute_type="int8",
+                                       cpu_threads=self.threads)  # fmt: skip
+        return self._model
+
+    def transcribe(
+        self,
+        samples: np.ndarray,
+        *,
+        language: str | None = None,
+        task: str = "transcribe",
+        prompt: str | None = None,
+        temperature: float = 0.0,
+        timestamps: bool = False,
+        words: bool = False,
+    ) -> Transcript:
+        """`timestamps` asks for segment times (srt, vtt, verbose_json); without them
+        Whisper decodes a little faster."""
+        with self._lock:
+            model = self._load()
+            pieces, info = model.transcribe(
+                samples, language=language, task=task, initial_prompt=prompt or None, beam_size=1,
+                temperature=temperature or [0.0, 0.2, 0.4, 0.6, 0.8, 1.0], without_timestamps=not timestamps,
+                word_timestamps=words, condition_on_previous_text=False,
+            )  # fmt: skip
+            segments = tuple(
+                Segment(i, round(s.start, 3), round(s.end, 3), s.text, s.avg_logprob, s.no_speech_prob,
+                        s.compression_ratio, tuple(s.tokens),
+                        tuple((w.start, w.end, w.word) for w in s.words or ()))
+                for i, s in enumerate(pieces)
+            )  # fmt: skip
+        text = "".join(s.text for s in segments).strip()
+        return Transcript(text, info.language, round(info.duration, 3), task, segments)
+
+
+# --- response formats ---------------------------------------------------------
+
+TRANSCRIPT_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
+
+
+def needs_timestamps(response_format: str, granularities: tuple[str, ...]) -> bool:
+    return response_format in ("srt", "vtt", "verbose_json") or bool(granularities)
+
+
+def render(t: Transcript, response_format: str, granularities: tuple[str, ...] = ()) -> tuple[str, str]:
+    """The body and its media type, as OpenAI's audio endpoints answer."""
+    if response_format == "text":
+        return t.text + "\n", "text/plain; charset=utf-8"
+    if response_format in ("srt", "vtt"):
+        return _subtitles(t.segments, response_format), ("application/x-subrip" if response_format == "srt"
+                                                          else "text/vtt") + "; charset=utf-8"  # fmt: skip
+    body: dict[str, Any] = {"text": t.text}
+    if response_format == "verbose_json":
+        body = {"task": t.task, "language": LANGUAGE_NAMES.get(t.language, t.language), "duration": t.duration,
+                "text": t.text}  # fmt: skip
+        if not granularities or "segment" in granularities:
+            body["segments"] = [
+                {"id": s.id, "seek": 0, "start": s.start, "end": s.end, "text": s.text, "tokens": list(s.tokens),
+                 "temperature": 0.0, "avg_logprob": s.avg_logprob, "compression_ratio": s.compression_ratio,
+                 "no_speech_prob": s.no_speech_prob}
+                for s in t.segments
+            ]  # fmt: skip
+        if "word" in granularities:
+            body["words"] = [{"word": w.strip(), "start": round(a, 3), "end": round(b, 3)}
+                             for s in t.segments for a, b, w in s.words]  # fmt: skip
+    body["usage"] = {"type": "duration", "seconds": int(np.ceil(t.duration))}
+    return json.dumps(body, ensure_ascii=False), "application/json"
+
+
+def _subtitles(segments: tuple[Segment, ...], kind: str) -> str:
+    sep = "," if kind == "srt" else "."
+
+    def stamp(seconds: float) -> str:
+        ms = round(seconds * 1000)
+        h, ms = divmod(ms, 3_600_000)
+        m, ms = divmod(ms, 60_000)
+        s, ms = divmod(ms, 1000)
+        return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
+
+    cues = [f"{stamp(s.start)} --> {stamp(s.end)}\n{s.text.strip()}\n" for s in segments]
+    if kind == "srt":
+        return "\n".join(f"{i}\n{cue}" for i, cue in enumerate(cues, 1))
+    return "WEBVTT\n\n" + "\n".join(cues)

@@ -1,0 +1,129 @@
+"""Images for models that cannot see: checked, measured, and read with OCR
+(rapidocr, PP-OCR models in ONNX), laid out in rows the way a reader takes them."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import threading
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+from ponder.errors import InvalidRequest
+
+IMAGE_MIMES = ("image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp", "image/tiff")
+
+
+@dataclass(frozen=True)
+class Picture:
+    """An image, decoded and checked: what a description of it may honestly say."""
+
+    format: str  # PNG, JPEG, ...
+    width: int
+    height: int
+    mode: str  # RGB, RGBA, L, ...
+    brightness: float  # mean luminance, 0 (black) .. 1 (white)
+    image: Any  # the PIL image, RGB
+
+
+def load(data: bytes, param: str, max_pixels: int) -> Picture:
+    """Decode `data`, refusing what is not an image or is too large, with a 400 naming `param`."""
+    from PIL import Image, ImageStat, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            width, height = img.size
+            if width * height > max_pixels:
+                raise InvalidRequest(f"The image is {width}×{height} pixels; the limit is {max_pixels:,} pixels.",
+                                     param=param, code="image_too_large")  # fmt: skip
+            fmt = img.format or "image"
+            img.load()
+    except InvalidRequest:
+        raise
+    except UnidentifiedImageError:
+        raise InvalidRequest("The data is not an image in a known format; send PNG, JPEG, WebP, GIF, BMP or TIFF.",
+                             param=param, code="invalid_image") from None  # fmt: skip
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise InvalidRequest(f"The image could not be decoded ({type(e).__name__}: {e}).", param=param,
+                             code="invalid_image") from None  # fmt: skip
+    mode = img.mode
+    rgb = img.convert("RGB")
+    brightness = ImageStat.Stat(rgb.convert("L")).mean[0] / 255
+    return Picture(fmt, width, height, mode, brightness, rgb)
+
+
+@dataclass(frozen=True)
+class Word:
+    text: str
+    left: float
+    top: float
+    right: float
+    bottom: float
+    confidence: float
+
+
+class Ocr:
+    """rapidocr, loaded on first use; calls run one at a time."""
+
+    def __init__(self) -> None:
+        self._engine: Any = None
+        self._lock = threading.Lock()
+
+    def read(self, picture: Picture) -> list[Word]:
+        import numpy as np
+
+        with self._lock:
+            if self._engine is None:
+                from rapidocr_onnxruntime import RapidOCR
+
+                self._engine = RapidOCR()
+            found, _ = self._engine(np.asarray(picture.image)[:, :, ::-1])  # it takes BGR, as OpenCV does
+        words = []
+        for box, text, score in found or []:
+            xs, ys = [p[0] for p in box], [p[1] for p in box]
+            words.append(Word(text, min(xs), min(ys), max(xs), max(ys), float(score)))
+        return words
+
+
+def rows(words: list[Word]) -> list[list[Word]]:
+    """Words grouped into rows (their vertical middles within half a line of each other),
+    top to bottom, each row left to right."""
+    out: list[list[Word]] = []
+    for w in sorted(words, key=lambda w: (w.top + w.bottom) / 2):
+        middle = (w.top + w.bottom) / 2
+        if out:
+            last = out[-1]
+            line = sum(x.bottom - x.top for x in last) / len(last)
+            if abs(middle - sum((x.top + x.bottom) / 2 for x in last) / len(last)) < line / 2:
+                last.append(w)
+                continue
+        out.append([w])
+    return [sorted(r, key=lambda w: w.left) for r in out]
+
+
+def layout(words: list[Word]) -> str:
+    """The text row by row; within a row, pieces far apart (table cells, a chart's
+    labels) are separated by " | "."""
+    lines = []
+    for row in rows(words):
+        text = row[0].text
+        for prev, w in itertools.pairwise(row):
+            char = (prev.right - prev.left) / max(len(prev.text), 1)
+            text += (" | " if w.left - prev.right > 2.5 * char else " ") + w.text
+        lines.append(text)
+    return "\n".join(lines)
+
+
+def describe(picture: Picture, words: list[Word], label: str) -> str:
+    """What a text-only model is told about an image: only what was measured or read."""
+    tone = "light" if picture.brightness > 0.6 else "dark" if picture.brightness < 0.35 else "mid-tone"
+    head = (f"[{label}: {picture.format}, {picture.width}×{picture.height} pixels, {picture.mode}, mostly {tone}. "
+            "You cannot see this image; the text below was read from it by OCR")  # fmt: skip
+    if not words:
+        return head + ", which found no text in it. Say so if asked what it shows.]"
+    confidence = sum(w.confidence for w in words) / len(words)
+    return (f"{head}, row by row in reading order, with \" | \" between pieces of a row that stand apart "
+            f"(mean confidence {confidence:.2f}):\n{layout(words)}\n[end of {label}]")  # fmt: skip

@@ -1,0 +1,154 @@
+"""POST /v1/audio/transcriptions, /v1/audio/translations and /v1/audio/speech."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+import time
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.datastructures import UploadFile
+
+from ponder.errors import InvalidRequest, TooLarge, Unsupported, invalid_value
+from ponder.media import audio, speech
+from ponder.media.perceive import Perception
+
+router = APIRouter()
+MAX_SPEECH_CHARS = 4096  # OpenAI's limit on `input`
+
+
+@router.post("/v1/audio/transcriptions")
+async def transcriptions(request: Request) -> Response:
+    return await _transcribe(request, "transcribe")
+
+
+@router.post("/v1/audio/translations")
+async def translations(request: Request) -> Response:
+    """Speech in any language Whisper knows, as English text."""
+    return await _transcribe(request, "translate")
+
+
+async def _transcribe(request: Request, task: str) -> Response:
+    perception: Perception = request.app.state.perception
+    limits = perception.limits
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise InvalidRequest("Send the audio as multipart/form-data, with the file in the 'file' field.",
+                             param="file", code="invalid_value")  # fmt: skip
+    form = await request.form(max_files=1, max_fields=32)
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise InvalidRequest("Missing required parameter: 'file'.", param="file",
+                                 code="missing_required_parameter")  # fmt: skip
+        fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
+        if not fields.get("model"):
+            raise InvalidRequest("Missing required parameter: 'model'.", param="model",
+                                 code="missing_required_parameter")  # fmt: skip
+        fmt = fields.get("response_format") or "json"
+        if fmt not in audio.TRANSCRIPT_FORMATS:
+            raise invalid_value("response_format", f"use one of {', '.join(audio.TRANSCRIPT_FORMATS)}")
+        granularities = tuple(str(v) for k, v in form.multi_items() if k.startswith("timestamp_granularities"))
+        if set(granularities) - {"word", "segment"}:
+            raise invalid_value("timestamp_granularities", "use word and/or segment")
+        if granularities and fmt != "verbose_json":
+            raise invalid_value("timestamp_granularities", "timestamps come with response_format verbose_json")
+        temperature = _number(fields.get("temperature"), "temperature", 0.0, 1.0)
+        language = fields.get("language") or None
+        if task == "translate":
+            language = None  # Whisper finds the source language; the output is English
+        elif language is not None and language not in _languages():
+            raise invalid_value("language", "give an ISO-639-1 code Whisper knows, such as 'en' or 'de'")
+        if upload.size is not None and upload.size > limits.max_audio_bytes:
+            raise TooLarge(f"The file is {upload.size:,} bytes; the limit is {limits.max_audio_bytes:,}.", param="file")
+        data = await upload.read()
+    finally:
+        await form.close()
+    samples = await asyncio.to_thread(audio.decode, data, "file", limits.max_audio_seconds)
+    stt = perception.stt
+    transcript = await asyncio.to_thread(
+        stt.transcribe, samples, language=language, task=task, prompt=fields.get("prompt"), temperature=temperature,
+        timestamps=audio.needs_timestamps(fmt, granularities), words="word" in granularities,
+    )  # fmt: skip
+    body, media_type = audio.render(transcript, fmt, granularities)
+    return Response(body, media_type=media_type)
+
+
+def _number(value: str | None, param: str, low: float, high: float) -> float:
+    if value is None or value == "":
+        return 0.0
+    try:
+        x = float(value)
+    except ValueError:
+        raise invalid_value(param, "a number") from None
+    if not low <= x <= high:
+        raise invalid_value(param, f"between {low} and {high}")
+    return x
+
+
+def _languages() -> set[str]:
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    return set(_LANGUAGE_CODES)
+
+
+class SpeechRequest(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")
+    model: str = Field(min_length=1)
+    input: str = Field(min_length=1, max_length=MAX_SPEECH_CHARS)
+    voice: str | dict[str, Any] | None = None
+    response_format: str = "mp3"
+    speed: float = Field(default=1.0, ge=0.25, le=4.0)
+    instructions: str | None = None
+    stream_format: str | None = None
+
+
+@router.post("/v1/audio/speech")
+async def create_speech(body: SpeechRequest, request: Request) -> Response:
+    perception: Perception = request.app.state.perception
+    if body.response_format not in speech.SPEECH_FORMATS:
+        raise invalid_value("response_format", f"use one of {', '.join(speech.SPEECH_FORMATS)}")
+    if body.instructions:
+        raise Unsupported("instructions are not supported: a Piper voice speaks one way", param="instructions")
+    if body.stream_format not in (None, "audio"):
+        raise Unsupported("stream_format 'sse' is not supported; the audio comes as one file", param="stream_format")
+    tts = perception.tts
+    check_voice(body.voice, tts.name)
+    samples, rate = await synthesize(tts, body.input, body.speed)
+    data = await asyncio.to_thread(speech.encode, samples, rate, body.response_format)
+    return Response(data, media_type=speech.SPEECH_FORMATS[body.response_format][0])
+
+
+def check_voice(voice: Any, configured: str, param: str = "voice") -> None:
+    """The voice a request names must be this server's, or one of OpenAI's names (which
+    clients send by habit and which all get this server's voice)."""
+    name = voice.get("id") if isinstance(voice, dict) else voice
+    if name is None or name in (configured, *speech.OPENAI_VOICES):
+        return
+    raise invalid_value(param, f"this server speaks with the voice {configured!r} (OpenAI's voice names map to it)")
+
+
+async def synthesize(tts: speech.TextToSpeech, text: str, speed: float = 1.0) -> tuple[Any, int]:
+    samples = await asyncio.to_thread(tts.synthesize, text, speed)
+    return samples, tts.sample_rate
+
+
+async def spoken(perception: Perception, text: str, response_format: str) -> dict[str, Any]:
+    """An answer's `message.audio` (Chat Completions): its text spoken, base64-encoded,
+    with the text as its transcript."""
+    fmt = "pcm" if response_format == "pcm16" else response_format
+    samples, rate = await synthesize(perception.tts, speakable(text))
+    data = await asyncio.to_thread(speech.encode, samples, rate, fmt)
+    return {"id": f"audio_{uuid.uuid4().hex}", "data": base64.b64encode(data).decode(),
+            "expires_at": int(time.time()) + 3600, "transcript": text}  # fmt: skip
+
+
+def speakable(text: str) -> str:
+    """Markdown read aloud: code fences, emphasis and heading marks are not words."""
+    text = re.sub(r"```[\w-]*\n?", "", text)
+    text = re.sub(r"(\*\*|__|`|^#+\s*|^\s*[-*]\s+)", "", text, flags=re.MULTILINE)
+    return text.strip() or "."

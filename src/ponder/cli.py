@@ -154,6 +154,21 @@ def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(go())
 
 
+def cmd_bench_audio(args: argparse.Namespace, settings: Settings) -> int:
+    from ponder import bench_audio
+    from ponder.media.audio import SpeechToText
+    from ponder.media.perceive import Perception
+
+    _ensure_voice(replace(settings, media=replace(settings.media, text_to_speech="")))
+    threads = args.threads or settings.engine.n_threads
+    path = Perception(settings).stt.model_path
+    configs = {"fitted": SpeechToText(path, threads, fit=True), "full-window": SpeechToText(path, threads, fit=False)}
+    rows, summary = bench_audio.run(configs)
+    print(bench_audio.table(summary))
+    bench_audio.write(rows, summary, args.json)
+    return 0
+
+
 def cmd_bench_modes(args: argparse.Namespace, settings: Settings) -> int:
     from ponder import bench_modes
 
@@ -329,6 +344,13 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--tools", action="store_true", help="run each mode with the code tool off and on "
                    "(NAME+code; a mode may also be named so in --modes)")  # fmt: skip
     c.set_defaults(func=cmd_bench_modes)
+
+    c = b.add_parser("audio", help="speech to text: word error rate and real-time factor on LibriVox clips",
+                     description="speech to text: word error rate and real-time factor on the five LibriVox "
+                     "clips of Debian's pocketsphinx-testdata")  # fmt: skip
+    c.add_argument("--threads", type=int, help="CPU threads for Whisper (default: [engine] n_threads)")
+    c.add_argument("--json", type=Path, help="write per-clip results and the summary here")
+    c.set_defaults(func=cmd_bench_audio)
 
     c = b.add_parser("tools", help="tool-calling accuracy on BFCL v4, through the server",
                      description="tool-calling accuracy on BFCL v4 (AST match), through the server")  # fmt: skip

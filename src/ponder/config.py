@@ -153,6 +153,7 @@ class MediaSettings:
     # directory; a Piper .onnx voice), or hf:OWNER/REPO[/FILE]. "" turns it off.
     speech_to_text: str = "whisper-base"
     text_to_speech: str = "joe"
+    whisper_fit: bool = True  # encode a short clip's window at its length, not padded to 30 s (ponder.media.audio)
     max_image_bytes: int = 20 * MiB
     max_image_pixels: int = 50_000_000
     max_audio_bytes: int = 25 * MiB

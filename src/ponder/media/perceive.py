@@ -51,7 +51,7 @@ class Perception:
     def stt(self) -> audio.SpeechToText:
         if self._stt is None:
             path = self._path(self.limits.speech_to_text, "speech to text", "speech_to_text")
-            self._stt = audio.SpeechToText(path, self.settings.engine.n_threads)
+            self._stt = audio.SpeechToText(path, self.settings.engine.n_threads, self.limits.whisper_fit)
         return self._stt
 
     @property

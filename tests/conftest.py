@@ -19,6 +19,7 @@ from ponder.config import EngineSettings
 from ponder.models import ModelStore
 
 TINY = "smollm2-135m"
+DEFAULT = "qwen2.5-coder-1.5b"
 BIN = Path(sys.executable).parent
 SERVER_LIFETIME_S = "900"
 
@@ -110,3 +111,24 @@ def voice_models(data_dir: Path) -> tuple[Path, Path]:
     stt = models.pull(models.BUNDLES["whisper-base"], data_dir / "models", data_dir / "cache")
     tts = models.pull(models.BUNDLES["joe"], data_dir / "models", data_dir / "cache")
     return stt, tts
+
+
+@pytest.fixture(scope="session")
+def default_model(data_dir: Path) -> Path:
+    """The real default model (Qwen2.5-Coder-1.5B), pulled through Ponder's own pull path."""
+    store = ModelStore(data_dir / "models", data_dir / "cache")
+    return store.pull(DEFAULT)
+
+
+@pytest.fixture(scope="session")
+def default_server(
+    data_dir: Path, default_model: Path, voice_models: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A real `ponder serve` on the default model, with voice; yields its base URL (…/v1)."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("logs") / "ponder-serve-default.log"
+    env = ponder_env(data_dir, PONDER_N_CTX="4096")
+    cmd = [str(BIN / "ponder"), "serve", "--model", DEFAULT, "--port", str(port), "--log-level", "warning"]
+    proc = start(cmd, env, f"http://127.0.0.1:{port}/health", log)
+    yield f"http://127.0.0.1:{port}/v1"
+    stop(proc)

@@ -70,9 +70,9 @@ def pdf(pages: list[str]) -> bytes:
 
 
 def spoken(voice: Path, text: str, fmt: str = "wav") -> bytes:
-    """`text` spoken by the Piper voice at `voice`, encoded as `fmt`."""
+    """`text` spoken by the Piper voice at `voice`, encoded as `fmt`, the same every time."""
     tts = speech.TextToSpeech(voice, "joe")
-    return speech.encode(tts.synthesize(text), tts.sample_rate, fmt)
+    return speech.encode(tts.synthesize(text, steady=True), tts.sample_rate, fmt)
 
 
 def tone(seconds: float, rate: int = 16_000) -> np.ndarray:

@@ -136,7 +136,7 @@ async def test_transcription_formats(client: httpx.AsyncClient) -> None:
 
 
 async def test_translation_answers_in_english(client: httpx.AsyncClient, voice_models: tuple[Path, Path]) -> None:
-    said = "The library opens at nine in the morning."
+    said = "What is the capital city of Germany?"
     r = await client.post("/v1/audio/translations", data={"model": "whisper-1"},
                           files={"file": ("q.mp3", spoken(voice_models[1], said, "mp3"), "audio/mpeg")})  # fmt: skip
     assert r.status_code == 200, r.text
@@ -148,7 +148,7 @@ async def test_translation_answers_in_english(client: httpx.AsyncClient, voice_m
 
 @pytest.mark.parametrize("fmt", ["wav", "mp3", "flac", "opus", "aac"])
 async def test_speech_in_each_format_transcribes_back(client: httpx.AsyncClient, fmt: str) -> None:
-    said = "The quick brown fox jumps over the lazy dog near the old stone bridge."
+    said = "What is the capital city of Germany?"
     r = await client.post("/v1/audio/speech", json={"model": "tts-1", "input": said, "voice": "alloy",
                                                      "response_format": fmt})  # fmt: skip
     assert r.status_code == 200, r.text
@@ -219,7 +219,7 @@ async def test_an_image_with_no_text_says_so(client: httpx.AsyncClient, backend:
 async def test_spoken_audio_reaches_a_text_model_as_its_transcript(
     client: httpx.AsyncClient, backend: ScriptedBackend, voice_models: tuple[Path, Path]
 ) -> None:
-    said = "What is the capital of France?"
+    said = "How many legs does a spider have?"
     for fmt in ("wav", "mp3", "flac", "ogg"):
         data = spoken(voice_models[1], said, "opus" if fmt == "ogg" else fmt)
         r = await client.post("/v1/chat/completions", json=chat(messages=user(audio_part(data, fmt))))
@@ -239,8 +239,8 @@ async def test_files_become_text_with_page_markers(client: httpx.AsyncClient, ba
     page1, page2 = text.split("--- page 1 ---")[1].split("--- page 2 ---")
     assert "7741" in page1 and "Thursday" in page2 and "7741" not in page2
     csv = "city,population\nOslo,709000\n"
-    r = await client.post("/v1/chat/completions", json=chat(messages=user(
-        {"type": "file", "file": {"filename": "c.csv", "file_data": base64.b64encode(csv.encode()).decode()}})))  # fmt: skip
+    bare = {"type": "file", "file": {"filename": "c.csv", "file_data": base64.b64encode(csv.encode()).decode()}}
+    r = await client.post("/v1/chat/completions", json=chat(messages=user(bare)))
     assert r.status_code == 200, r.text
     assert "[File 1 (c.csv): text/csv]\ncity,population\nOslo,709000" in seen(backend)
 
@@ -280,8 +280,13 @@ async def test_a_vision_backend_gets_the_image_itself(
         {"type": "text", "text": "Describe it."}, image_part(png), audio_part(wav))))  # fmt: skip
     assert r.status_code == 200, r.text
     message = backend.requests[-1].messages[-1]
-    assert message.content.replace(NOTE, "") == "Describe it."  # no OCR text, no transcript: the model takes them itself
-    assert [(m.kind, m.mime, m.data) for m in message.media] == [("image", "image/png", png), ("audio", "audio/wav", wav)]
+    assert (
+        message.content.replace(NOTE, "") == "Describe it."
+    )  # no OCR text, no transcript: the model takes them itself
+    assert [(m.kind, m.mime, m.data) for m in message.media] == [
+        ("image", "image/png", png),
+        ("audio", "audio/wav", wav),
+    ]
 
 
 def _serve(app: Any) -> Iterator[str]:
@@ -314,7 +319,9 @@ async def test_a_remote_vision_engine_is_sent_image_parts_over_http(
                 {"type": "text", "text": "Where?"}, image_part(png))))  # fmt: skip
             assert r.status_code == 200, r.text
             got = engine.requests[-1].messages[-1]
-            assert got.content.replace(NOTE, "") == "Where?" and [(m.mime, m.data) for m in got.media] == [("image/png", png)]
+            assert got.content.replace(NOTE, "") == "Where?" and [(m.mime, m.data) for m in got.media] == [
+                ("image/png", png)
+            ]
             r = await c.post("/v1/chat/completions", json=chat("text", messages=user(image_part(png))))
             assert r.status_code == 200, r.text
             got = engine.requests[-1].messages[-1]
@@ -341,8 +348,8 @@ async def test_chat_audio_out_speaks_the_answer(client: httpx.AsyncClient, backe
     assert wer([answer], [heard.json()["text"]]) <= 0.15
 
     backend.enqueue(answer)
-    r = await client.post("/v1/chat/completions", json={**body, "stream": True, "audio": {"voice": "joe",
-                                                                                          "format": "pcm16"}})  # fmt: skip
+    streamed = {**body, "stream": True, "audio": {"voice": "joe", "format": "pcm16"}}
+    r = await client.post("/v1/chat/completions", json=streamed)
     chunks = [json.loads(x[6:]) for x in r.text.splitlines() if x.startswith("data: {")]
     spoken_chunks = [c["choices"][0]["delta"]["audio"] for c in chunks if "audio" in c["choices"][0]["delta"]]
     assert len(spoken_chunks) == 1 and spoken_chunks[0]["transcript"] == answer
@@ -497,9 +504,12 @@ async def test_bad_audio_requests(client: httpx.AsyncClient) -> None:
     r = await client.post("/v1/audio/transcriptions", json={"model": "w", "file": "a.wav"})
     assert_error(r, 400, "file", "multipart")
     speech = {"model": "tts-1", "input": "hi"}
-    for extra, param in [({"voice": "nobody"}, "voice"), ({"response_format": "ogg"}, "response_format"),
-                         ({"speed": 9}, "speed"), ({"input": ""}, "input"), ({"input": "x" * 5000}, "input"),
-                         ({"instructions": "whisper it"}, "instructions"), ({"stream_format": "sse"}, "stream_format")]:  # fmt: skip
+    bad: list[tuple[dict[str, Any], str]] = [
+        ({"voice": "nobody"}, "voice"), ({"response_format": "ogg"}, "response_format"), ({"speed": 9}, "speed"),
+        ({"input": ""}, "input"), ({"input": "x" * 5000}, "input"), ({"instructions": "whisper it"}, "instructions"),
+        ({"stream_format": "sse"}, "stream_format"),
+    ]  # fmt: skip
+    for extra, param in bad:
         assert_error(await client.post("/v1/audio/speech", json={**speech, **extra}), 400, param)
     r = await client.post("/v1/chat/completions", json=chat(messages=[{"role": "user", "content": "hi"}],
                                                             modalities=["text", "audio"]))  # fmt: skip

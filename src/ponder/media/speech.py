@@ -45,13 +45,18 @@ class TextToSpeech:
             self._voice = PiperVoice.load(str(self.voice_path))
         return self._voice
 
-    def synthesize(self, text: str, speed: float = 1.0) -> np.ndarray:
-        """Mono int16 samples at `sample_rate`; `speed` 2.0 talks twice as fast."""
+    def synthesize(self, text: str, speed: float = 1.0, steady: bool = False) -> np.ndarray:
+        """Mono int16 samples at `sample_rate`; `speed` 2.0 talks twice as fast. Piper
+        varies its voice a little at random; `steady` turns that off, so the same text
+        always sounds the same."""
         from piper import SynthesisConfig
 
+        config = SynthesisConfig(length_scale=1.0 / speed)
+        if steady:
+            config = SynthesisConfig(length_scale=1.0 / speed, noise_scale=0.0, noise_w_scale=0.0)
         with self._lock:
             voice = self._load()
-            chunks = [c.audio_int16_array for c in voice.synthesize(text, SynthesisConfig(length_scale=1.0 / speed))]
+            chunks = [c.audio_int16_array for c in voice.synthesize(text, config)]
         return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
 
 

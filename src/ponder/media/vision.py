@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import re
 import threading
 import warnings
 from dataclasses import dataclass
@@ -117,13 +118,53 @@ def layout(words: list[Word]) -> str:
     return "\n".join(lines)
 
 
+def columns(words: list[Word], short: int = 12) -> list[list[Word]]:
+    """Short pieces stacked over one another (their horizontal middles inside each
+    other's extent), top to bottom, left to right: a chart's value over its bar's
+    label, a table's header over its cells. Only stacks of two or more rows."""
+    pieces = sorted((w for w in words if len(w.text) <= short), key=lambda w: (w.left + w.right) / 2)
+    stacks: list[list[Word]] = []
+    for w in pieces:
+        middle = (w.left + w.right) / 2
+        last = stacks[-1][-1] if stacks else None
+        if last and (last.left <= middle <= last.right or w.left <= (last.left + last.right) / 2 <= w.right):
+            stacks[-1].append(w)
+        else:
+            stacks.append([w])
+    out = [sorted(s, key=lambda w: w.top) for s in stacks]
+    return [s for s in out if len(s) >= 2 and s[-1].top >= s[0].bottom]
+
+
+LOW_CONFIDENCE = 0.75  # OCR pieces below this are mostly noise (rotated or tiny text)
+
+
 def describe(picture: Picture, words: list[Word], label: str) -> str:
     """What a text-only model is told about an image: only what was measured or read."""
     tone = "light" if picture.brightness > 0.6 else "dark" if picture.brightness < 0.35 else "mid-tone"
     head = (f"[{label}: {picture.format}, {picture.width}×{picture.height} pixels, {picture.mode}, mostly {tone}. "
             "You cannot see this image; the text below was read from it by OCR")  # fmt: skip
-    if not words:
+    sure = [w for w in words if w.confidence >= LOW_CONFIDENCE]
+    if not sure:
         return head + ", which found no text in it. Say so if asked what it shows.]"
-    confidence = sum(w.confidence for w in words) / len(words)
-    return (f"{head}, row by row in reading order, with \" | \" between pieces of a row that stand apart "
-            f"(mean confidence {confidence:.2f}):\n{layout(words)}\n[end of {label}]")  # fmt: skip
+    confidence = sum(w.confidence for w in sure) / len(sure)
+    dropped = len(words) - len(sure)
+    out = (f"{head}, row by row in reading order, with \" | \" between pieces of a row that stand apart "
+           f"(mean confidence {confidence:.2f}"
+           + (f"; {dropped} piece{'s' * (dropped > 1)} read with low confidence left out" if dropped else "")
+           + f"):\n{layout(sure)}")  # fmt: skip
+    stacks = columns(sure)
+    if len(stacks) >= 2:
+        out += ("\nText stacked in columns, left to right (a label with the numbers above or below it, "
+                "as a chart's bar or a table's column has them):\n" + "\n".join(map(_stack, stacks)))  # fmt: skip
+    return out + f"\n[end of {label}]"
+
+
+_NUMBER = re.compile(r"[-+]?[$€£]?\d[\d,.]*%?")
+
+
+def _stack(stack: list[Word]) -> str:
+    """ "label: 1, 2" where one piece is words and the rest numbers; else top / … / bottom."""
+    words = [w for w in stack if not _NUMBER.fullmatch(w.text)]
+    if len(words) == 1:
+        return f"{words[0].text}: " + ", ".join(w.text for w in stack if w is not words[0])
+    return " / ".join(w.text for w in stack)

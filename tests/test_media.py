@@ -537,3 +537,25 @@ def test_concurrent_transcriptions_share_one_model(data_dir: Path, voice_models:
 
     for t in asyncio.run(both()):
         assert wer([ref], [t.text]) <= 0.15
+
+
+async def test_a_local_vision_model_loads_its_projector_or_says_why_not(
+    data_dir: Path, tiny_model: Path, voice_models: Any
+) -> None:
+    """A GGUF VLM runs through llama-cpp-python's multimodal handler; none ships on PyPI,
+    so this loads the real handler with files that are not a projector."""
+    from ponder.config import ModelSpec
+
+    missing = str(data_dir / "missing-mmproj.gguf")
+    models = {"eye": ModelSpec("eye", source=str(tiny_model), mmproj=str(tiny_model)),
+              "blind": ModelSpec("blind", source=str(tiny_model), mmproj=missing)}  # fmt: skip
+    settings = Settings(data_dir=data_dir, default_model="eye", models=models)
+    app = create_app(Registry(settings, ModelStore(settings.models_dir, settings.cache_dir)))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test", timeout=120) as c:
+        r = await c.post("/v1/chat/completions", json=chat("eye", messages=user(image_part(text_png(["A"])))))
+        assert r.status_code == 503, r.text
+        assert (
+            "could not load" in r.json()["error"]["message"] and "multimodal projector" in r.json()["error"]["message"]
+        )
+        r = await c.post("/v1/chat/completions", json=chat("blind", messages=[{"role": "user", "content": "hi"}]))
+        assert r.status_code == 503 and "does not exist" in r.json()["error"]["message"]

@@ -106,6 +106,8 @@ class ModelSpec:
     api_key: str | None = None  # remote
     prefill: bool = False  # remote: the engine supports continue_final_message (vLLM, SGLang)
     n_ctx: int | None = None  # embedded: per-model override
+    mmproj: str = ""  # embedded: a vision model's multimodal projector (GGUF); it then sees images itself
+    chat_handler: str = "mtmd"  # embedded with mmproj: llama-cpp-python's handler (ponder.backends.vision)
     vision: bool = False  # remote: the engine takes images (a VLM); otherwise they are OCR'd first
     audio: bool = False  # remote: the engine takes input_audio; otherwise it is transcribed first
 

@@ -74,6 +74,13 @@ class Registry:
         from ponder.backends.embedded import EmbeddedBackend
 
         path = self.store.resolve(spec.source or spec.name)  # raises if absent or corrupt
+        if spec.mmproj:
+            from pathlib import Path
+
+            from ponder.backends.vision import VisionBackend
+
+            return VisionBackend(path, Path(spec.mmproj).expanduser(), self.settings.engine, spec.chat_handler,
+                                 spec.n_ctx)  # fmt: skip
         return EmbeddedBackend(path, self.settings.engine, n_ctx=spec.n_ctx)
 
     async def close(self) -> None:

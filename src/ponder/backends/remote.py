@@ -66,7 +66,7 @@ class RemoteBackend(Backend):
         p = request.params
         body: dict[str, Any] = {
             "model": self.upstream_model or request.model,
-            "messages": [_message_json(m) for m in request.messages],
+            "messages": [message_json(m) for m in request.messages],
             "stream": True,
             "stream_options": {"include_usage": True},
         }
@@ -137,7 +137,7 @@ class RemoteBackend(Backend):
         await self._client.aclose()
 
 
-def _message_json(m: Message) -> dict[str, Any]:
+def message_json(m: Message) -> dict[str, Any]:
     content: str | list[dict[str, Any]] = m.content
     if m.media:  # what `perceive` left native: the engine takes it (images, audio), then the text
         content = [media_part(x) for x in m.media] + ([{"type": "text", "text": m.content}] if m.content else [])

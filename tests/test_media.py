@@ -198,10 +198,10 @@ async def test_a_bar_chart_keeps_its_labels_and_values(client: httpx.AsyncClient
     text = seen(backend)
     assert "Fruit sales in May" in text
     rows = text.splitlines()
-    label_row = next(x for x in rows if "apples" in x)
+    label_row = next(x for x in rows if "apples" in x and "|" in x)
     assert label_row.index("apples") < label_row.index("pears") < label_row.index("plums")  # left to right
-    for v in ("42", "87", "23"):
-        assert v in text
+    stacked = rows[rows.index(next(x for x in rows if x.startswith("Text stacked in columns"))) + 1 :]
+    assert [x for x in stacked if ":" in x] == ["apples: 42", "pears: 87", "plums: 23"]  # each value with its bar
 
 
 async def test_an_image_with_no_text_says_so(client: httpx.AsyncClient, backend: ScriptedBackend) -> None:
@@ -260,7 +260,9 @@ async def test_responses_take_input_image_audio_and_file(
     text = seen(backend)
     labels = [text.index(x) for x in ("[Image 1:", "[Audio 1,", "[File 1 (n.txt)", "Answer briefly.")]
     assert labels == sorted(labels)
-    assert "GATE B12" in text and "Boarding closes at 10:40." in text and "gate" in text.lower()
+    assert "GATE B12" in text and "Boarding closes at 10:40." in text
+    heard = text.split("transcript by speech recognition:]\n", 1)[1].split("\n")[0]
+    assert wer(["Which gate do I go to?"], [heard]) <= 0.15
     # a follow-up sees the conversation as the model took it, without perceiving again
     follow = await client.post("/v1/responses", json={"model": "scripted", "previous_response_id": r.json()["id"],
                                                       "input": "And when does boarding close?"})  # fmt: skip
@@ -388,10 +390,35 @@ async def test_bad_media_gets_a_clear_400_naming_the_part(client: httpx.AsyncCli
         (user(file_part(b"\xff\xfe\x00bad", "a.txt", "text/plain")), "messages.0.content.0.file", "UTF-8"),
         (user({"type": "file", "file": {"file_id": "file-123"}}), "messages.0.content.0.file.file_id", "Files API"),
         ([{"role": "assistant", "content": [image_part(png)]}], "messages.0.content.0", "user messages"),
+        (user({"type": "input_audio", "input_audio": {"data": "AAAA", "format": ["wav"]}}),
+         "messages.0.content.0.input_audio.format", "unsupported audio format"),
+        (user(audio_part(_wav_header(rate=1, samples=400))), "messages.0.content.0.input_audio", "1 Hz"),
+        (user(file_part(_pdf_claiming_pages(), "a.pdf", "application/pdf")), "messages.0.content.0.file",
+         "could not be read"),
+        (user(file_part(pdf(["x"]).replace(b"FlateDecode", b"FlateDecodX"), "b.pdf", "application/pdf")),
+         "messages.0.content.0.file", "could not be read"),
     ]  # fmt: skip
     for messages, param, words in cases:
         r = await client.post("/v1/chat/completions", json=chat(messages=messages))
         assert_error(r, 400, param, words)
+
+
+def _wav_header(rate: int, samples: int) -> bytes:
+    """A WAV file claiming `rate` samples per second: tiny, and long at 1 Hz."""
+    import struct
+
+    data = b"\x01\x00" * samples
+    fmt = struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16)
+    return (
+        b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt " + fmt + b"data" + struct.pack("<I", len(data)) + data
+    )
+
+
+def _pdf_claiming_pages() -> bytes:
+    """A few hundred bytes whose cross-reference table claims 99,999,999 objects."""
+    return (b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n2 0 obj << /Type /Pages /Kids [] "
+            b"/Count 0 >> endobj\nxref\n0 99999999\n0000000000 65535 f \ntrailer << /Size 99999999 /Root 1 0 R >>"
+            b"\nstartxref\n109\n%%EOF\n")  # fmt: skip
 
 
 async def test_media_limits_are_413s(data_dir: Path, voice_models: Any) -> None:
@@ -417,9 +444,12 @@ async def test_media_limits_are_413s(data_dir: Path, voice_models: Any) -> None:
         assert r.status_code == 200  # 0.6 s: within the duration limit
         backend.requests.clear()
         r = await c.post("/v1/chat/completions", json=chat(messages=user(audio_part(wav.getvalue()[:48_000]))))
-        assert_error(r, 400, "messages.0.content.0.input_audio", "1.5 s long; the limit is 1.0 s")
+        assert_error(r, 400, "messages.0.content.0.input_audio", "longer than the limit of 1.0 s")
         r = await c.post("/v1/chat/completions", json=chat(messages=user(audio_part(wav.getvalue()))))
         assert_error(r, 413, "messages.0.content.0.input_audio", "more than 60,000 bytes")  # 96 kB in all
+        two = user(audio_part(wav.getvalue()[:20_000]), audio_part(wav.getvalue()[:20_000]))  # 0.6 s each
+        r = await c.post("/v1/chat/completions", json=chat(messages=two))
+        assert_error(r, 400, "messages.0.content.1.input_audio", "adds up to 1.2 s; the limit is 1.0 s")
         noise = [_noise_png(120, seed) for seed in (1, 2)]  # about 43 kB each: under the part limit, not together
         assert all(40_000 < len(x) < 50_000 for x in noise)
         r = await c.post("/v1/chat/completions", json=chat(messages=user(*map(image_part, noise))))
@@ -559,3 +589,86 @@ async def test_a_local_vision_model_loads_its_projector_or_says_why_not(
         )
         r = await c.post("/v1/chat/completions", json=chat("blind", messages=[{"role": "user", "content": "hi"}]))
         assert r.status_code == 503 and "does not exist" in r.json()["error"]["message"]
+
+
+async def test_nothing_to_say_is_a_400_for_speech_and_no_audio_for_chat(
+    client: httpx.AsyncClient, backend: ScriptedBackend
+) -> None:
+    r = await client.post("/v1/audio/speech", json={"model": "tts-1", "input": "...", "voice": "alloy"})
+    assert_error(r, 400, "input", "nothing the voice can say")
+    for stream in (False, True):
+        backend.enqueue("...")
+        r = await client.post("/v1/chat/completions", json=chat(
+            messages=[{"role": "user", "content": "say nothing"}], modalities=["text", "audio"], stream=stream,
+            audio={"voice": "alloy", "format": "mp3"}))  # fmt: skip
+        assert r.status_code == 200, r.text
+        if stream:
+            assert r.text.rstrip().endswith("data: [DONE]") and '"audio"' not in r.text
+        else:
+            assert (
+                r.json()["choices"][0]["message"]["content"] == "..."
+                and "audio" not in r.json()["choices"][0]["message"]
+            )
+
+
+async def test_a_spoken_answer_is_named_by_its_audio_id_in_a_follow_up(
+    client: httpx.AsyncClient, backend: ScriptedBackend
+) -> None:
+    backend.enqueue("The meeting is on Thursday.")
+    body = chat(messages=[{"role": "user", "content": "When is it?"}], modalities=["text", "audio"],
+                audio={"voice": "alloy", "format": "wav"})  # fmt: skip
+    first = (await client.post("/v1/chat/completions", json=body)).json()["choices"][0]["message"]
+    follow = [{"role": "user", "content": "When is it?"}, {"role": "assistant", "audio": {"id": first["audio"]["id"]}},
+              {"role": "user", "content": "And what time?"}]  # fmt: skip
+    r = await client.post("/v1/chat/completions", json=chat(messages=follow))
+    assert r.status_code == 200, r.text
+    assert [m.content for m in backend.requests[-1].messages if m.role == "assistant"] == [
+        "The meeting is on Thursday."
+    ]
+    follow[1] = {"role": "assistant", "audio": {"id": "audio_unknown"}}
+    r = await client.post("/v1/chat/completions", json=chat(messages=follow))
+    assert_error(r, 400, "messages.1.audio.id", "unknown here or has expired")
+
+
+async def test_transparent_images_read_as_dark_text_on_white(
+    client: httpx.AsyncClient, backend: ScriptedBackend
+) -> None:
+    from PIL import Image, ImageDraw, ImageFont
+
+    img = Image.new("RGBA", (420, 90), (0, 0, 0, 0))  # fully transparent black
+    ImageDraw.Draw(img).text((15, 20), "PLATFORM 9", fill=(0, 0, 0, 255), font=ImageFont.load_default(size=40))
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    r = await client.post("/v1/chat/completions", json=chat(messages=user(image_part(buf.getvalue()))))
+    assert r.status_code == 200, r.text
+    assert "PLATFORM 9" in seen(backend).replace("PLATFORM9", "PLATFORM 9") and "mostly light" in seen(backend)
+
+
+async def test_a_follow_up_does_not_check_or_perceive_history_again(
+    data_dir: Path, voice_models: Any, backend: ScriptedBackend
+) -> None:
+    """A vision backend keeps images in the stored history; later turns carry them
+    without counting them against the new request's limits."""
+    backend.capabilities = Capabilities(vision=True)
+    app = _app(data_dir, {"scripted": backend}, MediaSettings(max_parts=1))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test", timeout=60) as c:
+        png = text_png(["TURN"])
+        previous = None
+        for turn in range(3):
+            content = [{"type": "input_image", "image_url": data_url(png, "image/png")},
+                       {"type": "input_text", "text": f"turn {turn}"}]  # fmt: skip
+            r = await c.post("/v1/responses", json={"model": "scripted", "previous_response_id": previous,
+                                                    "input": [{"role": "user", "content": content}]})  # fmt: skip
+            assert r.status_code == 200, r.text
+            previous = r.json()["id"]
+        users = [m for m in backend.requests[-1].messages if m.role == "user"]
+        assert [len(m.media) for m in users] == [1, 1, 1] and all(m.media[0].data == png for m in users)
+
+
+async def test_malformed_image_urls_are_400s(data_dir: Path, voice_models: Any) -> None:
+    app = _app(data_dir, {"scripted": ScriptedBackend()}, MediaSettings(image_urls=True, image_url_timeout_s=2))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test", timeout=60) as c:
+        for url in ("https://[::1", "http://a\u0000b/x.png", "http://127.0.0.1:9/x.png"):
+            r = await c.post("/v1/chat/completions", json=chat(messages=user(
+                {"type": "image_url", "image_url": {"url": url}})))  # fmt: skip
+            assert_error(r, 400, "messages.0.content.0.image_url.url", "could not be fetched")

@@ -202,6 +202,8 @@ async def test_a_failure_mid_stream_is_a_response_failed_event(
 BAD = [
     ({"input": []}, 400, "input"),
     ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "data:,"}]}]}, 400,
+     "input.0.content.0.image_url"),
+    ({"input": [{"role": "user", "content": [{"type": "input_video", "video_url": "data:,"}]}]}, 400,
      "input.0.content.0"),
     ({"input": [{"role": "wizard", "content": "x"}]}, 400, "input.0.role"),
     ({"input": [{"type": "web_search_call", "id": "ws_1"}]}, 400, "input.0.type"),

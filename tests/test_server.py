@@ -361,11 +361,11 @@ async def test_bad_bodies_get_openai_errors(
     assert_error(await client.post("/v1/chat/completions", json=body), 400, param, code)
 
 
-async def test_image_parts_are_refused_for_a_text_model(client: httpx.AsyncClient) -> None:
+async def test_an_image_part_that_is_no_image_is_a_400(client: httpx.AsyncClient) -> None:
     content = [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]
     messages = [{"role": "user", "content": content}]
     r = await client.post("/v1/chat/completions", json={"model": "scripted", "messages": messages})
-    assert_error(r, 400, "messages.0.content", "unsupported_parameter")
+    assert_error(r, 400, "messages.0.content.0.image_url.url", "invalid_image")
 
 
 @pytest.mark.parametrize("raw", [b"{bad json", b"", b"[1, 2]", b"null"])

@@ -159,7 +159,7 @@ class MediaSettings:
     max_image_bytes: int = 20 * MiB
     max_image_pixels: int = 50_000_000
     max_audio_bytes: int = 25 * MiB
-    max_audio_seconds: float = 1200.0
+    max_audio_seconds: float = 1200.0  # per part, and for all of a request's audio together
     max_file_bytes: int = 20 * MiB
     max_file_pages: int = 100
     max_file_chars: int = 100_000  # of text extracted from one file

@@ -24,7 +24,7 @@ from typing import Any
 from ponder.backends.base import Backend, Capabilities
 from ponder.backends.remote import message_json
 from ponder.config import EngineSettings
-from ponder.errors import ModelSourceError
+from ponder.errors import ContextLengthExceeded, ModelSourceError
 from ponder.types import ChatRequest, Done, Event, FinishReason, TextDelta, Usage
 
 # chat_handler names -> llama_cpp.llama_chat_format classes
@@ -97,6 +97,8 @@ class VisionBackend(Backend):
 
         def job() -> None:
             try:
+                if cancel.is_set():  # the client left while this waited its turn
+                    return
                 for chunk in llama.create_chat_completion(**kwargs):
                     put(chunk)
                     if cancel.is_set():
@@ -111,6 +113,9 @@ class VisionBackend(Backend):
         pieces = 0
         try:
             while (item := await queue.get()) is not _END:
+                if isinstance(item, ValueError) and "context window" in str(item):
+                    why = f"The request does not fit the model's context of {self.n_ctx} tokens (images take hundreds)"
+                    raise ContextLengthExceeded(f"{why}: {item}", param="messages") from item
                 if isinstance(item, BaseException):
                     raise item
                 choice = (item.get("choices") or [{}])[0]  # type: ignore[attr-defined]
@@ -126,7 +131,8 @@ class VisionBackend(Backend):
         yield Done(finish, Usage(prompt_tokens=0, completion_tokens=pieces))
 
     async def close(self) -> None:
+        # A running answer ends first: the model is freed only once nothing uses it.
+        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
         llama, self._llama = self._llama, None
         if llama is not None:
-            await asyncio.to_thread(llama.close)
-        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
+            llama.close()

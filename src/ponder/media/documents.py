@@ -13,14 +13,23 @@ FILE_MIMES = {
 TEXT_MIMES = ("text/plain", "text/markdown", "text/csv", "application/json")
 
 
-def pdf_pages(data: bytes) -> list[str]:
-    """Each page's text; ValueError when `data` is not a readable PDF."""
+class TooManyPages(ValueError):
+    pass
+
+
+def pdf_pages(data: bytes, max_pages: int | None = None) -> list[str]:
+    """Each page's text. ValueError when `data` is not a readable PDF, TooManyPages
+    (before any text is extracted) when it has more than `max_pages`."""
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
 
     try:
-        return [page.extract_text() or "" for page in PdfReader(io.BytesIO(data)).pages]
-    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError) as e:
+        reader = PdfReader(io.BytesIO(data))
+        if max_pages is not None and len(reader.pages) > max_pages:
+            raise TooManyPages(f"The PDF has {len(reader.pages)} pages; the limit is {max_pages}.")
+        return [page.extract_text() or "" for page in reader.pages]
+    except TooManyPages:
+        raise
+    except Exception as e:  # pypdf raises a dozen types on broken input (and NotImplementedError, RecursionError)
         raise ValueError(f"unreadable PDF ({type(e).__name__}: {e})") from None
 
 
@@ -29,12 +38,11 @@ def extract(data: bytes, mime: str, label: str, param: str, max_pages: int, max_
     `max_chars` with a note saying so."""
     if mime == "application/pdf":
         try:
-            pages = pdf_pages(data)
+            pages = pdf_pages(data, max_pages)
+        except TooManyPages as e:
+            raise InvalidRequest(str(e), param=param, code="file_too_large") from None
         except ValueError as e:
             raise InvalidRequest(f"The file could not be read: {e}.", param=param, code="invalid_file") from None
-        if len(pages) > max_pages:
-            raise InvalidRequest(f"The PDF has {len(pages)} pages; the limit is {max_pages}.", param=param,
-                                 code="file_too_large")  # fmt: skip
         head = f"[{label}: PDF, {len(pages)} page{'s' * (len(pages) != 1)}, its text extracted]"
         body = "\n".join(f"--- page {i} ---\n{text.strip()}" for i, text in enumerate(pages, 1))
         if not any(p.strip() for p in pages):

@@ -72,7 +72,7 @@ def audio(value: Any, param: str) -> Media:
     if not isinstance(value, dict) or not isinstance(value.get("data"), str):
         raise invalid_value(param, 'an audio part carries {"data": "<base64>", "format": "wav"}')
     fmt = value.get("format")
-    if fmt not in AUDIO_FORMATS:
+    if not isinstance(fmt, str) or fmt not in AUDIO_FORMATS:
         raise InvalidRequest(f"Unsupported audio format {fmt!r}; use one of {', '.join(AUDIO_FORMATS)}.",
                              param=f"{param}.format", code="invalid_value")  # fmt: skip
     return Media("audio", b64(value["data"], f"{param}.data"), AUDIO_FORMATS[fmt], name=f"audio.{fmt}", param=param)

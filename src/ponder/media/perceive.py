@@ -16,9 +16,14 @@ or oversized one is a 400 (or 413) that names it, whichever path it takes.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import functools
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 
@@ -29,6 +34,7 @@ from ponder.media import audio, documents, models, vision
 from ponder.media.speech import TextToSpeech
 from ponder.types import Media, Message
 
+T = TypeVar("T")
 _LIMITS = {"image": "max_image_bytes", "audio": "max_audio_bytes", "file": "max_file_bytes"}
 
 
@@ -41,6 +47,30 @@ class Perception:
         self._stt: audio.SpeechToText | None = None
         self._tts: TextToSpeech | None = None
         self.ocr = vision.Ocr()
+        # Media work runs on threads of its own, so a queue of long transcriptions
+        # never holds up the store, tokenizing or tools on asyncio's shared pool.
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ponder-media")
+        self._spoken: OrderedDict[str, tuple[float, str]] = OrderedDict()  # audio id -> (expiry, transcript)
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """`fn(*args, **kwargs)` on the media threads."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+
+    def remember(self, audio_id: str, transcript: str, ttl_s: int = 3600) -> int:
+        """Keep a spoken answer's text for `ttl_s`, so a follow-up can name the turn by
+        its audio id; returns the expiry (Unix seconds). The oldest go past 10,000."""
+        now = time.time()
+        while self._spoken and (len(self._spoken) >= 10_000 or next(iter(self._spoken.values()))[0] < now):
+            self._spoken.popitem(last=False)
+        self._spoken[audio_id] = (now + ttl_s, transcript)
+        return int(now + ttl_s)
+
+    def recall(self, audio_id: str) -> str | None:
+        kept = self._spoken.get(audio_id)
+        return kept[1] if kept and kept[0] >= time.time() else None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _path(self, source: str, what: str, setting: str) -> Path:
         if not source:
@@ -77,6 +107,7 @@ class Perception:
             return tuple(messages)
         self._check_sizes(everything)
         counts = {"image": 0, "audio": 0, "file": 0}
+        heard = [0.0]  # seconds of audio in the request so far
         out = []
         for msg in messages:
             if not msg.media:
@@ -86,7 +117,7 @@ class Perception:
             texts: list[str] = []
             for media in msg.media:
                 counts[media.kind] += 1
-                native, text = await self._perceive(media, counts[media.kind], caps)
+                native, text = await self._perceive(media, counts[media.kind], caps, heard)
                 if native is not None:
                     kept.append(native)
                 if text:
@@ -110,26 +141,32 @@ class Perception:
                 raise TooLarge(f"The request's media add up to more than {lim.max_request_bytes:,} bytes.",
                                param=m.param)  # fmt: skip
 
-    async def _perceive(self, media: Media, n: int, caps: Capabilities) -> tuple[Media | None, str]:
-        """(the part, if passed on natively; the text standing in for it, if any)."""
+    async def _perceive(self, media: Media, n: int, caps: Capabilities, heard: list[float]) -> tuple[Media | None, str]:
+        """(the part, if passed on natively; the text standing in for it, if any).
+        `heard` counts the request's audio seconds: the duration limit holds for
+        the request as a whole."""
         lim = self.limits
         if media.kind == "image":
             media = await self._fetched(media)
-            picture = await asyncio.to_thread(vision.load, media.data, media.param, lim.max_image_pixels)
-            if caps.vision:
-                return media, ""
-            words = await asyncio.to_thread(self.ocr.read, picture)
+            picture = await self.run(vision.load, media.data, media.param, lim.max_image_pixels)
+            if caps.vision:  # named by what it is, not by what the client called it
+                return replace(media, mime=vision.FORMATS[picture.format]), ""
+            words = await self.run(self.ocr.read, picture)
             return None, vision.describe(picture, words, f"Image {n}" + (f" ({media.name})" if media.name else ""))
         if media.kind == "audio":
-            samples = await asyncio.to_thread(audio.decode, media.data, media.param, lim.max_audio_seconds)
+            samples = await self.run(audio.decode, media.data, media.param, lim.max_audio_seconds)
+            heard[0] += samples.size / audio.SAMPLE_RATE
+            if heard[0] > lim.max_audio_seconds:
+                why = f"The request's audio adds up to {heard[0]:.1f} s; the limit is {lim.max_audio_seconds:.1f} s."
+                raise InvalidRequest(why, param=media.param, code="audio_too_long")
             if caps.audio:
                 return media, ""
             stt = self.stt
-            t = await asyncio.to_thread(stt.transcribe, samples)
+            t = await self.run(stt.transcribe, samples)
             return None, (f"[Audio {n}, {t.duration:.1f} s, {t.language}; you cannot hear it, this is its "
                           f"transcript by speech recognition:]\n{t.text}")  # fmt: skip
         label = f"File {n}" + (f" ({media.name})" if media.name else "")
-        text = await asyncio.to_thread(documents.extract, media.data, media.mime, label, media.param,
+        text = await self.run(documents.extract, media.data, media.mime, label, media.param,
                                        lim.max_file_pages, lim.max_file_chars)  # fmt: skip
         return None, text
 
@@ -143,6 +180,7 @@ class Perception:
         data = bytearray()
         try:
             async with (
+                asyncio.timeout(lim.image_url_timeout_s),  # the whole fetch, not each read
                 httpx.AsyncClient(timeout=lim.image_url_timeout_s, follow_redirects=True) as client,
                 client.stream("GET", media.url) as resp,
             ):
@@ -155,7 +193,10 @@ class Perception:
                         raise TooLarge(f"The image at this URL is over {lim.max_image_bytes:,} bytes.",
                                        param=media.param)  # fmt: skip
                 mime = resp.headers.get("content-type", "").split(";")[0].strip()
-        except httpx.HTTPError as e:
+        except TimeoutError:
+            raise InvalidRequest(f"Fetching the image took over {lim.image_url_timeout_s:g} s.", param=media.param,
+                                 code="invalid_image_url") from None  # fmt: skip
+        except (httpx.HTTPError, httpx.InvalidURL) as e:
             raise InvalidRequest(f"The image could not be fetched ({type(e).__name__}: {e}).", param=media.param,
                                  code="invalid_image_url") from e  # fmt: skip
         return replace(media, data=bytes(data), mime=mime or "image/*", url="")

@@ -13,14 +13,15 @@ from typing import Any
 
 from ponder.errors import InvalidRequest
 
-IMAGE_MIMES = ("image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp", "image/tiff")
+FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif", "BMP": "image/bmp",
+           "TIFF": "image/tiff"}  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Picture:
     """An image, decoded and checked: what a description of it may honestly say."""
 
-    format: str  # PNG, JPEG, ...
+    format: str  # PNG, JPEG, ... (one of FORMATS)
     width: int
     height: int
     mode: str  # RGB, RGBA, L, ...
@@ -30,12 +31,12 @@ class Picture:
 
 def load(data: bytes, param: str, max_pixels: int) -> Picture:
     """Decode `data`, refusing what is not an image or is too large, with a 400 naming `param`."""
-    from PIL import Image, ImageStat, UnidentifiedImageError
+    from PIL import Image, ImageOps, ImageStat, UnidentifiedImageError
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img = Image.open(io.BytesIO(data), formats=list(FORMATS))
             width, height = img.size
             if width * height > max_pixels:
                 raise InvalidRequest(f"The image is {width}×{height} pixels; the limit is {max_pixels:,} pixels.",
@@ -51,7 +52,13 @@ def load(data: bytes, param: str, max_pixels: int) -> Picture:
         raise InvalidRequest(f"The image could not be decoded ({type(e).__name__}: {e}).", param=param,
                              code="invalid_image") from None  # fmt: skip
     mode = img.mode
-    rgb = img.convert("RGB")
+    upright: Any = ImageOps.exif_transpose(img) or img  # phone photos: upright as taken
+    img = upright
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")  # transparent parts read as white paper, not black
+        rgb = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")
+    else:
+        rgb = img.convert("RGB")
     brightness = ImageStat.Stat(rgb.convert("L")).mean[0] / 255
     return Picture(fmt, width, height, mode, brightness, rgb)
 

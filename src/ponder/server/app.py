@@ -39,6 +39,7 @@ def create_app(registry: Registry, preload: str | None = None, store: Store | No
         await app.state.tools.close()
         await registry.close()
         store.close()
+        app.state.perception.close()
 
     app = FastAPI(title="Ponder", version=ponder.__version__, lifespan=lifespan)
     app.state.registry = registry

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import re
-import time
 import uuid
 from typing import Any
 
@@ -39,6 +37,10 @@ async def _transcribe(request: Request, task: str) -> Response:
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise InvalidRequest("Send the audio as multipart/form-data, with the file in the 'file' field.",
                              param="file", code="invalid_value")  # fmt: skip
+    declared = int(request.headers.get("content-length") or 0)
+    if declared > limits.max_audio_bytes + (1 << 20):  # the file, and room for the form's other fields
+        raise TooLarge(f"The request is {declared:,} bytes; audio files may be {limits.max_audio_bytes:,}.",
+                       param="file")  # fmt: skip
     form = await request.form(max_files=1, max_fields=32)
     try:
         upload = form.get("file")
@@ -68,9 +70,9 @@ async def _transcribe(request: Request, task: str) -> Response:
         data = await upload.read()
     finally:
         await form.close()
-    samples = await asyncio.to_thread(audio.decode, data, "file", limits.max_audio_seconds)
+    samples = await perception.run(audio.decode, data, "file", limits.max_audio_seconds)
     stt = perception.stt
-    transcript = await asyncio.to_thread(
+    transcript = await perception.run(
         stt.transcribe, samples, language=language, task=task, prompt=fields.get("prompt"), temperature=temperature,
         timestamps=audio.needs_timestamps(fmt, granularities), words="word" in granularities,
     )  # fmt: skip
@@ -118,8 +120,10 @@ async def create_speech(body: SpeechRequest, request: Request) -> Response:
         raise Unsupported("stream_format 'sse' is not supported; the audio comes as one file", param="stream_format")
     tts = perception.tts
     check_voice(body.voice, tts.name)
-    samples, rate = await synthesize(tts, body.input, body.speed)
-    data = await asyncio.to_thread(speech.encode, samples, rate, body.response_format)
+    samples = await perception.run(tts.synthesize, body.input, body.speed)
+    if samples.size == 0:
+        raise invalid_value("input", "it holds nothing the voice can say (no words)")
+    data = await perception.run(speech.encode, samples, tts.sample_rate, body.response_format)
     return Response(data, media_type=speech.SPEECH_FORMATS[body.response_format][0])
 
 
@@ -132,19 +136,19 @@ def check_voice(voice: Any, configured: str, param: str = "voice") -> None:
     raise invalid_value(param, f"this server speaks with the voice {configured!r} (OpenAI's voice names map to it)")
 
 
-async def synthesize(tts: speech.TextToSpeech, text: str, speed: float = 1.0) -> tuple[Any, int]:
-    samples = await asyncio.to_thread(tts.synthesize, text, speed)
-    return samples, tts.sample_rate
-
-
-async def spoken(perception: Perception, text: str, response_format: str) -> dict[str, Any]:
+async def spoken(perception: Perception, text: str, response_format: str) -> dict[str, Any] | None:
     """An answer's `message.audio` (Chat Completions): its text spoken, base64-encoded,
-    with the text as its transcript."""
+    with the text as its transcript; None when the text holds nothing to say. The
+    id stays valid for an hour: a follow-up may send `{"audio": {"id"}}` for the turn."""
     fmt = "pcm" if response_format == "pcm16" else response_format
-    samples, rate = await synthesize(perception.tts, speakable(text))
-    data = await asyncio.to_thread(speech.encode, samples, rate, fmt)
-    return {"id": f"audio_{uuid.uuid4().hex}", "data": base64.b64encode(data).decode(),
-            "expires_at": int(time.time()) + 3600, "transcript": text}  # fmt: skip
+    tts = perception.tts
+    samples = await perception.run(tts.synthesize, speakable(text))
+    if samples.size == 0:
+        return None
+    data = await perception.run(speech.encode, samples, tts.sample_rate, fmt)
+    audio_id = f"audio_{uuid.uuid4().hex}"
+    expires = perception.remember(audio_id, text)
+    return {"id": audio_id, "data": base64.b64encode(data).decode(), "expires_at": expires, "transcript": text}
 
 
 def speakable(text: str) -> str:

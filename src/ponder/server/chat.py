@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from ponder import modes
 from ponder.backends.registry import Registry
-from ponder.errors import PonderError
+from ponder.errors import InvalidRequest, PonderError
 from ponder.media.perceive import Perception
 from ponder.modes import ModeRequest
 from ponder.server.audio import check_voice, spoken
@@ -35,7 +35,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> JSO
     if speak is not None:
         check_voice(speak.voice, request.app.state.perception.tts.name, param="audio.voice")
     backend = await registry.get(body.model)
-    chat = body.to_internal(box.specs)
+    chat = _with_spoken_turns(body.to_internal(box.specs), body, request.app.state.perception)
     chat = replace(chat, messages=await request.app.state.perception.prepare(chat.messages, backend.capabilities))
     mode = mode_request(registry, chat, body.model, body.mode, body.reasoning_effort, body.thinking_budget,
                         body.thought_compression, body.contemplation, box)  # fmt: skip
@@ -67,6 +67,19 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> JSO
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+def _with_spoken_turns(chat: ChatRequest, body: ChatCompletionRequest, perception: Perception) -> ChatRequest:
+    """Assistant turns a client sends back as `{"audio": {"id"}}` (a spoken answer it
+    got from here), with their text again."""
+    messages = list(chat.messages)
+    for i, audio_id in body.spoken_turns():
+        text = perception.recall(audio_id)
+        if text is None:
+            raise InvalidRequest(f"Audio '{audio_id}' is unknown here or has expired: send the turn's text as "
+                                 "content instead.", param=f"messages.{i}.audio.id", code="invalid_value")  # fmt: skip
+        messages[i] = replace(messages[i], content=text)
+    return replace(chat, messages=tuple(messages))
 
 
 async def _all(runs: list[Coroutine[Any, Any, T]]) -> list[T]:
@@ -164,7 +177,9 @@ async def _sse(
         try:
             async for index, event in events:
                 if voice and isinstance(event, Done) and encoder.text(index).strip():
-                    yield encoder.audio(index, await spoken(voice[0], encoder.text(index), voice[1]))
+                    said = await spoken(voice[0], encoder.text(index), voice[1])
+                    if said is not None:
+                        yield encoder.audio(index, said)
                 yield encoder.event(index, event)
         except PonderError as e:  # headers are sent: report in-band, as vLLM does
             yield encoder.error(e)

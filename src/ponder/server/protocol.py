@@ -138,6 +138,18 @@ class ChatCompletionRequest(BaseModel):
     modalities: list[Literal["text", "audio"]] | None = None
     audio: AudioOut | None = None
 
+    def spoken_turns(self) -> list[tuple[int, str]]:
+        """(index, audio id) of assistant turns given as a spoken answer's audio id
+        and no content, as OpenAI's clients send them back."""
+        out = []
+        for i, m in enumerate(self.messages):
+            audio = (m.model_extra or {}).get("audio")
+            if m.role == "assistant" and not m.content and isinstance(audio, dict):
+                if not isinstance(audio.get("id"), str):
+                    raise invalid_value(f"messages.{i}.audio.id", "give the id of a spoken answer")
+                out.append((i, audio["id"]))
+        return out
+
     def speaks(self) -> AudioOut | None:
         """The spoken answer's voice and format, when the request asks for one."""
         if "audio" not in (self.modalities or []):

@@ -47,8 +47,9 @@ async def create_response(body: ResponsesRequest, request: Request) -> JSONRespo
     params = SamplingParams(max_tokens=body.max_output_tokens, temperature=body.temperature, top_p=body.top_p,
                             seed=body.seed, response_format=body.response_format())  # fmt: skip
     backend = await registry.get(body.model)
-    messages = list(await request.app.state.perception.prepare(
-        _instructions(body.instructions) + history + messages_of(items), backend.capabilities))  # fmt: skip
+    # History was stored as the model took it; only the new input's media are checked and perceived.
+    turns = list(await request.app.state.perception.prepare(messages_of(items), backend.capabilities))
+    messages = _instructions(body.instructions) + history + turns
     box = await request.app.state.tools.toolbox(hosted_entries(body.tools))
     tools, choice, forced = tools_of(body, messages, box.specs)
     check_names(box, (t.name for t in (*tools.tools, *tools.deferred)))
@@ -62,7 +63,7 @@ async def create_response(body: ResponsesRequest, request: Request) -> JSONRespo
     events: AsyncGenerator[Item, None] = modes.run(backend, mode)
     if body.reasoning and body.reasoning.summary:
         events = with_summary(events, backend, chat, body.reasoning.summary)
-    keep = _Keeper(store, body, items, messages[len(_instructions(body.instructions)) :])
+    keep = _Keeper(store, body, items, history + turns)
 
     if not body.stream:
         got = await unless_disconnected(request, _drain(events))
@@ -117,10 +118,11 @@ async def count_input_tokens(body: TokenCountRequest, request: Request) -> dict[
     registry: Registry = request.app.state.registry
     history = await _history(request.app.state.store, body.previous_response_id)
     items = input_items(body.input) if body.input else []
-    messages = _instructions(body.instructions) + history + messages_of(items)
+    backend = await registry.get(body.model or registry.settings.default_model)
+    turns = list(await request.app.state.perception.prepare(messages_of(items), backend.capabilities))
+    messages = _instructions(body.instructions) + history + turns
     tools = tool_search.tool_set(function_tools(body.tools)).loaded_by(messages)
     box = await request.app.state.tools.toolbox(hosted_entries(body.tools))
-    backend = await registry.get(body.model or registry.settings.default_model)
     count = await backend.count_tokens(messages, tools.prompt_tools() + box.specs)
     return {"object": "response.input_tokens", "input_tokens": count}
 

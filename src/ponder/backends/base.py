@@ -9,8 +9,11 @@ server can still answer with a proper HTTP status. Closing the iterator early
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 from ponder.errors import Unsupported
@@ -49,3 +52,43 @@ class Backend(ABC):
 
     async def close(self) -> None:
         """Release what the backend holds (threads, connections, model memory)."""
+
+
+_END = object()
+
+
+async def threaded(
+    executor: Executor,
+    work: Callable[[threading.Event, Callable[[object], None]], None],
+    track: Callable[[asyncio.Future[None]], None] | None = None,
+) -> AsyncGenerator[object, None]:
+    """Run `work(cancel, put)` on one of `executor`'s threads and yield what it puts,
+    as it puts it; an exception it raises is raised here. Closing the generator (the
+    client left) sets `cancel`, which the work checks at each step. `track` gets the
+    running job's future."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[object] = asyncio.Queue()
+    cancel = threading.Event()
+
+    def put(item: object) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, item)
+
+    def job() -> None:
+        try:
+            if not cancel.is_set():  # the client may have left while this waited its turn
+                work(cancel, put)
+        except BaseException as e:  # handed to the consumer, which re-raises it
+            put(e)
+        finally:
+            put(_END)
+
+    future = loop.run_in_executor(executor, job)
+    if track is not None:
+        track(future)
+    try:
+        while (item := await queue.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        cancel.set()  # the work stops at its next step

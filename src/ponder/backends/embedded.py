@@ -13,20 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
 from dataclasses import replace
 from pathlib import Path
 
-from ponder.backends.base import Backend, Capabilities
+from ponder.backends.base import Backend, Capabilities, threaded
 from ponder.config import EngineSettings
 from ponder.engine.batched import BatchedEngine
 from ponder.engine.llama import LlamaEngine
 from ponder.formats import structured, toolcalls
 from ponder.types import ChatRequest, Done, Event, Message, SamplingParams, Tool
-
-_END = object()
 
 
 class EmbeddedBackend(Backend):
@@ -92,34 +90,18 @@ class EmbeddedBackend(Backend):
         tokens = await asyncio.to_thread(engine.prompt_tokens, request.messages, request.prefill, request.tools)
         engine.check_fits(len(tokens), request.params.max_tokens)
 
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[object] = asyncio.Queue()
-        cancel = threading.Event()
+        def track(future: asyncio.Future[None]) -> None:  # a job removes itself from _jobs when it ends
+            self._jobs.add(future)
+            future.add_done_callback(self._jobs.discard)
 
-        def put(item: object) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
+        def work(cancel: threading.Event, put: Callable[[object], None]) -> None:
+            engine.generate(tokens, request.params, cancel, put)
 
-        def job() -> None:
-            try:
-                if not cancel.is_set():  # the client may have left while we queued
-                    engine.generate(tokens, request.params, cancel, put)
-            except BaseException as e:  # handed to the consumer, which re-raises it
-                put(e)
-            finally:
-                put(_END)
-
-        future = loop.run_in_executor(self._executor, job)
-        self._jobs.add(future)
-        future.add_done_callback(self._jobs.discard)
-        try:
-            while (item := await queue.get()) is not _END:
-                if isinstance(item, BaseException):
-                    raise item
+        async with aclosing(threaded(self._executor, work, track)) as items:
+            async for item in items:
                 yield item  # type: ignore[misc]
                 if isinstance(item, Done):
                     break
-        finally:
-            cancel.set()  # the job stops at its next token and removes itself from _jobs
 
     async def close(self) -> None:
         engine, self._engine = self._engine, None

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
-from ponder.backends.base import Backend, Capabilities
+from ponder.backends.base import Backend, Capabilities, threaded
 from ponder.backends.remote import message_json
 from ponder.config import EngineSettings
 from ponder.errors import ContextLengthExceeded, ModelSourceError
@@ -33,7 +34,6 @@ HANDLERS = {
     "moondream": "MoondreamChatHandler", "nanollava": "NanoLlavaChatHandler", "minicpm-v-2.6": "MiniCPMv26ChatHandler",
     "qwen2.5-vl": "Qwen25VLChatHandler", "llama-3-vision-alpha": "Llama3VisionAlphaChatHandler",
 }  # fmt: skip
-_END = object()
 
 
 def chat_handler(name: str, mmproj: Path) -> Any:
@@ -88,46 +88,30 @@ class VisionBackend(Backend):
                   "max_tokens": p.max_tokens, "temperature": p.temperature if p.temperature is not None
                   else self.settings.temperature, "top_p": p.top_p or self.settings.top_p, "seed": p.seed,
                   "stop": list(p.stop) or None}  # fmt: skip
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[object] = asyncio.Queue()
-        cancel = threading.Event()
 
-        def put(item: object) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
+        def work(cancel: threading.Event, put: Callable[[object], None]) -> None:
+            for chunk in llama.create_chat_completion(**kwargs):
+                put(chunk)
+                if cancel.is_set():
+                    break
 
-        def job() -> None:
-            try:
-                if cancel.is_set():  # the client left while this waited its turn
-                    return
-                for chunk in llama.create_chat_completion(**kwargs):
-                    put(chunk)
-                    if cancel.is_set():
-                        break
-            except BaseException as e:  # handed to the consumer, which re-raises it
-                put(e)
-            finally:
-                put(_END)
-
-        running = loop.run_in_executor(self._executor, job)
         finish: FinishReason = "stop"
         pieces = 0
         try:
-            while (item := await queue.get()) is not _END:
-                if isinstance(item, ValueError) and "context window" in str(item):
-                    why = f"The request does not fit the model's context of {self.n_ctx} tokens (images take hundreds)"
-                    raise ContextLengthExceeded(f"{why}: {item}", param="messages") from item
-                if isinstance(item, BaseException):
-                    raise item
-                choice = (item.get("choices") or [{}])[0]  # type: ignore[attr-defined]
-                text = (choice.get("delta") or {}).get("content")
-                if text:
-                    pieces += 1
-                    yield TextDelta(text)
-                if choice.get("finish_reason") == "length":
-                    finish = "length"
-        finally:
-            cancel.set()  # the job stops at its next chunk
-        await running
+            async with aclosing(threaded(self._executor, work)) as chunks:
+                async for chunk in chunks:
+                    choice = (chunk.get("choices") or [{}])[0]  # type: ignore[attr-defined]
+                    text = (choice.get("delta") or {}).get("content")
+                    if text:
+                        pieces += 1
+                        yield TextDelta(text)
+                    if choice.get("finish_reason") == "length":
+                        finish = "length"
+        except ValueError as e:
+            if "context window" not in str(e):
+                raise
+            why = f"The request does not fit the model's context of {self.n_ctx} tokens (images take hundreds)"
+            raise ContextLengthExceeded(f"{why}: {e}", param="messages") from e
         yield Done(finish, Usage(prompt_tokens=0, completion_tokens=pieces))
 
     async def close(self) -> None:

@@ -52,10 +52,15 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 $(LIBRIVOX)/transcription:
 	$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q pocketsphinx-testdata
 
-test-data: $(LIBRIVOX)/transcription
+# The web app's browser tests drive Debian's Chromium through Playwright; Playwright
+# never downloads a browser of its own.
+/usr/bin/chromium:
+	$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium
+
+test-data: $(LIBRIVOX)/transcription /usr/bin/chromium
 
 test: install-dev lint test-data
-	$(BIN)/pytest -q
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/pytest -q
 
 bench: install
 	$(BIN)/python bench/overhead.py

@@ -24,8 +24,28 @@ CREATE TABLE IF NOT EXISTS responses (
     body TEXT NOT NULL,         -- the response object, as JSON
     input_items TEXT NOT NULL,  -- the input items of this request, as a JSON list
     history TEXT NOT NULL       -- the conversation so far, as a JSON list of messages
+);
+CREATE TABLE IF NOT EXISTS conversations (   -- the web app's chats
+    id TEXT PRIMARY KEY,
+    title TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    messages TEXT NOT NULL,     -- as the app shows them: a JSON list
+    search TEXT NOT NULL        -- title and message text, lower-cased, for search
 )
 """
+
+
+@dataclass(frozen=True)
+class Conversation:
+    id: str
+    title: str
+    created_at: float
+    updated_at: float
+    messages: list[dict[str, Any]]
+
+    def summary(self) -> dict[str, Any]:
+        return {"id": self.id, "title": self.title, "created_at": self.created_at, "updated_at": self.updated_at}
 
 
 @dataclass(frozen=True)
@@ -45,7 +65,7 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable at each checkpoint, never corrupt
         self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.execute(SCHEMA)
+        self._db.executescript(SCHEMA)
 
     def put(self, r: StoredResponse) -> None:
         row = (r.id, float(r.body.get("created_at", 0)), json.dumps(r.body), json.dumps(r.input_items),
@@ -65,6 +85,33 @@ class Store:
     def delete(self, response_id: str) -> bool:
         with self._lock, self._db:
             return self._db.execute("DELETE FROM responses WHERE id = ?", (response_id,)).rowcount > 0
+
+    # --- the web app's conversations ------------------------------------------------
+
+    def save_conversation(self, c: Conversation) -> None:
+        words = " ".join([c.title, *(str(m.get("content") or "") for m in c.messages)]).lower()
+        row = (c.id, c.title, c.created_at, c.updated_at, json.dumps(c.messages), words)
+        with self._lock, self._db:
+            self._db.execute("INSERT OR REPLACE INTO conversations VALUES (?, ?, ?, ?, ?, ?)", row)
+
+    def conversation(self, conversation_id: str) -> Conversation | None:
+        with self._lock:
+            row = self._db.execute("SELECT id, title, created_at, updated_at, messages FROM conversations WHERE id = ?",
+                                   (conversation_id,)).fetchone()  # fmt: skip
+        return Conversation(row[0], row[1], row[2], row[3], json.loads(row[4])) if row else None
+
+    def conversations(self, query: str = "", limit: int = 200) -> list[Conversation]:
+        """Newest first; with `query`, those whose title or text holds it."""
+        like = "%" + query.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, title, created_at, updated_at FROM conversations WHERE search LIKE ? ESCAPE '\\' "
+                "ORDER BY updated_at DESC LIMIT ?", (like, limit)).fetchall()  # fmt: skip
+        return [Conversation(r[0], r[1], r[2], r[3], []) for r in rows]
+
+    def delete_conversation(self, conversation_id: str) -> bool:
+        with self._lock, self._db:
+            return self._db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,)).rowcount > 0
 
     def close(self) -> None:
         with self._lock:

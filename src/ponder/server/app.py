@@ -18,6 +18,7 @@ from ponder.media.perceive import Perception
 from ponder.server.audio import router as audio_router
 from ponder.server.chat import router as chat_router
 from ponder.server.responses import router as responses_router
+from ponder.server.web import router as web_router
 from ponder.store import Store
 from ponder.tools import ToolHost
 
@@ -49,6 +50,7 @@ def create_app(registry: Registry, preload: str | None = None, store: Store | No
     app.include_router(chat_router)
     app.include_router(responses_router)
     app.include_router(audio_router)
+    app.include_router(web_router)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:

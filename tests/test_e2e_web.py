@@ -1,0 +1,241 @@
+"""The web app in a real browser: Playwright driving Debian's Chromium (headless,
+never a downloaded one) against `ponder serve` on the tiny model. Screenshots go
+to build/screenshots/ (test artifacts)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import BIN, TINY, free_port, ponder_env, start, stop
+from tests.media import spoken, text_png
+
+pytestmark = pytest.mark.e2e
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = Path(__file__).resolve().parent.parent / "build" / "screenshots"
+os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Any, ponder_server: str) -> Iterator[Any]:
+    # bypass_csp: Playwright's own checks evaluate strings, which the page's CSP forbids
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, bypass_csp=True)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(ponder_server.removesuffix("/v1") + "/")
+    page.wait_for_selector("#model option", state="attached")
+    yield page
+    context.close()
+    assert errors == []  # no script errors on the page
+
+
+def shot(page: Any, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
+
+
+def watch_answer(page: Any) -> None:
+    """Record every length the streaming answer takes, to see it arrive in pieces."""
+    page.evaluate("""() => {
+        window.__lengths = [];
+        new MutationObserver(() => {
+            const a = [...document.querySelectorAll('.msg.assistant .answer')].pop();
+            if (a) window.__lengths.push(a.textContent.length);
+        }).observe(document.querySelector('#messages'), {childList: true, subtree: true, characterData: true});
+    }""")
+
+
+def send(page: Any, text: str) -> None:
+    page.fill("#input", text)
+    page.keyboard.press("Enter")
+
+
+def wait_done(page: Any, count: int = 1, timeout: float = 180_000) -> None:
+    page.wait_for_function(f"document.querySelectorAll('.msg.assistant .stats').length >= {count}", timeout=timeout)
+
+
+def settings(page: Any, **values: str) -> None:
+    page.click("#settings-button")
+    for name, value in values.items():
+        page.fill(f"#set-{name}", value)
+        page.dispatch_event(f"#set-{name}", "change")
+    page.click("#settings menu button")
+
+
+def test_each_mode_streams_an_answer(page: Any) -> None:
+    settings(page, agents="2", budget="128", **{"max-tokens": "120"})
+    for n, mode in enumerate(["instant", "thinking", "contemplating"], 1):
+        page.click(f"#modes button[data-mode={mode}]")
+        assert page.get_attribute(f"#modes button[data-mode={mode}]", "aria-checked") == "true"
+        watch_answer(page)
+        send(page, "Write a few sentences about the sea.")
+        wait_done(page, n)
+        lengths = page.evaluate("window.__lengths")
+        if mode != "contemplating":  # its answer is the synthesis; its agents stream (the next test)
+            assert len({x for x in lengths if x > 0}) >= 2, (mode, lengths)  # it grew while it streamed
+        stats = page.locator(".msg.assistant .stats").nth(n - 1).inner_text()
+        assert stats.startswith(mode) and "answer tokens" in stats and "tokens/s" in stats
+        if mode == "thinking":
+            assert page.locator(".msg.assistant").nth(n - 1).locator("details.thinking").count() == 1
+        shot(page, f"mode-{mode}")
+
+
+def test_contemplating_shows_agents_working_then_done(page: Any) -> None:
+    page.click("#modes button[data-mode=contemplating]")
+    settings(page, agents="2", budget="128", **{"max-tokens": "150"})
+    page.evaluate("""() => {
+        window.__reasoning = [];
+        new MutationObserver(() => {
+            const r = document.querySelector('.agent .reasoning');
+            if (r) window.__reasoning.push(r.textContent.length);
+        }).observe(document.querySelector('#messages'), {childList: true, subtree: true, characterData: true});
+    }""")
+    send(page, "1. What is 2+2? 2. What is 3+3?")
+    page.wait_for_selector(".agents .plan", timeout=120_000)
+    page.wait_for_selector('.agent[data-status="working"]', timeout=120_000)
+    shot(page, "contemplating-working")
+    wait_done(page)
+    statuses = page.eval_on_selector_all(".agent", "els => els.map(e => e.dataset.status)")
+    assert len(statuses) == 2 and set(statuses) <= {"done", "failed"} and "done" in statuses
+    assert page.locator(".agents .synthesis").count() == 1
+    assert len(set(page.evaluate("window.__reasoning"))) >= 2  # an agent's reasoning streamed in
+    shot(page, "contemplating-done")
+
+
+def test_attachments_are_sent_as_content_parts(page: Any, tmp_path: Path, voice_models: tuple[Path, Path]) -> None:
+    (tmp_path / "gate.png").write_bytes(text_png(["GATE B12"]))
+    (tmp_path / "question.wav").write_bytes(spoken(voice_models[1], "Which gate do I go to?"))
+    sent: list[dict[str, Any]] = []
+    page.on("request", lambda r: sent.append(json.loads(r.post_data)) if r.url.endswith("/chat/completions") else None)
+    page.set_input_files("#file", [str(tmp_path / "gate.png"), str(tmp_path / "question.wav")])
+    page.wait_for_function("document.querySelectorAll('#attachments .chip').length === 2")  # read in the page
+    send(page, "Answer the question.")
+    wait_done(page)
+    parts = sent[-1]["messages"][-1]["content"]
+    assert [p["type"] for p in parts] == ["image_url", "input_audio", "text"]
+    assert (
+        parts[0]["image_url"]["url"].startswith("data:image/png;base64,") and parts[1]["input_audio"]["format"] == "wav"
+    )
+    assert page.locator(".msg.assistant .error-text").count() == 0  # the server took both
+    assert page.locator(".msg.user .chip img").count() == 1
+    shot(page, "attachments")
+
+
+def test_a_conversation_survives_a_reload_and_can_be_renamed_searched_deleted(page: Any) -> None:
+    send(page, "Remember the word pelican.")
+    wait_done(page)
+    page.reload()
+    page.wait_for_selector("#model option", state="attached")
+    item = page.locator("#conversations li", has_text="Remember the word pelican.").first
+    item.locator(".title").click()
+    page.wait_for_selector(".msg.user .bubble:has-text('Remember the word pelican.')")
+    assert page.locator(".msg.assistant .answer").count() == 1
+    shot(page, "conversation")
+    item.locator(".rename").click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type("Pelican chat")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#conversations li .title:text-is('Pelican chat')")
+    page.fill("#search", "pelican")
+    page.wait_for_function(
+        "[...document.querySelectorAll('#conversations .title')].every(t => /pelican/i.test(t.textContent))"
+    )
+    page.fill("#search", "no such words anywhere")
+    page.wait_for_function("document.querySelectorAll('#conversations li').length === 0")
+    page.fill("#search", "")
+    page.once("dialog", lambda d: d.accept())
+    page.locator("#conversations li", has_text="Pelican chat").locator(".delete").click()
+    page.wait_for_function(
+        "![...document.querySelectorAll('#conversations .title')].some(t => t.textContent === 'Pelican chat')"
+    )
+
+
+def test_stop_ends_a_generation_and_the_next_message_works(page: Any) -> None:
+    settings(page, budget="3000", **{"max-tokens": "3000"})  # a long think, to be stopped in the middle
+    page.click("#modes button[data-mode=thinking]")
+    send(page, "Count from 1 to 1000, one number per line, and check each one.")
+    page.wait_for_function("(document.querySelector('.msg.assistant .reasoning')?.textContent || '').length > 30")
+    assert page.is_visible("#stop")
+    page.keyboard.press("Escape")  # the shortcut for Stop
+    wait_done(page)
+    assert "stopped" in page.locator(".msg.assistant .stats").inner_text()
+    assert page.is_visible("#send") and not page.is_visible("#stop")
+    page.click("#modes button[data-mode=instant]")
+    send(page, "Say hi.")
+    wait_done(page, 2)
+    assert page.locator(".msg.assistant .error-text").count() == 0
+    shot(page, "stopped")
+
+
+def test_server_errors_are_shown_plainly(page: Any) -> None:
+    settings(page, temperature="7")  # out of range: the server says why
+    send(page, "hello")
+    page.wait_for_selector(".msg.assistant .error-text")
+    assert "temperature" in page.inner_text(".msg.assistant .error-text")
+
+
+def test_phone_width_and_dark_theme(browser: Any, ponder_server: str) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 800}, color_scheme="dark", bypass_csp=True)
+    page = context.new_page()
+    page.goto(ponder_server.removesuffix("/v1") + "/")
+    page.wait_for_selector("#model option", state="attached")
+    assert page.evaluate("document.documentElement.dataset.theme") == "dark"
+    assert not page.is_visible("#sidebar")
+    page.click("#open-sidebar")
+    assert page.is_visible("#sidebar")
+    page.click("#close-sidebar")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390  # nothing wider than the phone
+    shot(page, "phone-dark")
+    context.close()
+
+
+def test_a_lost_connection_recovers(browser: Any, data_dir: Path, tiny_model: Path, tmp_path: Path) -> None:
+    port = free_port()
+    cmd = [str(BIN / "ponder"), "serve", "--model", TINY, "--port", str(port), "--log-level", "warning"]
+    env = ponder_env(data_dir)
+    proc = start(cmd, env, f"http://127.0.0.1:{port}/health", tmp_path / "a.log")
+    page = browser.new_page(bypass_csp=True)
+    try:
+        page.goto(f"http://127.0.0.1:{port}/")
+        page.wait_for_selector("#model option", state="attached")
+        stop(proc)
+        send(page, "hello")
+        page.wait_for_selector("#banner:not([hidden])")
+        assert "Reconnecting" in page.inner_text("#banner")
+        proc = start(cmd, env, f"http://127.0.0.1:{port}/health", tmp_path / "b.log")
+        page.wait_for_selector("#banner", state="hidden", timeout=30_000)
+        send(page, "hello again")
+        wait_done(page)
+        assert page.locator(".msg.assistant .answer").last.inner_text().strip()
+    finally:
+        page.close()
+        stop(proc)
+
+
+def test_the_page_sends_security_headers_and_serves_no_outside_assets(ponder_server: str) -> None:
+    import httpx
+
+    root = ponder_server.removesuffix("/v1")
+    r = httpx.get(root + "/")
+    assert r.status_code == 200 and "script-src 'self'" in r.headers["content-security-policy"]
+    assert r.headers["x-content-type-options"] == "nosniff" and r.headers["x-frame-options"] == "DENY"
+    assert "http://" not in r.text.replace("http://127.0.0.1", "") and "https://" not in r.text
+    assert httpx.get(root + "/static/../server/app.py").status_code == 404
+    assert httpx.get(root + "/static/vendor/katex.min.js").status_code == 200

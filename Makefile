@@ -6,7 +6,7 @@ MODEL   ?= qwen2.5-coder-1.5b
 HOST    ?= 127.0.0.1
 PORT    ?= 8000
 
-.PHONY: install install-dev serve test test-data lint bench clean
+.PHONY: install install-dev serve test test-data lint bench vendor clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -64,6 +64,22 @@ test: install-dev lint test-data
 
 bench: install
 	$(BIN)/python bench/overhead.py
+
+# The web app's third-party assets are committed (src/ponder/web/vendor, versions in
+# its VERSIONS file), so running Ponder needs no Node. This refreshes them from npm.
+WEB_VENDOR := src/ponder/web/vendor
+vendor:
+	mkdir -p build/vendor && cd build/vendor && npm install --no-save marked@18.2.1 dompurify@3.4.18 \
+		@highlightjs/cdn-assets@11.12.0 katex@0.19.1
+	cp build/vendor/node_modules/marked/lib/marked.umd.js $(WEB_VENDOR)/marked.js
+	cp build/vendor/node_modules/dompurify/dist/purify.min.js $(WEB_VENDOR)/
+	cp build/vendor/node_modules/@highlightjs/cdn-assets/highlight.min.js $(WEB_VENDOR)/
+	cp build/vendor/node_modules/@highlightjs/cdn-assets/styles/github.min.css $(WEB_VENDOR)/hljs-light.css
+	cp build/vendor/node_modules/@highlightjs/cdn-assets/styles/github-dark.min.css $(WEB_VENDOR)/hljs-dark.css
+	cp build/vendor/node_modules/katex/dist/katex.min.js $(WEB_VENDOR)/
+	cp build/vendor/node_modules/katex/dist/fonts/*.woff2 $(WEB_VENDOR)/fonts/
+	sed -E 's/,url\(fonts\/[^)]+\.woff\) format\("woff"\),url\(fonts\/[^)]+\.ttf\) format\("truetype"\)//g' \
+		build/vendor/node_modules/katex/dist/katex.min.css > $(WEB_VENDOR)/katex.min.css
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from ponder.bench_audio import normalise
 from tests.conftest import BIN, TINY, free_port, ponder_env, start, stop
 from tests.media import spoken, text_png
 
@@ -21,12 +22,20 @@ SHOTS = Path(__file__).resolve().parent.parent / "build" / "screenshots"
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
 
 
+SPOKEN = "What is the capital city of Germany?"
+
+
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+def browser(voice_models: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Chromium whose microphone plays a Piper recording of SPOKEN, over and over."""
     from playwright.sync_api import sync_playwright
 
+    microphone = tmp_path_factory.mktemp("mic") / "question.wav"
+    microphone.write_bytes(spoken(voice_models[1], SPOKEN))
+    args = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={microphone}"]  # fmt: skip
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
         yield b
         b.close()
 
@@ -239,3 +248,35 @@ def test_the_page_sends_security_headers_and_serves_no_outside_assets(ponder_ser
     assert "http://" not in r.text.replace("http://127.0.0.1", "") and "https://" not in r.text
     assert httpx.get(root + "/static/../server/app.py").status_code == 404
     assert httpx.get(root + "/static/vendor/katex.min.js").status_code == 200
+
+
+def test_voice_in_and_read_aloud(page: Any) -> None:
+    page.click("#mic")
+    page.wait_for_selector("#mic.recording")
+    page.wait_for_timeout(3500)  # the fake microphone says the question (2.5 s) while this waits
+    page.click("#mic")
+    page.wait_for_selector(".msg.user .bubble", timeout=60_000)
+    heard = " ".join(normalise(page.inner_text(".msg.user .bubble")))
+    assert "capital city of germany" in heard  # the fake microphone loops its file: it may be heard twice
+    wait_done(page)
+    with page.expect_response(lambda r: r.url.endswith("/v1/audio/speech")) as spoken_reply:
+        page.click(".msg.assistant .speak")
+    assert spoken_reply.value.status == 200 and spoken_reply.value.headers["content-type"] == "audio/mpeg"
+
+
+def test_regenerate_and_edit_and_resend(page: Any) -> None:
+    sent: list[dict[str, Any]] = []
+    page.on("request", lambda r: sent.append(json.loads(r.post_data)) if r.url.endswith("/chat/completions") else None)
+    send(page, "Name a fruit.")
+    wait_done(page)
+    page.click(".msg.assistant .regenerate")
+    page.wait_for_function("document.querySelectorAll('.msg.assistant').length === 1 && "
+                           "document.querySelector('.msg.assistant .stats')")  # fmt: skip
+    assert len(sent) == 2 and sent[1]["messages"] == sent[0]["messages"]  # the same question again
+    page.click(".msg.user .edit")
+    assert page.input_value("#input") == "Name a fruit." and page.locator(".msg").count() == 0
+    page.fill("#input", "Name a vegetable.")
+    page.keyboard.press("Enter")
+    wait_done(page)
+    assert [m["content"] for m in sent[2]["messages"]] == ["Name a vegetable."]
+    assert page.locator(".msg.user .bubble").all_inner_texts() == ["Name a vegetable."]

@@ -33,8 +33,8 @@ def main(url: str, out: Path) -> None:
         page.goto(url + "/")
         page.wait_for_selector("#model option", state="attached")
         print("chat (instant)", flush=True)
-        ask(page, "instant", "Write a Python function that checks whether a number is prime, and say its cost "
-            "in big-O notation as $O(\\sqrt{n})$ or otherwise.", 1)  # fmt: skip
+        ask(page, "instant", "Write a Python function is_prime(n), then a Markdown table of its result for "
+            "n = 1 to 5.", 1)  # fmt: skip
         page.screenshot(path=str(out / "chat.png"))
         page.click("#new-chat")
         print("thinking", flush=True)

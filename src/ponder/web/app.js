@@ -180,7 +180,11 @@ function agentsView(m) {
     head.append(el("b", null, `Agent ${i + 1}`), el("span", null, a.title || ""), el("span", "status", a.status));
     card.append(head);
     if (a.reasoning) card.append(el("div", "reasoning", a.reasoning));
-    if (a.result) card.append(el("div", "result", `→ ${a.result}`));
+    if (a.result) {
+      const result = el("div", "result answer");
+      renderMarkdown(result, `→ ${a.result}`);
+      card.append(result);
+    }
     if (a.error) card.append(el("div", "error-text", a.error));
     box.append(card);
   });
@@ -254,6 +258,7 @@ async function send(text, attachments) {
   if (!state.conv) {
     const title = (text || (attachments[0] && attachments[0].name) || "New chat").slice(0, 60);
     state.conv = await api("/app/api/conversations", { method: "POST", body: JSON.stringify({ title }) });
+    history.replaceState(null, "", `#${state.conv.id}`);  // a reload comes back to it
     await refreshList();
   }
   state.conv.messages.push({ role: "user", content: text, attachments });
@@ -331,7 +336,8 @@ function onProgress(m, p) {
   } else if (p.type === "agent.done" && m.agents[p.agent]) {
     Object.assign(m.agents[p.agent], { status: p.ok ? "done" : "failed", result: p.answer, error: p.error });
   } else if (p.type === "synthesis.start") {
-    m.synthesis = p.method === "vote" ? `Synthesis: a vote (${JSON.stringify(p.tally)})` : "Synthesis: writing the answer…";
+    const tally = Object.entries(p.tally || {}).map(([answer, weight]) => `${answer}: ${Number(weight).toFixed(2)}`);
+    m.synthesis = p.method === "vote" ? `Synthesis: a vote (${tally.join(", ")})` : "Synthesis: writing the answer…";
   } else if (p.type === "tool.call") {
     m.tools.push({ name: p.name, arguments: p.arguments, output: p.output });
   }

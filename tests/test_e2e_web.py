@@ -147,14 +147,17 @@ def test_attachments_are_sent_as_content_parts(page: Any, tmp_path: Path, voice_
 
 
 def test_a_conversation_survives_a_reload_and_can_be_renamed_searched_deleted(page: Any) -> None:
-    send(page, "Remember the word pelican.")
+    with page.expect_response(lambda r: r.request.method == "PUT" and "/app/api/conversations/" in r.url
+                              and '"role":"assistant"' in (r.request.post_data or "").replace(" ", "")):  # fmt: skip
+        send(page, "Remember the word pelican.")
     wait_done(page)
-    page.reload()
-    page.wait_for_selector("#model option", state="attached")
+    page.reload()  # the chat's id is in the URL: it opens again by itself
+    page.wait_for_selector(".msg.user .bubble:has-text('Remember the word pelican.')")
+    assert page.locator(".msg.assistant .answer").count() == 1
+    page.goto(page.url.split("#")[0])  # a fresh page: the chat is in the list
     item = page.locator("#conversations li", has_text="Remember the word pelican.").first
     item.locator(".title").click()
     page.wait_for_selector(".msg.user .bubble:has-text('Remember the word pelican.')")
-    assert page.locator(".msg.assistant .answer").count() == 1
     shot(page, "conversation")
     item.locator(".rename").click()
     page.keyboard.press("Control+A")
@@ -246,7 +249,8 @@ def test_the_page_sends_security_headers_and_serves_no_outside_assets(ponder_ser
     assert r.status_code == 200 and "script-src 'self'" in r.headers["content-security-policy"]
     assert r.headers["x-content-type-options"] == "nosniff" and r.headers["x-frame-options"] == "DENY"
     assert "http://" not in r.text.replace("http://127.0.0.1", "") and "https://" not in r.text
-    assert httpx.get(root + "/static/../server/app.py").status_code == 404
+    for raw in ("/static/%2e%2e/server/app.py", "/static/..%2fserver%2fapp.py", "/static/%00", "/static/index.html"):
+        assert httpx.get(httpx.URL(root + raw)).status_code == 404, raw
     assert httpx.get(root + "/static/vendor/katex.min.js").status_code == 200
 
 
@@ -280,3 +284,46 @@ def test_regenerate_and_edit_and_resend(page: Any) -> None:
     wait_done(page)
     assert [m["content"] for m in sent[2]["messages"]] == ["Name a vegetable."]
     assert page.locator(".msg.user .bubble").all_inner_texts() == ["Name a vegetable."]
+
+
+@pytest.fixture(scope="module")
+def echo_server(data_dir: Path, voice_models: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`ponder serve` on the scripted model, which answers with the question: the page
+    renders exactly what a test sends."""
+    where = tmp_path_factory.mktemp("echo")
+    (where / "config.toml").write_text('[models.echo]\nbackend = "scripted"\n')
+    port = free_port()
+    env = {**ponder_env(data_dir), "PONDER_CONFIG": str(where / "config.toml")}
+    cmd = [str(BIN / "ponder"), "serve", "--model", "echo", "--port", str(port), "--log-level", "warning"]
+    proc = start(cmd, env, f"http://127.0.0.1:{port}/health", where / "serve.log")
+    yield f"http://127.0.0.1:{port}"
+    stop(proc)
+
+
+def test_answers_cannot_take_over_the_page_and_math_stays_out_of_code(browser: Any, echo_server: str) -> None:
+    """Under the page's real CSP (no bypass), an answer holding HTML, a literal math
+    placeholder and math-like code renders safely."""
+    context = browser.new_context()
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(echo_server + "/")
+    page.wait_for_selector("#model option", state="attached")
+    hostile = ('Hi <input id="input" value="hijack"> <span id="stop">x</span> <style>#composer{display:none}</style> '
+               '<a href="https://example.org">a link</a> @@MATH0@@ <span data-math="0"></span> $x^2$ and '
+               '`$$ not math $$` and <img src=x onerror="document.body.remove()">')  # fmt: skip
+    page.fill("#input", hostile)
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".msg.assistant .stats")
+    answer = page.locator(".msg.assistant .answer")
+    assert page.is_visible("#composer") and page.locator("#input").evaluate("e => e.tagName") == "TEXTAREA"
+    assert answer.locator("input, style, #stop").count() == 0
+    assert answer.locator(".katex").count() == 1  # $x^2$ and nothing else
+    assert answer.locator("code").inner_text() == "$$ not math $$"
+    assert "@@MATH0@@" in answer.inner_text()
+    assert answer.locator("a").get_attribute("rel") == "noopener noreferrer"
+    page.fill("#input", "second")  # the page still works
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".msg.assistant:nth-of-type(4) .stats")
+    assert errors == []
+    context.close()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -73,3 +75,28 @@ async def test_bad_requests_are_openai_shaped(client: httpx.AsyncClient) -> None
         r = await client.request(method, path, json=body)
         assert r.status_code == status, (path, body, r.text)
         assert set(r.json()["error"]) == {"message", "type", "param", "code"}
+
+
+async def test_a_rename_keeps_the_messages_and_a_deleted_chat_stays_deleted(client: httpx.AsyncClient) -> None:
+    messages = [{"role": "user", "content": "Keep me \ud83d"}]  # a lone surrogate, as a cut emoji leaves
+    raw = json.dumps({"title": "Old", "messages": messages})  # ASCII, with the surrogate escaped, as browsers send it
+    made = (
+        await client.post("/app/api/conversations", content=raw, headers={"content-type": "application/json"})
+    ).json()
+    r = await client.put(f"/app/api/conversations/{made['id']}", json={"title": "New"})
+    assert r.status_code == 200 and r.json()["title"] == "New"
+    assert (await client.get(f"/app/api/conversations/{made['id']}")).json()["messages"] == [
+        {"role": "user", "content": "Keep me ?"}
+    ]
+    await client.delete(f"/app/api/conversations/{made['id']}")
+    r = await client.put(f"/app/api/conversations/{made['id']}", json={"messages": []})
+    assert r.status_code == 404
+    assert (await client.get("/app/api/conversations")).json()["data"] == []
+
+
+async def test_a_conversation_past_the_size_limit_is_a_413(client: httpx.AsyncClient, monkeypatch: Any) -> None:
+    from ponder.server import web
+
+    monkeypatch.setattr(web, "MAX_CONVERSATION_BYTES", 1000)
+    r = await client.post("/app/api/conversations", json={"messages": [{"role": "user", "content": "x" * 2000}]})
+    assert r.status_code == 413 and r.json()["error"]["param"] == "messages"

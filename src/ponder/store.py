@@ -48,6 +48,13 @@ class Conversation:
         return {"id": self.id, "title": self.title, "created_at": self.created_at, "updated_at": self.updated_at}
 
 
+def _words(title: str, messages: list[dict[str, Any]]) -> str:
+    """What search looks in: the title and the messages' text, lower-cased (lone
+    surrogates, which SQLite cannot store as text, replaced)."""
+    words = " ".join([title, *(str(m.get("content") or "") for m in messages if isinstance(m, dict))]).lower()
+    return words.encode("utf-8", "replace").decode("utf-8")
+
+
 @dataclass(frozen=True)
 class StoredResponse:
     id: str
@@ -89,10 +96,27 @@ class Store:
     # --- the web app's conversations ------------------------------------------------
 
     def save_conversation(self, c: Conversation) -> None:
-        words = " ".join([c.title, *(str(m.get("content") or "") for m in c.messages)]).lower()
-        row = (c.id, c.title, c.created_at, c.updated_at, json.dumps(c.messages), words)
+        row = (c.id, c.title, c.created_at, c.updated_at, json.dumps(c.messages), _words(c.title, c.messages))
         with self._lock, self._db:
             self._db.execute("INSERT OR REPLACE INTO conversations VALUES (?, ?, ?, ?, ?, ?)", row)
+
+    def update_conversation(
+        self, conversation_id: str, title: str | None, messages: list[dict[str, Any]] | None, now: float
+    ) -> Conversation | None:
+        """Change the title, the messages or both in one transaction; None if there is
+        no such conversation (a deleted one stays deleted)."""
+        with self._lock, self._db:
+            row = self._db.execute("SELECT title, messages FROM conversations WHERE id = ?",
+                                   (conversation_id,)).fetchone()  # fmt: skip
+            if row is None:
+                return None
+            title = row[0] if title is None else title
+            kept = json.loads(row[1]) if messages is None else messages
+            self._db.execute(
+                "UPDATE conversations SET title = ?, updated_at = ?, messages = ?, search = ? WHERE id = ?",
+                (title, now, json.dumps(kept), _words(title, kept), conversation_id),
+            )
+        return self.conversation(conversation_id)
 
     def conversation(self, conversation_id: str) -> Conversation | None:
         with self._lock:

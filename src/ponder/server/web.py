@@ -25,10 +25,12 @@ router = APIRouter(include_in_schema=False)
 WEB = Path(__file__).resolve().parent.parent / "web"
 MAX_CONVERSATION_BYTES = 64 << 20  # messages keep their attachments
 
-# The page runs only its own scripts; KaTeX sets inline styles; attachments show as data: and blob: URLs.
+# The page runs only its own scripts and style sheets; KaTeX sets style attributes (answers may not:
+# app.js strips them); attachments show as data: and blob: URLs.
 SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data: blob:; media-src 'self' data: blob:; font-src 'self'; connect-src 'self'; "
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
+    "style-src-attr 'unsafe-inline'; img-src 'self' data: blob:; media-src 'self' data: blob:; font-src 'self'; "
+    "connect-src 'self'; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -44,6 +46,8 @@ async def page() -> Response:
 
 @router.get("/static/{path:path}")
 async def asset(path: str) -> Response:
+    if "\0" in path:
+        raise NotFound(f"No such file: /static/{path!r}")
     file = (WEB / path).resolve()
     if not file.is_relative_to(WEB) or not file.is_file() or file.name == "index.html":
         raise NotFound(f"No such file: /static/{path}")
@@ -70,9 +74,14 @@ async def _get(store: Store, conversation_id: str) -> Conversation:
     return found
 
 
-def _checked(body: ConversationBody) -> None:
-    if body.messages is not None and len(json.dumps(body.messages)) > MAX_CONVERSATION_BYTES:
+def _checked(body: ConversationBody) -> ConversationBody:
+    """The body, size-checked, with lone surrogates (a cut emoji) made "?" so that it
+    can be stored and sent back as UTF-8."""
+    text = json.dumps({"title": body.title, "messages": body.messages}, ensure_ascii=False)
+    if len(text) > MAX_CONVERSATION_BYTES:
         raise TooLarge(f"A conversation may hold {MAX_CONVERSATION_BYTES:,} bytes.", param="messages")
+    clean = json.loads(text.encode("utf-8", "replace").decode("utf-8"))
+    return ConversationBody.model_construct(title=clean["title"], messages=clean["messages"])
 
 
 @router.get("/app/api/conversations")
@@ -83,7 +92,7 @@ async def list_conversations(request: Request, q: str = "", limit: int = 200) ->
 
 @router.post("/app/api/conversations")
 async def create_conversation(body: ConversationBody, request: Request) -> dict[str, Any]:
-    _checked(body)
+    body = _checked(body)
     now = time.time()
     c = Conversation(f"conv_{uuid.uuid4().hex}", body.title or "New chat", now, now, body.messages or [])
     await asyncio.to_thread(_store(request).save_conversation, c)
@@ -98,12 +107,11 @@ async def get_conversation(conversation_id: str, request: Request) -> dict[str, 
 
 @router.put("/app/api/conversations/{conversation_id}")
 async def save_conversation(conversation_id: str, body: ConversationBody, request: Request) -> dict[str, Any]:
-    _checked(body)
-    store = _store(request)
-    c = await _get(store, conversation_id)
-    saved = Conversation(c.id, body.title if body.title is not None else c.title, c.created_at, time.time(),
-                         body.messages if body.messages is not None else c.messages)  # fmt: skip
-    await asyncio.to_thread(store.save_conversation, saved)
+    body = _checked(body)
+    saved = await asyncio.to_thread(_store(request).update_conversation, conversation_id, body.title, body.messages,
+                                    time.time())  # fmt: skip
+    if saved is None:
+        raise NotFound(f"Conversation '{conversation_id}' not found.", param="conversation_id")
     return saved.summary()
 
 

@@ -10,12 +10,26 @@ const el = (tag, cls, text) => {
   return e;
 };
 
+function stored(key, fallback) {  // localStorage may be blocked, or hold anything
+  try {
+    const value = localStorage.getItem(key);
+    return value === null ? fallback : JSON.parse(value);
+  } catch (_) { return fallback; }
+}
+
+function keep(key, value) {
+  try { localStorage.setItem(key, JSON.stringify(value)); } catch (_) { /* storage blocked: not kept */ }
+}
+
+const MODES = ["instant", "thinking", "contemplating"];
+const savedSettings = stored("ponder.settings", {});
 const state = {
   conv: null,          // {id, title, messages}
   controller: null,    // AbortController of the running generation
+  running: null,       // the running generation (a promise), to wait for before switching chats
   attachments: [],     // {kind, name, mime, url}
-  settings: JSON.parse(localStorage.getItem("ponder.settings") || "{}"),
-  mode: localStorage.getItem("ponder.mode") || "instant",
+  settings: savedSettings && typeof savedSettings === "object" ? savedSettings : {},
+  mode: MODES.includes(stored("ponder.mode", "instant")) ? stored("ponder.mode", "instant") : "instant",
 };
 
 // --- API ------------------------------------------------------------------------
@@ -70,26 +84,63 @@ async function lostConnection() {
 }
 
 // --- Markdown, code and math -------------------------------------------------------
+//
+// Math is a Markdown extension, so code spans and blocks never hold any. It renders
+// as an empty <span data-math>, filled by KaTeX (trust off) after the model's HTML
+// is sanitised; the TeX itself stays in a list in this script, never in the HTML.
 
-const MATH = /\$\$([\s\S]+?)\$\$|\\\[([\s\S]+?)\\\]|\\\(([\s\S]+?)\\\)|(?<![\\$\w])\$(?!\s)([^$\n]+?)(?<!\s)\$(?![\w$])/g;
+let maths = [];
+let nonce = "";  // per render: a data-math the model wrote itself names no formula
+const MATH_RULES = [
+  [/^\$\$([\s\S]+?)\$\$/, true], [/^\\\[([\s\S]+?)\\\]/, true], [/^\\\(([\s\S]+?)\\\)/, false],
+  [/^\$(?!\s)([^$\n]+?)(?<!\s)\$(?![\w$])/, false],
+];
+
+function setUpMarkdown() {
+  marked.use({
+    gfm: true,
+    extensions: [{
+      name: "math", level: "inline",
+      start(src) { const i = src.search(/\$|\\[([]/); return i < 0 ? undefined : i; },
+      tokenizer(src) {
+        for (const [rule, display] of MATH_RULES) {
+          const m = rule.exec(src);
+          if (m) return { type: "math", raw: m[0], tex: m[1], display };
+        }
+        return undefined;
+      },
+      renderer(token) {
+        maths.push({ tex: token.tex, display: token.display });
+        return `<span data-math="${nonce}-${maths.length - 1}"></span>`;
+      },
+    }],
+  });
+  DOMPurify.addHook("afterSanitizeAttributes", (node) => {
+    if (node.tagName === "A") { node.setAttribute("target", "_blank"); node.setAttribute("rel", "noopener noreferrer"); }
+  });
+}
+
+const PURIFY = {
+  FORBID_TAGS: ["style", "form", "input", "textarea", "button", "select", "option", "dialog", "iframe", "object", "embed"],
+  FORBID_ATTR: ["style"],
+  SANITIZE_NAMED_PROPS: true,  // an answer's id="input" becomes user-content-input: it cannot stand in for the page's
+};
 
 function renderMarkdown(target, text) {
-  const maths = [];
-  const source = text.replace(MATH, (_, a, b, c, d) => {
-    const display = a !== undefined || b !== undefined;
-    maths.push({ tex: a ?? b ?? c ?? d, display });
-    return `@@MATH${maths.length - 1}@@`;
-  });
-  let html = DOMPurify.sanitize(marked.parse(source, { gfm: true, breaks: false }));
-  html = html.replace(/@@MATH(\d+)@@/g, (_, i) => {
-    const m = maths[Number(i)];
+  maths = [];
+  nonce = Array.from(crypto.getRandomValues(new Uint32Array(2)), (x) => x.toString(36)).join("");
+  target.innerHTML = DOMPurify.sanitize(marked.parse(text), PURIFY);
+  const found = maths;
+  const mine = nonce;
+  target.querySelectorAll("span[data-math]").forEach((span) => {
+    const [tag, index] = span.dataset.math.split("-");
+    span.removeAttribute("data-math");
+    const m = tag === mine ? found[Number(index)] : undefined;
+    if (!m) return;  // a data-math the model wrote itself
     try {
-      return katex.renderToString(m.tex, { displayMode: m.display, throwOnError: false, output: "htmlAndMathml" });
-    } catch (_) {
-      return m.tex.replace(/[&<>]/g, (ch) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;" })[ch]);
-    }
+      katex.render(m.tex, span, { displayMode: m.display, throwOnError: false, maxSize: 20, maxExpand: 200 });
+    } catch (_) { span.textContent = m.tex; }
   });
-  target.innerHTML = html;
   target.querySelectorAll("pre code").forEach((code) => hljs.highlightElement(code));
 }
 
@@ -142,9 +193,11 @@ function assistantView(m, index) {
   if (m.plan || (m.agents && m.agents.length)) view.append(agentsView(m));
   if (m.reasoning) {
     const details = el("details", "thinking");
-    details.append(el("summary", null, m.done ? `Thought for ${m.stats ? m.stats.reasoning_tokens : "?"} tokens` : "Thinking…"));
+    const summary = el("summary", null, m.done ? `Thought for ${m.stats ? m.stats.reasoning_tokens : "?"} tokens` : "Thinking…");
+    summary.onclick = () => { m.showThinking = !details.open; };  // the reader's choice outlives redraws
+    details.append(summary);
     details.append(el("div", "reasoning", m.reasoning));
-    if (!m.done) details.open = true;
+    details.open = m.showThinking ?? !m.done;  // open while it streams, unless the reader closed it
     view.append(details);
   }
   for (const t of m.tools || []) view.append(el("div", "tool", `⚒ ${t.name}(${t.arguments}) → ${String(t.output).slice(0, 200)}`));
@@ -206,6 +259,7 @@ function redrawLast() {  // at most once a frame while tokens stream in
   if (pending) return;
   pending = requestAnimationFrame(() => {
     pending = 0;
+    if (!state.conv || !state.controller) return;  // the chat was left, or the answer is drawn whole
     const messages = state.conv.messages;
     const last = $("#messages").lastElementChild;
     const index = messages.length - 1;
@@ -220,7 +274,9 @@ function redrawLast() {  // at most once a frame while tokens stream in
 // --- sending -------------------------------------------------------------------------
 
 function wireMessages(messages) {
-  return messages.filter((m) => !m.error || m.content).map((m) => {
+  // a turn the server refused (a bad attachment, say) is not sent again with every later message
+  const refused = (i) => messages[i + 1] && messages[i + 1].role === "assistant" && messages[i + 1].error && !messages[i + 1].content;
+  return messages.filter((m, i) => !(m.role === "user" ? refused(i) : m.error && !m.content)).map((m) => {
     if (m.role !== "user") return { role: "assistant", content: m.content || "" };
     if (!m.attachments || !m.attachments.length) return { role: "user", content: m.content };
     const parts = [];
@@ -242,27 +298,28 @@ function requestBody(history) {
   };
   if (state.mode !== "instant") body.reasoning_effort = $("#effort").value;
   if (s.temperature !== undefined && s.temperature !== "") body.temperature = Number(s.temperature);
-  if (s.budget) body.thinking_budget = Number(s.budget);
-  if (s.maxTokens) body.max_tokens = Number(s.maxTokens);
-  if (state.mode === "contemplating" && (s.agents || s.budget)) {
+  const positive = (v) => Number(v) > 0;
+  if (s.budget !== undefined && s.budget !== "") body.thinking_budget = Number(s.budget);
+  if (positive(s.maxTokens)) body.max_tokens = Number(s.maxTokens);
+  if (state.mode === "contemplating" && (positive(s.agents) || positive(s.budget))) {
     body.contemplation = {};
-    if (s.agents) body.contemplation.agents = Number(s.agents);
-    if (s.budget) body.contemplation.agent_budget = Number(s.budget);  // each agent thinks within the budget too
+    if (positive(s.agents)) body.contemplation.agents = Number(s.agents);
+    if (positive(s.budget)) body.contemplation.agent_budget = Number(s.budget);  // each agent thinks within it too
   }
   return body;
 }
 
 async function send(text, attachments) {
-  if (state.controller) return;
   hideError();
   if (!state.conv) {
-    const title = (text || (attachments[0] && attachments[0].name) || "New chat").slice(0, 60);
+    const title = Array.from(text || (attachments[0] && attachments[0].name) || "New chat").slice(0, 60).join("");
     state.conv = await api("/app/api/conversations", { method: "POST", body: JSON.stringify({ title }) });
-    history.replaceState(null, "", `#${state.conv.id}`);  // a reload comes back to it
-    await refreshList();
+    history.replaceState(null, "", `#${encodeURIComponent(state.conv.id)}`);  // a reload comes back to it
   }
   state.conv.messages.push({ role: "user", content: text, attachments });
-  await generate();
+  await save();  // the question is kept even if the answer never finishes
+  state.running = generate();
+  await state.running;
 }
 
 async function generate() {
@@ -286,15 +343,15 @@ async function generate() {
     let buffer = "";
     for (;;) {
       const { value, done } = await reader.read();
-      if (done) break;
-      buffer += value;
+      if (done) { buffer += "\n\n"; } else { buffer += value.replace(/\r\n?/g, "\n"); }
       let cut;
       while ((cut = buffer.indexOf("\n\n")) >= 0) {
         const event = buffer.slice(0, cut);
         buffer = buffer.slice(cut + 2);
         for (const line of event.split("\n")) {
           if (!line.startsWith("data: ") || line === "data: [DONE]") continue;
-          const chunk = JSON.parse(line.slice(6));
+          let chunk;
+          try { chunk = JSON.parse(line.slice(6)); } catch (_) { throw new ApiError("The server sent a malformed stream."); }
           if (chunk.error) throw new ApiError(chunk.error.message);
           if (chunk.usage) usage = chunk.usage;
           if (chunk.ponder) onProgress(m, chunk.ponder);
@@ -303,9 +360,10 @@ async function generate() {
           const reasoning = delta.reasoning_content;
           if ((delta.content || reasoning) && first === null) first = performance.now();
           if (delta.content) m.content += delta.content;
-          if (reasoning && state.mode !== "contemplating") m.reasoning += reasoning;
+          if (reasoning && m.mode !== "contemplating") m.reasoning += reasoning;
         }
       }
+      if (done) break;
       redrawLast();
     }
   } catch (e) {
@@ -353,8 +411,8 @@ function stop() { if (state.controller) state.controller.abort(); }
 async function save() {
   if (!state.conv) return;
   try {
-    await api(`/app/api/conversations/${state.conv.id}`, {
-      method: "PUT", body: JSON.stringify({ title: state.conv.title, messages: state.conv.messages }),
+    await api(`/app/api/conversations/${encodeURIComponent(state.conv.id)}`, {
+      method: "PUT", body: JSON.stringify({ messages: state.conv.messages }),
     });
     await refreshList();
   } catch (e) { showError(`Could not save the conversation: ${e.message}`); }
@@ -363,7 +421,8 @@ async function save() {
 async function regenerate(index) {
   if (state.controller) return;
   state.conv.messages.splice(index);
-  await generate();
+  state.running = generate();
+  await state.running;
 }
 
 function editMessage(index) {
@@ -440,7 +499,10 @@ async function toggleMic() {
       const response = await fetch("/v1/audio/transcriptions", { method: "POST", body: form });
       if (!response.ok) throw new ApiError(await errorOf(response));
       const { text } = await response.json();
-      if (text.trim()) submit(text.trim());
+      const typed = $("#input").value.trim();
+      if (!text.trim()) return;
+      if (typed || state.controller) $("#input").value = `${typed} ${text.trim()}`.trim();  // nothing lost
+      else submit(text.trim());
     } catch (e) { showError(`Could not transcribe the recording: ${e.message}`); }
   };
   recorder.start();
@@ -495,8 +557,11 @@ function startRename(li, c) {
   const done = async (keep) => {
     input.onblur = null;
     if (keep && input.value.trim()) {
-      await api(`/app/api/conversations/${c.id}`, { method: "PUT", body: JSON.stringify({ title: input.value.trim() }) });
-      if (state.conv && state.conv.id === c.id) state.conv.title = input.value.trim();
+      const title = Array.from(input.value.trim()).slice(0, 200).join("");
+      try {
+        await api(`/app/api/conversations/${encodeURIComponent(c.id)}`, { method: "PUT", body: JSON.stringify({ title }) });
+        if (state.conv && state.conv.id === c.id) state.conv.title = title;
+      } catch (e) { showError(`Could not rename: ${e.message}`); }
     }
     await refreshList();
   };
@@ -506,24 +571,33 @@ function startRename(li, c) {
 
 async function removeConversation(c) {
   if (!confirm(`Delete "${c.title}"?`)) return;
-  await api(`/app/api/conversations/${c.id}`, { method: "DELETE" });
-  if (state.conv && state.conv.id === c.id) newChat();
+  try {
+    await api(`/app/api/conversations/${encodeURIComponent(c.id)}`, { method: "DELETE" });
+  } catch (e) { showError(`Could not delete: ${e.message}`); return; }
+  if (state.conv && state.conv.id === c.id) await newChat();
   await refreshList();
 }
 
+async function leaveChat() {  // stop what is running, and let it save, before another chat comes up
+  if (!state.controller) return;
+  stop();
+  await state.running;
+}
+
 async function openConversation(id) {
-  if (state.controller) stop();
+  if (state.conv && state.conv.id === id && !state.controller) return;
+  await leaveChat();
   try {
-    state.conv = await api(`/app/api/conversations/${id}`);
+    state.conv = await api(`/app/api/conversations/${encodeURIComponent(id)}`);
   } catch (e) { showError(e.message); return; }
-  location.hash = id;
+  history.replaceState(null, "", `#${encodeURIComponent(id)}`);
   $("#layout").classList.remove("sidebar-open");
   renderAll();
   await refreshList();
 }
 
-function newChat() {
-  if (state.controller) stop();
+async function newChat() {
+  await leaveChat();
   state.conv = null;
   history.replaceState(null, "", location.pathname);
   renderAll();
@@ -537,21 +611,21 @@ async function loadModels() {
   let models;
   try { models = await api("/v1/models"); } catch (e) { showError(`Could not list the models: ${e.message}`); return; }
   const select = $("#model");
-  const chosen = select.value || localStorage.getItem("ponder.model");
+  const chosen = select.value || stored("ponder.model", null);
   select.replaceChildren(...models.data.map((m) => { const o = el("option", null, m.id); o.value = m.id; return o; }));
   if (chosen && models.data.some((m) => m.id === chosen)) select.value = chosen;
 }
 
 function setMode(mode) {
   state.mode = mode;
-  localStorage.setItem("ponder.mode", mode);
+  keep("ponder.mode", mode);
   document.querySelectorAll("#modes button").forEach((b) => b.setAttribute("aria-checked", String(b.dataset.mode === mode)));
   $("#effort").disabled = mode === "instant";
 }
 
 function setTheme(theme) {
   document.documentElement.dataset.theme = theme;
-  localStorage.setItem("ponder.theme", theme);
+  keep("ponder.theme", theme);
   $("#hljs-dark").disabled = theme !== "dark";
   $("#hljs-light").disabled = theme === "dark";
 }
@@ -562,7 +636,7 @@ function bindSettings() {
     $(sel).value = state.settings[key] ?? "";
     $(sel).onchange = () => {
       state.settings[key] = $(sel).value;
-      localStorage.setItem("ponder.settings", JSON.stringify(state.settings));
+      keep("ponder.settings", state.settings);
     };
   }
 }
@@ -571,26 +645,34 @@ function bindSettings() {
 
 function submit(text) {
   const attachments = state.attachments;
-  if (!text && !attachments.length) return;
+  if (state.controller || (!text && !attachments.length)) return;  // busy: what was typed stays
   state.attachments = [];
   renderAttachments();
   $("#input").value = "";
-  send(text, attachments).catch((e) => { if (!reconnecting) showError(e.message); });
+  send(text, attachments).catch((e) => {
+    if (!state.conv || !state.conv.messages.length) {  // nothing was sent: give the text back
+      $("#input").value = text;
+      state.attachments = attachments;
+      renderAttachments();
+    }
+    if (!reconnecting) showError(e.message);
+  });
 }
 
 function start() {
+  setUpMarkdown();
   const template = document.createElement("template");
   template.id = "empty-template";
   template.content.append($("#empty"));
   document.body.append(template);
 
-  setTheme(localStorage.getItem("ponder.theme") || (matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light"));
+  setTheme(stored("ponder.theme", null) === "dark" || (stored("ponder.theme", null) === null && matchMedia("(prefers-color-scheme: dark)").matches) ? "dark" : "light");
   setMode(state.mode);
   bindSettings();
   document.querySelectorAll("#modes button").forEach((b) => { b.onclick = () => setMode(b.dataset.mode); });
   $("#theme").onclick = () => setTheme(document.documentElement.dataset.theme === "dark" ? "light" : "dark");
   $("#settings-button").onclick = () => $("#settings").showModal();
-  $("#model").onchange = () => localStorage.setItem("ponder.model", $("#model").value);
+  $("#model").onchange = () => keep("ponder.model", $("#model").value);
   $("#new-chat").onclick = newChat;
   $("#open-sidebar").onclick = () => $("#layout").classList.add("sidebar-open");
   $("#close-sidebar").onclick = () => $("#layout").classList.remove("sidebar-open");
@@ -608,16 +690,16 @@ function start() {
   $("#input").oninput = () => { const t = $("#input"); t.style.height = "auto"; t.style.height = `${t.scrollHeight}px`; };
   document.addEventListener("keydown", (e) => {
     const mod = e.ctrlKey || e.metaKey;
-    if (e.key === "Escape" && state.controller) { e.preventDefault(); stop(); }
+    const elsewhere = $("#settings").open || (e.target.matches && e.target.matches("input"));
+    if (e.key === "Escape" && state.controller && !elsewhere) { e.preventDefault(); stop(); }
     else if (mod && e.shiftKey && e.key.toLowerCase() === "o") { e.preventDefault(); newChat(); }
     else if (mod && e.key.toLowerCase() === "k") { e.preventDefault(); $("#search").focus(); }
   });
-  window.addEventListener("online", () => lostConnection());
 
   renderAll();
   loadModels();
   refreshList();
-  if (location.hash.length > 1) openConversation(location.hash.slice(1));
+  if (location.hash.length > 1) openConversation(decodeURIComponent(location.hash.slice(1)));
 }
 
 document.addEventListener("DOMContentLoaded", start);

@@ -90,16 +90,21 @@ def ponder_env(data_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def serve(model: str, data_dir: Path, tmp_path_factory: pytest.TempPathFactory, **env: str) -> Iterator[str]:
+    """A real `ponder serve` of `model` on a free port, for as long as the generator
+    lives; yields its base URL (…/v1)."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("logs") / f"ponder-serve-{model}.log"
+    cmd = [str(BIN / "ponder"), "serve", "--model", model, "--port", str(port), "--log-level", "warning"]
+    proc = start(cmd, ponder_env(data_dir, PONDER_N_CTX="4096", **env), f"http://127.0.0.1:{port}/health", log)
+    yield f"http://127.0.0.1:{port}/v1"
+    stop(proc)
+
+
 @pytest.fixture(scope="session")
 def ponder_server(data_dir: Path, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real `ponder serve` on the tiny model; yields its base URL (…/v1)."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("logs") / "ponder-serve.log"
-    env = ponder_env(data_dir, PONDER_N_CTX="4096")
-    cmd = [str(BIN / "ponder"), "serve", "--model", TINY, "--port", str(port), "--log-level", "warning"]
-    proc = start(cmd, env, f"http://127.0.0.1:{port}/health", log)
-    yield f"http://127.0.0.1:{port}/v1"
-    stop(proc)
+    yield from serve(TINY, data_dir, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
@@ -125,10 +130,4 @@ def default_server(
     data_dir: Path, default_model: Path, voice_models: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """A real `ponder serve` on the default model, with voice; yields its base URL (…/v1)."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("logs") / "ponder-serve-default.log"
-    env = ponder_env(data_dir, PONDER_N_CTX="4096")
-    cmd = [str(BIN / "ponder"), "serve", "--model", DEFAULT, "--port", str(port), "--log-level", "warning"]
-    proc = start(cmd, env, f"http://127.0.0.1:{port}/health", log)
-    yield f"http://127.0.0.1:{port}/v1"
-    stop(proc)
+    yield from serve(DEFAULT, data_dir, tmp_path_factory)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from ponder.bench_audio import normalise
-from tests.conftest import BIN, TINY, free_port, ponder_env, start, stop
+from tests.conftest import BIN, TINY, free_port, ponder_env, serve, start, stop
 from tests.media import spoken, text_png
 
 pytestmark = pytest.mark.e2e
@@ -290,14 +290,10 @@ def test_regenerate_and_edit_and_resend(page: Any) -> None:
 def echo_server(data_dir: Path, voice_models: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`ponder serve` on the scripted model, which answers with the question: the page
     renders exactly what a test sends."""
-    where = tmp_path_factory.mktemp("echo")
-    (where / "config.toml").write_text('[models.echo]\nbackend = "scripted"\n')
-    port = free_port()
-    env = {**ponder_env(data_dir), "PONDER_CONFIG": str(where / "config.toml")}
-    cmd = [str(BIN / "ponder"), "serve", "--model", "echo", "--port", str(port), "--log-level", "warning"]
-    proc = start(cmd, env, f"http://127.0.0.1:{port}/health", where / "serve.log")
-    yield f"http://127.0.0.1:{port}"
-    stop(proc)
+    config = tmp_path_factory.mktemp("echo") / "config.toml"
+    config.write_text('[models.echo]\nbackend = "scripted"\n')
+    for url in serve("echo", data_dir, tmp_path_factory, PONDER_CONFIG=str(config)):
+        yield url.removesuffix("/v1")
 
 
 def test_answers_cannot_take_over_the_page_and_math_stays_out_of_code(browser: Any, echo_server: str) -> None:

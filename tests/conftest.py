@@ -102,8 +102,12 @@ def serve(model: str, data_dir: Path, tmp_path_factory: pytest.TempPathFactory, 
 
 
 @pytest.fixture(scope="session")
-def ponder_server(data_dir: Path, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real `ponder serve` on the tiny model; yields its base URL (…/v1)."""
+def ponder_server(
+    data_dir: Path, tiny_model: Path, voice_models: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A real `ponder serve` on the tiny model; yields its base URL (…/v1). (`ponder
+    serve` pulls the voice models before it starts; `voice_models` has them ready, so
+    that download stays out of the server's start-up wait.)"""
     yield from serve(TINY, data_dir, tmp_path_factory)
 
 

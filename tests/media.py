@@ -9,10 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ponder.bench_audio import LIBRIVOX, clips
 from ponder.media import speech
-
-__all__ = ["LIBRIVOX", "clips"]
 
 
 def data_url(data: bytes, mime: str) -> str:

@@ -28,7 +28,9 @@ NOTES = "e2e-notes"
 
 
 @pytest.fixture(scope="module")
-def client(data_dir: Path, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[openai.OpenAI]:
+def client(
+    data_dir: Path, tiny_model: Path, voice_models: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[openai.OpenAI]:
     """`ponder serve` with the MCP test server (stdio) configured and a small corpus
     indexed, as a user would: `ponder index`, then the server."""
     tmp = tmp_path_factory.mktemp("tools")

@@ -22,14 +22,14 @@ from ponder.backends.base import Capabilities
 from ponder.backends.registry import Registry
 from ponder.backends.remote import RemoteBackend
 from ponder.backends.scripted import ScriptedBackend
-from ponder.bench_audio import normalise, wer
+from ponder.bench_audio import clips, normalise, wer
 from ponder.config import MediaSettings, Settings
 from ponder.media import audio
 from ponder.models import ModelStore
 from ponder.modes.prompts import load
 from ponder.server.app import create_app
 from tests.conftest import free_port
-from tests.media import bar_chart_png, clips, data_url, pdf, spoken, text_png, tone
+from tests.media import bar_chart_png, data_url, pdf, spoken, text_png, tone
 
 RECEIPT = ["CORNER SHOP", "Milk 2.49", "Bread 3.10", "TOTAL 5.59"]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
@@ -82,7 +83,9 @@ async def test_unreachable_engine_is_a_clear_502() -> None:
         await backend.close()
 
 
-def test_ponder_serve_fronts_a_remote_engine(engine_url: str, data_dir: Path, tiny_model: Path, tmp_path: Path) -> None:
+def test_ponder_serve_fronts_a_remote_engine(
+    engine_url: str, data_dir: Path, tiny_model: Path, voice_models: Any, tmp_path: Path
+) -> None:
     config = tmp_path / "config.toml"
     config.write_text(f'[models.upstream]\nbackend = "remote"\nbase_url = "{engine_url}"\nmodel = "smollm2"\n')
     port = free_port()

@@ -120,7 +120,7 @@ class SpeechToText:
         if self._model is None:
             self._model = _whisper_class()(str(self.model_path), device="cpu", compute_type="int8",
                                            cpu_threads=self.threads)  # fmt: skip
-        self._model.fit = self.fit
+            self._model.fit = self.fit
         return self._model
 
     def transcribe(

@@ -18,7 +18,6 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from ponder.errors import ModelNotFound, ModelSourceError
 from ponder.models.catalog import CatalogEntry, Part
@@ -30,7 +29,6 @@ class Bundle:
     """A model made of several files that live together in one directory."""
 
     name: str
-    kind: Literal["speech_to_text", "text_to_speech"]
     files: tuple[CatalogEntry, ...]
     description: str
     license: str
@@ -70,9 +68,9 @@ def _files(bundle: str) -> tuple[CatalogEntry, ...]:
 BUNDLES: dict[str, Bundle] = {
     b.name: b
     for b in (
-        Bundle("whisper-base", "speech_to_text", _files("whisper-base"),
+        Bundle("whisper-base", _files("whisper-base"),
                "Whisper base, multilingual, CTranslate2 format (speech to text, the default)", "MIT"),
-        Bundle("joe", "text_to_speech", _files("joe"),
+        Bundle("joe", _files("joe"),
                "Piper voice en_US joe (medium), 22.05 kHz (text to speech, the default)", "CC0-1.0",
                main="en_US-joe-medium.onnx"),
     )

@@ -24,7 +24,6 @@ from ponder.media.audio import AUDIO_FORMATS
 from ponder.media.documents import FILE_MIMES
 from ponder.types import Media
 
-CHAT_KINDS = ("image_url", "input_audio", "file")
 RESPONSES_KINDS = ("input_image", "input_audio", "input_file")
 _DATA_URL = re.compile(r"data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(?:;[\w.+-]+=[^;,]*)*)(?P<b64>;base64)?,",
                        re.IGNORECASE)  # fmt: skip

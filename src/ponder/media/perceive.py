@@ -91,12 +91,6 @@ class Perception:
             self._tts = TextToSpeech(path, self.limits.text_to_speech)
         return self._tts
 
-    def pull(self, progress: models.Progress) -> None:
-        """Fetch and check the configured voice models now (`ponder serve` does, at start)."""
-        for source in (self.limits.speech_to_text, self.limits.text_to_speech):
-            if source:
-                models.resolve(source, self.settings.models_dir, self.settings.cache_dir, progress)
-
     # --- a request's media ---------------------------------------------------
 
     async def prepare(self, messages: Sequence[Message], caps: Capabilities) -> tuple[Message, ...]:
@@ -192,11 +186,10 @@ class Perception:
                     if len(data) > lim.max_image_bytes:
                         raise TooLarge(f"The image at this URL is over {lim.max_image_bytes:,} bytes.",
                                        param=media.param)  # fmt: skip
-                mime = resp.headers.get("content-type", "").split(";")[0].strip()
         except TimeoutError:
             raise InvalidRequest(f"Fetching the image took over {lim.image_url_timeout_s:g} s.", param=media.param,
                                  code="invalid_image_url") from None  # fmt: skip
         except (httpx.HTTPError, httpx.InvalidURL) as e:
             raise InvalidRequest(f"The image could not be fetched ({type(e).__name__}: {e}).", param=media.param,
                                  code="invalid_image_url") from e  # fmt: skip
-        return replace(media, data=bytes(data), mime=mime or "image/*", url="")
+        return replace(media, data=bytes(data), url="")  # its type is read from the bytes (vision.load)

@@ -140,6 +140,8 @@ async def spoken(perception: Perception, text: str, response_format: str) -> dic
     """An answer's `message.audio` (Chat Completions): its text spoken, base64-encoded,
     with the text as its transcript; None when the text holds nothing to say. The
     id stays valid for an hour: a follow-up may send `{"audio": {"id"}}` for the turn."""
+    if not speakable(text):
+        return None
     fmt = "pcm" if response_format == "pcm16" else response_format
     tts = perception.tts
     samples = await perception.run(tts.synthesize, speakable(text))
@@ -155,4 +157,4 @@ def speakable(text: str) -> str:
     """Markdown read aloud: code fences, emphasis and heading marks are not words."""
     text = re.sub(r"```[\w-]*\n?", "", text)
     text = re.sub(r"(\*\*|__|`|^#+\s*|^\s*[-*]\s+)", "", text, flags=re.MULTILINE)
-    return text.strip() or "."
+    return text.strip()

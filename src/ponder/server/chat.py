@@ -31,12 +31,13 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> JSO
     registry: Registry = request.app.state.registry
     box = await request.app.state.tools.toolbox(body.hosted_tools())
     check_names(box, (t.function.name for t in body.tools or [] if isinstance(t, ToolDef)))
+    perception: Perception = request.app.state.perception
     speak = body.speaks()
     if speak is not None:
-        check_voice(speak.voice, request.app.state.perception.tts.name, param="audio.voice")
+        check_voice(speak.voice, perception.tts.name, param="audio.voice")
     backend = await registry.get(body.model)
-    chat = _with_spoken_turns(body.to_internal(box.specs), body, request.app.state.perception)
-    chat = replace(chat, messages=await request.app.state.perception.prepare(chat.messages, backend.capabilities))
+    chat = _with_spoken_turns(body.to_internal(box.specs), body, perception)
+    chat = replace(chat, messages=await perception.prepare(chat.messages, backend.capabilities))
     mode = mode_request(registry, chat, body.model, body.mode, body.reasoning_effort, body.thinking_budget,
                         body.thought_compression, body.contemplation, box)  # fmt: skip
     backend.check(mode.chat)
@@ -46,9 +47,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> JSO
 
     if not body.stream:
         completions = await unless_disconnected(request, _all([collect(s) for s in streams]))
-        perception = request.app.state.perception
-        audio = [await spoken(perception, c.text, speak.format) if speak and c.text.strip() else None
-                 for c in completions]  # fmt: skip
+        audio = [await spoken(perception, c.text, speak.format) if speak else None for c in completions]
         return JSONResponse(completion_json(body.model, completions, mode.mode, bool(body.logprobs), audio))
 
     # Pull the first event before answering 200, so request errors the backend
@@ -61,7 +60,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> JSO
         raise
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     encoder = ChunkEncoder(body.model, include_usage, mode.mode, body.n)
-    voice = (request.app.state.perception, speak.format) if speak else None
+    voice = (perception, speak.format) if speak else None
     return StreamingResponse(
         _sse(encoder, first, events, voice),
         media_type="text/event-stream",
@@ -176,7 +175,7 @@ async def _sse(
         yield encoder.event(*first)
         try:
             async for index, event in events:
-                if voice and isinstance(event, Done) and encoder.text(index).strip():
+                if voice and isinstance(event, Done):
                     said = await spoken(voice[0], encoder.text(index), voice[1])
                     if said is not None:
                         yield encoder.audio(index, said)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -112,9 +113,58 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     settings, name = _choose_model(args.model, settings)
     _ensure_pulled(settings, name)
     _ensure_voice(settings)
-    app = create_app(Registry(settings, _store(settings)), preload=name)
-    print(f"ponder {__version__}: serving {name} on http://{settings.host}:{settings.port}/v1", file=sys.stderr)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, timeout_graceful_shutdown=5)
+    from ponder.server.guard import keys_required
+    from ponder.store import Store
+
+    store = Store(settings.data_dir / "ponder.db")
+    if keys_required(settings) and not any(k.revoked_at is None for k in store.api_keys()):
+        print("ponder: API keys are required on this address, and there are none yet: create one with "
+              "`ponder keys create NAME` (or set [server] auth)", file=sys.stderr)  # fmt: skip
+    app = create_app(Registry(settings, _store(settings)), preload=name, store=store)
+    auth = "API keys required" if keys_required(settings) else "no API keys (loopback)"
+    print(f"ponder {__version__}: serving {name} on http://{settings.host}:{settings.port}/v1 ({auth})",
+          file=sys.stderr)  # fmt: skip
+    # SIGTERM or Ctrl-C: stop taking connections, let the requests in flight finish
+    # (streams included) for up to drain_timeout_s, then stop.
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level,
+                timeout_graceful_shutdown=math.ceil(settings.server.drain_timeout_s))  # fmt: skip
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
+    import secrets
+    import time
+    import uuid
+
+    from ponder.store import ApiKey, Store
+
+    store = Store(settings.data_dir / "ponder.db")
+    try:
+        if args.action == "create":
+            secret = "pdr-" + secrets.token_urlsafe(32)
+            key = ApiKey(f"key_{uuid.uuid4().hex[:16]}", args.name, secret[:8], time.time(), None, args.rpm,
+                         args.tokens_per_day, args.concurrency)  # fmt: skip
+            store.add_key(key, secret)
+            print(f"created {key.id} ({key.name}). The key, shown only this once:\n\n    {secret}\n", file=sys.stderr)
+            print(secret)  # alone on stdout, for scripts: KEY=$(ponder keys create ci)
+        elif args.action == "list":
+            rows = [("ID", "NAME", "KEY", "CREATED", "STATUS", "LIMITS")]
+            for k in store.api_keys():
+                limits = [f"{k.rpm}/min" if k.rpm else "", f"{k.tokens_per_day:,} tokens/day" if k.tokens_per_day
+                          else "", f"{k.concurrency} at once" if k.concurrency else ""]  # fmt: skip
+                created = time.strftime("%Y-%m-%d %H:%M", time.localtime(k.created_at))
+                rows.append((k.id, k.name, k.prefix + "…", created, "revoked" if k.revoked_at else "active",
+                             ", ".join(x for x in limits if x) or "none"))  # fmt: skip
+            widths = [max(len(r[i]) for r in rows) for i in range(5)]
+            for row in rows:
+                print("  ".join(c.ljust(w) for c, w in zip(row[:5], widths)) + "  " + row[5])
+        else:
+            if not store.revoke_key(args.id, time.time()):
+                print(f"ponder keys revoke: no active key {args.id!r} (see `ponder keys list`)", file=sys.stderr)
+                return 1
+            print(f"revoked {args.id}; requests with it now get 401", file=sys.stderr)
+    finally:
+        store.close()
     return 0
 
 
@@ -295,6 +345,13 @@ def _tool_entry(name: str) -> dict[str, Any]:
     return {"type": kind, "server_label": label} if label else {"type": kind}
 
 
+def _positive(value: str) -> int:
+    n = int(value)
+    if n < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return n
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ponder", description="Ponder: an open, self-hosted reasoning assistant.")
     p.add_argument("--version", action="version", version=f"ponder {__version__}")
@@ -375,6 +432,25 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--collection", default="default", help="the collection to add to (file_search's "
                    "vector_store_ids name it; default: default)")  # fmt: skip
     c.set_defaults(func=cmd_index)
+    keys = sub.add_parser(
+        "keys",
+        help="API keys: create, list, revoke",
+        description="API keys: create, list, "
+        "revoke. Keys are required when the server listens beyond loopback ([server] auth).",
+    )
+    keys.set_defaults(func=lambda args, settings: keys.print_help())
+    k = keys.add_subparsers(title="actions", metavar="ACTION")
+    c = k.add_parser("create", help="create a key; it is printed once and stored only as a hash")
+    c.add_argument("name", help="what the key is for (a person, an app)")
+    c.add_argument("--rpm", type=_positive, help="requests per minute (default: no limit)")
+    c.add_argument("--tokens-per-day", type=_positive, help="prompt and completion tokens per UTC day")
+    c.add_argument("--concurrency", type=_positive, help="requests at once")
+    c.set_defaults(func=cmd_keys, action="create")
+    c = k.add_parser("list", help="list keys (never their secrets)")
+    c.set_defaults(func=cmd_keys, action="list")
+    c = k.add_parser("revoke", help="revoke a key at once, by its id")
+    c.add_argument("id", help="the key's id (key_…), from `ponder keys list`")
+    c.set_defaults(func=cmd_keys, action="revoke")
     c = sub.add_parser("models", help="list models: catalogue, pulled, configured")
     c.set_defaults(func=cmd_models)
     c = sub.add_parser("rm", help="delete a pulled model")

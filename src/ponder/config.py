@@ -37,6 +37,11 @@ order, later wins) and then passed around explicitly. There is no global config.
     text_to_speech = "joe"
     image_urls = false             # fetch http(s) image URLs
 
+    [server]                       # who may call, and how much (see ponder.config.ServerSettings)
+    auth = "auto"                  # keys (`ponder keys create`) required off loopback; "required" | "off"
+    cors_origins = []              # browser origins allowed to call the API; none: CORS off
+    max_queue = 32                 # requests waiting per engine; past that, 429 with Retry-After
+
     [mcp.warehouse]                # an MCP server: command (stdio) or url (Streamable HTTP)
     command = ["python", "/srv/warehouse_mcp.py"]
 """
@@ -170,6 +175,27 @@ class MediaSettings:
 
 
 @dataclass(frozen=True)
+class ServerSettings:
+    """Access, limits and backpressure for `ponder serve`."""
+
+    # "auto": API keys are required when the server binds to an address other than
+    # loopback; "required": always; "off": never (anyone who can connect is trusted).
+    auth: str = "auto"
+    cors_origins: tuple[str, ...] = ()  # CORS is off unless origins are named ("*" allows any)
+    max_body_bytes: int = 80 * MiB  # a request body (media arrive base64: 4/3 of their size)
+    max_messages: int = 2048  # in one request, history included
+    max_tokens: int = 32768  # the most a request may ask for (max_tokens, max_output_tokens)
+    max_agents: int = 16  # contemplating sub-agents in one request
+    max_n: int = 8  # chat completions' n
+    # Requests an engine runs at once (0: its own capacity, n_seq_max for the embedded
+    # engine) and the most that may wait for it; one more gets 429 and Retry-After.
+    max_running: int = 0
+    max_queue: int = 32
+    request_timeout_s: float = 900.0  # a request's whole life, streaming included
+    drain_timeout_s: float = 30.0  # on shutdown, how long in-flight requests may finish
+
+
+@dataclass(frozen=True)
 class Settings:
     default_model: str = DEFAULT_MODEL
     host: str = "127.0.0.1"
@@ -181,6 +207,7 @@ class Settings:
     aliases: Mapping[str, Alias] = field(default_factory=dict)
     tools: ToolSettings = field(default_factory=ToolSettings)
     media: MediaSettings = field(default_factory=MediaSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
 
     @property
     def models_dir(self) -> Path:
@@ -211,6 +238,12 @@ _ENV_KEYS: dict[str, tuple[str, type]] = {
     "PONDER_HOST": ("host", str),
     "PONDER_PORT": ("port", int),
     "PONDER_HOME": ("data_dir", Path),
+}
+_SERVER_ENV_KEYS: dict[str, tuple[str, type]] = {
+    "PONDER_AUTH": ("auth", str),
+    "PONDER_MAX_QUEUE": ("max_queue", int),
+    "PONDER_MAX_RUNNING": ("max_running", int),
+    "PONDER_REQUEST_TIMEOUT": ("request_timeout_s", float),
 }
 _ENGINE_ENV_KEYS: dict[str, str] = {
     "PONDER_N_CTX": "n_ctx",
@@ -264,7 +297,33 @@ def load_settings(
         media = MediaSettings(**raw.get("media", {}))
     except TypeError as e:
         raise InvalidRequest(f"config [media]: {e}") from e
-    return Settings(engine=engine, modes=modes, models=models, aliases=aliases, tools=tools, media=media, **top)
+    server = _server(raw.get("server", {}), env)
+    return Settings(engine=engine, modes=modes, models=models, aliases=aliases, tools=tools, media=media,
+                    server=server, **top)  # fmt: skip
+
+
+def _server(body: Mapping[str, Any], env: Mapping[str, str]) -> ServerSettings:
+    body = dict(body)
+    for key, (attr, kind) in _SERVER_ENV_KEYS.items():
+        if env.get(key):
+            body[attr] = kind(env[key])
+    if "cors_origins" in body:
+        origins = body["cors_origins"]
+        if not isinstance(origins, list) or not all(isinstance(o, str) and o for o in origins):
+            raise InvalidRequest('config [server] cors_origins: a list of origins, e.g. ["https://app.example.org"]')
+        body["cors_origins"] = tuple(origins)
+    try:
+        server = ServerSettings(**body)
+    except TypeError as e:
+        raise InvalidRequest(f"config [server]: {e}") from e
+    if server.auth not in ("auto", "required", "off"):
+        raise InvalidRequest(f"config [server] auth: use auto, required or off, not {server.auth!r}")
+    for name in ("max_body_bytes", "max_messages", "max_tokens", "max_agents", "max_n", "request_timeout_s"):
+        if getattr(server, name) <= 0:
+            raise InvalidRequest(f"config [server] {name}: must be positive")
+    if server.max_running < 0 or server.max_queue < 0 or server.drain_timeout_s < 0:
+        raise InvalidRequest("config [server] max_running, max_queue, drain_timeout_s: must not be negative")
+    return server
 
 
 def _tools(body: Mapping[str, Any], servers: Mapping[str, Any]) -> ToolSettings:

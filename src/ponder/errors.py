@@ -22,6 +22,10 @@ class PonderError(Exception):
         if code is not None:
             self.code = code
 
+    def headers(self) -> dict[str, str]:
+        """HTTP headers that go with this error's response."""
+        return {}
+
     def to_body(self) -> dict[str, Any]:
         return {
             "error": {
@@ -62,6 +66,30 @@ class AuthenticationError(PonderError):
     status = 401
     type = "authentication_error"
     code = "invalid_api_key"
+
+
+class RateLimited(PonderError):
+    """A key's limits, or an engine's full queue: try again after `retry_after` seconds.
+    `type` says which limit, as OpenAI's does: "requests" or "tokens"."""
+
+    status = 429
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: int, type: str = "requests", code: str | None = None):
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+        self.type = type
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class RequestTimeout(PonderError):
+    """A request that ran past the server's `request_timeout_s`."""
+
+    status = 408
+    type = "timeout_error"
+    code = "request_timeout"
 
 
 class ModelNotFound(PonderError):

@@ -50,6 +50,11 @@ class Backend(ABC):
         """Requests running or queued right now (for /health)."""
         return 0
 
+    @property
+    def capacity(self) -> int:
+        """Requests it serves at once; the server queues (boundedly) the rest."""
+        return 1
+
     async def close(self) -> None:
         """Release what the backend holds (threads, connections, model memory)."""
 

@@ -43,6 +43,10 @@ class EmbeddedBackend(Backend):
     def busy(self) -> int:
         return len(self._jobs)
 
+    @property
+    def capacity(self) -> int:
+        return max(1, self.settings.n_seq_max)
+
     async def load(self) -> LlamaEngine | BatchedEngine:
         async with self._load_lock:
             if self._engine is None:

@@ -62,6 +62,11 @@ class RemoteBackend(Backend):
             base_url=self.base_url, headers=headers, timeout=httpx.Timeout(timeout, connect=10.0)
         )
 
+    @property
+    def capacity(self) -> int:
+        """The engine batches and queues on its own; this bounds what Ponder sends it at once."""
+        return 64
+
     def _body(self, request: ChatRequest) -> dict[str, Any]:
         p = request.params
         body: dict[str, Any] = {

@@ -48,6 +48,10 @@ class ScriptedBackend(Backend):
     def busy(self) -> int:
         return self.active
 
+    @property
+    def capacity(self) -> int:
+        return 64
+
     async def count_tokens(self, messages: Sequence[Message], tools: Sequence[Tool] = ()) -> int:
         """Words, as in the replies; a tool counts the words of its JSON definition."""
         return _count(messages) + sum(len(json.dumps(toolcalls.tool_json(t)).split()) for t in tools)

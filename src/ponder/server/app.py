@@ -8,15 +8,17 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 import ponder
 from ponder.backends.registry import Registry
-from ponder.errors import InvalidRequest, ModelNotFound, NotFound, PonderError
+from ponder.errors import InvalidRequest, ModelNotFound, NotFound, PonderError, TooLarge
 from ponder.media.perceive import Perception
 from ponder.server.audio import router as audio_router
 from ponder.server.chat import router as chat_router
+from ponder.server.guard import Guard, Limits
 from ponder.server.responses import router as responses_router
 from ponder.server.web import router as web_router
 from ponder.store import Store
@@ -47,6 +49,7 @@ def create_app(registry: Registry, preload: str | None = None, store: Store | No
     app.state.store = store
     app.state.tools = ToolHost(registry.settings)
     app.state.perception = Perception(registry.settings)
+    app.state.limits = Limits(registry.settings.server, store)
     app.include_router(chat_router)
     app.include_router(responses_router)
     app.include_router(audio_router)
@@ -74,7 +77,7 @@ def create_app(registry: Registry, preload: str | None = None, store: Store | No
 
     @app.exception_handler(PonderError)
     async def ponder_error(request: Request, e: PonderError) -> JSONResponse:
-        return JSONResponse(e.to_body(), status_code=e.status)
+        return _error(e)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, e: RequestValidationError) -> JSONResponse:
@@ -82,11 +85,17 @@ def create_app(registry: Registry, preload: str | None = None, store: Store | No
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, e: HTTPException) -> JSONResponse:
-        cls = NotFound if e.status_code == 404 else InvalidRequest
+        cls = {404: NotFound, 413: TooLarge}.get(e.status_code, InvalidRequest)
         err = cls(str(e.detail))
         err.status = e.status_code
         return _error(err)
 
+    # Outermost first: CORS (only when origins are configured) answers preflights
+    # before the guard asks them for a key.
+    app.add_middleware(Guard, settings=registry.settings, store=store)
+    if registry.settings.server.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(registry.settings.server.cors_origins),
+                           allow_methods=["*"], allow_headers=["*"], max_age=600)  # fmt: skip
     return app
 
 
@@ -95,7 +104,7 @@ def _model_card(name: str) -> dict[str, Any]:
 
 
 def _error(e: PonderError) -> JSONResponse:
-    return JSONResponse(e.to_body(), status_code=e.status)
+    return JSONResponse(e.to_body(), status_code=e.status, headers=e.headers())
 
 
 def _validation_message(errors: Any) -> InvalidRequest:

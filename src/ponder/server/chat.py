@@ -18,6 +18,7 @@ from ponder.media.perceive import Perception
 from ponder.modes import ModeRequest
 from ponder.server.audio import check_voice, spoken
 from ponder.server.encode import ChunkEncoder, completion_json
+from ponder.server.guard import Limits, owner
 from ponder.server.protocol import ChatCompletionRequest, Contemplation, ToolDef
 from ponder.tools import Toolbox, check_names
 from ponder.types import ChatRequest, Done, Event, collect
@@ -41,9 +42,13 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> JSO
     mode = mode_request(registry, chat, body.model, body.mode, body.reasoning_effort, body.thinking_budget,
                         body.thought_compression, body.contemplation, box)  # fmt: skip
     backend.check(mode.chat)
+    limits: Limits = request.app.state.limits
+    limits.check(mode, body.n)
+    deadline = limits.deadline()
+    await unless_disconnected(request, limits.admit(request, backend))
     # n > 1: n runs of the mode at once (the batched engine decodes them together),
     # each with its own seed when the request gave one, so the choices can differ.
-    streams = [modes.run(backend, _choice(mode, i)) for i in range(body.n)]
+    streams = [limits.metered(modes.run(backend, _choice(mode, i)), owner(request), deadline) for i in range(body.n)]
 
     if not body.stream:
         completions = await unless_disconnected(request, _all([collect(s) for s in streams]))

@@ -19,6 +19,7 @@ from ponder.modes import ModeRequest
 from ponder.modes.summary import with_summary
 from ponder.server import tool_search
 from ponder.server.chat import mode_request, unless_disconnected
+from ponder.server.guard import Limits, owner
 from ponder.server.responses_request import (
     ResponsesRequest,
     TokenCountRequest,
@@ -43,7 +44,7 @@ async def create_response(body: ResponsesRequest, request: Request) -> JSONRespo
     registry: Registry = request.app.state.registry
     store: Store = request.app.state.store
     items = input_items(body.input)
-    history = await _history(store, body.previous_response_id)
+    history = await _history(store, body.previous_response_id, owner(request))
     params = SamplingParams(max_tokens=body.max_output_tokens, temperature=body.temperature, top_p=body.top_p,
                             seed=body.seed, response_format=body.response_format())  # fmt: skip
     backend = await registry.get(body.model)
@@ -60,10 +61,15 @@ async def create_response(body: ResponsesRequest, request: Request) -> JSONRespo
                        tool_name=forced, parallel_tool_calls=body.parallel_tool_calls is not False)  # fmt: skip
     mode = _mode_request(body, chat, registry, box)
     backend.check(chat)
+    limits: Limits = request.app.state.limits
+    limits.check(mode, tokens_param="max_output_tokens")
+    deadline = limits.deadline()
+    await unless_disconnected(request, limits.admit(request, backend))
     events: AsyncGenerator[Item, None] = modes.run(backend, mode)
     if body.reasoning and body.reasoning.summary:
         events = with_summary(events, backend, chat, body.reasoning.summary)
-    keep = _Keeper(store, body, items, history + turns)
+    events = limits.metered(events, owner(request), deadline)
+    keep = _Keeper(store, body, items, history + turns, owner(request))
 
     if not body.stream:
         got = await unless_disconnected(request, _drain(events))
@@ -82,12 +88,12 @@ async def create_response(body: ResponsesRequest, request: Request) -> JSONRespo
 
 @router.get("/v1/responses/{response_id}")
 async def get_response(response_id: str, request: Request) -> dict[str, Any]:
-    return (await _stored(request.app.state.store, response_id)).body
+    return (await _stored(request, response_id)).body
 
 
 @router.delete("/v1/responses/{response_id}")
 async def delete_response(response_id: str, request: Request) -> dict[str, Any]:
-    if not await asyncio.to_thread(request.app.state.store.delete, response_id):
+    if not await asyncio.to_thread(request.app.state.store.delete, response_id, owner(request)):
         raise _not_found(response_id)
     return {"id": response_id, "object": "response.deleted", "deleted": True}
 
@@ -100,7 +106,7 @@ async def list_input_items(
     order: Literal["asc", "desc"] = "desc",
     after: str | None = None,
 ) -> dict[str, Any]:
-    items = (await _stored(request.app.state.store, response_id)).input_items
+    items = (await _stored(request, response_id)).input_items
     if order == "desc":
         items = items[::-1]
     if after is not None:
@@ -116,7 +122,7 @@ async def list_input_items(
 @router.post("/v1/responses/input_tokens")
 async def count_input_tokens(body: TokenCountRequest, request: Request) -> dict[str, Any]:
     registry: Registry = request.app.state.registry
-    history = await _history(request.app.state.store, body.previous_response_id)
+    history = await _history(request.app.state.store, body.previous_response_id, owner(request))
     items = input_items(body.input) if body.input else []
     backend = await registry.get(body.model or registry.settings.default_model)
     turns = list(await request.app.state.perception.prepare(messages_of(items), backend.capabilities))
@@ -134,17 +140,18 @@ def _instructions(text: str | None) -> list[Message]:
     return [Message("system", text)] if text else []
 
 
-async def _history(store: Store, previous: str | None) -> list[Message]:
+async def _history(store: Store, previous: str | None, owner: str) -> list[Message]:
     if previous is None:
         return []
-    stored = await asyncio.to_thread(store.get, previous)
+    stored = await asyncio.to_thread(store.get, previous, owner)
     if stored is None:
         raise NotFound(f"Previous response with id '{previous}' not found.", param="previous_response_id")
     return [message_of(m) for m in stored.history]
 
 
-async def _stored(store: Store, response_id: str) -> StoredResponse:
-    stored = await asyncio.to_thread(store.get, response_id)
+async def _stored(request: Request, response_id: str) -> StoredResponse:
+    """The stored response, if it is there and the request's key made it."""
+    stored = await asyncio.to_thread(request.app.state.store.get, response_id, owner(request))
     if stored is None:
         raise _not_found(response_id)
     return stored
@@ -164,9 +171,11 @@ class _Keeper:
     """Stores a finished response (when the request asked for `store`), with what a
     follow-up needs: the conversation so far and this answer."""
 
-    def __init__(self, store: Store, body: ResponsesRequest, items: list[dict[str, Any]], turns: list[Message]):
+    def __init__(
+        self, store: Store, body: ResponsesRequest, items: list[dict[str, Any]], turns: list[Message], owner: str
+    ):
         # `turns`: the conversation as the model took it (media already perceived)
-        self.store, self.body, self.items, self.turns = store, body, items, turns
+        self.store, self.body, self.items, self.turns, self.owner = store, body, items, turns, owner
 
     async def __call__(self, builder: ResponseBuilder) -> None:
         if not self.body.store:
@@ -177,7 +186,8 @@ class _Keeper:
         if builder.status != "failed":
             turns.append(Message("assistant", builder.text, tool_calls=tuple(builder.calls)))
         history = [message_json(m) for m in turns]
-        await asyncio.to_thread(self.store.put, StoredResponse(builder.id, builder.body(), self.items, history))
+        await asyncio.to_thread(self.store.put, StoredResponse(builder.id, builder.body(), self.items, history,
+                                                                 self.owner))  # fmt: skip
 
 
 async def _drain(events: AsyncGenerator[Item, None]) -> list[Item]:

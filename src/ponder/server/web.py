@@ -19,6 +19,7 @@ from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ponder.errors import NotFound, TooLarge
+from ponder.server.guard import owner
 from ponder.store import Conversation, Store
 
 router = APIRouter(include_in_schema=False)
@@ -67,8 +68,8 @@ def _store(request: Request) -> Store:
     return request.app.state.store  # type: ignore[no-any-return]
 
 
-async def _get(store: Store, conversation_id: str) -> Conversation:
-    found = await asyncio.to_thread(store.conversation, conversation_id)
+async def _get(request: Request, conversation_id: str) -> Conversation:
+    found = await asyncio.to_thread(_store(request).conversation, conversation_id, owner(request))
     if found is None:
         raise NotFound(f"Conversation '{conversation_id}' not found.", param="conversation_id")
     return found
@@ -86,7 +87,7 @@ def _checked(body: ConversationBody) -> ConversationBody:
 
 @router.get("/app/api/conversations")
 async def list_conversations(request: Request, q: str = "", limit: int = 200) -> dict[str, Any]:
-    found = await asyncio.to_thread(_store(request).conversations, q[:200], max(1, min(limit, 1000)))
+    found = await asyncio.to_thread(_store(request).conversations, q[:200], max(1, min(limit, 1000)), owner(request))
     return {"object": "list", "data": [c.summary() for c in found]}
 
 
@@ -95,13 +96,13 @@ async def create_conversation(body: ConversationBody, request: Request) -> dict[
     body = _checked(body)
     now = time.time()
     c = Conversation(f"conv_{uuid.uuid4().hex}", body.title or "New chat", now, now, body.messages or [])
-    await asyncio.to_thread(_store(request).save_conversation, c)
+    await asyncio.to_thread(_store(request).save_conversation, c, owner(request))
     return {**c.summary(), "messages": c.messages}
 
 
 @router.get("/app/api/conversations/{conversation_id}")
 async def get_conversation(conversation_id: str, request: Request) -> dict[str, Any]:
-    c = await _get(_store(request), conversation_id)
+    c = await _get(request, conversation_id)
     return {**c.summary(), "messages": c.messages}
 
 
@@ -109,7 +110,7 @@ async def get_conversation(conversation_id: str, request: Request) -> dict[str, 
 async def save_conversation(conversation_id: str, body: ConversationBody, request: Request) -> dict[str, Any]:
     body = _checked(body)
     saved = await asyncio.to_thread(_store(request).update_conversation, conversation_id, body.title, body.messages,
-                                    time.time())  # fmt: skip
+                                    time.time(), owner(request))  # fmt: skip
     if saved is None:
         raise NotFound(f"Conversation '{conversation_id}' not found.", param="conversation_id")
     return saved.summary()
@@ -117,6 +118,6 @@ async def save_conversation(conversation_id: str, body: ConversationBody, reques
 
 @router.delete("/app/api/conversations/{conversation_id}")
 async def delete_conversation(conversation_id: str, request: Request) -> dict[str, Any]:
-    if not await asyncio.to_thread(_store(request).delete_conversation, conversation_id):
+    if not await asyncio.to_thread(_store(request).delete_conversation, conversation_id, owner(request)):
         raise NotFound(f"Conversation '{conversation_id}' not found.", param="conversation_id")
     return {"id": conversation_id, "deleted": True}

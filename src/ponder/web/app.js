@@ -36,7 +36,15 @@ const state = {
 
 class ApiError extends Error {}
 
+// The API key, where the server asks for one ([server] auth): kept in this browser,
+// and sent with every API call.
+function authorized(headers = {}) {
+  const key = stored("ponder.key", "");
+  return typeof key === "string" && key ? { ...headers, authorization: `Bearer ${key}` } : headers;
+}
+
 async function errorOf(response) {
+  if (response.status === 401) askForKey();
   try {
     const body = await response.json();
     if (body && body.error && body.error.message) return body.error.message;
@@ -47,7 +55,7 @@ async function errorOf(response) {
 async function api(path, options = {}) {
   let response;
   try {
-    response = await fetch(path, { headers: { "content-type": "application/json" }, ...options });
+    response = await fetch(path, { headers: authorized({ "content-type": "application/json" }), ...options });
   } catch (e) {
     lostConnection();
     throw new ApiError("The server cannot be reached.");
@@ -335,7 +343,7 @@ async function generate() {
   let usage = null;
   try {
     const response = await fetch("/v1/chat/completions", {
-      method: "POST", headers: { "content-type": "application/json" },
+      method: "POST", headers: authorized({ "content-type": "application/json" }),
       body: JSON.stringify(requestBody(history)), signal: controller.signal,
     });
     if (!response.ok) throw new ApiError(await errorOf(response));
@@ -496,7 +504,7 @@ async function toggleMic() {
     form.append("file", blob, "speech.webm");
     form.append("model", "whisper-1");
     try {
-      const response = await fetch("/v1/audio/transcriptions", { method: "POST", body: form });
+      const response = await fetch("/v1/audio/transcriptions", { method: "POST", body: form, headers: authorized() });
       if (!response.ok) throw new ApiError(await errorOf(response));
       const { text } = await response.json();
       const typed = $("#input").value.trim();
@@ -513,7 +521,7 @@ async function speakAloud(text, button) {
   button.disabled = true;
   try {
     const response = await fetch("/v1/audio/speech", {
-      method: "POST", headers: { "content-type": "application/json" },
+      method: "POST", headers: authorized({ "content-type": "application/json" }),
       body: JSON.stringify({ model: "tts-1", voice: "alloy", input: text.slice(0, 4096), response_format: "mp3" }),
     });
     if (!response.ok) throw new ApiError(await errorOf(response));
@@ -630,7 +638,21 @@ function setTheme(theme) {
   $("#hljs-light").disabled = theme === "dark";
 }
 
+function askForKey() {
+  if (!$("#settings").open) $("#settings").showModal();
+  $("#key-hint").hidden = false;
+  $("#set-key").focus();
+}
+
 function bindSettings() {
+  $("#set-key").value = stored("ponder.key", "") || "";
+  $("#set-key").onchange = async () => {
+    keep("ponder.key", $("#set-key").value.trim());
+    $("#key-hint").hidden = true;
+    hideError();
+    await loadModels();
+    await refreshList();
+  };
   const fields = { temperature: "#set-temperature", budget: "#set-budget", agents: "#set-agents", maxTokens: "#set-max-tokens" };
   for (const [key, sel] of Object.entries(fields)) {
     $(sel).value = state.settings[key] ?? "";

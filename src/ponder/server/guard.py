@@ -1,0 +1,308 @@
+"""Who may call, and how much: API keys, per-key limits, body and request limits,
+the bounded queue in front of each engine, and the request deadline.
+
+`Guard` is ASGI middleware around the whole app. For each HTTP request it
+1. refuses a body over `max_body_bytes` (413), by its Content-Length or as it streams in;
+2. on the API's paths (/v1/…, /app/api/…), when keys are required, finds the key
+   (`Authorization: Bearer …`) among the live ones in the store, or answers 401;
+3. on POSTs to /v1/…, holds the key to its requests per minute, tokens per day and
+   requests at once (429 with Retry-After);
+4. leaves the key's id in `request.state.owner`: what it stores belongs to that key.
+
+The routes then `admit` a generation to its engine's `Gate` (a bounded queue: 429
+when full) and wrap its events in `metered`, which ends them at the deadline and
+adds the tokens they spent to the key's day. What it does not know: the load of
+engines it does not run (a remote engine's own queue), and audio endpoints, which
+run on the perception pool rather than an engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import math
+import time
+from collections import deque
+from collections.abc import AsyncGenerator, Awaitable, Callable, MutableMapping
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+
+from ponder.config import ServerSettings, Settings
+from ponder.errors import AuthenticationError, PonderError, RateLimited, RequestTimeout, TooLarge, invalid_value
+from ponder.modes import ModeRequest
+from ponder.store import ApiKey, Store
+from ponder.types import Done, Event
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def keys_required(settings: Settings) -> bool:
+    """Keys are required when config says "required", or "auto" off loopback."""
+    auth = settings.server.auth
+    return auth == "required" or (auth == "auto" and not _loopback(settings.host))
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
+def today() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d")
+
+
+def _until_tomorrow() -> int:
+    now = datetime.now(UTC)
+    midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return max(1, math.ceil((midnight - now).total_seconds()))
+
+
+@dataclass
+class _Usage:
+    """One key's requests in the last minute and requests in flight (in memory: a
+    restart forgets them; tokens per day live in the store)."""
+
+    recent: deque[float] = field(default_factory=deque)
+    running: int = 0
+
+
+class Guard:
+    def __init__(self, app: ASGIApp, settings: Settings, store: Store):
+        self.app = app
+        self.limits = settings.server
+        self.store = store
+        self.required = keys_required(settings)
+        self._usage: dict[str, _Usage] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        try:
+            self._check_length(scope)
+            key = await self._key(scope) if self.required and _guarded(path) else None
+        except PonderError as e:
+            await _send_error(send, e)
+            return
+        state = scope.setdefault("state", {})
+        state["owner"] = key.id if key else ""
+        usage = None
+        if key is not None and scope["method"] == "POST" and path.startswith("/v1/"):
+            usage = self._usage.setdefault(key.id, _Usage())
+            try:
+                await self._check_rates(key, usage)
+            except PonderError as e:
+                await _send_error(send, e)
+                return
+            usage.running += 1
+        try:
+            await self.app(scope, self._capped(receive), send)
+        finally:  # the request is over, streamed answer and all (or the client left)
+            for ticket in state.pop("tickets", ()):
+                ticket.release()
+            if usage is not None:
+                usage.running -= 1
+
+    def _check_length(self, scope: Scope) -> None:
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.limits.max_body_bytes:
+                raise _too_large(self.limits.max_body_bytes)
+
+    def _capped(self, receive: Receive) -> Receive:
+        """`receive`, stopping a body that grows past the limit without a Content-Length."""
+        seen = 0
+        limit = self.limits.max_body_bytes
+
+        async def capped() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > limit:  # raised inside the route's body parsing: FastAPI passes an HTTPException on
+                raise HTTPException(413, _too_large(limit).message)
+            return message
+
+        return capped
+
+    async def _key(self, scope: Scope) -> ApiKey:
+        secret = _bearer(scope)
+        if not secret:
+            raise AuthenticationError("You didn't provide an API key. Send it as 'Authorization: Bearer <key>'; "
+                                      "the server's owner creates keys with `ponder keys create`.")  # fmt: skip
+        key = await asyncio.to_thread(self.store.key_for, secret)
+        if key is None:  # never echo the secret: it may be a real key of somewhere else
+            raise AuthenticationError("Incorrect API key provided, or the key was revoked.")
+        return key
+
+    async def _check_rates(self, key: ApiKey, usage: _Usage) -> None:
+        now = time.monotonic()
+        while usage.recent and usage.recent[0] <= now - 60:
+            usage.recent.popleft()
+        if key.rpm is not None and len(usage.recent) >= key.rpm:
+            wait = math.ceil(usage.recent[0] + 60 - now)
+            raise RateLimited(f"Rate limit reached for key {key.id}: {key.rpm} requests per minute.",
+                              retry_after=wait, type="requests")  # fmt: skip
+        if key.concurrency is not None and usage.running >= key.concurrency:
+            raise RateLimited(f"Key {key.id} already has {key.concurrency} requests running; wait for one to end.",
+                              retry_after=1, type="requests", code="concurrency_limit_exceeded")  # fmt: skip
+        if key.tokens_per_day is not None:
+            spent = await asyncio.to_thread(self.store.spent, key.id, today())
+            if spent >= key.tokens_per_day:
+                raise RateLimited(f"Key {key.id} has spent its {key.tokens_per_day:,} tokens for today (UTC).",
+                                  retry_after=_until_tomorrow(), type="tokens")  # fmt: skip
+        usage.recent.append(now)
+
+
+def owner(request: Request) -> str:
+    """The id of the key that made `request` ("" without keys): what it stores is that key's."""
+    return str(request.scope.get("state", {}).get("owner", ""))
+
+
+def _guarded(path: str) -> bool:
+    return path.startswith("/v1/") or path.startswith("/app/api/")
+
+
+def _bearer(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, secret = value.decode("latin-1").partition(" ")
+            return secret.strip() if scheme.lower() == "bearer" else ""
+    return ""
+
+
+def _too_large(limit: int) -> TooLarge:
+    return TooLarge(f"The request body is over this server's limit of {limit:,} bytes.", code="request_too_large")
+
+
+async def _send_error(send: Send, e: PonderError) -> None:
+    import json
+
+    body = json.dumps(e.to_body()).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in e.headers().items()]
+    await send({"type": "http.response.start", "status": e.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+# --- engines: the bounded queue, the deadline, the meter ---------------------------------
+
+
+class Gate:
+    """At most `running` requests at an engine and `queued` waiting for it; one more
+    is refused at once (429), with a Retry-After from recent requests' durations."""
+
+    def __init__(self, running: int, queued: int):
+        self.running, self.queued = running, queued
+        self._slots = asyncio.Semaphore(running)
+        self._waiting = 0
+        self._mean_s = 5.0  # a running mean of how long a request holds its slot
+
+    def retry_after(self) -> int:
+        return max(1, min(60, math.ceil(self._mean_s * (self._waiting + 1) / self.running)))
+
+    async def enter(self) -> Ticket:
+        if self._slots.locked():
+            if self._waiting >= self.queued:
+                raise RateLimited(f"The engine is busy: {self.running} requests running and {self._waiting} "
+                                  "waiting. Retry later.", retry_after=self.retry_after(), type="requests",
+                                  code="engine_overloaded")  # fmt: skip
+            self._waiting += 1
+            try:
+                await self._slots.acquire()
+            finally:
+                self._waiting -= 1
+        else:
+            await self._slots.acquire()
+        return Ticket(self, time.monotonic())
+
+    def _leave(self, started: float) -> None:
+        self._mean_s = 0.8 * self._mean_s + 0.2 * (time.monotonic() - started)
+        self._slots.release()
+
+
+@dataclass
+class Ticket:
+    gate: Gate
+    started: float
+    done: bool = False
+
+    def release(self) -> None:
+        if not self.done:
+            self.done = True
+            self.gate._leave(self.started)
+
+
+class Limits:
+    """The app's gates (one per engine) and the store that meters tokens."""
+
+    def __init__(self, settings: ServerSettings, store: Store):
+        self.settings = settings
+        self.store = store
+        self._gates: dict[int, Gate] = {}
+
+    def gate(self, backend: Any) -> Gate:
+        key = id(backend)
+        if key not in self._gates:
+            running = self.settings.max_running or max(1, int(getattr(backend, "capacity", 1)))
+            self._gates[key] = Gate(running, self.settings.max_queue)
+        return self._gates[key]
+
+    async def admit(self, request: Request, backend: Any) -> None:
+        """Wait for a place at `backend`'s engine (or raise RateLimited at once when its
+        queue is full). The place is held until the request ends: `Guard` releases it."""
+        ticket = await self.gate(backend).enter()
+        request.scope.setdefault("state", {}).setdefault("tickets", []).append(ticket)
+
+    def check(self, mode: ModeRequest, n: int = 1, tokens_param: str = "max_tokens") -> None:
+        """The request's size against the server's limits (400 when past one)."""
+        s, chat = self.settings, mode.chat
+        if len(chat.messages) > s.max_messages:
+            raise invalid_value("messages", f"this server takes at most {s.max_messages} messages in one request")
+        if (chat.params.max_tokens or 0) > s.max_tokens:
+            raise invalid_value(tokens_param, f"this server allows at most {s.max_tokens} tokens")
+        if mode.mode != "instant" and max(mode.budget, mode.agent_budget) > s.max_tokens:
+            raise invalid_value("thinking_budget", f"this server allows at most {s.max_tokens} tokens")
+        if mode.mode == "contemplating" and mode.agents > s.max_agents:
+            raise invalid_value("contemplation.agents", f"this server runs at most {s.max_agents} agents")
+        if n > s.max_n:
+            raise invalid_value("n", f"this server allows at most {s.max_n} choices")
+
+    def deadline(self) -> float:
+        return asyncio.get_running_loop().time() + self.settings.request_timeout_s
+
+    async def metered(
+        self, events: AsyncGenerator[Any, None], owner: str, deadline: float
+    ) -> AsyncGenerator[Any, None]:
+        """`events` until they end or the deadline passes (then RequestTimeout, and the
+        work underneath is closed); the tokens of every `Done` go to `owner`'s day."""
+        spent = 0
+        try:
+            async with aclosing(events):
+                while True:
+                    try:
+                        async with asyncio.timeout_at(deadline):
+                            event: Event = await anext(events)
+                    except StopAsyncIteration:
+                        return
+                    except TimeoutError:
+                        raise RequestTimeout(f"The request ran past this server's limit of "
+                                             f"{self.settings.request_timeout_s:g} s.") from None  # fmt: skip
+                    if isinstance(event, Done):
+                        spent += event.usage.total_tokens
+                    yield event
+        finally:
+            if owner and spent:
+                self.store.spend(owner, today(), spent)

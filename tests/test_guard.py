@@ -1,0 +1,311 @@
+"""Keys, per-key limits, request limits, the engine queue and the deadline, on the
+scripted backend through an in-process ASGI client (the real-server tests of the
+same are in test_e2e_guard)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from ponder.backends.registry import Registry
+from ponder.backends.scripted import ScriptedBackend
+from ponder.config import ServerSettings, Settings
+from ponder.models import ModelStore
+from ponder.server.app import create_app
+from ponder.server.guard import keys_required, today
+from ponder.store import ApiKey, Store
+
+USER = [{"role": "user", "content": "hello there"}]
+Client = Callable[..., httpx.AsyncClient]
+
+
+def assert_error(r: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["message"]
+    if code is not None:
+        assert error["code"] == code
+    return error  # type: ignore[no-any-return]
+
+
+def add_key(store: Store, name: str, **limits: int) -> tuple[ApiKey, str]:
+    secret = f"pdr-secret-{name}-" + "x" * 20
+    key = ApiKey(f"key_{name}", name, secret[:8], time.time(), None, **limits)
+    store.add_key(key, secret)
+    return key, secret
+
+
+@pytest.fixture
+def backend() -> ScriptedBackend:
+    return ScriptedBackend()
+
+
+@pytest.fixture
+async def make(tmp_path: Path, backend: ScriptedBackend) -> AsyncIterator[Callable[..., Any]]:
+    """make(**server settings) -> (store, client factory: client(secret) -> AsyncClient)."""
+    clients: list[httpx.AsyncClient] = []
+    stores: list[Store] = []
+
+    def build(**server: Any) -> tuple[Store, Client]:
+        settings = Settings(data_dir=tmp_path, default_model="scripted", server=ServerSettings(**server))
+        registry = Registry(settings, ModelStore(settings.models_dir, settings.cache_dir), {"scripted": backend})
+        store = Store(tmp_path / "ponder.db")
+        stores.append(store)
+        app = create_app(registry, store=store)
+
+        def client(secret: str | None = None) -> httpx.AsyncClient:
+            headers = {"Authorization": f"Bearer {secret}"} if secret else {}
+            c = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test", headers=headers)
+            clients.append(c)
+            return c
+
+        return store, client
+
+    yield build
+    for c in clients:
+        await c.aclose()
+
+
+def chat(**extra: Any) -> dict[str, Any]:
+    return {"model": "scripted", "messages": USER, **extra}
+
+
+# --- keys ------------------------------------------------------------------------------
+
+
+async def test_missing_invalid_and_revoked_keys_get_401(make: Callable[..., Any]) -> None:
+    store, client = make(auth="required")
+    key, secret = add_key(store, "alice")
+    assert_error(await client().post("/v1/chat/completions", json=chat()), 401, "invalid_api_key")
+    error = assert_error(await client("pdr-wrong").post("/v1/chat/completions", json=chat()), 401)
+    assert "pdr-wrong" not in error["message"]  # a secret is never echoed
+    assert (await client(secret).get("/v1/models")).status_code == 200
+    ok = await client(secret).post("/v1/chat/completions", json=chat())
+    assert ok.status_code == 200 and ok.json()["choices"][0]["message"]["content"].startswith("hello there")
+    assert store.revoke_key(key.id, time.time())
+    assert_error(await client(secret).post("/v1/chat/completions", json=chat()), 401)
+    assert_error(await client(secret).get("/v1/models"), 401)
+    assert_error(await client(secret).get("/app/api/conversations"), 401)
+
+
+async def test_the_page_and_health_need_no_key(make: Callable[..., Any]) -> None:
+    _, client = make(auth="required")
+    assert (await client().get("/health")).status_code == 200
+    assert (await client().get("/")).status_code == 200
+
+
+async def test_a_key_sees_only_its_own_responses_and_conversations(make: Callable[..., Any]) -> None:
+    store, client = make(auth="required")
+    _, alice = add_key(store, "alice")
+    _, bob = add_key(store, "bob")
+    made = await client(alice).post("/v1/responses", json={"model": "scripted", "input": "remember 42"})
+    rid = made.json()["id"]
+    assert (await client(alice).get(f"/v1/responses/{rid}")).status_code == 200
+    assert_error(await client(bob).get(f"/v1/responses/{rid}"), 404, "not_found")
+    assert_error(await client(bob).get(f"/v1/responses/{rid}/input_items"), 404)
+    follow = {"model": "scripted", "input": "and?", "previous_response_id": rid}
+    assert_error(await client(bob).post("/v1/responses", json=follow), 404)
+    assert_error(await client(bob).delete(f"/v1/responses/{rid}"), 404)
+    assert (await client(alice).get(f"/v1/responses/{rid}")).status_code == 200  # bob's delete did nothing
+
+    conv = (await client(alice).post("/app/api/conversations", json={"title": "alice's plans"})).json()
+    assert [c["id"] for c in (await client(alice).get("/app/api/conversations")).json()["data"]] == [conv["id"]]
+    assert (await client(bob).get("/app/api/conversations")).json()["data"] == []
+    assert_error(await client(bob).get(f"/app/api/conversations/{conv['id']}"), 404)
+    assert_error(await client(bob).put(f"/app/api/conversations/{conv['id']}", json={"title": "mine"}), 404)
+    assert_error(await client(bob).delete(f"/app/api/conversations/{conv['id']}"), 404)
+    assert (await client(alice).get(f"/app/api/conversations/{conv['id']}")).json()["title"] == "alice's plans"
+
+
+def test_keys_are_required_off_loopback_by_default() -> None:
+    assert not keys_required(Settings(host="127.0.0.1"))
+    assert not keys_required(Settings(host="::1"))
+    assert keys_required(Settings(host="0.0.0.0"))
+    assert keys_required(Settings(host="my-box.lan"))
+    assert not keys_required(Settings(host="0.0.0.0", server=ServerSettings(auth="off")))
+    assert keys_required(Settings(host="127.0.0.1", server=ServerSettings(auth="required")))
+
+
+def test_the_store_keeps_only_a_hash_of_the_secret(tmp_path: Path) -> None:
+    store = Store(tmp_path / "ponder.db")
+    _, secret = add_key(store, "alice")
+    store.close()
+    assert secret.encode() not in (tmp_path / "ponder.db").read_bytes()
+    assert secret.encode() not in b"".join(p.read_bytes() for p in tmp_path.glob("ponder.db*"))
+
+
+# --- per-key limits ------------------------------------------------------------------------
+
+
+async def test_requests_per_minute_get_429_with_retry_after(make: Callable[..., Any]) -> None:
+    store, client = make(auth="required")
+    _, secret = add_key(store, "alice", rpm=2)
+    _, other = add_key(store, "bob", rpm=2)
+    for _ in range(2):
+        assert (await client(secret).post("/v1/chat/completions", json=chat())).status_code == 200
+    r = await client(secret).post("/v1/chat/completions", json=chat())
+    assert assert_error(r, 429, "rate_limit_exceeded")["type"] == "requests"
+    assert 1 <= int(r.headers["retry-after"]) <= 60
+    assert (await client(other).post("/v1/chat/completions", json=chat())).status_code == 200  # per key
+    assert (await client(secret).get("/v1/models")).status_code == 200  # reads are not counted
+
+
+async def test_tokens_per_day_are_metered_and_enforced(make: Callable[..., Any], backend: ScriptedBackend) -> None:
+    store, client = make(auth="required")
+    key, secret = add_key(store, "alice", tokens_per_day=1_000_000)
+    r = await client(secret).post("/v1/chat/completions", json=chat())
+    spent = r.json()["usage"]["total_tokens"]
+    assert spent > 0 and store.spent(key.id, today()) == spent
+    body = chat(stream=True, stream_options={"include_usage": True})
+    async with client(secret).stream("POST", "/v1/chat/completions", json=body) as s:
+        chunks = [line async for line in s.aiter_lines() if line.startswith("data: {")]
+    streamed = json.loads(chunks[-1][len("data: ") :])["usage"]["total_tokens"]
+    assert store.spent(key.id, today()) == spent + streamed  # streamed answers count too
+    r = await client(secret).post("/v1/responses", json={"model": "scripted", "input": "hi"})
+    assert store.spent(key.id, today()) == spent + streamed + r.json()["usage"]["total_tokens"]
+
+    _, small = add_key(store, "bob", tokens_per_day=1)
+    assert (await client(small).post("/v1/chat/completions", json=chat())).status_code == 200  # 0 spent so far
+    r = await client(small).post("/v1/chat/completions", json=chat())
+    assert assert_error(r, 429)["type"] == "tokens"
+    assert 1 <= int(r.headers["retry-after"]) <= 86400
+
+
+async def test_concurrency_per_key(make: Callable[..., Any], tmp_path: Path) -> None:
+    slow = ScriptedBackend(delay=0.05)
+    settings = Settings(data_dir=tmp_path, default_model="scripted", server=ServerSettings(auth="required"))
+    store = Store(tmp_path / "keys.db")
+    _, secret = add_key(store, "alice", concurrency=1)
+    app = create_app(Registry(settings, ModelStore(settings.models_dir, settings.cache_dir), {"scripted": slow}),
+                     store=store)  # fmt: skip
+    headers = {"Authorization": f"Bearer {secret}"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t", headers=headers) as c:
+        slow.enqueue("a b c d e f g h")
+        first = asyncio.create_task(c.post("/v1/chat/completions", json=chat()))
+        while not slow.active:
+            await asyncio.sleep(0.01)
+        assert_error(await c.post("/v1/chat/completions", json=chat()), 429, "concurrency_limit_exceeded")
+        assert (await first).status_code == 200
+        assert (await c.post("/v1/chat/completions", json=chat())).status_code == 200  # the slot came back
+
+
+# --- request limits ------------------------------------------------------------------------
+
+
+async def test_body_over_the_limit_gets_413_with_or_without_a_length(make: Callable[..., Any]) -> None:
+    _, client = make(max_body_bytes=10_000)
+    big = chat(messages=[{"role": "user", "content": "x" * 20_000}])
+    assert_error(await client().post("/v1/chat/completions", json=big), 413, "request_too_large")
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"model": "scripted", "messages": [{"role": "user", "content": "'
+        for _ in range(30):
+            yield b"x" * 1000
+        yield b'"}]}'
+
+    r = await client().post("/v1/chat/completions", content=chunks(), headers={"content-type": "application/json"})
+    assert_error(r, 413)
+    assert (await client().post("/v1/chat/completions", json=chat())).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("server", "body", "param"),
+    [
+        ({"max_messages": 3}, chat(messages=USER * 4), "messages"),
+        ({"max_tokens": 100}, chat(max_tokens=101), "max_tokens"),
+        ({"max_tokens": 100}, chat(mode="thinking", thinking_budget=200), "thinking_budget"),
+        ({"max_agents": 2}, chat(mode="contemplating", contemplation={"agents": 3}), "contemplation.agents"),
+        ({"max_n": 2}, chat(n=3), "n"),
+    ],
+)
+async def test_request_limits_get_400_naming_the_parameter(
+    make: Callable[..., Any], server: dict[str, int], body: dict[str, Any], param: str
+) -> None:
+    _, client = make(**server)
+    assert assert_error(await client().post("/v1/chat/completions", json=body), 400)["param"] == param
+
+
+async def test_responses_limits_name_their_own_parameter(make: Callable[..., Any]) -> None:
+    _, client = make(max_tokens=100)
+    r = await client().post("/v1/responses", json={"model": "scripted", "input": "hi", "max_output_tokens": 500})
+    assert assert_error(r, 400)["param"] == "max_output_tokens"
+
+
+# --- the engine queue and the deadline --------------------------------------------------------
+
+
+async def test_a_full_engine_queue_gets_429_with_retry_after(tmp_path: Path) -> None:
+    slow = ScriptedBackend(respond=lambda r: "one two three four five six", delay=0.05)
+    settings = Settings(data_dir=tmp_path, default_model="scripted",
+                        server=ServerSettings(max_running=1, max_queue=2))  # fmt: skip
+    app = create_app(Registry(settings, ModelStore(settings.models_dir, settings.cache_dir), {"scripted": slow}))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t", timeout=30) as c:
+        tasks = [asyncio.create_task(c.post("/v1/chat/completions", json=chat())) for _ in range(6)]
+        done = await asyncio.gather(*tasks)
+    codes = sorted(r.status_code for r in done)
+    assert codes == [200, 200, 200, 429, 429, 429]  # one running, two waiting, three refused at once
+    assert slow.max_active == 1
+    refused = [r for r in done if r.status_code == 429]
+    for r in refused:
+        assert_error(r, 429, "engine_overloaded")
+        assert int(r.headers["retry-after"]) >= 1
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        assert (await c.post("/v1/chat/completions", json=chat())).status_code == 200  # every place came back
+
+
+async def test_the_deadline_ends_a_request_and_its_generation(tmp_path: Path) -> None:
+    slow = ScriptedBackend(respond=lambda r: " ".join(["word"] * 200), delay=0.02)
+    settings = Settings(data_dir=tmp_path, default_model="scripted", server=ServerSettings(request_timeout_s=0.3))
+    app = create_app(Registry(settings, ModelStore(settings.models_dir, settings.cache_dir), {"scripted": slow}))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        assert_error(await c.post("/v1/chat/completions", json=chat()), 408, "request_timeout")
+        assert slow.active == 0
+        r = await c.post("/v1/chat/completions", json=chat(stream=True))
+        assert r.status_code == 200
+        lines = [x for x in r.text.splitlines() if x.startswith("data: {")]
+        assert '"request_timeout"' in lines[-1]  # in-band, after the chunks that made it
+        assert slow.active == 0
+        r = await c.post("/v1/responses", json={"model": "scripted", "input": "hi", "stream": True})
+        assert "response.failed" in r.text and "request_timeout" in r.text
+
+
+# --- CORS ------------------------------------------------------------------------------------
+
+
+async def test_cors_is_off_by_default_and_on_for_named_origins(make: Callable[..., Any], tmp_path: Path) -> None:
+    preflight = {"Origin": "https://app.example.org", "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "authorization, content-type"}  # fmt: skip
+    _, client = make()
+    r = await client().options("/v1/chat/completions", headers=preflight)
+    assert "access-control-allow-origin" not in r.headers
+    r = await client().post("/v1/chat/completions", json=chat(), headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in r.headers
+
+    _, client = make(cors_origins=("https://app.example.org",), auth="required")
+    r = await client().options("/v1/chat/completions", headers=preflight)
+    assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "https://app.example.org"
+    r = await client().options("/v1/chat/completions", headers={**preflight, "Origin": "https://evil.example"})
+    assert r.headers.get("access-control-allow-origin") != "https://evil.example"
+
+
+def test_server_settings_are_checked(tmp_path: Path) -> None:
+    from ponder.config import load_settings
+    from ponder.errors import InvalidRequest
+
+    config = tmp_path / "config.toml"
+    for bad in ('auth = "sometimes"', "max_queue = -1", 'cors_origins = "*"', "request_timeout_s = 0", "nope = 1"):
+        config.write_text(f"[server]\n{bad}\n")
+        with pytest.raises(InvalidRequest, match=r"\[server\]"):
+            load_settings(config, env={})
+    config.write_text('[server]\nauth = "required"\ncors_origins = ["https://a.example"]\nmax_queue = 4\n')
+    s = load_settings(config, env={"PONDER_MAX_QUEUE": "9"}).server
+    assert replace(s, max_queue=4) == ServerSettings(auth="required", cors_origins=("https://a.example",), max_queue=4)
+    assert s.max_queue == 9

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
@@ -185,7 +186,7 @@ def _add_call_piece(calls: dict[int, dict[str, str]], piece: dict[str, Any]) -> 
 
 
 async def _sse_json(resp: httpx.Response) -> AsyncIterator[dict[str, Any]]:
-    async for line in resp.aiter_lines():
+    async for line in _sse_lines(resp):
         if not line.startswith("data:"):
             continue
         data = line[5:].strip()
@@ -198,6 +199,22 @@ async def _sse_json(resp: httpx.Response) -> AsyncIterator[dict[str, Any]]:
         if "error" in parsed:  # some engines report mid-stream errors in-band
             raise UpstreamError(f"remote engine error: {parsed['error']}")
         yield parsed
+
+
+async def _sse_lines(resp: httpx.Response) -> AsyncIterator[str]:
+    """The stream's lines, ended by CRLF, LF or CR as SSE defines them. (httpx's
+    `aiter_lines` also ends them at U+2028, U+0085 and the like, which JSON leaves
+    unescaped inside strings.)"""
+    rest = ""
+    async for text in resp.aiter_text():
+        *lines, rest = _SSE_EOL.split(rest + text)
+        for line in lines:
+            yield line
+    if rest:
+        yield rest
+
+
+_SSE_EOL = re.compile(r"\r\n|\r(?!\Z)|\n")  # a CR at the end may be half of a CRLF still on its way
 
 
 def _usage(u: dict[str, Any]) -> Usage:

@@ -35,17 +35,18 @@ class ThinkSplitter:
             out = reasoning if self.in_reasoning else answer
             i = text.find(tag)
             if i >= 0:
-                out.append(text[:i])
+                out.append(text[:i] if self.in_reasoning else self._lstrip(text[:i]))
                 text = text[i + len(tag) :]
                 self.in_reasoning = not self.in_reasoning
                 if not self.in_reasoning:
                     self.seen_close = self._strip = True
                 continue
             keep = _partial_suffix(text, tag)
-            out.append(text[: len(text) - keep])
+            cut = text[: len(text) - keep]
+            out.append(cut if self.in_reasoning else self._lstrip(cut))
             self._held = text[len(text) - keep :]
             break
-        return "".join(reasoning), self._lstrip("".join(answer))
+        return "".join(reasoning), "".join(answer)
 
     def _lstrip(self, answer: str) -> str:
         if self._strip and answer:

@@ -295,6 +295,7 @@ class ToolCallSplitter:
         self._open, self._close = _OPEN[family], _CLOSE[family]
         self._buf = ""
         self._in_call = False
+        self._strip = False  # drop the newlines that follow a closing marker, whichever piece they come in
         self._held_whole: bool | None = None  # decided by the reply's first visible characters
         self.calls: list[ToolCall] = []
 
@@ -329,6 +330,9 @@ class ToolCallSplitter:
         events: list[Event] = []
         while True:
             if not self._in_call:
+                if self._strip:
+                    self._buf = self._buf.lstrip("\n")
+                    self._strip = not self._buf
                 i = self._buf.find(self._open)
                 if i < 0:
                     keep = 0 if final else _partial_suffix(self._buf, self._open)
@@ -344,7 +348,8 @@ class ToolCallSplitter:
             j = self._buf.find(self._close)
             if j < 0:
                 return events
-            body, self._buf, self._in_call = self._buf[:j], self._buf[j + len(self._close) :].lstrip("\n"), False
+            body, self._buf, self._in_call = self._buf[:j], self._buf[j + len(self._close) :], False
+            self._strip = True
             calls = self._parse(body)
             events += self._emit(calls) if calls else [TextDelta(self._open + body + self._close)]
 

@@ -294,42 +294,15 @@ async def test_passages_are_numbered_across_searches(
     assert [a.filename for a in r.output[-1].content[0].annotations] == ["bread.md"]  # type: ignore[union-attr]
 
 
-# --- the sandbox ---------------------------------------------------------------------
-
-
-def test_sandbox_runs_code_without_network_or_the_server_s_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PONDER_SECRET", "hunter2")
-    ok = sandbox.run_code("import os\nprint(sum(range(10)), os.environ.get('PONDER_SECRET'), os.getcwd())")
-    total, secret, cwd = ok.stdout.split()
-    assert ok.exit_code == 0 and total == "45" and secret == "None" and "ponder-sandbox-" in cwd
-    assert not Path(cwd).exists()  # the working directory is thrown away
-    spin = sandbox.run_code("while True: pass", sandbox.Limits(wall_s=5, cpu_s=1))
-    assert spin.exit_code not in (0, None)  # the CPU limit, not the wall clock, stopped it
-    flood = sandbox.run_code("while True: print('x' * 10**6)", sandbox.Limits(wall_s=10, file_mb=4))
-    assert len(flood.stdout) <= sandbox.MAX_OUTPUT + 100 and flood.exit_code not in (0, None)  # the file-size cap
-    if not ok.network_isolated:
-        pytest.skip("no unprivileged user namespaces here: network and PID isolation untested")
-    net = sandbox.run_code("import socket\nsocket.create_connection(('1.1.1.1', 53), timeout=3)")
-    assert net.exit_code == 1 and "unreachable" in net.stderr.lower()
-
-
-def test_sandbox_processes_die_with_it_even_outside_its_session() -> None:
-    marker = f"ponder-escape-{time.monotonic_ns()}"
-    code = (
-        f"import os, time\nif os.fork() == 0:\n    os.setsid()\n    os.execvp('sleep', ['sleep', '60', '{marker}'])\n"
-    )
-    r = sandbox.run_code(code + "print('parent done')")
-    assert r.stdout == "parent done\n"
-    if not r.network_isolated:
-        pytest.skip("no PID namespaces here: a process that leaves its session may outlive the sandbox")
-    time.sleep(0.5)
-    left = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True, check=False).stdout
-    assert left == ""  # the PID namespace took it down
+# --- the sandbox (escape attempts: test_sandbox.py) -----------------------------------
 
 
 async def test_code_interpreter_runs_in_the_loop(
     served: tuple[openai.AsyncOpenAI, Any], backend: ScriptedBackend
 ) -> None:
+    why = sandbox.unavailable()
+    if why is not None:
+        pytest.skip(why)
     client, _ = served
     backend.enqueue(call("python", code="print(2**20)"), "1048576")
     r = await client.responses.create(model="scripted", input="2^20?", tools=[{"type": "code_interpreter"}])  # type: ignore[list-item]

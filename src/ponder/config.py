@@ -115,6 +115,7 @@ class ModelSpec:
     chat_handler: str = "mtmd"  # embedded with mmproj: llama-cpp-python's handler (ponder.backends.vision)
     vision: bool = False  # remote: the engine takes images (a VLM); otherwise they are OCR'd first
     audio: bool = False  # remote: the engine takes input_audio; otherwise it is transcribed first
+    delay_s: float = 0.0  # scripted: seconds per token, to pace it like an engine (load benchmarks)
 
 
 @dataclass(frozen=True)

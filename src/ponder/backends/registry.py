@@ -70,7 +70,7 @@ class Registry:
         if spec.backend == "scripted":
             from ponder.backends.scripted import ScriptedBackend
 
-            return ScriptedBackend()
+            return ScriptedBackend(delay=spec.delay_s)
         from ponder.backends.embedded import EmbeddedBackend
 
         path = self.store.resolve(spec.source or spec.name)  # raises if absent or corrupt

@@ -208,10 +208,11 @@ class Gate:
         self.running, self.queued = running, queued
         self._slots = asyncio.Semaphore(running)
         self._waiting = 0
-        self._mean_s = 5.0  # a running mean of how long a request holds its slot
+        self._mean_s: float | None = None  # a running mean of how long a request holds its place
 
     def retry_after(self) -> int:
-        return max(1, min(60, math.ceil(self._mean_s * (self._waiting + 1) / self.running)))
+        """Seconds until a place is likely free: the queue ahead, at the recent pace."""
+        return max(1, min(60, math.ceil((self._mean_s or 1.0) * (self._waiting + 1) / self.running)))
 
     async def enter(self) -> Ticket:
         if self._slots.locked():
@@ -229,7 +230,8 @@ class Gate:
         return Ticket(self, time.monotonic())
 
     def _leave(self, started: float) -> None:
-        self._mean_s = 0.8 * self._mean_s + 0.2 * (time.monotonic() - started)
+        took = time.monotonic() - started
+        self._mean_s = took if self._mean_s is None else 0.8 * self._mean_s + 0.2 * took
         self._slots.release()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -323,3 +324,30 @@ def test_answers_cannot_take_over_the_page_and_math_stays_out_of_code(browser: A
     page.wait_for_selector(".msg.assistant:nth-of-type(4) .stats")
     assert errors == []
     context.close()
+
+
+def test_on_a_server_that_requires_keys_the_page_asks_for_one(
+    browser: Any, data_dir: Path, voice_models: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Without a key the API answers 401 and the page opens its settings at the key
+    field; with the key typed there, models load, chats list and an answer streams."""
+    home = tmp_path_factory.mktemp("keyed")
+    (home / "models").symlink_to(data_dir / "models")
+    config = home / "config.toml"
+    config.write_text('[models.echo]\nbackend = "scripted"\n')
+    made = subprocess.run([str(BIN / "ponder"), "keys", "create", "browser"], env=ponder_env(home),
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    for url in serve("echo", home, tmp_path_factory, PONDER_CONFIG=str(config), PONDER_AUTH="required"):
+        context = browser.new_context(bypass_csp=True)
+        page = context.new_page()
+        page.goto(url.removesuffix("/v1") + "/")
+        page.wait_for_selector("#settings[open] #key-hint:not([hidden])")
+        assert page.locator("#model option").count() == 0
+        page.fill("#set-key", made.stdout.strip())
+        page.dispatch_event("#set-key", "change")
+        page.wait_for_selector("#model option", state="attached")
+        page.click("#settings menu button")
+        send(page, "keyed hello")
+        wait_done(page)
+        assert page.locator(".msg.assistant .answer").inner_text().startswith("keyed hello")
+        context.close()

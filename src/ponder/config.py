@@ -187,7 +187,7 @@ class ServerSettings:
     max_messages: int = 2048  # in one request, history included
     max_tokens: int = 32768  # the most a request may ask for (max_tokens, max_output_tokens)
     max_agents: int = 16  # contemplating sub-agents in one request
-    max_n: int = 8  # chat completions' n
+    max_n: int = 16  # choices in one chat completion (n)
     # Requests an engine runs at once (0: its own capacity, n_seq_max for the embedded
     # engine) and the most that may wait for it; one more gets 429 and Retry-After.
     max_running: int = 0

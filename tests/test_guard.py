@@ -63,7 +63,7 @@ async def make(tmp_path: Path, backend: ScriptedBackend) -> AsyncIterator[Callab
 
         def client(secret: str | None = None) -> httpx.AsyncClient:
             headers = {"Authorization": f"Bearer {secret}"} if secret else {}
-            c = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test", headers=headers)
+            c = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost", headers=headers)
             clients.append(c)
             return c
 
@@ -187,7 +187,8 @@ async def test_concurrency_per_key(make: Callable[..., Any], tmp_path: Path) -> 
     app = create_app(Registry(settings, ModelStore(settings.models_dir, settings.cache_dir), {"scripted": slow}),
                      store=store)  # fmt: skip
     headers = {"Authorization": f"Bearer {secret}"}
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t", headers=headers) as c:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost", headers=headers) as c:
         slow.enqueue("a b c d e f g h")
         first = asyncio.create_task(c.post("/v1/chat/completions", json=chat()))
         while not slow.active:
@@ -247,7 +248,7 @@ async def test_a_full_engine_queue_gets_429_with_retry_after(tmp_path: Path) -> 
     settings = Settings(data_dir=tmp_path, default_model="scripted",
                         server=ServerSettings(max_running=1, max_queue=2))  # fmt: skip
     app = create_app(Registry(settings, ModelStore(settings.models_dir, settings.cache_dir), {"scripted": slow}))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t", timeout=30) as c:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost", timeout=30) as c:
         tasks = [asyncio.create_task(c.post("/v1/chat/completions", json=chat())) for _ in range(6)]
         done = await asyncio.gather(*tasks)
     codes = sorted(r.status_code for r in done)
@@ -257,7 +258,7 @@ async def test_a_full_engine_queue_gets_429_with_retry_after(tmp_path: Path) -> 
     for r in refused:
         assert_error(r, 429, "engine_overloaded")
         assert int(r.headers["retry-after"]) >= 1
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as c:
         assert (await c.post("/v1/chat/completions", json=chat())).status_code == 200  # every place came back
 
 
@@ -265,7 +266,7 @@ async def test_the_deadline_ends_a_request_and_its_generation(tmp_path: Path) ->
     slow = ScriptedBackend(respond=lambda r: " ".join(["word"] * 200), delay=0.02)
     settings = Settings(data_dir=tmp_path, default_model="scripted", server=ServerSettings(request_timeout_s=0.3))
     app = create_app(Registry(settings, ModelStore(settings.models_dir, settings.cache_dir), {"scripted": slow}))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as c:
         assert_error(await c.post("/v1/chat/completions", json=chat()), 408, "request_timeout")
         assert slow.active == 0
         r = await c.post("/v1/chat/completions", json=chat(stream=True))
@@ -309,3 +310,16 @@ def test_server_settings_are_checked(tmp_path: Path) -> None:
     s = load_settings(config, env={"PONDER_MAX_QUEUE": "9"}).server
     assert replace(s, max_queue=4) == ServerSettings(auth="required", cors_origins=("https://a.example",), max_queue=4)
     assert s.max_queue == 9
+
+
+async def test_on_loopback_without_keys_only_local_names_may_call(make: Callable[..., Any]) -> None:
+    """DNS rebinding: a page on evil.example that resolves its name to 127.0.0.1 sends
+    Host: evil.example, and is refused; local names pass."""
+    _, client = make()
+    for host in ("localhost", "localhost:8000", "127.0.0.1:8000", "[::1]:8000"):
+        assert (await client().get("/v1/models", headers={"Host": host})).status_code == 200, host
+    for host in ("evil.example", "evil.example:8000", "127.0.0.1.evil.example"):
+        r = await client().post("/v1/chat/completions", json=chat(), headers={"Host": host})
+        assert assert_error(r, 403)["type"] == "permission_error", host
+    _, client = make(auth="required")  # with keys, the key is what counts
+    assert_error(await client().get("/v1/models", headers={"Host": "my-box.lan"}), 401)

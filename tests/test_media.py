@@ -49,7 +49,7 @@ async def client(
     data_dir: Path, voice_models: tuple[Path, Path], backend: ScriptedBackend
 ) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=_app(data_dir, {"scripted": backend})),
-                                 base_url="http://test", timeout=120) as c:  # fmt: skip
+                                 base_url="http://localhost", timeout=120) as c:  # fmt: skip
         yield c
 
 
@@ -316,7 +316,7 @@ async def test_a_remote_vision_engine_is_sent_image_parts_over_http(
         front = {"eye": RemoteBackend(url, "vlm", vision=True), "text": RemoteBackend(url, "vlm")}
         png = text_png(["EXIT 4"])
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=_app(data_dir, front)),
-                                     base_url="http://test", timeout=120) as c:  # fmt: skip
+                                     base_url="http://localhost", timeout=120) as c:  # fmt: skip
             r = await c.post("/v1/chat/completions", json=chat("eye", messages=user(
                 {"type": "text", "text": "Where?"}, image_part(png))))  # fmt: skip
             assert r.status_code == 200, r.text
@@ -435,7 +435,7 @@ async def test_media_limits_are_413s(data_dir: Path, voice_models: Any) -> None:
         w.writeframes(tone(3.0).tobytes())
     small = text_png(["ok"], size=12)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=_app(data_dir, {"scripted": backend}, limits)),
-                                 base_url="http://test", timeout=60) as c:  # fmt: skip
+                                 base_url="http://localhost", timeout=60) as c:  # fmt: skip
         r = await c.post("/v1/chat/completions", json=chat(messages=user(image_part(big))))
         assert_error(r, 413, "messages.0.content.0.image_url.url", "limit is 50,000")
         r = await c.post("/v1/chat/completions", json=chat(messages=user(*[image_part(small)] * 3)))
@@ -499,7 +499,7 @@ async def test_image_urls_are_fetched_only_when_allowed_and_within_limits(
     limits = MediaSettings(image_urls=True, max_image_bytes=50_000)
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=_app(data_dir, {"scripted": backend}, limits)),
-                                     base_url="http://test", timeout=60) as c:  # fmt: skip
+                                     base_url="http://localhost", timeout=60) as c:  # fmt: skip
             r = await c.post("/v1/chat/completions", json=chat(messages=user(
                 {"type": "image_url", "image_url": {"url": f"{base}/a.png"}})))  # fmt: skip
             assert r.status_code == 200, r.text
@@ -581,7 +581,7 @@ async def test_a_local_vision_model_loads_its_projector_or_says_why_not(
               "blind": ModelSpec("blind", source=str(tiny_model), mmproj=missing)}  # fmt: skip
     settings = Settings(data_dir=data_dir, default_model="eye", models=models)
     app = create_app(Registry(settings, ModelStore(settings.models_dir, settings.cache_dir)))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test", timeout=120) as c:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost", timeout=120) as c:
         r = await c.post("/v1/chat/completions", json=chat("eye", messages=user(image_part(text_png(["A"])))))
         assert r.status_code == 503, r.text
         assert (
@@ -651,7 +651,7 @@ async def test_a_follow_up_does_not_check_or_perceive_history_again(
     without counting them against the new request's limits."""
     backend.capabilities = Capabilities(vision=True)
     app = _app(data_dir, {"scripted": backend}, MediaSettings(max_parts=1))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test", timeout=60) as c:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost", timeout=60) as c:
         png = text_png(["TURN"])
         previous = None
         for turn in range(3):
@@ -667,7 +667,7 @@ async def test_a_follow_up_does_not_check_or_perceive_history_again(
 
 async def test_malformed_image_urls_are_400s(data_dir: Path, voice_models: Any) -> None:
     app = _app(data_dir, {"scripted": ScriptedBackend()}, MediaSettings(image_urls=True, image_url_timeout_s=2))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test", timeout=60) as c:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost", timeout=60) as c:
         for url in ("https://[::1", "http://a\u0000b/x.png", "http://127.0.0.1:9/x.png"):
             r = await c.post("/v1/chat/completions", json=chat(messages=user(
                 {"type": "image_url", "image_url": {"url": url}})))  # fmt: skip

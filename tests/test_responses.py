@@ -32,8 +32,8 @@ def make_client(data_dir: Path, backend: ScriptedBackend) -> tuple[openai.AsyncO
     registry = Registry(settings, ModelStore(settings.models_dir, settings.cache_dir), {"scripted": backend})
     store = Store(data_dir / "ponder.db")
     app = create_app(registry, store=store)
-    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test/v1")
-    return openai.AsyncOpenAI(base_url="http://test/v1", api_key="unused", http_client=http, max_retries=0), store
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost/v1")
+    return openai.AsyncOpenAI(base_url="http://localhost/v1", api_key="unused", http_client=http, max_retries=0), store
 
 
 @pytest.fixture

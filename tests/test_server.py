@@ -32,7 +32,7 @@ async def client(tmp_path: Path, backend: ScriptedBackend) -> AsyncIterator[http
     settings = Settings(data_dir=tmp_path, default_model="scripted")
     registry = Registry(settings, ModelStore(settings.models_dir, settings.cache_dir), {"scripted": backend})
     app = create_app(registry)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as c:
         yield c
 
 
@@ -294,7 +294,8 @@ async def test_an_alias_serves_its_model_in_its_mode(tmp_path: Path, backend: Sc
     settings = Settings(data_dir=tmp_path, default_model="scripted",
                         aliases={"muse-spark-1.3": Alias("muse-spark-1.3", "scripted", "thinking", "low")})  # fmt: skip
     registry = Registry(settings, ModelStore(settings.models_dir, settings.cache_dir), {"scripted": backend})
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(registry)), base_url="http://t") as c:
+    transport = httpx.ASGITransport(app=create_app(registry))
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
         assert "muse-spark-1.3" in [m["id"] for m in (await c.get("/v1/models")).json()["data"]]
         backend.enqueue("thinking it over", "42")
         body = {"model": "muse-spark-1.3", "messages": USER, "thought_compression": False}

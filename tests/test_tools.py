@@ -58,8 +58,8 @@ def backend() -> ScriptedBackend:
 def make_client(settings: Settings, backend: ScriptedBackend) -> tuple[openai.AsyncOpenAI, Any]:
     registry = Registry(settings, ModelStore(settings.models_dir, settings.cache_dir), {"scripted": backend})
     app = create_app(registry, store=Store(settings.data_dir / "ponder.db"))
-    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test/v1")
-    return openai.AsyncOpenAI(base_url="http://test/v1", api_key="unused", http_client=http, max_retries=0), app
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost/v1")
+    return openai.AsyncOpenAI(base_url="http://localhost/v1", api_key="unused", http_client=http, max_retries=0), app
 
 
 @pytest.fixture

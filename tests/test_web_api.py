@@ -22,7 +22,7 @@ def _client(tmp_path: Path) -> httpx.AsyncClient:
     settings = Settings(data_dir=tmp_path, default_model="scripted")
     app = create_app(Registry(settings, ModelStore(settings.models_dir, settings.cache_dir),
                               {"scripted": ScriptedBackend()}), store=Store(tmp_path / "ponder.db"))  # fmt: skip
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost")
 
 
 @pytest.fixture

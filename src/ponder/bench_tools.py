@@ -47,8 +47,8 @@ async def run(
     if limit is not None:  # the first `limit` of each category
         items = [it for c in categories for it in [x for x in items if x.category == c][:limit]]
     app = create_app(registry)
-    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ponder/v1", timeout=600)
-    client = openai.AsyncOpenAI(base_url="http://ponder/v1", api_key="unused", http_client=http,  # type: ignore[arg-type]
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost/v1", timeout=600)
+    client = openai.AsyncOpenAI(base_url="http://localhost/v1", api_key="unused", http_client=http,  # type: ignore[arg-type]
                                 max_retries=0)  # fmt: skip
     rows = results.saved(json_out, Row)  # all of them, other categories too: the file keeps every result
     done = {r.id for r in rows}

@@ -68,6 +68,12 @@ class AuthenticationError(PonderError):
     code = "invalid_api_key"
 
 
+class PermissionDenied(PonderError):
+    status = 403
+    type = "permission_error"
+    code = "forbidden"
+
+
 class RateLimited(PonderError):
     """A key's limits, or an engine's full queue: try again after `retry_after` seconds.
     `type` says which limit, as OpenAI's does: "requests" or "tokens"."""

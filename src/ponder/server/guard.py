@@ -2,7 +2,8 @@
 the bounded queue in front of each engine, and the request deadline.
 
 `Guard` is ASGI middleware around the whole app. For each HTTP request it
-1. refuses a body over `max_body_bytes` (413), by its Content-Length or as it streams in;
+1. refuses a body over `max_body_bytes` (413), by its Content-Length or as it streams in,
+   and, on loopback without keys, a Host that is not a local name (403: DNS rebinding);
 2. on the API's paths (/v1/…, /app/api/…), when keys are required, finds the key
    (`Authorization: Bearer …`) among the live ones in the store, or answers 401;
 3. on POSTs to /v1/…, holds the key to its requests per minute, tokens per day and
@@ -33,7 +34,15 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from ponder.config import ServerSettings, Settings
-from ponder.errors import AuthenticationError, PonderError, RateLimited, RequestTimeout, TooLarge, invalid_value
+from ponder.errors import (
+    AuthenticationError,
+    PermissionDenied,
+    PonderError,
+    RateLimited,
+    RequestTimeout,
+    TooLarge,
+    invalid_value,
+)
 from ponder.modes import ModeRequest
 from ponder.store import ApiKey, Store
 from ponder.types import Done, Event
@@ -85,6 +94,9 @@ class Guard:
         self.limits = settings.server
         self.store = store
         self.required = keys_required(settings)
+        # Without keys on loopback, a page elsewhere could still reach the server through
+        # DNS rebinding (its own name, resolved to 127.0.0.1): only local names may call.
+        self.local_only = not self.required and _loopback(settings.host)
         self._usage: dict[str, _Usage] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -94,6 +106,8 @@ class Guard:
         path: str = scope["path"]
         try:
             self._check_length(scope)
+            if self.local_only:
+                _check_host(scope)
             key = await self._key(scope) if self.required and _guarded(path) else None
         except PonderError as e:
             await _send_error(send, e)
@@ -169,6 +183,15 @@ class Guard:
 def owner(request: Request) -> str:
     """The id of the key that made `request` ("" without keys): what it stores is that key's."""
     return str(request.scope.get("state", {}).get("owner", ""))
+
+
+def _check_host(scope: Scope) -> None:
+    host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
+    name = host.rsplit(":", 1)[0] if not host.startswith("[") else host[1 : host.find("]")]
+    if host and not _loopback(name):
+        raise PermissionDenied(f"This server listens on loopback without API keys and answers only requests for "
+                               f"a local name (localhost, 127.0.0.1, [::1]), not {host!r}. To serve other names, "
+                               "listen on another address (keys are then required).")  # fmt: skip
 
 
 def _guarded(path: str) -> bool:

@@ -57,7 +57,12 @@ $(LIBRIVOX)/transcription:
 /usr/bin/chromium:
 	$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium
 
-test-data: $(LIBRIVOX)/transcription /usr/bin/chromium
+# The shared-store tests start a private PostgreSQL server of their own (initdb on a
+# free port) from Debian's binaries; the system's cluster is not used.
+/usr/bin/pg_ctlcluster:
+	$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q postgresql
+
+test-data: $(LIBRIVOX)/transcription /usr/bin/chromium /usr/bin/pg_ctlcluster
 
 test: install-dev lint test-data
 	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/pytest -q

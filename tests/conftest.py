@@ -135,3 +135,95 @@ def default_server(
 ) -> Iterator[str]:
     """A real `ponder serve` on the default model, with voice; yields its base URL (…/v1)."""
     yield from serve(DEFAULT, data_dir, tmp_path_factory)
+
+
+# --- PostgreSQL: a private server for the shared-store tests ------------------------
+# initdb into a temporary dir, then `postgres` on a free loopback port, wrapped in
+# `timeout` like the servers above, so it stops by itself even if the test run dies.
+# The binaries are Debian's postgresql package (`make test-data` installs it); the
+# system's own cluster is never used. PostgreSQL refuses to run as root: as root,
+# the cluster belongs to the `postgres` user, and its programs run as that user.
+
+POSTGRES_LIFETIME_S = "3600"
+
+
+def postgres_bin() -> Path:
+    """The newest installed PostgreSQL's bin dir."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: int(p.parts[-3]))
+    if not found:
+        pytest.fail("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/postgres): `make test-data` "
+                    "installs Debian's postgresql package")  # fmt: skip
+    return found[-1].parent
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[str]:
+    """A private PostgreSQL server for this session; yields the URL (password
+    included) of its `postgres` database, for an admin to make databases with."""
+    import pwd
+    import secrets
+    import shutil
+    import signal
+    import tempfile
+
+    import psycopg
+
+    bindir = postgres_bin()
+    # Not under pytest's tmp dirs: those are root's alone (0700), and the server must reach its own.
+    root = Path(tempfile.mkdtemp(prefix="ponder-pg-"))
+    as_postgres: list[str] = []
+    if os.geteuid() == 0:
+        user = pwd.getpwnam("postgres")  # made by Debian's package
+        os.chown(root, user.pw_uid, user.pw_gid)
+        as_postgres = ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--init-groups", "--"]
+    password = "pw-" + secrets.token_hex(8)
+    (root / "pwfile").write_text(password)
+    initdb = [*as_postgres, str(bindir / "initdb"), "-D", str(root / "data"), "-U", "ponder", "--pwfile",
+              str(root / "pwfile"), "--auth=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync"]  # fmt: skip
+    made = subprocess.run(initdb, cwd=root, capture_output=True, text=True, timeout=120, check=False)
+    (root / "pwfile").unlink()
+    if made.returncode != 0:
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.fail(f"initdb failed:\n{made.stdout}{made.stderr}")
+    port = free_port()
+    log = root / "postgres.log"
+    # SIGINT is PostgreSQL's fast shutdown; `timeout` passes on the one it gets, too.
+    cmd = ["timeout", "-s", "INT", "-k", "10", POSTGRES_LIFETIME_S, *as_postgres, str(bindir / "postgres"),
+           "-D", str(root / "data"), "-p", str(port), "-h", "127.0.0.1", "-k", str(root),
+           "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]  # fmt: skip
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, cwd=root, stdout=out, stderr=subprocess.STDOUT)
+    url = f"postgresql://ponder:{password}@127.0.0.1:{port}/postgres"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"postgres exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                psycopg.connect(url, connect_timeout=2).close()
+                break
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"postgres did not come up:\n{log.read_text()[-3000:]}")
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def postgres_database(admin_url: str) -> str:
+    """A new, empty database on the server at `admin_url`; its URL."""
+    import uuid
+
+    import psycopg
+
+    name = f"ponder_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return admin_url.rsplit("/", 1)[0] + "/" + name

@@ -21,7 +21,7 @@ from ponder.config import ServerSettings, Settings
 from ponder.models import ModelStore
 from ponder.server.app import create_app
 from ponder.server.guard import keys_required, today
-from ponder.store import ApiKey, Store
+from ponder.store import ApiKey, SqliteStore, Store
 
 USER = [{"role": "user", "content": "hello there"}]
 Client = Callable[..., httpx.AsyncClient]
@@ -57,7 +57,7 @@ async def make(tmp_path: Path, backend: ScriptedBackend) -> AsyncIterator[Callab
     def build(**server: Any) -> tuple[Store, Client]:
         settings = Settings(data_dir=tmp_path, default_model="scripted", server=ServerSettings(**server))
         registry = Registry(settings, ModelStore(settings.models_dir, settings.cache_dir), {"scripted": backend})
-        store = Store(tmp_path / "ponder.db")
+        store = SqliteStore(tmp_path / "ponder.db")
         stores.append(store)
         app = create_app(registry, store=store)
 
@@ -135,7 +135,7 @@ def test_keys_are_required_off_loopback_by_default() -> None:
 
 
 def test_the_store_keeps_only_a_hash_of_the_secret(tmp_path: Path) -> None:
-    store = Store(tmp_path / "ponder.db")
+    store = SqliteStore(tmp_path / "ponder.db")
     _, secret = add_key(store, "alice")
     store.close()
     assert secret.encode() not in (tmp_path / "ponder.db").read_bytes()
@@ -182,7 +182,7 @@ async def test_tokens_per_day_are_metered_and_enforced(make: Callable[..., Any],
 async def test_concurrency_per_key(make: Callable[..., Any], tmp_path: Path) -> None:
     slow = ScriptedBackend(delay=0.05)
     settings = Settings(data_dir=tmp_path, default_model="scripted", server=ServerSettings(auth="required"))
-    store = Store(tmp_path / "keys.db")
+    store = SqliteStore(tmp_path / "keys.db")
     _, secret = add_key(store, "alice", concurrency=1)
     app = create_app(Registry(settings, ModelStore(settings.models_dir, settings.cache_dir), {"scripted": slow}),
                      store=store)  # fmt: skip

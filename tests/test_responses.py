@@ -18,7 +18,7 @@ from ponder.config import Settings
 from ponder.errors import UpstreamError
 from ponder.models import ModelStore
 from ponder.server.app import create_app
-from ponder.store import Store
+from ponder.store import SqliteStore, Store
 from ponder.types import ChatRequest, TextDelta
 
 
@@ -30,7 +30,7 @@ def backend() -> ScriptedBackend:
 def make_client(data_dir: Path, backend: ScriptedBackend) -> tuple[openai.AsyncOpenAI, Store]:
     settings = Settings(data_dir=data_dir, default_model="scripted")
     registry = Registry(settings, ModelStore(settings.models_dir, settings.cache_dir), {"scripted": backend})
-    store = Store(data_dir / "ponder.db")
+    store = SqliteStore(data_dir / "ponder.db")
     app = create_app(registry, store=store)
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost/v1")
     return openai.AsyncOpenAI(base_url="http://localhost/v1", api_key="unused", http_client=http, max_retries=0), store

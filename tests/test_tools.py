@@ -26,7 +26,7 @@ from ponder.config import McpServer, Settings, ToolSettings
 from ponder.models import ModelStore
 from ponder.modes.tools import execute
 from ponder.server.app import create_app
-from ponder.store import Store
+from ponder.store import SqliteStore
 from ponder.tools import Hosted, Result, ToolFailed, fetch, knowledge, sandbox
 from ponder.tools.calculator import evaluate
 from ponder.tools.mcp import Pool
@@ -57,7 +57,7 @@ def backend() -> ScriptedBackend:
 
 def make_client(settings: Settings, backend: ScriptedBackend) -> tuple[openai.AsyncOpenAI, Any]:
     registry = Registry(settings, ModelStore(settings.models_dir, settings.cache_dir), {"scripted": backend})
-    app = create_app(registry, store=Store(settings.data_dir / "ponder.db"))
+    app = create_app(registry, store=SqliteStore(settings.data_dir / "ponder.db"))
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost/v1")
     return openai.AsyncOpenAI(base_url="http://localhost/v1", api_key="unused", http_client=http, max_retries=0), app
 

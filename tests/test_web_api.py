@@ -1,9 +1,10 @@
-"""The web app's conversation API over a real SQLite store, through the ASGI app."""
+"""The web app's conversation API over a real store (a SQLite file, and a PostgreSQL
+database), through the ASGI app."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,20 +16,33 @@ from ponder.backends.scripted import ScriptedBackend
 from ponder.config import Settings
 from ponder.models import ModelStore
 from ponder.server.app import create_app
-from ponder.store import Store
+from ponder.store import SqliteStore, Store
+from ponder.store.postgres import PostgresStore
+from tests.conftest import postgres_database
 
 
-def _client(tmp_path: Path) -> httpx.AsyncClient:
+@pytest.fixture(params=["sqlite", "postgres"])
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Store]:
+    """Opens a store on one SQLite file or one PostgreSQL database, each time it is called."""
+    if request.param == "sqlite":
+        return lambda: SqliteStore(tmp_path / "ponder.db")
+    url = postgres_database(request.getfixturevalue("postgres"))
+    return lambda: PostgresStore(url)
+
+
+def _client(tmp_path: Path, store: Store) -> httpx.AsyncClient:
     settings = Settings(data_dir=tmp_path, default_model="scripted")
     app = create_app(Registry(settings, ModelStore(settings.models_dir, settings.cache_dir),
-                              {"scripted": ScriptedBackend()}), store=Store(tmp_path / "ponder.db"))  # fmt: skip
+                              {"scripted": ScriptedBackend()}), store=store)  # fmt: skip
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost")
 
 
 @pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    async with _client(tmp_path) as c:
+async def client(tmp_path: Path, open_store: Callable[[], Store]) -> AsyncIterator[httpx.AsyncClient]:
+    store = open_store()
+    async with _client(tmp_path, store) as c:
         yield c
+    store.close()
 
 
 async def test_create_save_list_search_and_delete(client: httpx.AsyncClient) -> None:
@@ -52,11 +66,11 @@ async def test_create_save_list_search_and_delete(client: httpx.AsyncClient) -> 
     assert [c["id"] for c in (await client.get("/app/api/conversations")).json()["data"]] == [second["id"]]
 
 
-async def test_conversations_come_back_after_a_restart(tmp_path: Path) -> None:
-    async with _client(tmp_path) as c:
+async def test_conversations_come_back_after_a_restart(tmp_path: Path, open_store: Callable[[], Store]) -> None:
+    async with _client(tmp_path, open_store()) as c:
         body = {"title": "Kept", "messages": [{"role": "user", "content": "hi"}]}
         made = (await c.post("/app/api/conversations", json=body)).json()
-    async with _client(tmp_path) as c:
+    async with _client(tmp_path, open_store()) as c:
         assert (await c.get(f"/app/api/conversations/{made['id']}")).json()["messages"] == [
             {"role": "user", "content": "hi"}
         ]

@@ -114,19 +114,22 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     _ensure_pulled(settings, name)
     _ensure_voice(settings)
     from ponder.server.guard import keys_required
-    from ponder.store import Store
+    from ponder.server.observe import configure_logging
+    from ponder.store import open_store
 
-    store = Store(settings.data_dir / "ponder.db")
+    store = open_store(settings)
     if keys_required(settings) and not any(k.revoked_at is None for k in store.api_keys()):
         print("ponder: API keys are required on this address, and there are none yet: create one with "
               "`ponder keys create NAME` (or set [server] auth)", file=sys.stderr)  # fmt: skip
     app = create_app(Registry(settings, _store(settings)), preload=name, store=store)
     auth = "API keys required" if keys_required(settings) else "no API keys (loopback)"
-    print(f"ponder {__version__}: serving {name} on http://{settings.host}:{settings.port}/v1 ({auth})",
-          file=sys.stderr)  # fmt: skip
+    print(f"ponder {__version__}: serving {name} on http://{settings.host}:{settings.port}/v1 ({auth}; "
+          f"store: {store.where})", file=sys.stderr)  # fmt: skip
     # SIGTERM or Ctrl-C: stop taking connections, let the requests in flight finish
     # (streams included) for up to drain_timeout_s, then stop.
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level,
+    # Ponder logs each request itself (with its id, as JSON if asked), so uvicorn's access log is off.
+    configure_logging(settings.server.log_format == "json", args.log_level)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, access_log=False,
                 timeout_graceful_shutdown=math.ceil(settings.server.drain_timeout_s))  # fmt: skip
     return 0
 
@@ -136,9 +139,9 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
     import time
     import uuid
 
-    from ponder.store import ApiKey, Store
+    from ponder.store import ApiKey, open_store
 
-    store = Store(settings.data_dir / "ponder.db")
+    store = open_store(settings)
     try:
         if args.action == "create":
             secret = "pdr-" + secrets.token_urlsafe(32)

@@ -42,6 +42,9 @@ order, later wins) and then passed around explicitly. There is no global config.
     cors_origins = []              # browser origins allowed to call the API; none: CORS off
     max_queue = 32                 # requests waiting per engine; past that, 429 with Retry-After
 
+    [store]                        # where responses, chats and keys live (see ponder.store)
+    url = ""                       # "": ponder.db in the data dir; postgresql://USER:PASSWORD@HOST:5432/DB: shared
+
     [mcp.warehouse]                # an MCP server: command (stdio) or url (Streamable HTTP)
     command = ["python", "/srv/warehouse_mcp.py"]
 """
@@ -107,6 +110,10 @@ class ModelSpec:
     backend: BackendKind = "embedded"
     source: str = ""  # embedded: catalogue name, .gguf path or hf:OWNER/REPO/FILE
     base_url: str = ""  # remote
+    base_urls: tuple[str, ...] = ()  # remote: replicas of one model, routed as a pool (ponder.backends.pool)
+    timeout_s: float = 600.0  # remote: per request to the engine
+    max_concurrency: int = 64  # remote: requests at once, per replica
+    health_interval_s: float = 5.0  # a pool: seconds between health checks of each replica
     upstream_model: str = ""  # remote: the engine's own name for the model
     api_key: str | None = None  # remote
     prefill: bool = False  # remote: the engine supports continue_final_message (vLLM, SGLang)
@@ -194,6 +201,16 @@ class ServerSettings:
     max_queue: int = 32
     request_timeout_s: float = 900.0  # a request's whole life, streaming included
     drain_timeout_s: float = 30.0  # on shutdown, how long in-flight requests may finish
+    log_format: str = "text"  # "json": one JSON object per line, with request ids
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """Where stored responses, the web app's chats and the API keys live: "" is the
+    SQLite file `ponder.db` in the data dir; a postgresql:// URL is a database that
+    several Ponder servers share (never shown with its password)."""
+
+    url: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -209,6 +226,7 @@ class Settings:
     tools: ToolSettings = field(default_factory=ToolSettings)
     media: MediaSettings = field(default_factory=MediaSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
 
     @property
     def models_dir(self) -> Path:
@@ -245,6 +263,7 @@ _SERVER_ENV_KEYS: dict[str, tuple[str, type]] = {
     "PONDER_MAX_QUEUE": ("max_queue", int),
     "PONDER_MAX_RUNNING": ("max_running", int),
     "PONDER_REQUEST_TIMEOUT": ("request_timeout_s", float),
+    "PONDER_LOG_FORMAT": ("log_format", str),
 }
 _ENGINE_ENV_KEYS: dict[str, str] = {
     "PONDER_N_CTX": "n_ctx",
@@ -299,8 +318,9 @@ def load_settings(
     except TypeError as e:
         raise InvalidRequest(f"config [media]: {e}") from e
     server = _server(raw.get("server", {}), env)
+    store = _store(raw.get("store", {}), env)
     return Settings(engine=engine, modes=modes, models=models, aliases=aliases, tools=tools, media=media,
-                    server=server, **top)  # fmt: skip
+                    server=server, store=store, **top)  # fmt: skip
 
 
 def _server(body: Mapping[str, Any], env: Mapping[str, str]) -> ServerSettings:
@@ -317,6 +337,8 @@ def _server(body: Mapping[str, Any], env: Mapping[str, str]) -> ServerSettings:
         server = ServerSettings(**body)
     except TypeError as e:
         raise InvalidRequest(f"config [server]: {e}") from e
+    if server.log_format not in ("text", "json"):
+        raise InvalidRequest(f"config [server] log_format: use text or json, not {server.log_format!r}")
     if server.auth not in ("auto", "required", "off"):
         raise InvalidRequest(f"config [server] auth: use auto, required or off, not {server.auth!r}")
     for name in ("max_body_bytes", "max_messages", "max_tokens", "max_agents", "max_n", "request_timeout_s"):
@@ -325,6 +347,15 @@ def _server(body: Mapping[str, Any], env: Mapping[str, str]) -> ServerSettings:
     if server.max_running < 0 or server.max_queue < 0 or server.drain_timeout_s < 0:
         raise InvalidRequest("config [server] max_running, max_queue, drain_timeout_s: must not be negative")
     return server
+
+
+def _store(body: Mapping[str, Any], env: Mapping[str, str]) -> StoreSettings:
+    if not isinstance(body, Mapping) or set(body) - {"url"} or not isinstance(body.get("url", ""), str):
+        raise InvalidRequest('config [store]: give url = "postgresql://USER:PASSWORD@HOST:5432/DB", or "" for SQLite')
+    url = env.get("PONDER_STORE_URL") or body.get("url", "")
+    if url and not url.startswith(("postgresql://", "postgres://")):  # never echo it: it may hold a password
+        raise InvalidRequest("config [store] url (or PONDER_STORE_URL): a postgresql:// URL, or empty for SQLite")
+    return StoreSettings(url)
 
 
 def _tools(body: Mapping[str, Any], servers: Mapping[str, Any]) -> ToolSettings:
@@ -394,11 +425,18 @@ def _model_spec(name: str, body: Mapping[str, Any], env: Mapping[str, str]) -> M
     body = dict(body)
     key_env = body.pop("api_key_env", None)
     upstream = body.pop("model", None)
-    spec = ModelSpec(name=name, **body)
+    if isinstance(body.get("base_urls"), list):
+        body["base_urls"] = tuple(body["base_urls"])
+    try:
+        spec = ModelSpec(name=name, **body)
+    except TypeError as e:
+        raise InvalidRequest(f"config [models.{name}]: {e}") from e
     if upstream:
         spec = replace(spec, upstream_model=upstream)
     if key_env:
         spec = replace(spec, api_key=env.get(key_env))
-    if spec.backend == "remote" and not spec.base_url:
-        raise InvalidRequest(f"config [models.{name}]: a remote model needs base_url")
+    if spec.backend == "remote" and not spec.base_url and not spec.base_urls:
+        raise InvalidRequest(f"config [models.{name}]: a remote model needs base_url (or base_urls, for replicas)")
+    if spec.base_url and spec.base_urls:
+        raise InvalidRequest(f"config [models.{name}]: give base_url or base_urls, not both")
     return spec

@@ -123,3 +123,11 @@ class ModelSourceError(PonderError):
     status = 503
     type = "server_error"
     code = "model_unavailable"
+
+
+class StoreUnavailable(PonderError):
+    """The store (a PostgreSQL server) could not be reached, or failed mid-call."""
+
+    status = 503
+    type = "server_error"
+    code = "store_unavailable"

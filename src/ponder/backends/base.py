@@ -55,6 +55,10 @@ class Backend(ABC):
         """Requests it serves at once; the server queues (boundedly) the rest."""
         return 1
 
+    async def healthy(self, timeout: float = 5.0) -> bool:
+        """Whether it can take requests now (a pool asks each replica)."""
+        return True
+
     async def close(self) -> None:
         """Release what the backend holds (threads, connections, model memory)."""
 

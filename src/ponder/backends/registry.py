@@ -65,8 +65,16 @@ class Registry:
         if spec.backend == "remote":
             from ponder.backends.remote import RemoteBackend
 
-            return RemoteBackend(spec.base_url, spec.upstream_model, spec.api_key, prefill=spec.prefill,
-                                 vision=spec.vision, audio=spec.audio)  # fmt: skip
+            def remote(url: str) -> RemoteBackend:
+                return RemoteBackend(url, spec.upstream_model, spec.api_key, timeout=spec.timeout_s,
+                                     prefill=spec.prefill, vision=spec.vision, audio=spec.audio,
+                                     max_concurrency=spec.max_concurrency)  # fmt: skip
+
+            if spec.base_urls:
+                from ponder.backends.pool import PoolBackend
+
+                return PoolBackend([remote(u) for u in spec.base_urls], spec.health_interval_s, spec.max_concurrency)
+            return remote(spec.base_url)
         if spec.backend == "scripted":
             from ponder.backends.scripted import ScriptedBackend
 

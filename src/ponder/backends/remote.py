@@ -49,6 +49,7 @@ class RemoteBackend(Backend):
         extra_body: dict[str, Any] | None = None,
         vision: bool = False,
         audio: bool = False,
+        max_concurrency: int = 64,
     ):
         # vLLM and SGLang continue a final assistant message with continue_final_message;
         # other engines may not, so it is opt-in per model (`prefill = true` in config).
@@ -58,6 +59,7 @@ class RemoteBackend(Backend):
         self.base_url = base_url.rstrip("/")
         self.upstream_model = upstream_model
         self.extra_body = extra_body or {}  # fields sent with every request (e.g. Ponder's mode)
+        self.max_concurrency = max_concurrency
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.AsyncClient(
             base_url=self.base_url, headers=headers, timeout=httpx.Timeout(timeout, connect=10.0)
@@ -66,7 +68,7 @@ class RemoteBackend(Backend):
     @property
     def capacity(self) -> int:
         """The engine batches and queues on its own; this bounds what Ponder sends it at once."""
-        return 64
+        return self.max_concurrency
 
     def _body(self, request: ChatRequest) -> dict[str, Any]:
         p = request.params
@@ -138,6 +140,13 @@ class RemoteBackend(Backend):
         if calls:
             finish = "tool_calls"
         yield Done(finish, usage or Usage(prompt_tokens=0, completion_tokens=n_chunks))
+
+    async def healthy(self, timeout: float = 5.0) -> bool:
+        """The engine lists its models (vLLM, SGLang, llama-server and Ollama all answer /models)."""
+        try:
+            return (await self._client.get("/models", timeout=timeout)).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     async def close(self) -> None:
         await self._client.aclose()

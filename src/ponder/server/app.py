@@ -9,7 +9,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException
 
 import ponder
@@ -19,17 +20,18 @@ from ponder.media.perceive import Perception
 from ponder.server.audio import router as audio_router
 from ponder.server.chat import router as chat_router
 from ponder.server.guard import Guard, Limits
+from ponder.server.observe import Observe, Observer
 from ponder.server.responses import router as responses_router
 from ponder.server.web import router as web_router
-from ponder.store import Store
+from ponder.store import Store, open_store
 from ponder.tools import ToolHost
 
 
 def create_app(registry: Registry, preload: str | None = None, store: Store | None = None) -> FastAPI:
     """The API app. `preload` names a model to load at start-up, so the first
     request does not pay for loading and a broken model fails the start, not a user.
-    `store` defaults to the SQLite file in the data dir."""
-    store = store or Store(registry.settings.data_dir / "ponder.db")
+    `store` defaults to the one the settings name (`[store]`)."""
+    store = store or open_store(registry.settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -50,6 +52,7 @@ def create_app(registry: Registry, preload: str | None = None, store: Store | No
     app.state.tools = ToolHost(registry.settings)
     app.state.perception = Perception(registry.settings)
     app.state.limits = Limits(registry.settings.server, store)
+    app.state.observer = app.state.limits.observer = Observer(registry, app.state.limits)
     app.include_router(chat_router)
     app.include_router(responses_router)
     app.include_router(audio_router)
@@ -62,8 +65,12 @@ def create_app(registry: Registry, preload: str | None = None, store: Store | No
             "status": "ok",
             "default_model": registry.settings.default_model,
             "models": registry.names(),
-            "loaded": {name: {"busy": b.busy} for name, b in loaded.items()},
+            "loaded": {name: _load(b) for name, b in loaded.items()},
         }
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(app.state.observer.scrape(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/models")
     async def list_models() -> dict[str, Any]:
@@ -90,13 +97,28 @@ def create_app(registry: Registry, preload: str | None = None, store: Store | No
         err.status = e.status_code
         return _error(err)
 
-    # Outermost first: CORS (only when origins are configured) answers preflights
-    # before the guard asks them for a key.
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, e: Exception) -> JSONResponse:
+        # A bug: still a 500, in OpenAI's shape (Starlette logs it after this answer)
+        return _error(PonderError("The server had an error while processing your request."))
+
+    # Outermost first: Observe (request ids, metrics, the access log) sees every answer;
+    # CORS (only when origins are configured) answers preflights before the guard asks
+    # them for a key.
     app.add_middleware(Guard, settings=registry.settings, store=store)
     if registry.settings.server.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(registry.settings.server.cors_origins),
-                           allow_methods=["*"], allow_headers=["*"], max_age=600)  # fmt: skip
+                           allow_methods=["*"], allow_headers=["*"], max_age=600,
+                           expose_headers=["X-Request-Id", "Retry-After"])  # fmt: skip
+    app.add_middleware(Observe, observer=app.state.observer, json_logs=registry.settings.server.log_format == "json")
     return app
+
+
+def _load(backend: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"busy": backend.busy}
+    if hasattr(backend, "status"):  # a pool: each replica's health and load
+        out["replicas"] = backend.status()
+    return out
 
 
 def _model_card(name: str) -> dict[str, Any]:

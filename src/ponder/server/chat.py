@@ -48,7 +48,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> JSO
     await unless_disconnected(request, limits.admit(request, backend))
     # n > 1: n runs of the mode at once (the batched engine decodes them together),
     # each with its own seed when the request gave one, so the choices can differ.
-    streams = [limits.metered(modes.run(backend, _choice(mode, i)), owner(request), deadline) for i in range(body.n)]
+    streams = [limits.metered(modes.run(backend, _choice(mode, i)), owner(request), deadline, body.model, mode.mode)
+               for i in range(body.n)]  # fmt: skip
 
     if not body.stream:
         completions = await unless_disconnected(request, _all([collect(s) for s in streams]))

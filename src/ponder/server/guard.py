@@ -231,6 +231,7 @@ class Gate:
         self.running, self.queued = running, queued
         self._slots = asyncio.Semaphore(running)
         self._waiting = 0
+        self.in_use = 0
         self._mean_s: float | None = None  # a running mean of how long a request holds its place
 
     def retry_after(self) -> int:
@@ -250,11 +251,17 @@ class Gate:
                 self._waiting -= 1
         else:
             await self._slots.acquire()
+        self.in_use += 1
         return Ticket(self, time.monotonic())
+
+    @property
+    def waiting(self) -> int:
+        return self._waiting
 
     def _leave(self, started: float) -> None:
         took = time.monotonic() - started
         self._mean_s = took if self._mean_s is None else 0.8 * self._mean_s + 0.2 * took
+        self.in_use -= 1
         self._slots.release()
 
 
@@ -276,14 +283,15 @@ class Limits:
     def __init__(self, settings: ServerSettings, store: Store):
         self.settings = settings
         self.store = store
-        self._gates: dict[int, Gate] = {}
+        self.gates: dict[int, Gate] = {}  # by id(backend)
+        self.observer: Any = None  # ponder.server.observe.Observer: counts tokens and time to first token
 
     def gate(self, backend: Any) -> Gate:
         key = id(backend)
-        if key not in self._gates:
+        if key not in self.gates:
             running = self.settings.max_running or max(1, int(getattr(backend, "capacity", 1)))
-            self._gates[key] = Gate(running, self.settings.max_queue)
-        return self._gates[key]
+            self.gates[key] = Gate(running, self.settings.max_queue)
+        return self.gates[key]
 
     async def admit(self, request: Request, backend: Any) -> None:
         """Wait for a place at `backend`'s engine (or raise RateLimited at once when its
@@ -308,11 +316,16 @@ class Limits:
     def deadline(self) -> float:
         return asyncio.get_running_loop().time() + self.settings.request_timeout_s
 
-    async def metered(
-        self, events: AsyncGenerator[Any, None], owner: str, deadline: float
+    def metered(
+        self, events: AsyncGenerator[Any, None], owner: str, deadline: float, model: str, mode: str
     ) -> AsyncGenerator[Any, None]:
         """`events` until they end or the deadline passes (then RequestTimeout, and the
-        work underneath is closed); the tokens of every `Done` go to `owner`'s day."""
+        work underneath is closed); the tokens of every `Done` go to `owner`'s day, and
+        to the metrics of `model` in `mode`."""
+        events = self._until(events, owner, deadline)
+        return self.observer.watch(events, model, mode) if self.observer is not None else events
+
+    async def _until(self, events: AsyncGenerator[Any, None], owner: str, deadline: float) -> AsyncGenerator[Any, None]:
         spent = 0
         try:
             async with aclosing(events):

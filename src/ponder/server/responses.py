@@ -68,7 +68,7 @@ async def create_response(body: ResponsesRequest, request: Request) -> JSONRespo
     events: AsyncGenerator[Item, None] = modes.run(backend, mode)
     if body.reasoning and body.reasoning.summary:
         events = with_summary(events, backend, chat, body.reasoning.summary)
-    events = limits.metered(events, owner(request), deadline)
+    events = limits.metered(events, owner(request), deadline, body.model, mode.mode)
     keep = _Keeper(store, body, items, history + turns, owner(request))
 
     if not body.stream:

@@ -95,7 +95,8 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(
         writer.start()
 
         # 3. A long streamed answer, asked to be stored, killed mid-stream.
-        body = {"model": TINY, "input": LONG, "max_output_tokens": 1500, "stream": True, "store": True}
+        body = {"model": TINY, "input": LONG, "max_output_tokens": 1500, "temperature": 0, "stream": True,
+                "store": True}  # fmt: skip
         with httpx.stream("POST", f"{url}/v1/responses", json=body, timeout=60) as r:
             events = sse_data(r.iter_lines())
             in_flight = next(events)["response"]["id"]
@@ -104,6 +105,7 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(
                 deltas += event["type"] == "response.output_text.delta"
                 if deltas == 20:
                     break
+            assert deltas == 20, "killed mid-answer, not after it"
             assert acked, "the writer made progress before the kill"
             os.kill(server_pid(proc), signal.SIGKILL)
         writer.join(10)

@@ -74,6 +74,17 @@ async def make(tmp_path: Path, backend: ScriptedBackend) -> AsyncIterator[Callab
         await c.aclose()
 
 
+async def counted(store: Store, key_id: str, want: int | Callable[[int], bool]) -> bool:
+    """Whether the key's tokens today reach `want` (they are written just after the
+    answer, off the event loop: wait a moment for them)."""
+    ok = want if callable(want) else (lambda n: n == want)
+    for _ in range(100):
+        if ok(store.spent(key_id, today())):
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
 def chat(**extra: Any) -> dict[str, Any]:
     return {"model": "scripted", "messages": USER, **extra}
 
@@ -163,17 +174,18 @@ async def test_tokens_per_day_are_metered_and_enforced(make: Callable[..., Any],
     key, secret = add_key(store, "alice", tokens_per_day=1_000_000)
     r = await client(secret).post("/v1/chat/completions", json=chat())
     spent = r.json()["usage"]["total_tokens"]
-    assert spent > 0 and store.spent(key.id, today()) == spent
+    assert spent > 0 and await counted(store, key.id, spent)
     body = chat(stream=True, stream_options={"include_usage": True})
     async with client(secret).stream("POST", "/v1/chat/completions", json=body) as s:
         chunks = [line async for line in s.aiter_lines() if line.startswith("data: {")]
     streamed = json.loads(chunks[-1][len("data: ") :])["usage"]["total_tokens"]
-    assert store.spent(key.id, today()) == spent + streamed  # streamed answers count too
+    assert await counted(store, key.id, spent + streamed)  # streamed answers count too
     r = await client(secret).post("/v1/responses", json={"model": "scripted", "input": "hi"})
-    assert store.spent(key.id, today()) == spent + streamed + r.json()["usage"]["total_tokens"]
+    assert await counted(store, key.id, spent + streamed + r.json()["usage"]["total_tokens"])
 
-    _, small = add_key(store, "bob", tokens_per_day=1)
+    bob, small = add_key(store, "bob", tokens_per_day=1)
     assert (await client(small).post("/v1/chat/completions", json=chat())).status_code == 200  # 0 spent so far
+    assert await counted(store, bob.id, lambda n: n > 0)
     r = await client(small).post("/v1/chat/completions", json=chat())
     assert assert_error(r, 429)["type"] == "tokens"
     assert 1 <= int(r.headers["retry-after"]) <= 86400

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import math
 import time
 from collections import deque
@@ -47,6 +48,7 @@ from ponder.modes import ModeRequest
 from ponder.store import ApiKey, Store
 from ponder.types import Done, Event
 
+log = logging.getLogger("ponder.guard")
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -342,5 +344,11 @@ class Limits:
                         spent += event.usage.total_tokens
                     yield event
         finally:
-            if owner and spent:
-                self.store.spend(owner, today(), spent)
+            if owner and spent:  # on a thread, never on the loop (the store may be a network away)
+                asyncio.get_running_loop().run_in_executor(None, self._spend, owner, today(), spent)
+
+    def _spend(self, owner: str, day: str, tokens: int) -> None:
+        try:
+            self.store.spend(owner, day, tokens)
+        except PonderError as e:  # the answer was given; only its count is lost, and said so
+            log.error("could not count %d tokens for key %s: %s", tokens, owner, e.message)

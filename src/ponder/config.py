@@ -117,6 +117,9 @@ class ModelSpec:
     upstream_model: str = ""  # remote: the engine's own name for the model
     api_key: str | None = None  # remote
     prefill: bool = False  # remote: the engine supports continue_final_message (vLLM, SGLang)
+    # remote: how the engine turns thinking on/off and caps it: "vllm" (chat_template_kwargs
+    # enable_thinking + thinking_token_budget), "sglang" (enable_thinking + thinking_budget), "" none
+    thinking: str = ""
     n_ctx: int | None = None  # embedded: per-model override
     mmproj: str = ""  # embedded: a vision model's multimodal projector (GGUF); it then sees images itself
     chat_handler: str = "mtmd"  # embedded with mmproj: llama-cpp-python's handler (ponder.backends.vision)
@@ -437,6 +440,8 @@ def _model_spec(name: str, body: Mapping[str, Any], env: Mapping[str, str]) -> M
         spec = replace(spec, api_key=env.get(key_env))
     if spec.backend == "remote" and not spec.base_url and not spec.base_urls:
         raise InvalidRequest(f"config [models.{name}]: a remote model needs base_url (or base_urls, for replicas)")
+    if spec.thinking not in ("", "vllm", "sglang"):
+        raise InvalidRequest(f'config [models.{name}] thinking: use "vllm" or "sglang", or leave it out')
     if spec.base_url and spec.base_urls:
         raise InvalidRequest(f"config [models.{name}]: give base_url or base_urls, not both")
     return spec

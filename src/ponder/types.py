@@ -92,6 +92,9 @@ class ChatRequest:
     tool_choice: ToolChoice = "auto"
     tool_name: str | None = None
     parallel_tool_calls: bool = True
+    # For engines that enforce a reasoning budget themselves (`capabilities.thinking_budget`):
+    # None leaves the engine's default, 0 turns thinking off, N caps it at N tokens.
+    thinking: int | None = None
 
 
 # --- events ------------------------------------------------------------------

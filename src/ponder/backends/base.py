@@ -28,6 +28,7 @@ class Capabilities:
     native_reasoning: bool = False
     batching: bool = False
     prefill: bool = False  # can continue a partly written assistant reply (ChatRequest.prefill)
+    thinking_budget: bool = False  # turns thinking on and off and caps it itself (ChatRequest.thinking)
 
 
 class Backend(ABC):

@@ -68,7 +68,7 @@ class Registry:
             def remote(url: str) -> RemoteBackend:
                 return RemoteBackend(url, spec.upstream_model, spec.api_key, timeout=spec.timeout_s,
                                      prefill=spec.prefill, vision=spec.vision, audio=spec.audio,
-                                     max_concurrency=spec.max_concurrency)  # fmt: skip
+                                     max_concurrency=spec.max_concurrency, thinking=spec.thinking)  # fmt: skip
 
             if spec.base_urls:
                 from ponder.backends.pool import PoolBackend

@@ -50,12 +50,14 @@ class RemoteBackend(Backend):
         vision: bool = False,
         audio: bool = False,
         max_concurrency: int = 64,
+        thinking: str = "",
     ):
         # vLLM and SGLang continue a final assistant message with continue_final_message;
         # other engines may not, so it is opt-in per model (`prefill = true` in config).
         # Images and audio go to the engine as they are where config says it takes them.
         self.capabilities = Capabilities(vision=vision, audio=audio, native_reasoning=True, batching=True,
-                                         prefill=prefill)  # fmt: skip
+                                         prefill=prefill, thinking_budget=bool(thinking))  # fmt: skip
+        self.thinking = thinking  # "vllm" | "sglang" | "": how the engine takes a thinking budget
         self.base_url = base_url.rstrip("/")
         self.upstream_model = upstream_model
         self.extra_body = extra_body or {}  # fields sent with every request (e.g. Ponder's mode)
@@ -98,6 +100,8 @@ class RemoteBackend(Backend):
                                    if named else request.tool_choice)  # fmt: skip
             body["parallel_tool_calls"] = request.parallel_tool_calls
         body.update(self.extra_body)
+        if self.thinking and request.thinking is not None:
+            body.update(_thinking_fields(self.thinking, request.thinking, body.get("chat_template_kwargs")))
         if request.prefill:
             if not self.capabilities.prefill:
                 raise Unsupported("this remote model is not configured for prefill (prefill = true)")
@@ -150,6 +154,19 @@ class RemoteBackend(Backend):
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+def _thinking_fields(flavor: str, budget: int, kwargs: Any) -> dict[str, Any]:
+    """The request fields that switch a hybrid model's thinking on or off and cap it:
+    vLLM takes the cap as `thinking_token_budget` (and ends the reasoning there
+    itself); SGLang hands `thinking_budget` to the chat template (Qwen3's reads it)."""
+    template = {**(kwargs or {}), "enable_thinking": budget > 0}
+    if flavor == "sglang" and budget > 0:
+        template["thinking_budget"] = budget
+    out: dict[str, Any] = {"chat_template_kwargs": template}
+    if flavor == "vllm" and budget > 0:
+        out["thinking_token_budget"] = budget
+    return out
 
 
 def message_json(m: Message) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
+from dataclasses import replace
 
 from ponder.backends.base import Backend
 from ponder.formats.reasoning import ThinkSplitter
@@ -18,6 +19,7 @@ async def instant(backend: Backend, chat: ChatRequest) -> AsyncGenerator[Event, 
     splitter = ThinkSplitter()
     calling = bool(chat.tools) and chat.tool_choice != "none"  # a turn that may call tools is no direct answer
     asked = chat if calling else with_user_note(chat, load("instant")["user_note"])
+    asked = replace(asked, thinking=0)  # a hybrid model (Qwen3) behind an engine that can switches thinking off
     async with aclosing(backend.stream(asked)) as events:
         async for event in events:
             if isinstance(event, TextDelta):

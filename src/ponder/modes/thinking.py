@@ -140,7 +140,7 @@ async def _answer(
     reply after "</think>" does not work on models without a thinking mode: Qwen2.5
     took the reasoning for a draft and wrote the whole solution again."""
     follow = (*chat.messages, Message("assistant", reasoning), Message("user", prompts["answer_now"]))
-    async for event in _text(backend, replace(chat, messages=follow)):
+    async for event in _text(backend, replace(chat, messages=follow, thinking=0)):  # the thinking is done
         if isinstance(event, TextDelta):
             trace.answer += event.text
             yield event
@@ -172,8 +172,11 @@ async def _probe_agrees(backend: Backend, chat: ChatRequest, reasoning: str, tra
 
 
 async def _single_call(r: _Run) -> AsyncGenerator[Event, None]:
-    """One streamed call; the budget is enforced by cutting it (no probes: they need prefill)."""
+    """One streamed call; the budget is enforced by cutting it (no probes: they need prefill).
+    An engine that caps thinking itself (vLLM's thinking_token_budget) is asked to, so
+    it closes the reasoning and answers in the same call; the cut stays as a backstop."""
     backend, chat, budget, trace, prompts = r.backend, r.chat, r.budget, r.trace, r.prompts
+    chat = replace(chat, thinking=budget)
     splitter = ThinkSplitter()
     over_budget = False
     async with aclosing(backend.stream(chat)) as events:

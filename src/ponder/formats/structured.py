@@ -38,12 +38,26 @@ def check(response_format: Mapping[str, Any] | None, param: str = "response_form
     if not isinstance(schema, Mapping):
         raise InvalidRequest(f"Invalid value for '{param}.json_schema.schema': give a JSON schema object.",
                              param=f"{param}.json_schema.schema", code="invalid_value")  # fmt: skip
+    problem = schema_problem(schema)
+    if problem is not None:
+        raise InvalidRequest(f"Invalid JSON schema in '{param}.json_schema.schema': {problem}",
+                             param=f"{param}.json_schema.schema", code="invalid_value")  # fmt: skip
+    return {"type": "json_schema", "json_schema": dict(spec)}
+
+
+def schema_problem(schema: Any) -> str | None:
+    """What makes `schema` no JSON schema (checked against its dialect's metaschema), or None."""
+    if not isinstance(schema, Mapping):
+        return "a JSON schema is an object"
+    if not isinstance(schema.get("$schema", ""), str):  # jsonschema would fail to look the dialect up
+        return "$schema names a dialect by its URI, a string"
     try:
         jsonschema.validators.validator_for(schema).check_schema(schema)
     except jsonschema.SchemaError as e:
-        raise InvalidRequest(f"Invalid JSON schema in '{param}.json_schema.schema': {e.message}",
-                             param=f"{param}.json_schema.schema", code="invalid_value") from e  # fmt: skip
-    return {"type": "json_schema", "json_schema": dict(spec)}
+        return e.message
+    except RecursionError:  # a `pattern` compiled as it is checked, nesting groups past Python's stack
+        return "a pattern in it nests too deep"
+    return None
 
 
 def gbnf(response_format: Mapping[str, Any]) -> str:

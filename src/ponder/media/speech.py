@@ -54,6 +54,7 @@ class TextToSpeech:
         config = SynthesisConfig(length_scale=1.0 / speed)
         if steady:
             config = SynthesisConfig(length_scale=1.0 / speed, noise_scale=0.0, noise_w_scale=0.0)
+        text = text.replace("\0", " ")  # the phonemizer takes a C string, which a NUL would end
         with self._lock:
             voice = self._load()
             chunks = [c.audio_int16_array for c in voice.synthesize(text, config)]

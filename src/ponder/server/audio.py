@@ -9,23 +9,42 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from starlette.datastructures import UploadFile
 
 from ponder.errors import InvalidRequest, TooLarge, Unsupported, invalid_value
 from ponder.media import audio, speech
 from ponder.media.perceive import Perception
+from ponder.server.protocol import WireRequest
 
 router = APIRouter()
 MAX_SPEECH_CHARS = 4096  # OpenAI's limit on `input`
 
 
-@router.post("/v1/audio/transcriptions")
+def _form(*fields: str) -> dict[str, Any]:
+    """The multipart form an endpoint reads by hand, for its OpenAPI schema."""
+    properties: dict[str, Any] = {
+        "file": {"type": "string", "format": "binary"},
+        "model": {"type": "string", "minLength": 1},
+        "prompt": {"type": "string"},
+        "response_format": {"enum": list(audio.TRANSCRIPT_FORMATS)},
+        "temperature": {"type": "number", "minimum": 0, "maximum": 1},
+        "language": {"type": "string", "description": "ISO-639-1, such as 'en'"},
+        "timestamp_granularities[]": {"type": "array", "items": {"enum": ["word", "segment"]}},
+    }
+    schema = {"type": "object", "required": ["file", "model"], "properties": {f: properties[f] for f in fields}}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
+
+
+_COMMON = ("file", "model", "prompt", "response_format", "temperature")
+
+
+@router.post("/v1/audio/transcriptions", openapi_extra=_form(*_COMMON, "language", "timestamp_granularities[]"))
 async def transcriptions(request: Request) -> Response:
     return await _transcribe(request, "transcribe")
 
 
-@router.post("/v1/audio/translations")
+@router.post("/v1/audio/translations", openapi_extra=_form(*_COMMON))
 async def translations(request: Request) -> Response:
     """Speech in any language Whisper knows, as English text."""
     return await _transcribe(request, "translate")
@@ -98,12 +117,11 @@ def _languages() -> set[str]:
     return set(_LANGUAGE_CODES)
 
 
-class SpeechRequest(BaseModel):
-    model_config = ConfigDict(strict=True, extra="allow")
+class SpeechRequest(WireRequest):
     model: str = Field(min_length=1)
     input: str = Field(min_length=1, max_length=MAX_SPEECH_CHARS)
     voice: str | dict[str, Any] | None = None
-    response_format: str = "mp3"
+    response_format: str = Field("mp3", json_schema_extra={"enum": list(speech.SPEECH_FORMATS)})  # checked below
     speed: float = Field(default=1.0, ge=0.25, le=4.0)
     instructions: str | None = None
     stream_format: str | None = None

@@ -2,15 +2,19 @@
 by `encode.py`). Validation is strict about types, as OpenAI is: `"0.5"` is not a
 temperature. Unknown fields are accepted and ignored, so clients that send newer
 fields still work; fields Ponder cannot honour yet are refused by name.
+
+Where a field is checked by code rather than by its type (content parts, tools, a
+response_format), its OpenAPI schema still describes the shapes it takes, for the
+API's readers and for the fuzzer (tests/test_fuzz_api.py); validation is the code's.
 """
 
 from __future__ import annotations
 
+import math
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-import jsonschema
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
 from ponder.errors import InvalidRequest, Unsupported, invalid_value
 from ponder.formats import structured
@@ -19,6 +23,68 @@ from ponder.types import ChatRequest, Media, Message, SamplingParams, Tool, Tool
 
 MAX_CHOICES = 16  # n: each choice is a whole run of the mode
 TOOL_NAME = r"^[a-zA-Z0-9_-]{1,64}$"  # what OpenAI accepts as a function name
+MAX_DEPTH = 100  # how deep a request's JSON may nest (a tool's schema nests two levels a step)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def plain_json(value: Any, where: str = "", depth: int = 0) -> Any:
+    """A request body as JSON means it: Python's parser also reads NaN and Infinity,
+    which no reply could carry back, so they are refused; a lone surrogate (half of an
+    emoji a client cut in two) cannot be UTF-8, so it becomes U+FFFD, as a decoder
+    would make it; and nesting is bounded, so no later step recurses past its limit."""
+    if isinstance(value, str):
+        return value if value.isascii() else _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, float) and not math.isfinite(value):
+        literal = "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+        raise InvalidRequest(f"We could not parse the JSON body of your request: {literal} is not a JSON number.",
+                             param=where or None, code="invalid_json")  # fmt: skip
+    if not isinstance(value, dict | list):
+        return value
+    if depth >= MAX_DEPTH:
+        raise InvalidRequest(f"The request nests deeper than {MAX_DEPTH} levels.", param=where or None,
+                             code="invalid_value")  # fmt: skip
+    at = f"{where}." if where else ""
+    if isinstance(value, list):
+        return [plain_json(v, f"{at}{i}", depth + 1) for i, v in enumerate(value)]
+    return {plain_json(k): plain_json(v, f"{at}{k}", depth + 1) for k, v in value.items()}
+
+
+class WireRequest(BaseModel):
+    """A request body (the top level: its parts are checked with it, by `plain_json`)."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_json(cls, data: Any) -> Any:
+        return plain_json(data)
+
+
+def _data_url(kinds: str) -> dict[str, Any]:
+    return {"type": "string", "pattern": f"^data:{kinds};base64,[A-Za-z0-9+/]*={{0,2}}$"}
+
+
+# The shapes a checked-by-code field takes, for the OpenAPI schema (see the module docstring).
+BASE64: dict[str, Any] = {"type": "string", "pattern": "^[A-Za-z0-9+/]*={0,2}$"}
+IMAGE_URL = _data_url("image/(png|jpeg|gif|webp)")
+AUDIO_IN: dict[str, Any] = {"type": "object", "required": ["data", "format"], "properties": {
+    "data": BASE64, "format": {"enum": ["wav", "mp3", "flac", "ogg", "webm", "m4a"]}}}  # fmt: skip
+FILE_DATA: dict[str, Any] = {
+    "anyOf": [_data_url("(application/pdf|text/plain|text/markdown|text/csv|application/json)"), BASE64]
+}
+JSON_SCHEMA: dict[str, Any] = {"type": "object", "description": "A JSON schema", "properties": {
+    "type": {"enum": ["object", "string", "number", "integer", "boolean", "array", "null"]},
+    "properties": {"type": "object", "additionalProperties": {"type": "object"}},
+    "required": {"type": "array", "items": {"type": "string"}}, "$schema": {"type": "string"},
+}}  # fmt: skip
+RESPONSE_FORMAT: dict[str, Any] = {"anyOf": [
+    {"type": "object", "required": ["type"], "properties": {"type": {"enum": ["text", "json_object"]}}},
+    {"type": "object", "required": ["type", "json_schema"], "properties": {
+        "type": {"const": "json_schema"},
+        "json_schema": {"type": "object", "required": ["name", "schema"], "properties": {
+            "name": {"type": "string"}, "schema": JSON_SCHEMA, "strict": {"type": "boolean"}}}}},
+    {"type": "null"},
+]}  # fmt: skip
 
 
 class TextPart(BaseModel):
@@ -28,7 +94,16 @@ class TextPart(BaseModel):
 
 
 class OtherPart(BaseModel):
-    model_config = ConfigDict(strict=True, extra="allow")
+    """A media part (or a refusal): its fields are checked by `ponder.media.parts`."""
+
+    model_config = ConfigDict(strict=True, extra="allow", json_schema_extra={"properties": {
+        "type": {"enum": ["image_url", "input_audio", "file", "refusal"]},
+        "image_url": {"type": "object", "required": ["url"], "properties": {
+            "url": IMAGE_URL, "detail": {"enum": ["auto", "low", "high"]}}},
+        "input_audio": AUDIO_IN,
+        "file": {"type": "object", "properties": {"file_data": FILE_DATA, "filename": {"type": "string"}}},
+        "refusal": {"type": "string"},
+    }})  # fmt: skip
     type: Literal["image_url", "input_audio", "file", "refusal"]
 
 
@@ -58,7 +133,7 @@ class FunctionDef(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow")
     name: str = Field(pattern=TOOL_NAME)
     description: str | None = None
-    parameters: dict[str, Any] | None = None
+    parameters: Annotated[dict[str, Any] | None, WithJsonSchema({"anyOf": [JSON_SCHEMA, {"type": "null"}]})] = None
     strict: bool | None = None
 
 
@@ -106,9 +181,7 @@ class Contemplation(BaseModel):
     strategy: Literal["auto", "attempts", "subtasks"] | None = None
 
 
-class ChatCompletionRequest(BaseModel):
-    model_config = ConfigDict(strict=True, extra="allow")
-
+class ChatCompletionRequest(WireRequest):
     model: str = Field(min_length=1)
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
@@ -132,7 +205,7 @@ class ChatCompletionRequest(BaseModel):
     tools: list[ToolDef | HostedToolDef] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
-    response_format: dict[str, Any] | None = None
+    response_format: Annotated[dict[str, Any] | None, WithJsonSchema(RESPONSE_FORMAT)] = None
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     modalities: list[Literal["text", "audio"]] | None = None
@@ -218,12 +291,10 @@ def tool_def(
 ) -> Tool:
     """A function tool, its parameters checked as a JSON schema."""
     schema = parameters if parameters is not None else {"type": "object", "properties": {}}
-    try:
-        jsonschema.validators.validator_for(schema).check_schema(schema)
-    except jsonschema.SchemaError as e:
+    problem = structured.schema_problem(schema)
+    if problem is not None:
         where = param or f"tools.{index}.function.parameters"
-        raise InvalidRequest(f"Invalid JSON schema for tool '{name}': {e.message}", param=where,
-                             code="invalid_value") from e  # fmt: skip
+        raise InvalidRequest(f"Invalid JSON schema for tool '{name}': {problem}", param=where, code="invalid_value")
     return Tool(name, description or "", schema)
 
 

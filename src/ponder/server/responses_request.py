@@ -14,17 +14,81 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from ponder.errors import InvalidRequest, Unsupported, invalid_value
 from ponder.formats import structured
 from ponder.media import parts as parts_of
 from ponder.server import tool_search
-from ponder.server.protocol import Contemplation, NamedToolChoice, ToolName, flat_tool, tool_choice
+from ponder.server.protocol import (
+    AUDIO_IN,
+    FILE_DATA,
+    IMAGE_URL,
+    JSON_SCHEMA,
+    TOOL_NAME,
+    Contemplation,
+    NamedToolChoice,
+    ToolName,
+    WireRequest,
+    flat_tool,
+    tool_choice,
+)
 from ponder.tools import FUNCTION_NAMES, is_hosted, knowledge, sandbox
 from ponder.types import Media, Message, Tool, ToolCall, ToolChoice
+
+# The shapes of input items and tools, for the OpenAPI schema only: both are checked
+# by the code below (see protocol's docstring).
+_STR: dict[str, Any] = {"type": "string"}
+_NULL: dict[str, Any] = {"type": "null"}
+_TEXT_PART: dict[str, Any] = {"type": "object", "required": ["type", "text"], "properties": {
+    "type": {"enum": ["input_text", "output_text"]}, "text": _STR}}  # fmt: skip
+_CONTENT_PART: dict[str, Any] = {"anyOf": [
+    _TEXT_PART,
+    {"type": "object", "required": ["type", "image_url"], "properties": {
+        "type": {"const": "input_image"}, "image_url": IMAGE_URL, "detail": {"enum": ["auto", "low", "high"]}}},
+    {"type": "object", "required": ["type", "input_audio"],
+     "properties": {"type": {"const": "input_audio"}, "input_audio": AUDIO_IN}},
+    {"type": "object", "required": ["type", "file_data"],
+     "properties": {"type": {"const": "input_file"}, "file_data": FILE_DATA, "filename": _STR}},
+]}  # fmt: skip
+_INPUT_ITEM: dict[str, Any] = {"anyOf": [
+    {"type": "object", "required": ["role", "content"], "properties": {
+        "type": {"const": "message"}, "role": {"enum": ["user", "system", "developer", "assistant"]},
+        "content": {"anyOf": [_STR, {"type": "array", "items": _CONTENT_PART}]}}},
+    {"type": "object", "required": ["type", "call_id", "name", "arguments"], "properties": {
+        "type": {"const": "function_call"}, "call_id": _STR, "name": _STR, "arguments": _STR}},
+    {"type": "object", "required": ["type", "call_id", "output"], "properties": {
+        "type": {"const": "function_call_output"}, "call_id": _STR,
+        "output": {"anyOf": [_STR, {"type": "array", "items": _TEXT_PART}]}}},
+    {"type": "object", "required": ["type"], "properties": {
+        "type": {"const": "reasoning"}, "summary": {"type": "array"}}},
+    {"type": "object", "required": ["type", "call_id"], "properties": {
+        "type": {"enum": ["tool_search_call", "tool_search_output"]}, "call_id": _STR,
+        "execution": {"enum": ["server", "client"]}, "arguments": {"type": "object"}, "tools": {"type": "array"}}},
+    {"type": "object", "required": ["type"], "properties": {
+        "type": {"enum": ["mcp_call", "file_search_call", "code_interpreter_call"]}, "id": _STR, "name": _STR,
+        "arguments": _STR, "output": _STR, "queries": {"type": "array", "items": _STR}, "code": _STR,
+        "results": {"type": "array", "items": {"type": "object"}}, "outputs": {"type": "array", "items": {
+            "type": "object", "properties": {"type": {"enum": ["logs", "image"]}, "logs": _STR}}}}},
+]}  # fmt: skip
+INPUT: dict[str, Any] = {
+    "anyOf": [{"type": "string", "minLength": 1}, {"type": "array", "minItems": 1, "items": _INPUT_ITEM}]
+}
+TOOLS: dict[str, Any] = {"anyOf": [{"type": "array", "items": {"anyOf": [
+    {"type": "object", "required": ["type", "name"], "properties": {
+        "type": {"const": "function"}, "name": {"type": "string", "pattern": TOOL_NAME}, "description": _STR,
+        "parameters": JSON_SCHEMA, "strict": {"type": "boolean"}, "defer_loading": {"type": "boolean"}}},
+    {"type": "object", "required": ["type"], "properties": {"type": {"enum": [
+        "calculator", "file_search", "code_interpreter", "web_fetch", "mcp", "tool_search"]}}},
+]}}, {"type": "null"}]}  # fmt: skip
+TEXT_FORMAT: dict[str, Any] = {"anyOf": [
+    {"type": "object", "required": ["type"], "properties": {"type": {"enum": ["text", "json_object"]}}},
+    {"type": "object", "required": ["type", "name", "schema"], "properties": {
+        "type": {"const": "json_schema"}, "name": _STR, "schema": JSON_SCHEMA, "strict": {"type": "boolean"}}},
+    {"type": "null"},
+]}  # fmt: skip
 
 
 class Reasoning(BaseModel):
@@ -35,14 +99,12 @@ class Reasoning(BaseModel):
 
 class TextFormat(BaseModel):
     model_config = ConfigDict(extra="allow")
-    format: dict[str, Any] | None = None
+    format: Annotated[dict[str, Any] | None, WithJsonSchema(TEXT_FORMAT)] = None
 
 
-class ResponsesRequest(BaseModel):
-    model_config = ConfigDict(strict=True, extra="allow")
-
+class ResponsesRequest(WireRequest):
     model: str = Field(min_length=1)
-    input: str | list[dict[str, Any]] = Field(min_length=1)
+    input: Annotated[str | list[dict[str, Any]], WithJsonSchema(INPUT)] = Field(min_length=1)
     instructions: str | None = None
     previous_response_id: str | None = None
     store: bool = True
@@ -53,7 +115,7 @@ class ResponsesRequest(BaseModel):
     reasoning: Reasoning | None = None
     metadata: dict[str, str] | None = None
     user: str | None = None
-    tools: list[dict[str, Any]] | None = None
+    tools: Annotated[list[dict[str, Any]] | None, WithJsonSchema(TOOLS)] = None
     tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     text: TextFormat | None = None
@@ -72,11 +134,10 @@ class ResponsesRequest(BaseModel):
         return structured.check(fmt or None, param="text.format")
 
 
-class TokenCountRequest(BaseModel):
-    model_config = ConfigDict(strict=True, extra="allow")
+class TokenCountRequest(WireRequest):
     model: str | None = None
-    tools: list[dict[str, Any]] | None = None
-    input: str | list[dict[str, Any]] | None = None
+    tools: Annotated[list[dict[str, Any]] | None, WithJsonSchema(TOOLS)] = None
+    input: Annotated[str | list[dict[str, Any]] | None, WithJsonSchema({"anyOf": [*INPUT["anyOf"], _NULL]})] = None
     instructions: str | None = None
     previous_response_id: str | None = None
 
@@ -94,6 +155,10 @@ def input_items(value: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
     items = []
     for i, item in enumerate(value):
         kind = item.get("type", "message")
+        if not isinstance(kind, str):
+            raise invalid_value(f"input.{i}.type", "an item's type is a string, such as 'message'")
+        if not isinstance(item.get("id") or "", str):
+            raise invalid_value(f"input.{i}.id", "an item's id is a string")
         if kind == "reasoning":  # reasoning echoed back from an earlier turn: accepted, not replayed
             continue
         if kind in ("function_call", "function_call_output"):
@@ -197,11 +262,17 @@ def _run_turn(it: dict[str, Any]) -> tuple[ToolCall, Message]:
         return call, Message("tool", str(it.get("output") or it.get("error") or ""), tool_call_id=call_id)
     if kind == "file_search_call":
         call = ToolCall(call_id, knowledge.NAME, json.dumps({"query": " ".join(map(str, it["queries"]))}))
-        found = [r for r in it.get("results") or [] if isinstance(r, dict)]
+        found = [{**r, "attributes": r.get("attributes") if isinstance(r.get("attributes"), dict) else {}}
+                 for r in _listed(it.get("results"))]  # fmt: skip
         return call, Message("tool", knowledge.shown(found), tool_call_id=call_id)
     call = ToolCall(call_id, sandbox.NAME, json.dumps({"code": it["code"]}))
-    logs = "".join(o.get("logs", "") for o in it.get("outputs") or [] if isinstance(o, dict))
+    logs = "".join(o["logs"] for o in _listed(it.get("outputs")) if isinstance(o.get("logs"), str))
     return call, Message("tool", logs, tool_call_id=call_id)
+
+
+def _listed(value: Any) -> list[dict[str, Any]]:
+    """The objects in an echoed item's list (results, outputs); anything else is passed over."""
+    return [x for x in value if isinstance(x, dict)] if isinstance(value, list) else []
 
 
 def messages_of(items: list[dict[str, Any]]) -> list[Message]:

@@ -115,7 +115,7 @@ class ModelSpec:
     max_concurrency: int = 64  # remote: requests at once, per replica
     health_interval_s: float = 5.0  # a pool: seconds between health checks of each replica
     upstream_model: str = ""  # remote: the engine's own name for the model
-    api_key: str | None = None  # remote
+    api_key: str | None = field(default=None, repr=False)  # remote (never printed)
     prefill: bool = False  # remote: the engine supports continue_final_message (vLLM, SGLang)
     # remote: how the engine turns thinking on/off and caps it: "vllm" (chat_template_kwargs
     # enable_thinking + thinking_token_budget), "sglang" (enable_thinking + thinking_budget), "" none

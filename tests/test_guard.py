@@ -335,3 +335,76 @@ async def test_on_loopback_without_keys_only_local_names_may_call(make: Callable
         assert assert_error(r, 403)["type"] == "permission_error", host
     _, client = make(auth="required")  # with keys, the key is what counts
     assert_error(await client().get("/v1/models", headers={"Host": "my-box.lan"}), 401)
+
+
+# --- what a review found -------------------------------------------------------------------
+
+
+async def test_a_burst_cannot_slip_past_a_keys_concurrency_while_its_tokens_are_checked(tmp_path: Path) -> None:
+    slow = ScriptedBackend(respond=lambda r: "one two three four", delay=0.05)
+    settings = Settings(data_dir=tmp_path, default_model="scripted", server=ServerSettings(auth="required"))
+    store = SqliteStore(tmp_path / "keys.db")
+    _, secret = add_key(store, "alice", concurrency=1, rpm=100, tokens_per_day=1_000_000)
+    app = create_app(Registry(settings, ModelStore(settings.models_dir, settings.cache_dir), {"scripted": slow}),
+                     store=store)  # fmt: skip
+    headers = {"Authorization": f"Bearer {secret}"}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost", headers=headers) as c:
+        done = await asyncio.gather(*(c.post("/v1/chat/completions", json=chat()) for _ in range(10)))
+    assert sorted(r.status_code for r in done) == [200] + [429] * 9
+    assert slow.max_active == 1
+
+
+async def test_an_answer_cut_short_is_charged_for_what_was_made(tmp_path: Path) -> None:
+    slow = ScriptedBackend(respond=lambda r: " ".join(["word"] * 200), delay=0.01)
+    settings = Settings(data_dir=tmp_path, default_model="scripted",
+                        server=ServerSettings(auth="required", request_timeout_s=0.3))  # fmt: skip
+    store = SqliteStore(tmp_path / "keys.db")
+    key, secret = add_key(store, "alice", tokens_per_day=1_000_000)
+    app = create_app(Registry(settings, ModelStore(settings.models_dir, settings.cache_dir), {"scripted": slow}),
+                     store=store)  # fmt: skip
+    headers = {"Authorization": f"Bearer {secret}"}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost", headers=headers) as c:
+        r = await c.post("/v1/chat/completions", json=chat(stream=True))
+    streamed = sum('"content":"' in line and '"content":""' not in line for line in r.text.splitlines())
+    assert "request_timeout" in r.text and streamed >= 5
+    assert await counted(store, key.id, lambda n: n >= streamed)  # no Done came, yet the tokens count
+
+
+async def test_pages_on_other_sites_cannot_call_a_loopback_server(make: Callable[..., Any]) -> None:
+    _, client = make()
+    r = await client().post("/v1/chat/completions", json=chat(), headers={"Origin": "https://evil.example"})
+    assert assert_error(r, 403)["type"] == "permission_error"
+    own = await client().post("/v1/chat/completions", json=chat(), headers={"Origin": "http://127.0.0.1:8000"})
+    assert own.status_code == 200
+    _, client = make(cors_origins=("https://app.example.org",))
+    r = await client().post("/v1/chat/completions", json=chat(), headers={"Origin": "https://app.example.org"})
+    assert r.status_code == 200
+
+
+async def test_metrics_need_a_key_when_keys_are_required(make: Callable[..., Any]) -> None:
+    store, client = make(auth="required")
+    _, secret = add_key(store, "prometheus")
+    assert_error(await client().get("/metrics"), 401)
+    assert "ponder_requests_total" in (await client(secret).get("/metrics")).text
+
+
+@pytest.mark.parametrize(
+    ("server", "env", "match"),
+    [
+        ('max_queue = "10"', {}, "max_queue"),
+        ("request_timeout_s = true", {}, "request_timeout_s"),
+        ("", {"PONDER_MAX_QUEUE": "ten"}, "PONDER_MAX_QUEUE"),
+    ],
+)
+def test_server_settings_of_the_wrong_type_are_refused(
+    tmp_path: Path, server: str, env: dict[str, str], match: str
+) -> None:
+    from ponder.config import load_settings
+    from ponder.errors import InvalidRequest
+
+    config = tmp_path / "config.toml"
+    config.write_text(f"[server]\n{server}\n")
+    with pytest.raises(InvalidRequest, match=match):
+        load_settings(config, env=env)

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
+from pathlib import Path
 
 import pytest
 
 from ponder.backends.pool import PoolBackend
 from ponder.backends.scripted import ScriptedBackend
+from ponder.config import load_settings
 from ponder.errors import InvalidRequest, UpstreamError
 from ponder.types import ChatRequest, Event, Message, collect
 
@@ -131,4 +133,41 @@ async def test_when_every_replica_is_down_one_is_still_tried() -> None:
     pool.replicas[0].up = False
     assert (await collect(pool.stream(ask("anyone?")))).text.startswith("anyone?")
     assert pool.replicas[0].up  # it answered: up again before the next health check
+    await pool.close()
+
+
+def test_replica_urls_are_shown_without_credentials() -> None:
+    from ponder.backends.remote import RemoteBackend
+
+    pool = PoolBackend([RemoteBackend("http://user:secret@10.0.0.5:8000/v1"), RemoteBackend("http://h:8000/v1")], 3600)
+    assert [r["url"] for r in pool.status()] == ["http://10.0.0.5:8000/v1", "http://h:8000/v1"]
+    assert pool.replicas[0].backend.where == "http://10.0.0.5:8000/v1"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        'base_urls = "http://a:8000/v1"',
+        "base_urls = []",
+        'base_urls = ["http://a/v1"]\nhealth_interval_s = 0',
+        'base_url = "http://a/v1"\ntimeout_s = -1',
+        'base_url = "http://a/v1"\nmax_concurrency = 0',
+    ],
+)
+def test_pool_settings_are_checked(tmp_path: Path, body: str) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f'[models.p]\nbackend = "remote"\n{body}\n')
+    with pytest.raises(InvalidRequest, match=r"\[models\.p\]"):
+        load_settings(config, env={})
+
+
+async def test_a_health_check_that_raises_marks_the_replica_down_and_the_loop_goes_on() -> None:
+    class Broken(Flaky):
+        async def healthy(self, timeout: float = 5.0) -> bool:
+            raise RuntimeError("bad URL")
+
+    pool = PoolBackend([Broken(), Flaky()], health_interval_s=0.02)
+    await pool.load()
+    await asyncio.sleep(0.1)
+    assert [r.up for r in pool.replicas] == [False, True] and pool._health is not None and not pool._health.done()
     await pool.close()

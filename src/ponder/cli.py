@@ -130,7 +130,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     # Ponder logs each request itself (with its id, as JSON if asked), so uvicorn's access log is off.
     configure_logging(settings.server.log_format == "json", args.log_level)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, access_log=False,
-                timeout_graceful_shutdown=math.ceil(settings.server.drain_timeout_s))  # fmt: skip
+                log_config=None, timeout_graceful_shutdown=math.ceil(settings.server.drain_timeout_s))  # fmt: skip
     return 0
 
 

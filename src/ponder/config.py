@@ -330,7 +330,15 @@ def _server(body: Mapping[str, Any], env: Mapping[str, str]) -> ServerSettings:
     body = dict(body)
     for key, (attr, kind) in _SERVER_ENV_KEYS.items():
         if env.get(key):
-            body[attr] = kind(env[key])
+            try:
+                body[attr] = kind(env[key])
+            except ValueError:
+                raise InvalidRequest(f"{key}: not a valid {kind.__name__}: {env[key]!r}") from None
+    kinds: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "str": str}
+    for name, f in ServerSettings.__dataclass_fields__.items():  # TOML gives types; check them
+        want = kinds.get(str(f.type))
+        if name in body and want is not None and (not isinstance(body[name], want) or isinstance(body[name], bool)):
+            raise InvalidRequest(f"config [server] {name}: expected a {f.type}, not {body[name]!r}")
     if "cors_origins" in body:
         origins = body["cors_origins"]
         if not isinstance(origins, list) or not all(isinstance(o, str) and o for o in origins):
@@ -428,8 +436,11 @@ def _model_spec(name: str, body: Mapping[str, Any], env: Mapping[str, str]) -> M
     body = dict(body)
     key_env = body.pop("api_key_env", None)
     upstream = body.pop("model", None)
-    if isinstance(body.get("base_urls"), list):
-        body["base_urls"] = tuple(body["base_urls"])
+    if "base_urls" in body:
+        urls = body["base_urls"]
+        if not isinstance(urls, list) or not urls or not all(isinstance(u, str) and "://" in u for u in urls):
+            raise InvalidRequest(f'config [models.{name}] base_urls: a list of engine URLs, e.g. ["http://a:8000/v1"]')
+        body["base_urls"] = tuple(urls)
     try:
         spec = ModelSpec(name=name, **body)
     except TypeError as e:
@@ -440,6 +451,10 @@ def _model_spec(name: str, body: Mapping[str, Any], env: Mapping[str, str]) -> M
         spec = replace(spec, api_key=env.get(key_env))
     if spec.backend == "remote" and not spec.base_url and not spec.base_urls:
         raise InvalidRequest(f"config [models.{name}]: a remote model needs base_url (or base_urls, for replicas)")
+    for field_name in ("timeout_s", "health_interval_s", "max_concurrency"):
+        value = getattr(spec, field_name)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise InvalidRequest(f"config [models.{name}] {field_name}: must be a positive number")
     if spec.thinking not in ("", "vllm", "sglang"):
         raise InvalidRequest(f'config [models.{name}] thinking: use "vllm" or "sglang", or leave it out')
     if spec.base_url and spec.base_urls:

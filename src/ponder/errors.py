@@ -90,6 +90,14 @@ class RateLimited(PonderError):
         return {"Retry-After": str(self.retry_after)}
 
 
+class ClientDisconnected(PonderError):
+    """The client left before its answer: logged and counted as nginx's 499, sent to no one."""
+
+    status = 499
+    type = "client_closed_request"
+    code = "client_closed_request"
+
+
 class RequestTimeout(PonderError):
     """A request that ran past the server's `request_timeout_s`."""
 

@@ -64,6 +64,12 @@ class Backend(ABC):
         """Release what the backend holds (threads, connections, model memory)."""
 
 
+def public_url(url: str) -> str:
+    """`url` without a user or password in it (it is shown in /health and /metrics)."""
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}{sep}{rest.split('@', 1)[1]}" if sep and "@" in rest.split("/", 1)[0] else url
+
+
 _END = object()
 
 

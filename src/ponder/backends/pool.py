@@ -28,7 +28,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
-from ponder.backends.base import Backend, Capabilities
+from ponder.backends.base import Backend, Capabilities, public_url
 from ponder.errors import UpstreamError
 from ponder.types import ChatRequest, Event, Message, Tool
 
@@ -51,7 +51,8 @@ class PoolBackend(Backend):
     def __init__(self, replicas: Sequence[Backend], health_interval_s: float = 5.0, max_concurrency: int = 64):
         if not replicas:
             raise ValueError("a pool needs at least one replica")
-        self.replicas = [Replica(str(getattr(r, "base_url", f"replica-{i}")), r) for i, r in enumerate(replicas)]
+        self.replicas = [Replica(public_url(str(getattr(r, "base_url", f"replica-{i}"))), r)
+                         for i, r in enumerate(replicas)]  # fmt: skip
         self.capabilities: Capabilities = replicas[0].capabilities
         self.health_interval_s = health_interval_s
         self.max_concurrency = max_concurrency
@@ -123,7 +124,10 @@ class PoolBackend(Backend):
             await asyncio.sleep(self.health_interval_s)
 
     async def _check(self, replica: Replica) -> None:
-        replica.up = await replica.backend.healthy(timeout=self.health_interval_s)
+        try:
+            replica.up = await replica.backend.healthy(timeout=self.health_interval_s)
+        except Exception:  # whatever it was, the loop goes on checking the others
+            replica.up = False
 
     async def close(self) -> None:
         if self._health is not None:

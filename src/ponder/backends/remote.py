@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from ponder.backends.base import Backend, Capabilities
+from ponder.backends.base import Backend, Capabilities, public_url
 from ponder.errors import InvalidRequest, ModelNotFound, PonderError, Unsupported, UpstreamError
 from ponder.formats import toolcalls
 from ponder.types import (
@@ -59,6 +59,7 @@ class RemoteBackend(Backend):
                                          prefill=prefill, thinking_budget=bool(thinking))  # fmt: skip
         self.thinking = thinking  # "vllm" | "sglang" | "": how the engine takes a thinking budget
         self.base_url = base_url.rstrip("/")
+        self.where = public_url(self.base_url)  # for messages: never a password in the URL
         self.upstream_model = upstream_model
         self.extra_body = extra_body or {}  # fields sent with every request (e.g. Ponder's mode)
         self.max_concurrency = max_concurrency
@@ -117,7 +118,7 @@ class RemoteBackend(Backend):
         try:
             async with self._client.stream("POST", "/chat/completions", json=self._body(request)) as resp:
                 if resp.status_code >= 400:
-                    raise _upstream_error(resp.status_code, await resp.aread(), self.base_url)
+                    raise _upstream_error(resp.status_code, await resp.aread(), self.where)
                 async for chunk in _sse_json(resp):
                     if chunk.get("usage"):
                         usage = _usage(chunk["usage"])
@@ -136,9 +137,9 @@ class RemoteBackend(Backend):
                             reason = choice["finish_reason"]
                             finish = reason if reason in ("length", "tool_calls") else "stop"
         except httpx.HTTPError as e:
-            raise UpstreamError(f"remote engine at {self.base_url} failed: {type(e).__name__}: {e}") from e
+            raise UpstreamError(f"remote engine at {self.where} failed: {type(e).__name__}: {e}") from e
         if finish is None:  # e.g. llama_cpp.server drops the stream when a request fails inside it
-            raise UpstreamError(f"remote engine at {self.base_url} ended the stream without finishing the answer")
+            raise UpstreamError(f"remote engine at {self.where} ended the stream without finishing the answer")
         for _, c in sorted(calls.items()):
             yield ToolCallEvent(ToolCall(c["id"] or toolcalls.new_id(), c["name"], c["arguments"] or "{}"))
         if calls:

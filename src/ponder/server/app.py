@@ -43,6 +43,7 @@ def create_app(registry: Registry, preload: str | None = None, store: Store | No
         yield
         await app.state.tools.close()
         await registry.close()
+        await app.state.limits.flush()
         store.close()
         app.state.perception.close()
 

@@ -154,7 +154,7 @@ def check_voice(voice: Any, configured: str, param: str = "voice") -> None:
     raise invalid_value(param, f"this server speaks with the voice {configured!r} (OpenAI's voice names map to it)")
 
 
-async def spoken(perception: Perception, text: str, response_format: str) -> dict[str, Any] | None:
+async def spoken(perception: Perception, text: str, response_format: str, owner: str = "") -> dict[str, Any] | None:
     """An answer's `message.audio` (Chat Completions): its text spoken, base64-encoded,
     with the text as its transcript; None when the text holds nothing to say. The
     id stays valid for an hour: a follow-up may send `{"audio": {"id"}}` for the turn."""
@@ -167,7 +167,7 @@ async def spoken(perception: Perception, text: str, response_format: str) -> dic
         return None
     data = await perception.run(speech.encode, samples, tts.sample_rate, fmt)
     audio_id = f"audio_{uuid.uuid4().hex}"
-    expires = perception.remember(audio_id, text)
+    expires = perception.remember(f"{owner}\0{audio_id}", text)  # only the key that made it may name it
     return {"id": audio_id, "data": base64.b64encode(data).decode(), "expires_at": expires, "transcript": text}
 
 

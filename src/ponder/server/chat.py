@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from ponder import modes
 from ponder.backends.registry import Registry
-from ponder.errors import InvalidRequest, PonderError
+from ponder.errors import ClientDisconnected, InvalidRequest, PonderError
 from ponder.media.perceive import Perception
 from ponder.modes import ModeRequest
 from ponder.server.audio import check_voice, spoken
@@ -37,7 +37,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> JSO
     if speak is not None:
         check_voice(speak.voice, perception.tts.name, param="audio.voice")
     backend = await registry.get(body.model)
-    chat = _with_spoken_turns(body.to_internal(box.specs), body, perception)
+    chat = _with_spoken_turns(body.to_internal(box.specs), body, perception, owner(request))
     chat = replace(chat, messages=await perception.prepare(chat.messages, backend.capabilities))
     mode = mode_request(registry, chat, body.model, body.mode, body.reasoning_effort, body.thinking_budget,
                         body.thought_compression, body.contemplation, box)  # fmt: skip
@@ -45,7 +45,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> JSO
     limits: Limits = request.app.state.limits
     limits.check(mode, body.n)
     deadline = limits.deadline()
-    await unless_disconnected(request, limits.admit(request, backend))
+    await unless_disconnected(request, limits.admit(request, backend, deadline))
     # n > 1: n runs of the mode at once (the batched engine decodes them together),
     # each with its own seed when the request gave one, so the choices can differ.
     streams = [limits.metered(modes.run(backend, _choice(mode, i)), owner(request), deadline, body.model, mode.mode)
@@ -53,7 +53,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> JSO
 
     if not body.stream:
         completions = await unless_disconnected(request, _all([collect(s) for s in streams]))
-        audio = [await spoken(perception, c.text, speak.format) if speak else None for c in completions]
+        audio = [await spoken(perception, c.text, speak.format, owner(request)) if speak else None
+                 for c in completions]  # fmt: skip
         return JSONResponse(completion_json(body.model, completions, mode.mode, bool(body.logprobs), audio))
 
     # Pull the first event before answering 200, so request errors the backend
@@ -66,7 +67,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> JSO
         raise
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     encoder = ChunkEncoder(body.model, include_usage, mode.mode, body.n)
-    voice = (perception, speak.format) if speak else None
+    voice = (perception, speak.format, owner(request)) if speak else None
     return StreamingResponse(
         _sse(encoder, first, events, voice),
         media_type="text/event-stream",
@@ -74,12 +75,14 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> JSO
     )
 
 
-def _with_spoken_turns(chat: ChatRequest, body: ChatCompletionRequest, perception: Perception) -> ChatRequest:
+def _with_spoken_turns(
+    chat: ChatRequest, body: ChatCompletionRequest, perception: Perception, owner: str
+) -> ChatRequest:
     """Assistant turns a client sends back as `{"audio": {"id"}}` (a spoken answer it
     got from here), with their text again."""
     messages = list(chat.messages)
     for i, audio_id in body.spoken_turns():
-        text = perception.recall(audio_id)
+        text = perception.recall(f"{owner}\0{audio_id}")
         if text is None:
             raise InvalidRequest(f"Audio '{audio_id}' is unknown here or has expired: send the turn's text as "
                                  "content instead.", param=f"messages.{i}.audio.id", code="invalid_value")  # fmt: skip
@@ -170,9 +173,9 @@ async def _sse(
     encoder: ChunkEncoder,
     first: tuple[int, Event],
     events: AsyncGenerator[tuple[int, Event], None],
-    voice: tuple[Perception, str] | None = None,
+    voice: tuple[Perception, str, str] | None = None,
 ) -> AsyncIterator[str]:
-    """`voice` (the perception service, an audio format): each choice's answer is
+    """`voice` (the perception service, an audio format, the key's id): each choice's answer is
     also spoken, in one audio delta just before the choice finishes."""
     # Starlette cancels this generator when the client disconnects; the
     # cancellation lands inside the backends' streams, which stops the engine.
@@ -182,7 +185,7 @@ async def _sse(
         try:
             async for index, event in events:
                 if voice and isinstance(event, Done):
-                    said = await spoken(voice[0], encoder.text(index), voice[1])
+                    said = await spoken(voice[0], encoder.text(index), voice[1], voice[2])
                     if said is not None:
                         yield encoder.audio(index, said)
                 yield encoder.event(index, event)
@@ -202,5 +205,9 @@ async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
     watcher = asyncio.create_task(watch())
     try:
         return await task
+    except asyncio.CancelledError:
+        if watcher.done() and not watcher.cancelled():  # the client left: not a failure of ours
+            raise ClientDisconnected("The client closed the connection before the answer.") from None
+        raise
     finally:
         watcher.cancel()

@@ -46,7 +46,7 @@ from ponder.errors import (
 )
 from ponder.modes import ModeRequest
 from ponder.store import ApiKey, Store
-from ponder.types import Done, Event
+from ponder.types import AgentEvent, Done, Event, ReasoningDelta, TextDelta
 
 log = logging.getLogger("ponder.guard")
 Scope = MutableMapping[str, Any]
@@ -99,6 +99,7 @@ class Guard:
         # Without keys on loopback, a page elsewhere could still reach the server through
         # DNS rebinding (its own name, resolved to 127.0.0.1): only local names may call.
         self.local_only = not self.required and _loopback(settings.host)
+        self.origins = settings.server.cors_origins
         self._usage: dict[str, _Usage] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -110,6 +111,7 @@ class Guard:
             self._check_length(scope)
             if self.local_only:
                 _check_host(scope)
+                _check_origin(scope, self.origins)
             key = await self._key(scope) if self.required and _guarded(path) else None
         except PonderError as e:
             await _send_error(send, e)
@@ -117,14 +119,13 @@ class Guard:
         state = scope.setdefault("state", {})
         state["owner"] = key.id if key else ""
         usage = None
-        if key is not None and scope["method"] == "POST" and path.startswith("/v1/"):
+        if key is not None and scope["method"] in ("POST", "PUT", "PATCH", "DELETE"):  # what makes work or data
             usage = self._usage.setdefault(key.id, _Usage())
             try:
-                await self._check_rates(key, usage)
+                await self._enter(key, usage)  # counts it as running, or raises
             except PonderError as e:
                 await _send_error(send, e)
                 return
-            usage.running += 1
         try:
             await self.app(scope, self._capped(receive), send)
         finally:  # the request is over, streamed answer and all (or the client left)
@@ -163,7 +164,10 @@ class Guard:
             raise AuthenticationError("Incorrect API key provided, or the key was revoked.")
         return key
 
-    async def _check_rates(self, key: ApiKey, usage: _Usage) -> None:
+    async def _enter(self, key: ApiKey, usage: _Usage) -> None:
+        """Count the request against the key's rate and concurrency, or raise RateLimited.
+        It takes its place before anything is awaited, so a burst cannot slip through
+        together; a refusal by the token check gives the place back."""
         now = time.monotonic()
         while usage.recent and usage.recent[0] <= now - 60:
             usage.recent.popleft()
@@ -174,12 +178,19 @@ class Guard:
         if key.concurrency is not None and usage.running >= key.concurrency:
             raise RateLimited(f"Key {key.id} already has {key.concurrency} requests running; wait for one to end.",
                               retry_after=1, type="requests", code="concurrency_limit_exceeded")  # fmt: skip
-        if key.tokens_per_day is not None:
-            spent = await asyncio.to_thread(self.store.spent, key.id, today())
-            if spent >= key.tokens_per_day:
-                raise RateLimited(f"Key {key.id} has spent its {key.tokens_per_day:,} tokens for today (UTC).",
-                                  retry_after=_until_tomorrow(), type="tokens")  # fmt: skip
         usage.recent.append(now)
+        usage.running += 1
+        if key.tokens_per_day is None:
+            return
+        try:
+            spent = await asyncio.to_thread(self.store.spent, key.id, today())
+        except BaseException:
+            usage.running -= 1
+            raise
+        if spent >= key.tokens_per_day:
+            usage.running -= 1
+            raise RateLimited(f"Key {key.id} has spent its {key.tokens_per_day:,} tokens for today (UTC).",
+                              retry_after=_until_tomorrow(), type="tokens")  # fmt: skip
 
 
 def owner(request: Request) -> str:
@@ -196,8 +207,22 @@ def _check_host(scope: Scope) -> None:
                                "listen on another address (keys are then required).")  # fmt: skip
 
 
+def _check_origin(scope: Scope, allowed: tuple[str, ...]) -> None:
+    """A browser page on another site can still POST to 127.0.0.1 (a form, a no-cors
+    fetch: the Host is then genuine). Browsers name the page's origin: only a local
+    one, or one `cors_origins` names, may call."""
+    origin = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"origin"), "")
+    if not origin or origin in allowed or "*" in allowed:
+        return
+    host = origin.split("://", 1)[-1]
+    name = host.rsplit(":", 1)[0] if not host.startswith("[") else host[1 : host.find("]")]
+    if not _loopback(name):
+        raise PermissionDenied(f"Requests from pages on {origin!r} are refused: this server takes requests from "
+                               "its own pages and from the origins in [server] cors_origins.")  # fmt: skip
+
+
 def _guarded(path: str) -> bool:
-    return path.startswith("/v1/") or path.startswith("/app/api/")
+    return path.startswith("/v1/") or path.startswith("/app/api/") or path == "/metrics"
 
 
 def _bearer(scope: Scope) -> str:
@@ -286,6 +311,7 @@ class Limits:
         self.settings = settings
         self.store = store
         self.gates: dict[int, Gate] = {}  # by id(backend)
+        self._spending: set[asyncio.Future[None]] = set()
         self.observer: Any = None  # ponder.server.observe.Observer: counts tokens and time to first token
 
     def gate(self, backend: Any) -> Gate:
@@ -295,10 +321,16 @@ class Limits:
             self.gates[key] = Gate(running, self.settings.max_queue)
         return self.gates[key]
 
-    async def admit(self, request: Request, backend: Any) -> None:
+    async def admit(self, request: Request, backend: Any, deadline: float) -> None:
         """Wait for a place at `backend`'s engine (or raise RateLimited at once when its
-        queue is full). The place is held until the request ends: `Guard` releases it."""
-        ticket = await self.gate(backend).enter()
+        queue is full, RequestTimeout when the wait reaches the deadline). The place is
+        held until the request ends: `Guard` releases it."""
+        try:
+            async with asyncio.timeout_at(deadline):
+                ticket = await self.gate(backend).enter()
+        except TimeoutError:
+            raise RequestTimeout(f"The request waited for the engine past this server's limit of "
+                                 f"{self.settings.request_timeout_s:g} s.") from None  # fmt: skip
         request.scope.setdefault("state", {}).setdefault("tickets", []).append(ticket)
 
     def check(self, mode: ModeRequest, n: int = 1, tokens_param: str = "max_tokens") -> None:
@@ -329,6 +361,7 @@ class Limits:
 
     async def _until(self, events: AsyncGenerator[Any, None], owner: str, deadline: float) -> AsyncGenerator[Any, None]:
         spent = 0
+        pending = 0  # tokens streamed since the last Done: charged too if the answer never ends
         try:
             async with aclosing(events):
                 while True:
@@ -342,13 +375,26 @@ class Limits:
                                              f"{self.settings.request_timeout_s:g} s.") from None  # fmt: skip
                     if isinstance(event, Done):
                         spent += event.usage.total_tokens
+                        pending = 0
+                    elif isinstance(event, TextDelta | ReasoningDelta) or (
+                        isinstance(event, AgentEvent) and event.kind == "agent.delta"
+                    ):
+                        pending += 1  # one streamed delta is one token for every engine we know
                     yield event
         finally:
+            # A client that left, a deadline or a failed engine: what was made is charged still.
+            spent += pending
             if owner and spent:  # on a thread, never on the loop (the store may be a network away)
-                asyncio.get_running_loop().run_in_executor(None, self._spend, owner, today(), spent)
+                self._spending.add(asyncio.get_running_loop().run_in_executor(None, self._spend, owner, today(), spent))
 
     def _spend(self, owner: str, day: str, tokens: int) -> None:
         try:
             self.store.spend(owner, day, tokens)
-        except PonderError as e:  # the answer was given; only its count is lost, and said so
-            log.error("could not count %d tokens for key %s: %s", tokens, owner, e.message)
+        except Exception as e:  # the answer was given; only its count is lost, and said so
+            log.error("could not count %d tokens for key %s: %s", tokens, owner, getattr(e, "message", e))
+
+    async def flush(self) -> None:
+        """Wait for the token counts still being written (before the store closes)."""
+        while self._spending:
+            await asyncio.gather(*list(self._spending), return_exceptions=True)
+            self._spending = {f for f in self._spending if not f.done()}

@@ -33,6 +33,7 @@ from ponder.types import Done, Event, ReasoningDelta, TextDelta
 
 log = logging.getLogger("ponder.access")
 _ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
 
 
@@ -121,12 +122,15 @@ class Observe:
         finally:
             took = time.perf_counter() - start
             route = getattr(scope.get("route"), "path", None) or _unrouted(scope["path"])
-            self.observer.requests.labels(scope["method"], route, str(status)).inc()
+            method = scope["method"] if scope["method"] in _METHODS else "OTHER"  # a label set that cannot grow
+            self.observer.requests.labels(method, route, str(status)).inc()
             self.observer.duration.labels(route).observe(took)
             fields = {"request_id": request_id, "method": scope["method"], "route": route, "path": scope["path"],
                       "status": status, "duration_ms": round(took * 1000, 1),
                       "key": scope["state"].get("owner") or None}  # fmt: skip
-            log.info(json.dumps(fields) if self.json_logs else " ".join(f"{k}={v}" for k, v in fields.items()))
+            # Values are JSON-quoted in text lines too, so a path cannot forge a field or a line.
+            text = " ".join(f"{k}={json.dumps(v)}" for k, v in fields.items())
+            log.info(json.dumps(fields) if self.json_logs else text)
 
 
 def _unrouted(path: str) -> str:
@@ -135,13 +139,15 @@ def _unrouted(path: str) -> str:
 
 
 def configure_logging(json_logs: bool, level: str = "info") -> None:
-    """Ponder's loggers to stderr: JSON lines, or plain text."""
+    """Ponder's and uvicorn's loggers to stderr: JSON lines, or plain text (uvicorn is
+    then started with `log_config=None`, so it keeps these)."""
     handler = logging.StreamHandler()
     handler.setFormatter(_JsonFormatter() if json_logs else logging.Formatter("%(asctime)s %(name)s %(message)s"))
-    root = logging.getLogger("ponder")
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    root.propagate = False
+    for name in ("ponder", "uvicorn", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler] if name != "uvicorn.error" else []
+        logger.setLevel(level.upper())
+        logger.propagate = name == "uvicorn.error"  # to "uvicorn", once
 
 
 class _JsonFormatter(logging.Formatter):

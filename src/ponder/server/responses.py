@@ -64,7 +64,7 @@ async def create_response(body: ResponsesRequest, request: Request) -> JSONRespo
     limits: Limits = request.app.state.limits
     limits.check(mode, tokens_param="max_output_tokens")
     deadline = limits.deadline()
-    await unless_disconnected(request, limits.admit(request, backend))
+    await unless_disconnected(request, limits.admit(request, backend, deadline))
     events: AsyncGenerator[Item, None] = modes.run(backend, mode)
     if body.reasoning and body.reasoning.summary:
         events = with_summary(events, backend, chat, body.reasoning.summary)

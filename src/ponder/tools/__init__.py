@@ -11,6 +11,7 @@ every request. The loop that runs them is `ponder.modes.tools`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ponder.config import Settings
@@ -56,6 +57,8 @@ class ToolHost:
         self.index_path = settings.data_dir / "knowledge.db"
         self.mcp = Pool(settings.tools.mcp)
         self._index: knowledge.Index | None = None
+        # Code runs wait on threads of their own: at most 2 at once, the rest queue.
+        self.code_runs = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ponder-sandbox")
 
     @property
     def index(self) -> knowledge.Index:
@@ -84,7 +87,7 @@ class ToolHost:
             if not self.settings.code_execution:
                 why = "code execution is off on this server; an admin can turn it on with [tools] code_execution = true"
                 raise InvalidRequest(why, param=f"{param}.type", code="tool_disabled")
-            return [sandbox.hosted()]
+            return [sandbox.hosted(runs=self.code_runs)]
         if kind == "web_fetch":
             if not self.settings.fetch_hosts:
                 why = "URL fetch is off on this server; an admin can allow hosts with [tools] fetch_hosts = [...]"
@@ -116,6 +119,7 @@ class ToolHost:
         return await self.mcp.hosted(label, allowed)
 
     async def close(self) -> None:
+        self.code_runs.shutdown(wait=False, cancel_futures=True)
         await self.mcp.close()
         if self._index is not None:
             self._index.close()

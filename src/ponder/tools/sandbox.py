@@ -42,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
@@ -309,10 +310,14 @@ SPEC = Tool(
 )
 
 
-def hosted(limits: Limits = Limits()) -> Hosted:
+def hosted(limits: Limits = Limits(), runs: Executor | None = None) -> Hosted:
+    """The tool. `runs`: the threads that wait on code runs (the server gives a small
+    pool of their own, so runs that hang to the wall-clock limit never hold the
+    threads the rest of the server needs)."""
+
     async def call(args: dict[str, Any]) -> Result:
         code = textwrap.dedent(string_arg(args, "code")).strip("\n")  # models indent code inside JSON
-        r = await asyncio.to_thread(run_code, code, limits)
+        r = await asyncio.get_running_loop().run_in_executor(runs, run_code, code, limits)
         logs = r.stdout + (f"\n[stderr]\n{r.stderr}" if r.stderr.strip() else "")
         data = {"code": code, "outputs": [{"type": "logs", "logs": logs}], "exit_code": r.exit_code}
         if r.exit_code is None:

@@ -215,7 +215,7 @@ def test_a_client_that_leaves_stops_every_generation(ponder_server: str, mode: s
     drop to none soon after the client goes, long before the work would have ended."""
     health = ponder_server.removesuffix("/v1") + "/health"
     body = {"model": TINY, "messages": [{"role": "user", "content": LONG}], "max_tokens": 2000, "stream": stream,
-            "mode": mode, "thinking_budget": 1500, "thought_compression": False,
+            "temperature": 0, "mode": mode, "thinking_budget": 1500, "thought_compression": False,
             "contemplation": {"agents": 3, "agent_budget": 1500}}  # fmt: skip
     if stream:
         with httpx.stream("POST", f"{ponder_server}/chat/completions", json=body, timeout=60) as r:

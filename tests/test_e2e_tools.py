@@ -54,7 +54,7 @@ def client(
 
 def test_the_calculator_runs_on_what_the_model_wrote(client: openai.OpenAI) -> None:
     r = client.chat.completions.create(
-        model=TINY, messages=[{"role": "user", "content": "What is 12 * 34?"}], max_tokens=200,
+        model=TINY, messages=[{"role": "user", "content": "What is 12 * 34?"}], max_tokens=200, temperature=0,
         tools=[{"type": "calculator"}], tool_choice={"type": "function", "function": {"name": "calculator"}},  # type: ignore[list-item,typeddict-item]
     )  # fmt: skip
     runs = [p for p in r.model_extra["ponder"]["progress"] if p["type"] == "tool.call"]  # type: ignore[index]

@@ -27,11 +27,12 @@ from ponder.models import ModelStore
 from ponder.modes.tools import execute
 from ponder.server.app import create_app
 from ponder.store import SqliteStore
-from ponder.tools import Hosted, Result, ToolFailed, fetch, knowledge, sandbox
+from ponder.tools import Hosted, Result, ToolFailed, fetch, knowledge
 from ponder.tools.calculator import evaluate
 from ponder.tools.mcp import Pool
 from ponder.types import Tool, ToolCall
 from tests.conftest import free_port
+from tests.test_sandbox import skip_without_sandbox
 
 SERVER = Path(__file__).parent / "mcp_server.py"
 DOCS = {
@@ -300,9 +301,7 @@ async def test_passages_are_numbered_across_searches(
 async def test_code_interpreter_runs_in_the_loop(
     served: tuple[openai.AsyncOpenAI, Any], backend: ScriptedBackend
 ) -> None:
-    why = sandbox.unavailable()
-    if why is not None:
-        pytest.skip(why)
+    skip_without_sandbox()
     client, _ = served
     backend.enqueue(call("python", code="print(2**20)"), "1048576")
     r = await client.responses.create(model="scripted", input="2^20?", tools=[{"type": "code_interpreter"}])  # type: ignore[list-item]

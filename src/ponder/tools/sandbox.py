@@ -125,8 +125,12 @@ if child:
 try:
     check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "die with the parent")
     os.umask(0o022)
-    # 1. An empty root on a small tmpfs, and the host's directories in it, read-only.
+    # 1. An empty root on a small tmpfs; in it the working directory, the one place the code
+    #    may write (first: a Python installed under the host's /tmp is shown inside it), and
+    #    the host's directories, read-only.
     mount("tmpfs", root, "tmpfs", NOSUID | NODEV, "size=4m,mode=755")
+    os.mkdir(root + "/tmp")
+    mount("tmpfs", root + "/tmp", "tmpfs", NOSUID | NODEV, f"size={disk_mb}m,mode=1777")
     for path in shown:
         if os.path.islink(path):  # /bin -> usr/bin
             os.symlink(os.readlink(path), root + path)
@@ -153,9 +157,7 @@ try:
         read_only(root + "/proc")
     except OSError:  # a container that hides parts of its /proc allows no new one: the code goes without
         pass
-    # 3. The working directory, the one place it may write.
-    os.mkdir(root + "/tmp")
-    mount("tmpfs", root + "/tmp", "tmpfs", NOSUID | NODEV, f"size={disk_mb}m,mode=1777")
+    # 3. The code, in the working directory.
     copy(code, root + "/tmp/main.py")
     read_only(root, below=False)
     # 4. That root becomes the only one: the host's is detached, so no path leads back to it.

@@ -408,3 +408,14 @@ def test_server_settings_of_the_wrong_type_are_refused(
     config.write_text(f"[server]\n{server}\n")
     with pytest.raises(InvalidRequest, match=match):
         load_settings(config, env=env)
+
+
+async def test_limits_are_checked_before_any_media_work(make: Callable[..., Any]) -> None:
+    """A request past a limit is refused before its attachments are decoded or read
+    (here a broken image would be the other error)."""
+    _, client = make(max_messages=1)
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,bm90IGFuIGltYWdl"}}
+    body = chat(messages=[{"role": "user", "content": "hi"}, {"role": "user", "content": [image]}])
+    assert assert_error(await client().post("/v1/chat/completions", json=body), 400)["param"] == "messages"
+    _, client = make()
+    assert assert_error(await client().post("/v1/chat/completions", json=body), 400)["param"] != "messages"

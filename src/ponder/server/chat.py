@@ -38,12 +38,13 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> JSO
         check_voice(speak.voice, perception.tts.name, param="audio.voice")
     backend = await registry.get(body.model)
     chat = _with_spoken_turns(body.to_internal(box.specs), body, perception, owner(request))
-    chat = replace(chat, messages=await perception.prepare(chat.messages, backend.capabilities))
     mode = mode_request(registry, chat, body.model, body.mode, body.reasoning_effort, body.thinking_budget,
                         body.thought_compression, body.contemplation, box)  # fmt: skip
-    backend.check(mode.chat)
     limits: Limits = request.app.state.limits
-    limits.check(mode, body.n)
+    limits.check(mode, body.n)  # before any media work: a request past a limit costs nothing
+    prepared = await perception.prepare(chat.messages, backend.capabilities)
+    mode = replace(mode, chat=replace(mode.chat, messages=prepared))
+    backend.check(mode.chat)
     deadline = limits.deadline()
     await unless_disconnected(request, limits.admit(request, backend, deadline))
     # n > 1: n runs of the mode at once (the batched engine decodes them together),

@@ -50,13 +50,15 @@ def backend() -> ScriptedBackend:
 
 @pytest.fixture
 async def make(tmp_path: Path, backend: ScriptedBackend) -> AsyncIterator[Callable[..., Any]]:
-    """make(**server settings) -> (store, client factory: client(secret) -> AsyncClient)."""
+    """make(engine=None, **server settings) -> (store, client factory: client(secret) ->
+    AsyncClient); `engine` replaces the test's scripted backend."""
     clients: list[httpx.AsyncClient] = []
     stores: list[Store] = []
 
-    def build(**server: Any) -> tuple[Store, Client]:
+    def build(engine: ScriptedBackend | None = None, **server: Any) -> tuple[Store, Client]:
         settings = Settings(data_dir=tmp_path, default_model="scripted", server=ServerSettings(**server))
-        registry = Registry(settings, ModelStore(settings.models_dir, settings.cache_dir), {"scripted": backend})
+        registry = Registry(settings, ModelStore(settings.models_dir, settings.cache_dir),
+                            {"scripted": engine or backend})  # fmt: skip
         store = SqliteStore(tmp_path / "ponder.db")
         stores.append(store)
         app = create_app(registry, store=store)
@@ -191,23 +193,18 @@ async def test_tokens_per_day_are_metered_and_enforced(make: Callable[..., Any],
     assert 1 <= int(r.headers["retry-after"]) <= 86400
 
 
-async def test_concurrency_per_key(make: Callable[..., Any], tmp_path: Path) -> None:
+async def test_concurrency_per_key(make: Callable[..., Any]) -> None:
     slow = ScriptedBackend(delay=0.05)
-    settings = Settings(data_dir=tmp_path, default_model="scripted", server=ServerSettings(auth="required"))
-    store = SqliteStore(tmp_path / "keys.db")
+    store, client = make(slow, auth="required")
     _, secret = add_key(store, "alice", concurrency=1)
-    app = create_app(Registry(settings, ModelStore(settings.models_dir, settings.cache_dir), {"scripted": slow}),
-                     store=store)  # fmt: skip
-    headers = {"Authorization": f"Bearer {secret}"}
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://localhost", headers=headers) as c:
-        slow.enqueue("a b c d e f g h")
-        first = asyncio.create_task(c.post("/v1/chat/completions", json=chat()))
-        while not slow.active:
-            await asyncio.sleep(0.01)
-        assert_error(await c.post("/v1/chat/completions", json=chat()), 429, "concurrency_limit_exceeded")
-        assert (await first).status_code == 200
-        assert (await c.post("/v1/chat/completions", json=chat())).status_code == 200  # the slot came back
+    c = client(secret)
+    slow.enqueue("a b c d e f g h")
+    first = asyncio.create_task(c.post("/v1/chat/completions", json=chat()))
+    while not slow.active:
+        await asyncio.sleep(0.01)
+    assert_error(await c.post("/v1/chat/completions", json=chat()), 429, "concurrency_limit_exceeded")
+    assert (await first).status_code == 200
+    assert (await c.post("/v1/chat/completions", json=chat())).status_code == 200  # the slot came back
 
 
 # --- request limits ------------------------------------------------------------------------
@@ -255,14 +252,11 @@ async def test_responses_limits_name_their_own_parameter(make: Callable[..., Any
 # --- the engine queue and the deadline --------------------------------------------------------
 
 
-async def test_a_full_engine_queue_gets_429_with_retry_after(tmp_path: Path) -> None:
+async def test_a_full_engine_queue_gets_429_with_retry_after(make: Callable[..., Any]) -> None:
     slow = ScriptedBackend(respond=lambda r: "one two three four five six", delay=0.05)
-    settings = Settings(data_dir=tmp_path, default_model="scripted",
-                        server=ServerSettings(max_running=1, max_queue=2))  # fmt: skip
-    app = create_app(Registry(settings, ModelStore(settings.models_dir, settings.cache_dir), {"scripted": slow}))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost", timeout=30) as c:
-        tasks = [asyncio.create_task(c.post("/v1/chat/completions", json=chat())) for _ in range(6)]
-        done = await asyncio.gather(*tasks)
+    _, client = make(slow, max_running=1, max_queue=2)
+    c = client()
+    done = await asyncio.gather(*(c.post("/v1/chat/completions", json=chat()) for _ in range(6)))
     codes = sorted(r.status_code for r in done)
     assert codes == [200, 200, 200, 429, 429, 429]  # one running, two waiting, three refused at once
     assert slow.max_active == 1
@@ -270,24 +264,22 @@ async def test_a_full_engine_queue_gets_429_with_retry_after(tmp_path: Path) -> 
     for r in refused:
         assert_error(r, 429, "engine_overloaded")
         assert int(r.headers["retry-after"]) >= 1
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as c:
-        assert (await c.post("/v1/chat/completions", json=chat())).status_code == 200  # every place came back
+    assert (await c.post("/v1/chat/completions", json=chat())).status_code == 200  # every place came back
 
 
-async def test_the_deadline_ends_a_request_and_its_generation(tmp_path: Path) -> None:
+async def test_the_deadline_ends_a_request_and_its_generation(make: Callable[..., Any]) -> None:
     slow = ScriptedBackend(respond=lambda r: " ".join(["word"] * 200), delay=0.02)
-    settings = Settings(data_dir=tmp_path, default_model="scripted", server=ServerSettings(request_timeout_s=0.3))
-    app = create_app(Registry(settings, ModelStore(settings.models_dir, settings.cache_dir), {"scripted": slow}))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as c:
-        assert_error(await c.post("/v1/chat/completions", json=chat()), 408, "request_timeout")
-        assert slow.active == 0
-        r = await c.post("/v1/chat/completions", json=chat(stream=True))
-        assert r.status_code == 200
-        lines = [x for x in r.text.splitlines() if x.startswith("data: {")]
-        assert '"request_timeout"' in lines[-1]  # in-band, after the chunks that made it
-        assert slow.active == 0
-        r = await c.post("/v1/responses", json={"model": "scripted", "input": "hi", "stream": True})
-        assert "response.failed" in r.text and "request_timeout" in r.text
+    _, client = make(slow, request_timeout_s=0.3)
+    c = client()
+    assert_error(await c.post("/v1/chat/completions", json=chat()), 408, "request_timeout")
+    assert slow.active == 0
+    r = await c.post("/v1/chat/completions", json=chat(stream=True))
+    assert r.status_code == 200
+    lines = [x for x in r.text.splitlines() if x.startswith("data: {")]
+    assert '"request_timeout"' in lines[-1]  # in-band, after the chunks that made it
+    assert slow.active == 0
+    r = await c.post("/v1/responses", json={"model": "scripted", "input": "hi", "stream": True})
+    assert "response.failed" in r.text and "request_timeout" in r.text
 
 
 # --- CORS ------------------------------------------------------------------------------------
@@ -340,33 +332,23 @@ async def test_on_loopback_without_keys_only_local_names_may_call(make: Callable
 # --- what a review found -------------------------------------------------------------------
 
 
-async def test_a_burst_cannot_slip_past_a_keys_concurrency_while_its_tokens_are_checked(tmp_path: Path) -> None:
+async def test_a_burst_cannot_slip_past_a_keys_concurrency_while_its_tokens_are_checked(
+    make: Callable[..., Any],
+) -> None:
     slow = ScriptedBackend(respond=lambda r: "one two three four", delay=0.05)
-    settings = Settings(data_dir=tmp_path, default_model="scripted", server=ServerSettings(auth="required"))
-    store = SqliteStore(tmp_path / "keys.db")
+    store, client = make(slow, auth="required")
     _, secret = add_key(store, "alice", concurrency=1, rpm=100, tokens_per_day=1_000_000)
-    app = create_app(Registry(settings, ModelStore(settings.models_dir, settings.cache_dir), {"scripted": slow}),
-                     store=store)  # fmt: skip
-    headers = {"Authorization": f"Bearer {secret}"}
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://localhost", headers=headers) as c:
-        done = await asyncio.gather(*(c.post("/v1/chat/completions", json=chat()) for _ in range(10)))
+    c = client(secret)
+    done = await asyncio.gather(*(c.post("/v1/chat/completions", json=chat()) for _ in range(10)))
     assert sorted(r.status_code for r in done) == [200] + [429] * 9
     assert slow.max_active == 1
 
 
-async def test_an_answer_cut_short_is_charged_for_what_was_made(tmp_path: Path) -> None:
+async def test_an_answer_cut_short_is_charged_for_what_was_made(make: Callable[..., Any]) -> None:
     slow = ScriptedBackend(respond=lambda r: " ".join(["word"] * 200), delay=0.01)
-    settings = Settings(data_dir=tmp_path, default_model="scripted",
-                        server=ServerSettings(auth="required", request_timeout_s=0.3))  # fmt: skip
-    store = SqliteStore(tmp_path / "keys.db")
+    store, client = make(slow, auth="required", request_timeout_s=0.3)
     key, secret = add_key(store, "alice", tokens_per_day=1_000_000)
-    app = create_app(Registry(settings, ModelStore(settings.models_dir, settings.cache_dir), {"scripted": slow}),
-                     store=store)  # fmt: skip
-    headers = {"Authorization": f"Bearer {secret}"}
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://localhost", headers=headers) as c:
-        r = await c.post("/v1/chat/completions", json=chat(stream=True))
+    r = await client(secret).post("/v1/chat/completions", json=chat(stream=True))
     streamed = sum('"content":"' in line and '"content":""' not in line for line in r.text.splitlines())
     assert "request_timeout" in r.text and streamed >= 5
     assert await counted(store, key.id, lambda n: n >= streamed)  # no Done came, yet the tokens count

@@ -34,7 +34,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from tests.conftest import free_port, ponder_env, start, stop  # noqa: E402
+from tests.conftest import free_port, llama_server, ponder_env, start, stop  # noqa: E402
 
 from ponder.backends.pool import PoolBackend  # noqa: E402
 from ponder.backends.scripted import ScriptedBackend  # noqa: E402
@@ -70,9 +70,7 @@ def llama_servers(model: Path, n: int, logs: Path) -> Iterator[list[str]]:
     try:
         for i in range(n):
             port = free_port()
-            cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1", "--port",
-                   str(port), "--n_ctx", "4096", "--n_threads", "1", "--interrupt_requests", "false"]  # fmt: skip
-            procs.append(start(cmd, {}, f"http://127.0.0.1:{port}/v1/models", logs / f"engine-{i}.log"))
+            procs.append(llama_server(model, port, logs / f"engine-{i}.log", threads=1, n_ctx=4096))
             urls.append(f"http://127.0.0.1:{port}/v1")
         yield urls
     finally:

@@ -83,6 +83,29 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+def child_pid(proc: subprocess.Popen[bytes]) -> int:
+    """The process under the `timeout` that `start` wraps every server in."""
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    assert len(children) == 1, children
+    return int(children[0])
+
+
+def private_home(data_dir: Path, home: Path) -> Path:
+    """`home` as a data dir of its own (its own ponder.db) that shares the pulled models."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "models").symlink_to(data_dir / "models")
+    return home
+
+
+def llama_server(model: Path, port: int, log: Path, threads: int = 2, n_ctx: int = 2048) -> subprocess.Popen[bytes]:
+    """llama-cpp-python's own OpenAI server on loopback: a real remote engine. By default
+    it ends a running stream when another request arrives; here it queues them, as vLLM
+    and llama-server do."""
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1", "--port",
+           str(port), "--n_ctx", str(n_ctx), "--n_threads", str(threads), "--interrupt_requests", "false"]  # fmt: skip
+    return start(cmd, {}, f"http://127.0.0.1:{port}/v1/models", log)
+
+
 def ponder_env(data_dir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PONDER_")}
     env.update(PONDER_HOME=str(data_dir), PONDER_CONFIG=str(data_dir / "no-config.toml"), PONDER_THREADS="2")

@@ -11,7 +11,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,18 +20,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import BIN, TINY, free_port, ponder_env, start, stop
+from tests.conftest import BIN, TINY, child_pid, free_port, llama_server, ponder_env, private_home, start, stop
 
 pytestmark = pytest.mark.e2e
 LONG = "Write a very long story about a dragon."  # the tiny model writes on to any max_tokens
-
-
-def private_home(data_dir: Path, tmp_path: Path) -> Path:
-    """A data dir of its own (its own ponder.db) that shares the pulled models."""
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "models").symlink_to(data_dir / "models")
-    return home
 
 
 def serve_tiny(home: Path, log: Path, **env: str) -> tuple[subprocess.Popen[bytes], str]:
@@ -40,13 +31,6 @@ def serve_tiny(home: Path, log: Path, **env: str) -> tuple[subprocess.Popen[byte
     cmd = [str(BIN / "ponder"), "serve", "--model", TINY, "--port", str(port), "--log-level", "warning"]
     proc = start(cmd, ponder_env(home, PONDER_N_CTX="4096", **env), f"http://127.0.0.1:{port}/health", log)
     return proc, f"http://127.0.0.1:{port}"
-
-
-def server_pid(proc: subprocess.Popen[bytes]) -> int:
-    """The `ponder serve` process under the `timeout` that `start` wraps it in."""
-    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-    assert len(children) == 1, children
-    return int(children[0])
 
 
 def sse_data(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
@@ -61,7 +45,7 @@ def sse_data(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
 def test_sigkill_mid_stream_then_restart_loses_nothing(
     data_dir: Path, tiny_model: Path, voice_models: Any, tmp_path: Path
 ) -> None:
-    home = private_home(data_dir, tmp_path)
+    home = private_home(data_dir, tmp_path / "home")
     proc, url = serve_tiny(home, tmp_path / "serve-1.log")
     try:
         # 1. Completed work: stored responses (one a follow-up of another) and a chat.
@@ -107,7 +91,7 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(
                     break
             assert deltas == 20, "killed mid-answer, not after it"
             assert acked, "the writer made progress before the kill"
-            os.kill(server_pid(proc), signal.SIGKILL)
+            os.kill(child_pid(proc), signal.SIGKILL)
         writer.join(10)
         stop_writing.set()
         assert not writer.is_alive()
@@ -137,12 +121,12 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(
 def test_sigterm_drains_the_stream_in_flight(
     data_dir: Path, tiny_model: Path, voice_models: Any, tmp_path: Path
 ) -> None:
-    home = private_home(data_dir, tmp_path)
+    home = private_home(data_dir, tmp_path / "home")
     proc, url = serve_tiny(home, tmp_path / "serve.log")
     try:
         body = {"model": TINY, "messages": [{"role": "user", "content": LONG}], "max_tokens": 200,
                 "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}  # fmt: skip
-        pid = server_pid(proc)
+        pid = child_pid(proc)
         with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=60) as r:
             lines = r.iter_lines()
             first = [next(lines) for _ in range(4)]
@@ -169,13 +153,11 @@ def test_engine_killed_mid_stream_is_a_clean_error_and_the_server_stays_up(
     data_dir: Path, tiny_model: Path, voice_models: Any, tmp_path: Path
 ) -> None:
     port = free_port()
-    engine = start([sys.executable, "-m", "llama_cpp.server", "--model", str(tiny_model), "--host", "127.0.0.1",
-                    "--port", str(port), "--n_ctx", "2048", "--n_threads", "2"], {},
-                   f"http://127.0.0.1:{port}/v1/models", tmp_path / "engine.log")  # fmt: skip
+    engine = llama_server(tiny_model, port, tmp_path / "engine.log")
     config = tmp_path / "config.toml"
     config.write_text(f'[models.upstream]\nbackend = "remote"\nbase_url = "http://127.0.0.1:{port}/v1"\n'
                       'model = "smollm2"\n')  # fmt: skip
-    home = private_home(data_dir, tmp_path)
+    home = private_home(data_dir, tmp_path / "home")
     ponder_port = free_port()
     cmd = [str(BIN / "ponder"), "serve", "--model", TINY, "--port", str(ponder_port), "--log-level", "warning"]
     proc = start(cmd, ponder_env(home, PONDER_CONFIG=str(config)), f"http://127.0.0.1:{ponder_port}/health",
@@ -187,7 +169,7 @@ def test_engine_killed_mid_stream_is_a_clean_error_and_the_server_stays_up(
         with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=60) as r:
             lines = r.iter_lines()
             got = [next(lines) for _ in range(8)]
-            os.kill(server_pid(engine), signal.SIGKILL)
+            os.kill(child_pid(engine), signal.SIGKILL)
             got += list(lines)
         chunks = list(sse_data(iter(got)))
         assert any(c.get("choices") and c["choices"][0]["delta"].get("content") for c in chunks)

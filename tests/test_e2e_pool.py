@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,17 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import BIN, free_port, ponder_env, start, stop
+from tests.conftest import BIN, child_pid, free_port, llama_server, ponder_env, private_home, start, stop
 
 pytestmark = pytest.mark.e2e
-
-
-def engine(model: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    # By default llama_cpp.server ends a running stream when another request arrives:
-    # here each engine queues them, as vLLM and llama-server do.
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1", "--port",
-           str(port), "--n_ctx", "2048", "--n_threads", "1", "--interrupt_requests", "false"]  # fmt: skip
-    return start(cmd, {}, f"http://127.0.0.1:{port}/v1/models", log)
 
 
 @dataclass
@@ -47,14 +38,12 @@ def pool(
 ) -> Iterator[Pool]:
     logs = tmp_path_factory.mktemp("pool")
     ports = [free_port(), free_port()]
-    engines = {p: engine(tiny_model, p, logs / f"engine-{p}.log") for p in ports}
+    engines = {p: llama_server(tiny_model, p, logs / f"engine-{p}.log", threads=1) for p in ports}
     urls = ", ".join(f'"http://127.0.0.1:{p}/v1"' for p in ports)
     config = logs / "config.toml"
     config.write_text(f'[models.tiny-pool]\nbackend = "remote"\nbase_urls = [{urls}]\nmodel = "smollm2"\n'
                       "health_interval_s = 0.5\n")  # fmt: skip
-    home = logs / "home"
-    home.mkdir()
-    (home / "models").symlink_to(data_dir / "models")
+    home = private_home(data_dir, logs / "home")
     port = free_port()
     cmd = [str(BIN / "ponder"), "serve", "--model", "tiny-pool", "--port", str(port), "--log-level", "warning"]
     proc = start(cmd, ponder_env(home, PONDER_CONFIG=str(config)), f"http://127.0.0.1:{port}/health",
@@ -106,8 +95,7 @@ def test_a_replica_killed_mid_run_is_routed_around_marked_down_and_rejoins(pool:
         assert ask(url, f"Warm up {i}.").status_code == 200
     while replicas(url)[victim]["outstanding"]:  # kill it between requests: none of its answers is cut
         time.sleep(0.05)
-    os.kill(int(Path(f"/proc/{engines[victim].pid}/task/{engines[victim].pid}/children").read_text().split()[0]),
-            signal.SIGKILL)  # fmt: skip
+    os.kill(child_pid(engines[victim]), signal.SIGKILL)
     stop(engines[victim])
     with ThreadPoolExecutor(4) as workers:  # the run goes on: every request succeeds
         answers = list(workers.map(lambda i: ask(url, f"Name an animal ({i})."), range(8)))
@@ -120,7 +108,7 @@ def test_a_replica_killed_mid_run_is_routed_around_marked_down_and_rejoins(pool:
     assert ask(url, "One more?").status_code == 200
     assert replicas(url)[survivor]["served"] == served + 1
 
-    engines[victim] = engine(pool.model, victim, pool.logs / "engine-restarted.log")
+    engines[victim] = llama_server(pool.model, victim, pool.logs / "engine-restarted.log", threads=1)
     deadline = time.monotonic() + 15
     while not replicas(url)[victim]["up"] and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from ponder.bench_audio import normalise
-from tests.conftest import BIN, TINY, free_port, ponder_env, serve, start, stop
+from tests.conftest import BIN, TINY, free_port, ponder_env, private_home, serve, start, stop
 from tests.media import spoken, text_png
 
 pytestmark = pytest.mark.e2e
@@ -331,8 +331,7 @@ def test_on_a_server_that_requires_keys_the_page_asks_for_one(
 ) -> None:
     """Without a key the API answers 401 and the page opens its settings at the key
     field; with the key typed there, models load, chats list and an answer streams."""
-    home = tmp_path_factory.mktemp("keyed")
-    (home / "models").symlink_to(data_dir / "models")
+    home = private_home(data_dir, tmp_path_factory.mktemp("keyed"))
     config = home / "config.toml"
     config.write_text('[models.echo]\nbackend = "scripted"\n')
     made = subprocess.run([str(BIN / "ponder"), "keys", "create", "browser"], env=ponder_env(home),

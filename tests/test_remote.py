@@ -3,7 +3,6 @@ llama-cpp-python's own server (`python -m llama_cpp.server`) on the tiny model."
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import pytest_asyncio
 from ponder.backends.remote import RemoteBackend
 from ponder.errors import InvalidRequest, UpstreamError
 from ponder.types import ChatRequest, Message, SamplingParams, TextDelta, collect
-from tests.conftest import BIN, free_port, ponder_env, start, stop
+from tests.conftest import BIN, free_port, llama_server, ponder_env, start, stop
 
 pytestmark = pytest.mark.e2e
 in_module_loop = pytest.mark.asyncio(loop_scope="module")
@@ -25,10 +24,7 @@ HELLO = (Message("user", "Say hello."),)
 @pytest.fixture(scope="module")
 def engine_url(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
-    log = tmp_path_factory.mktemp("logs") / "llama-cpp-server.log"
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(tiny_model), "--host", "127.0.0.1",
-           "--port", str(port), "--n_ctx", "2048", "--n_threads", "2"]  # fmt: skip
-    proc = start(cmd, {}, f"http://127.0.0.1:{port}/v1/models", log)
+    proc = llama_server(tiny_model, port, tmp_path_factory.mktemp("logs") / "llama-cpp-server.log")
     yield f"http://127.0.0.1:{port}/v1"
     stop(proc)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import logging
 import math
 import time
@@ -199,9 +200,8 @@ def owner(request: Request) -> str:
 
 
 def _check_host(scope: Scope) -> None:
-    host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
-    name = host.rsplit(":", 1)[0] if not host.startswith("[") else host[1 : host.find("]")]
-    if host and not _loopback(name):
+    host = header(scope, b"host")
+    if host and not _loopback(_host_name(host)):
         raise PermissionDenied(f"This server listens on loopback without API keys and answers only requests for "
                                f"a local name (localhost, 127.0.0.1, [::1]), not {host!r}. To serve other names, "
                                "listen on another address (keys are then required).")  # fmt: skip
@@ -211,14 +211,22 @@ def _check_origin(scope: Scope, allowed: tuple[str, ...]) -> None:
     """A browser page on another site can still POST to 127.0.0.1 (a form, a no-cors
     fetch: the Host is then genuine). Browsers name the page's origin: only a local
     one, or one `cors_origins` names, may call."""
-    origin = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"origin"), "")
+    origin = header(scope, b"origin")
     if not origin or origin in allowed or "*" in allowed:
         return
-    host = origin.split("://", 1)[-1]
-    name = host.rsplit(":", 1)[0] if not host.startswith("[") else host[1 : host.find("]")]
-    if not _loopback(name):
+    if not _loopback(_host_name(origin.split("://", 1)[-1])):
         raise PermissionDenied(f"Requests from pages on {origin!r} are refused: this server takes requests from "
                                "its own pages and from the origins in [server] cors_origins.")  # fmt: skip
+
+
+def header(scope: Scope, name: bytes) -> str:
+    """A request header's value ("" when absent)."""
+    return next((v.decode("latin-1") for k, v in scope["headers"] if k == name), "")
+
+
+def _host_name(host: str) -> str:
+    """ "name:port" or "[v6]:port" -> the name."""
+    return host[1 : host.find("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
 
 
 def _guarded(path: str) -> bool:
@@ -226,11 +234,8 @@ def _guarded(path: str) -> bool:
 
 
 def _bearer(scope: Scope) -> str:
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            scheme, _, secret = value.decode("latin-1").partition(" ")
-            return secret.strip() if scheme.lower() == "bearer" else ""
-    return ""
+    scheme, _, secret = header(scope, b"authorization").partition(" ")
+    return secret.strip() if scheme.lower() == "bearer" else ""
 
 
 def _too_large(limit: int) -> TooLarge:
@@ -238,8 +243,6 @@ def _too_large(limit: int) -> TooLarge:
 
 
 async def _send_error(send: Send, e: PonderError) -> None:
-    import json
-
     body = json.dumps(e.to_body()).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     headers += [(k.lower().encode(), v.encode()) for k, v in e.headers().items()]

@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ponder.server.guard import ASGIApp, Limits, Receive, Scope, Send
+from ponder.server.guard import ASGIApp, Limits, Receive, Scope, Send, header
 from ponder.types import Done, Event, ReasoningDelta, TextDelta
 
 log = logging.getLogger("ponder.access")
@@ -103,7 +103,7 @@ class Observe:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), "")
+        given = header(scope, b"x-request-id")
         request_id = given if _ID.fullmatch(given) else f"req_{uuid.uuid4().hex}"
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500  # if the app dies before it answers

@@ -10,7 +10,7 @@ import jsonschema
 import openai
 import pytest
 
-from tests.conftest import TINY
+from tests.conftest import DEFAULT, TINY
 
 pytestmark = pytest.mark.e2e
 ASK = [{"role": "user", "content": "What is the capital of France?"}]
@@ -218,6 +218,23 @@ def test_contemplating_mode_streams_agent_progress(client: openai.OpenAI) -> Non
     usage = chunks[-1].usage
     assert usage is not None and usage.completion_tokens_details is not None
     assert usage.completion_tokens_details.reasoning_tokens == sum(d["reasoning_tokens"] for d in done) > 0
+
+
+def test_the_default_models_planner_splits_separate_questions(default_server: str) -> None:
+    """On the real default model, through the server: the planner's reply is held to
+    its schema, so two separate questions become two sub-tasks and a written synthesis."""
+    client = openai.OpenAI(base_url=default_server, api_key="none", max_retries=0)
+    ask = "1. What is 17 + 25?\n2. What is the capital of France?"
+    stream = client.chat.completions.create(
+        model=DEFAULT, messages=[{"role": "user", "content": ask}], max_tokens=48, temperature=0, stream=True,
+        extra_body={"mode": "contemplating", "contemplation": {"agents": 2, "agent_budget": 24}},
+    )  # fmt: skip
+    chunks = list(stream)
+    progress = [c.model_extra["ponder"] for c in chunks if c.model_extra and "ponder" in c.model_extra]
+    plan = next(p for p in progress if p["type"] == "plan")
+    assert plan["strategy"] == "subtasks" and len(plan["agents"]) == 2, plan
+    assert progress[-1]["type"] == "synthesis.start" and progress[-1]["method"] == "written"
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).strip()
 
 
 def test_bad_mode_fields_are_400s(client: openai.OpenAI) -> None:

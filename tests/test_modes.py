@@ -15,6 +15,7 @@ from ponder.backends.base import Capabilities
 from ponder.backends.scripted import Script, ScriptedBackend
 from ponder.config import ModeSettings
 from ponder.errors import InvalidRequest, UpstreamError
+from ponder.formats import structured
 from ponder.modes import ModeRequest, resolve, run
 from ponder.modes.contemplating.planner import parse_plan
 from ponder.modes.prompts import load
@@ -246,7 +247,7 @@ async def test_every_agent_failing_is_an_error() -> None:
 
 async def test_a_multipart_request_is_split_into_subtasks_and_synthesised() -> None:
     ask = ChatRequest("m", (Message("user", "1. Write a haiku about rain\n2. Name three prime numbers"),))
-    plan = {"strategy": "subtasks", "subtasks": ["Write a haiku about rain", "Name three prime numbers"]}
+    plan = {"parts": ["Write a haiku about rain", "Name three prime numbers"]}
 
     def respond(req: ChatRequest) -> Script:
         system = req.messages[0].content
@@ -262,20 +263,25 @@ async def test_a_multipart_request_is_split_into_subtasks_and_synthesised() -> N
     req = replace(resolve(ask, ModeSettings(), mode="contemplating"), compression=False)
     done = await collect(run(backend, req))
     assert done.progress[0].data["strategy"] == "subtasks"
-    assert done.progress[0].data["agents"] == plan["subtasks"]
+    assert done.progress[0].data["agents"] == plan["parts"]
     assert done.text == "Here is everything: a haiku and 2, 3, 5."
+    asked = backend.requests[0].params.response_format  # the planner's reply is held to a schema
+    assert asked is not None and asked["json_schema"]["schema"]["properties"]["parts"]["maxItems"] == req.agents
+    assert structured.gbnf(structured.check(asked))  # one the grammar converter takes
     synthesis = backend.requests[-1].messages[-1].content
     assert "Result: done haiku" in synthesis and "Result: done primes" in synthesis
     assert done.progress[-1].data == {"type": "written"} or done.progress[-1].data["method"] == "written"
 
 
 def test_parse_plan_is_forgiving_but_strict_about_shape() -> None:
+    assert parse_plan('{"parts": ["a", "b", "c"]}', 2) == [("a", None), ("b", None)]
+    assert parse_plan('{"parts": "a"}', 4) == []
     assert parse_plan('{"strategy": "subtasks", "subtasks": ["a", "b", "c"]}', 2) == [("a", None), ("b", None)]
     assert parse_plan('noise {"strategy": "attempts"} noise', 4) == []
     assert parse_plan("not json at all", 4) == []
     assert parse_plan('{"strategy": "subtasks", "subtasks": [1, "", "x"]}', 4) == [("x", None)]
     tools = {"calculator", "file_search"}  # a part may name its tools; unknown names are dropped
-    plan = '{"strategy": "subtasks", "subtasks": [{"task": "a", "tools": ["calculator", "rm_rf"]}, "b"]}'
+    plan = '{"parts": [{"task": "a", "tools": ["calculator", "rm_rf"]}, "b"]}'
     assert parse_plan(plan, 4, tools) == [("a", ("calculator",)), ("b", None)]
 
 

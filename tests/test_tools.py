@@ -402,8 +402,8 @@ async def test_contemplating_sub_agents_use_the_tools_the_planner_gave_them(
     served: tuple[openai.AsyncOpenAI, Any], backend: ScriptedBackend
 ) -> None:
     client, _ = served
-    plan = {"strategy": "subtasks", "subtasks": [{"task": "Compute 37 * 43", "tools": ["calculator"]},
-                                                  {"task": "Name a prime number above 1000", "tools": []}]}  # fmt: skip
+    plan = {"parts": [{"task": "Compute 37 * 43", "tools": ["calculator"]},
+                      {"task": "Name a prime number above 1000", "tools": []}]}  # fmt: skip
 
     def respond(req: Any) -> str:
         seen = " ".join(m.content for m in req.messages)

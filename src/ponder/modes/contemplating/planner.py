@@ -96,14 +96,30 @@ async def _ask_model(backend: Backend, req: ModeRequest, text: str) -> tuple[lis
     tools = req.toolbox.specs
     user = render(prompts["user"], request=text, max_agents=req.agents, tools=tools)
     messages = (Message("system", prompts["system"]), Message("user", user))
-    chat = ChatRequest(req.chat.model, messages, SamplingParams(max_tokens=400, temperature=0.0))
-    done = await collect(backend.stream(chat))
+    params = SamplingParams(max_tokens=400, temperature=0.0, response_format=_plan_format(req.agents, bool(tools)))
+    done = await collect(backend.stream(ChatRequest(req.chat.model, messages, params)))
     return parse_plan(done.text, req.agents, {t.name for t in tools}), done.usage
+
+
+def _plan_format(max_parts: int, tools: bool) -> dict[str, Any]:
+    """The planner's reply as a JSON schema, which the engine enforces. The model lists
+    the parts: the default model picked "attempts" for two separate questions when
+    asked to choose a strategy, and without a schema it answered every part inside
+    its JSON until it ran out of tokens."""
+    part: dict[str, Any] = {"type": "string"}
+    if tools:
+        named = {"type": "object", "required": ["task"], "properties": {
+            "task": {"type": "string"}, "tools": {"type": "array", "items": {"type": "string"}}}}  # fmt: skip
+        part = {"anyOf": [part, named]}
+    parts = {"type": "array", "items": part, "minItems": 1, "maxItems": max_parts}
+    schema = {"type": "object", "required": ["parts"], "properties": {"parts": parts}}
+    return {"type": "json_schema", "json_schema": {"name": "plan", "schema": schema}}
 
 
 def parse_plan(text: str, max_parts: int, tools: set[str] | frozenset[str] = frozenset()) -> list[Part]:
     """The sub-tasks in a planner reply, each with the tools assigned to it (only
-    names among `tools`), or [] when it chose attempts or is unreadable."""
+    names among `tools`), or [] when it is unreadable. Takes `{"parts": [...]}`, and
+    `{"strategy": "subtasks", "subtasks": [...]}` from a planner that ignored the schema."""
     start, end = text.find("{"), text.rfind("}")
     if start < 0 or end <= start:
         return []
@@ -111,10 +127,11 @@ def parse_plan(text: str, max_parts: int, tools: set[str] | frozenset[str] = fro
         data = json.loads(text[start : end + 1])
     except json.JSONDecodeError:
         return []
-    if not isinstance(data, dict) or data.get("strategy") != "subtasks":
+    if not isinstance(data, dict):
         return []
+    listed = data.get("parts", data.get("subtasks") if data.get("strategy") == "subtasks" else [])
     parts: list[Part] = []
-    for p in data.get("subtasks") or []:
+    for p in listed if isinstance(listed, list) else []:
         if isinstance(p, dict) and isinstance(p.get("task"), str):
             named = p.get("tools")
             assigned = tuple(n for n in named if n in tools) if isinstance(named, list) else None

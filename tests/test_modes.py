@@ -273,9 +273,37 @@ async def test_a_multipart_request_is_split_into_subtasks_and_synthesised() -> N
     assert done.progress[-1].data == {"type": "written"} or done.progress[-1].data["method"] == "written"
 
 
+async def test_an_engine_that_refuses_the_plan_schema_is_asked_again_without_it() -> None:
+    ask = ChatRequest("m", (Message("user", "1. Write a haiku about rain\n2. Name three prime numbers"),))
+
+    def respond(req: ChatRequest) -> Script:
+        if "team of assistants" in req.messages[0].content:
+            if req.params.response_format is not None:
+                return InvalidRequest("response_format is not supported", param="response_format")
+            return '```json\n{"parts": ["Write a haiku about rain", "Name three prime numbers"]}\n```'
+        return "Here is everything." if "combine the work" in req.messages[0].content else "done"
+
+    backend = ScriptedBackend(respond=respond)
+    done = await collect(run(backend, replace(resolve(ask, ModeSettings(), mode="contemplating"), compression=False)))
+    assert done.progress[0].data["strategy"] == "subtasks" and len(done.progress[0].data["agents"]) == 2
+    planner = [r for r in backend.requests if "team of assistants" in r.messages[0].content]
+    assert [r.params.response_format is None for r in planner] == [False, True]
+
+
+async def test_one_agent_never_asks_the_planner() -> None:
+    ask = ChatRequest("m", (Message("user", "1. Write a haiku about rain\n2. Name three prime numbers"),))
+    backend = ScriptedBackend(respond=lambda req: "done")
+    req = replace(resolve(ask, ModeSettings(), mode="contemplating", agents=1), compression=False)
+    done = await collect(run(backend, req))
+    assert done.progress[0].data["strategy"] == "attempts"
+    assert all("team of assistants" not in r.messages[0].content for r in backend.requests)
+
+
 def test_parse_plan_is_forgiving_but_strict_about_shape() -> None:
     assert parse_plan('{"parts": ["a", "b", "c"]}', 2) == [("a", None), ("b", None)]
     assert parse_plan('{"parts": "a"}', 4) == []
+    legacy = '{"parts": null, "strategy": "subtasks", "subtasks": ["a", "b"]}'
+    assert parse_plan(legacy, 4) == [("a", None), ("b", None)]
     assert parse_plan('{"strategy": "subtasks", "subtasks": ["a", "b", "c"]}', 2) == [("a", None), ("b", None)]
     assert parse_plan('noise {"strategy": "attempts"} noise', 4) == []
     assert parse_plan("not json at all", 4) == []

@@ -23,6 +23,7 @@ import pytest
 from ponder.backends.registry import Registry
 from ponder.backends.scripted import ScriptedBackend
 from ponder.config import McpServer, Settings, ToolSettings
+from ponder.formats import structured
 from ponder.models import ModelStore
 from ponder.modes.tools import execute
 from ponder.server.app import create_app
@@ -410,6 +411,10 @@ async def test_contemplating_sub_agents_use_the_tools_the_planner_gave_them(
         names = [t.name for t in req.tools]
         if "split requests" in seen:
             assert "calculator: Evaluate" in seen  # the planner is told the tools
+            schema = structured.check(req.params.response_format)  # and its reply may name only those
+            assert schema is not None and structured.gbnf(schema)
+            named = schema["json_schema"]["schema"]["properties"]["parts"]["items"]["anyOf"][1]
+            assert "calculator" in named["properties"]["tools"]["items"]["enum"]
             return json.dumps(plan)
         if req.prefill:  # a reasoning phase
             return "Work it out."

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from ponder.backends.base import Backend
+from ponder.errors import InvalidRequest
 from ponder.modes.base import ModeRequest
 from ponder.modes.messages import with_system, with_user_note
 from ponder.modes.prompts import load, render
@@ -57,6 +58,8 @@ async def plan(backend: Backend, req: ModeRequest) -> Plan:
         return attempts(req, "asked for attempts")
     if req.strategy == "auto" and not looks_multipart(text):
         return attempts(req, "one question: independent attempts")
+    if req.agents < 2:
+        return attempts(req, "one agent: nothing to split")
     parts, usage = await _ask_model(backend, req, text)
     if len(parts) < 2:
         return replace(attempts(req, "the planner found no separate parts"), usage=usage)
@@ -94,14 +97,21 @@ Part = tuple[str, tuple[str, ...] | None]  # a sub-task, and the tools the plann
 async def _ask_model(backend: Backend, req: ModeRequest, text: str) -> tuple[list[Part], Usage]:
     prompts = load("contemplating")["planner"]
     tools = req.toolbox.specs
+    names = sorted(t.name for t in tools)
     user = render(prompts["user"], request=text, max_agents=req.agents, tools=tools)
     messages = (Message("system", prompts["system"]), Message("user", user))
-    params = SamplingParams(max_tokens=400, temperature=0.0, response_format=_plan_format(req.agents, bool(tools)))
-    done = await collect(backend.stream(ChatRequest(req.chat.model, messages, params)))
-    return parse_plan(done.text, req.agents, {t.name for t in tools}), done.usage
+    # room to copy every part in full (about 4 characters a token), and the JSON around them
+    params = SamplingParams(max_tokens=400 + len(text) // 2, temperature=0.0,
+                            response_format=_plan_format(req.agents, names))  # fmt: skip
+    try:
+        done = await collect(backend.stream(ChatRequest(req.chat.model, messages, params)))
+    except InvalidRequest:  # an engine without structured output: the prompt asks for the same JSON
+        params = replace(params, response_format=None)
+        done = await collect(backend.stream(ChatRequest(req.chat.model, messages, params)))
+    return parse_plan(done.text, req.agents, set(names)), done.usage
 
 
-def _plan_format(max_parts: int, tools: bool) -> dict[str, Any]:
+def _plan_format(max_parts: int, tools: list[str]) -> dict[str, Any]:
     """The planner's reply as a JSON schema, which the engine enforces. The model lists
     the parts: the default model picked "attempts" for two separate questions when
     asked to choose a strategy, and without a schema it answered every part inside
@@ -109,7 +119,7 @@ def _plan_format(max_parts: int, tools: bool) -> dict[str, Any]:
     part: dict[str, Any] = {"type": "string"}
     if tools:
         named = {"type": "object", "required": ["task"], "properties": {
-            "task": {"type": "string"}, "tools": {"type": "array", "items": {"type": "string"}}}}  # fmt: skip
+            "task": {"type": "string"}, "tools": {"type": "array", "items": {"enum": tools}}}}  # fmt: skip
         part = {"anyOf": [part, named]}
     parts = {"type": "array", "items": part, "minItems": 1, "maxItems": max_parts}
     schema = {"type": "object", "required": ["parts"], "properties": {"parts": parts}}
@@ -129,7 +139,9 @@ def parse_plan(text: str, max_parts: int, tools: set[str] | frozenset[str] = fro
         return []
     if not isinstance(data, dict):
         return []
-    listed = data.get("parts", data.get("subtasks") if data.get("strategy") == "subtasks" else [])
+    listed = data.get("parts")
+    if not isinstance(listed, list) and data.get("strategy") == "subtasks":
+        listed = data.get("subtasks")
     parts: list[Part] = []
     for p in listed if isinstance(listed, list) else []:
         if isinstance(p, dict) and isinstance(p.get("task"), str):

@@ -1,7 +1,8 @@
 """Aggregate decode rate of `BatchedEngine` with 1, 2, 4 and 8 concurrent sequences.
 
     .venv/bin/python bench/batching.py [--model qwen2.5-coder-1.5b] [--rounds 3] [--threads 2]
-        [--configs default,no-fa,per-seq-kv,per-seq-kv-no-fa,ubatch128,threads1] [--tiled-mm on|off]
+        [--configs default,no-fa,per-seq-kv,per-seq-kv-no-fa,ubatch128,threads1,no-repack]
+        [--tiled-mm on|off|force]
         [--json OUT]
 
 Every sequence shares a ~180-token prompt prefix (a system prompt with some code)
@@ -15,7 +16,8 @@ configuration, in the same run. `LlamaEngine` on the same prompt is measured
 once per round as a reference for the single-sequence rate. Goal: 4 sequences
 >= 1.6x one sequence. `--tiled-mm off` turns off ggml's tiled K-quant matmul, which
 ggml takes from 8 rows on; on the 2-core EPYC it was slower there than the per-row
-path until 16 rows.
+path until 16 rows. `--tiled-mm force` takes it at every row count, for the weights
+ggml did not repack.
 
 Prints progress as it goes and a table at the end.
 """
@@ -81,6 +83,7 @@ CONFIGS: dict[str, dict[str, Any]] = {  # BatchedEngine keyword arguments over i
     "per-seq-kv-no-fa": {"kv_unified": False, "flash_attn": False},
     "ubatch128": {"n_ubatch": 128},
     "threads1": {"n_threads": 1},
+    "no-repack": {"repack": False},
 }
 COUNTS = (1, 2, 4, 8)
 
@@ -141,52 +144,81 @@ def run_single(engine: LlamaEngine, max_tokens: int) -> dict[str, Any]:
     return {"tok_s": rate, "counted": counted, "tokens": [len(times)]}
 
 
+class BareContext:
+    """llama_decode alone: the model in a context set up as `BatchedEngine` sets it up
+    from `kwargs`, fed by hand, with no sampling and no scheduler. `cb_eval` (a
+    `ggml_backend_sched_eval_callback`) sees every op, as bench/ops.py uses it."""
+
+    def __init__(self, path: Path, kwargs: dict[str, Any], n_seq: int, cb_eval: Any = None):
+        import llama_cpp
+        from llama_cpp._internals import LlamaModel
+
+        self.llama_cpp = llama_cpp
+        defaults = {k: v.default for k, v in inspect.signature(BatchedEngine.__init__).parameters.items()}
+        mp = llama_cpp.llama_model_default_params()
+        mp.use_extra_bufts = kwargs.get("repack", defaults["repack"])
+        self.model = LlamaModel(path_model=str(path), params=mp, verbose=False)
+        p = llama_cpp.llama_context_default_params()
+        p.n_ctx, p.n_seq_max, p.n_batch = kwargs["n_ctx"] * n_seq, n_seq, 512
+        p.n_ubatch = kwargs.get("n_ubatch", defaults["n_ubatch"])
+        p.n_threads = p.n_threads_batch = kwargs["n_threads"]
+        p.kv_unified = kwargs.get("kv_unified", defaults["kv_unified"])
+        fa = kwargs.get("flash_attn", defaults["flash_attn"])
+        p.flash_attn_type = -1 if fa is None else int(fa)
+        if cb_eval is not None:
+            p.cb_eval = cb_eval
+        self.n_seq = n_seq
+        self.ctx = llama_cpp.llama_init_from_model(self.model.model, p)
+        self.mem = llama_cpp.llama_get_memory(self.ctx)
+        self.batch = llama_cpp.llama_batch_init(512, 0, 1)
+
+    def decode(self, items: list[tuple[int, int, int, bool]]) -> None:
+        """One llama_decode of (token, position, sequence id, logits) rows."""
+        b = self.batch
+        for i, (token, pos, seq, logits) in enumerate(items):
+            b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = token, pos, 1, logits
+            b.seq_id[i][0] = seq
+        b.n_tokens = len(items)
+        assert self.llama_cpp.llama_decode(self.ctx, b) == 0
+
+    def prefill_shared(self, prompt_len: int) -> None:
+        """Sequence 0 prefills `prompt_len` tokens; every other sequence copies them."""
+        self.decode([(100 + i, i, 0, i == prompt_len - 1) for i in range(prompt_len)])
+        for s in range(1, self.n_seq):
+            self.llama_cpp.llama_memory_seq_cp(self.mem, 0, s, -1, -1)
+
+    def step(self, n: int, k: int, prompt_len: int) -> None:
+        """Decode step `k` after the prompt: one token for each of sequences 0..n-1, logits on."""
+        self.decode([(500 + k, prompt_len + k, s, True) for s in range(n)])
+
+    def rewind(self, prompt_len: int) -> None:
+        for s in range(self.n_seq):
+            self.llama_cpp.llama_memory_seq_rm(self.mem, s, prompt_len, -1)
+
+    def close(self) -> None:
+        self.llama_cpp.llama_batch_free(self.batch)
+        self.llama_cpp.llama_free(self.ctx)
+        self.model.close()
+
+
 def raw_decode(path: Path, kwargs: dict[str, Any], prompt_len: int, steps: int) -> dict[int, float]:
-    """The ceiling: lockstep llama_decode alone (no sampling, no scheduler), same context settings.
+    """The ceiling: lockstep llama_decode alone, same context settings as the engine.
 
     One sequence prefills `prompt_len` tokens, the others copy it, then each N decodes
     `steps` steps of one token per sequence with logits on, as the engine does."""
-    import llama_cpp
-    from llama_cpp._internals import LlamaModel
-
-    model = LlamaModel(path_model=str(path), params=llama_cpp.llama_model_default_params(), verbose=False)
-    p = llama_cpp.llama_context_default_params()
-    n_seq = max(COUNTS)
-    p.n_ctx, p.n_seq_max, p.n_batch = kwargs["n_ctx"] * n_seq, n_seq, 512
-    defaults = {k: v.default for k, v in inspect.signature(BatchedEngine.__init__).parameters.items()}
-    p.n_ubatch = kwargs.get("n_ubatch", defaults["n_ubatch"])
-    p.n_threads = p.n_threads_batch = kwargs["n_threads"]
-    p.kv_unified = kwargs.get("kv_unified", defaults["kv_unified"])
-    fa = kwargs.get("flash_attn", defaults["flash_attn"])
-    p.flash_attn_type = -1 if fa is None else int(fa)
-    ctx = llama_cpp.llama_init_from_model(model.model, p)
-    mem = llama_cpp.llama_get_memory(ctx)
-    batch = llama_cpp.llama_batch_init(512, 0, 1)
-
-    def decode(items: list[tuple[int, int, int, bool]]) -> None:
-        for i, (token, pos, seq, logits) in enumerate(items):
-            batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.logits[i] = token, pos, 1, logits
-            batch.seq_id[i][0] = seq
-        batch.n_tokens = len(items)
-        assert llama_cpp.llama_decode(ctx, batch) == 0
-
+    bare = BareContext(path, kwargs, max(COUNTS))
     try:
-        decode([(100 + i, i, 0, i == prompt_len - 1) for i in range(prompt_len)])
-        for s in range(1, n_seq):
-            llama_cpp.llama_memory_seq_cp(mem, 0, s, -1, -1)
+        bare.prefill_shared(prompt_len)
         rates = {}
         for n in COUNTS:
             t0 = time.perf_counter()
             for k in range(steps):
-                decode([(500 + k, prompt_len + k, s, True) for s in range(n)])
+                bare.step(n, k, prompt_len)
             rates[n] = n * steps / (time.perf_counter() - t0)
-            for s in range(n_seq):
-                llama_cpp.llama_memory_seq_rm(mem, s, prompt_len, -1)
+            bare.rewind(prompt_len)
         return rates
     finally:
-        llama_cpp.llama_batch_free(batch)
-        llama_cpp.llama_free(ctx)
-        model.close()
+        bare.close()
 
 
 def bench_config(name: str, path: Path, args: argparse.Namespace, single: LlamaEngine) -> dict[str, Any]:
@@ -233,11 +265,12 @@ def main() -> int:
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--configs", default="default", help=f"comma-separated, from: {', '.join(CONFIGS)}")
     ap.add_argument("--raw-steps", type=int, default=32, help="steps of the raw llama_decode ceiling (0: skip)")
-    ap.add_argument("--tiled-mm", choices=("on", "off"), default="on",
-                    help="ggml tiled K-quant matmul for 8+ rows (GGML_CPU_TILED_MM, read once)")  # fmt: skip
+    ap.add_argument("--tiled-mm", default="on", choices=("on", "off", "force"),
+                    help="tiled K-quant matmul from 8 rows, never, always (GGML_CPU_TILED_MM*, read once)")  # fmt: skip
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
-    os.environ["GGML_CPU_TILED_MM"] = "1" if args.tiled_mm == "on" else "0"  # before the first matmul
+    os.environ["GGML_CPU_TILED_MM"] = "0" if args.tiled_mm == "off" else "1"  # before the first matmul
+    os.environ["GGML_CPU_TILED_MM_FORCE"] = "1" if args.tiled_mm == "force" else "0"
     names = [c for c in args.configs.split(",") if c]
     if unknown := [c for c in names if c not in CONFIGS]:
         ap.error(f"unknown config(s): {', '.join(unknown)}")

@@ -69,6 +69,7 @@ class BatchedEngine:
         defaults: SamplingParams | None = None,
         kv_unified: bool = True,
         flash_attn: bool | None = True,
+        repack: bool = True,
     ):
         """`n_ctx` is what one sequence may use; the cache holds `n_seq_max` of them.
 
@@ -77,7 +78,9 @@ class BatchedEngine:
         runs of consecutive sequence ids), and a prefix copy there only tags cells.
         `flash_attn` skips the cells of other sequences instead of masking them in a
         matmul whose rounding depends on where cells lie, so a seeded request gives the
-        same text whatever else the cache holds (see bench/batching.py for the rates)."""
+        same text whatever else the cache holds. `repack` lets ggml lay weights out for
+        its interleaved CPU kernels (llama.cpp's `--no-repack` turns it off). See
+        bench/batching.py for the rates of each."""
         if n_batch < n_seq_max:
             raise ValueError(f"n_batch ({n_batch}) must hold one token per sequence (n_seq_max={n_seq_max})")
         self.path = path
@@ -85,7 +88,9 @@ class BatchedEngine:
         self.n_ctx = -(-n_ctx // 256) * 256  # llama.cpp pads every context to 256, as LlamaEngine reports it
         logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)  # what Llama(verbose=False) does
         llama_cpp.llama_backend_init()
-        self._model = LlamaModel(path_model=str(path), params=llama_cpp.llama_model_default_params(), verbose=False)
+        mp = llama_cpp.llama_model_default_params()
+        mp.use_extra_bufts = repack
+        self._model = LlamaModel(path_model=str(path), params=mp, verbose=False)
         p = llama_cpp.llama_context_default_params()
         p.n_ctx, p.n_seq_max, p.kv_unified = self.n_ctx * n_seq_max, n_seq_max, kv_unified
         p.n_batch, p.n_ubatch = n_batch, min(n_ubatch, n_batch)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import wave
 from pathlib import Path
 
 import numpy as np
@@ -74,3 +75,14 @@ def spoken(voice: Path, text: str, fmt: str = "wav") -> bytes:
 
 def tone(seconds: float, rate: int = 16_000) -> np.ndarray:
     return (0.2 * np.sin(np.arange(int(seconds * rate)) * 2 * np.pi * 440 / rate) * 32767).astype(np.int16)
+
+
+def tone_wav(seconds: float, rate: int = 16_000) -> bytes:
+    """`tone(seconds)` as a mono 16-bit WAV file."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(tone(seconds, rate).tobytes())
+    return out.getvalue()

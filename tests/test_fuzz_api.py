@@ -8,9 +8,7 @@ Below the fuzz tests, what fuzzing found, as plain regression tests."""
 
 from __future__ import annotations
 
-import io
 import json
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.transport.serialization import Binary
 
 from tests.conftest import serve
-from tests.media import tone
+from tests.media import tone_wav
 
 MODEL = "echo"
 EXAMPLES = 100  # per operation, half valid and half not; fewer where Whisper listens to each
@@ -74,12 +72,7 @@ def api_schema(echo_api: str) -> Any:
     response (and others to delete), a real audio file."""
     schema = schemathesis.openapi.from_url(f"{echo_api}/openapi.json")
     kept, deletable = _stored(echo_api), [_stored(echo_api)[0] for _ in range(3)]
-    wav = io.BytesIO()
-    with wave.open(wav, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16_000)
-        w.writeframes(tone(0.5).tobytes())
+    wav = tone_wav(0.5)
 
     def one_of(value: Any, *others: Any) -> Any:
         return st.sampled_from([*others, value])
@@ -89,7 +82,7 @@ def api_schema(echo_api: str) -> Any:
         if not isinstance(body, dict):
             return st.just(body)
         if isinstance(body.get("file"), Binary):
-            return one_of(body, {**body, "file": Binary(wav.getvalue())})
+            return one_of(body, {**body, "file": Binary(wav)})
         if isinstance(body.get("model"), str) and body["model"]:  # (a wrong type, or "", stays as it is)
             often, sometimes = st.sampled_from([True, True, True, False]), st.booleans()
             return st.tuples(often, sometimes, often).map(lambda how: _steered(body, *how))

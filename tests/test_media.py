@@ -29,7 +29,7 @@ from ponder.models import ModelStore
 from ponder.modes.prompts import load
 from ponder.server.app import create_app
 from tests.conftest import free_port
-from tests.media import bar_chart_png, data_url, pdf, spoken, text_png, tone
+from tests.media import bar_chart_png, data_url, pdf, spoken, text_png, tone_wav
 
 RECEIPT = ["CORNER SHOP", "Milk 2.49", "Bread 3.10", "TOTAL 5.59"]
 
@@ -427,12 +427,7 @@ async def test_media_limits_are_413s(data_dir: Path, voice_models: Any) -> None:
     backend = ScriptedBackend()
     big = text_png(["x" * 10] * 40, size=60)
     assert len(big) > 50_000
-    wav = io.BytesIO()
-    with wave.open(wav, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16_000)
-        w.writeframes(tone(3.0).tobytes())
+    wav = tone_wav(3.0)
     small = text_png(["ok"], size=12)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=_app(data_dir, {"scripted": backend}, limits)),
                                  base_url="http://localhost", timeout=60) as c:  # fmt: skip
@@ -440,14 +435,14 @@ async def test_media_limits_are_413s(data_dir: Path, voice_models: Any) -> None:
         assert_error(r, 413, "messages.0.content.0.image_url.url", "limit is 50,000")
         r = await c.post("/v1/chat/completions", json=chat(messages=user(*[image_part(small)] * 3)))
         assert_error(r, 413, "messages.0.content.2.image_url.url", "limit is 2")
-        r = await c.post("/v1/chat/completions", json=chat(messages=user(audio_part(wav.getvalue()[:20_000]))))
+        r = await c.post("/v1/chat/completions", json=chat(messages=user(audio_part(wav[:20_000]))))
         assert r.status_code == 200  # 0.6 s: within the duration limit
         backend.requests.clear()
-        r = await c.post("/v1/chat/completions", json=chat(messages=user(audio_part(wav.getvalue()[:48_000]))))
+        r = await c.post("/v1/chat/completions", json=chat(messages=user(audio_part(wav[:48_000]))))
         assert_error(r, 400, "messages.0.content.0.input_audio", "longer than the limit of 1.0 s")
-        r = await c.post("/v1/chat/completions", json=chat(messages=user(audio_part(wav.getvalue()))))
+        r = await c.post("/v1/chat/completions", json=chat(messages=user(audio_part(wav))))
         assert_error(r, 413, "messages.0.content.0.input_audio", "more than 60,000 bytes")  # 96 kB in all
-        two = user(audio_part(wav.getvalue()[:20_000]), audio_part(wav.getvalue()[:20_000]))  # 0.6 s each
+        two = user(audio_part(wav[:20_000]), audio_part(wav[:20_000]))  # 0.6 s each
         r = await c.post("/v1/chat/completions", json=chat(messages=two))
         assert_error(r, 400, "messages.0.content.1.input_audio", "adds up to 1.2 s; the limit is 1.0 s")
         noise = [_noise_png(120, seed) for seed in (1, 2)]  # about 43 kB each: under the part limit, not together

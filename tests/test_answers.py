@@ -88,6 +88,11 @@ def test_choice_keeps_to_the_range_and_can_match_an_options_own_text() -> None:
         ("B", "b"),
         ("The correct option is D.", "d"),
         ("C.\nBecause the others are myths.", "c"),
+        ("The answer is B because the others are myths.", "b"),
+        ("The answer is A because it says so.", "a"),
+        ("The answer is A total of 18", "18"),
+        ("The answer is I think 18", "18"),
+        ("The answer is -1.", "-1"),
         # numbers, as before
         ("The answer is 18.", "18"),
         ("\\boxed{18}", "18"),

@@ -273,6 +273,7 @@ async def test_against_an_endpoint_over_http(
     sent = [r for r in engine.requests if any(m.content.startswith(loaded[0].question) for m in r.messages)]
     assert len(sent) == 1 and sent[0].params.temperature == 0.0 and sent[0].params.seed == 7
     assert all(r.answer.startswith("error:") and "404" in r.answer and not r.correct for r in rows[1::2])
+    assert all(r.got is None and r.finish_reason == "error" for r in rows[1::2])
     assert "[missing] hellaswag-val-00106 failed:" in capsys.readouterr().err
     engine.respond = lambda req: LONG
     capped = await bench(None, data_dir, [], 1, data="hellaswag", against=[good], cap=5)

@@ -135,6 +135,7 @@ class _Outcome:
     tool_calls: int = 0
     capped: bool = False
     votes: list[str | None] = field(default_factory=list)
+    failed: bool = False  # an error, not an answer: never scored right
 
 
 async def run(
@@ -180,10 +181,12 @@ async def run(
                     continue
                 t0 = time.perf_counter()
                 out = await runner.one(name, item)
-                row = Row(name, item.id, item.is_correct(out.text), item.expected, out.text.strip(),
-                          out.reasoning_tokens, out.completion_tokens, time.perf_counter() - t0, out.tool_calls,
-                          item.answer(out.text), out.finish_reason, out.capped, out.text.count(BOXED),
-                          out.text.count(ECHO), data, out.votes)  # fmt: skip
+                latency = time.perf_counter() - t0
+                got = None if out.failed else item.answer(out.text)
+                row = Row(name, item.id, not out.failed and item.is_correct(out.text), item.expected,
+                          out.text.strip(), out.reasoning_tokens, out.completion_tokens, latency, out.tool_calls, got,
+                          out.finish_reason, out.capped, out.text.count(BOXED), out.text.count(ECHO), data,
+                          out.votes)  # fmt: skip
                 rows.append(row)
                 right[name] += row.correct
                 done[name] += 1
@@ -229,7 +232,7 @@ class _Runner:
             return await self._mode(name, item)
         except PonderError as e:  # one failed item is a wrong answer, not the end of a long run
             print(f"[{name}] {item.id} failed: {e.message}", file=sys.stderr, flush=True)
-            return _Outcome(f"error: {e.message}", 0, 0, "error")
+            return _Outcome(f"error: {e.message}", 0, 0, "error", failed=True)
 
     def _bare_request(self, item: Item, temperature: float, seed: int) -> ChatRequest:
         params = SamplingParams(temperature=temperature, max_tokens=self.cap, seed=seed)

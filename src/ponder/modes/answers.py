@@ -154,10 +154,12 @@ def _letter(candidate: str) -> str | None:
     """The option letter a short answer names ("B", "(b)", "**B**", "B) Paris"), lower-cased."""
     plain = _MARKUP.sub("", _TEXT_MACRO.sub(r"\1", candidate)).strip()
     m = _MARKED.match(plain)
-    if not m:
-        return None
-    letter = next(g for g in m.groups() if g)
-    return letter.lower()
+    if m:
+        return next(g for g in m.groups() if g).lower()
+    m = re.match(r"([A-Z])\s+[a-z]", plain)  # "B because …", "A is …"; not "A total of 18"
+    if m and not _article(plain, 1, m.group(1)):
+        return m.group(1).lower()
+    return None
 
 
 def _whole(text: str) -> str | None:

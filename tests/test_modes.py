@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from dataclasses import replace
 from typing import Any
 
@@ -32,7 +31,7 @@ THINK = load("thinking")
 @pytest.mark.parametrize(
     ("fields", "mode", "budget"),
     [
-        ({}, "instant", 512),
+        ({}, "auto", 512),
         ({"effort": "none"}, "instant", 0),
         ({"effort": "high"}, "thinking", 1024),
         ({"budget": 300}, "thinking", 300),
@@ -156,15 +155,14 @@ async def test_without_prefill_an_overrun_is_cut_and_the_answer_asked_for() -> N
 
 # --- contemplating -------------------------------------------------------------------
 
-STYLE_ANSWERS = {"methodical": "42", "equations": "42", "verify": "41", "fresh-eyes": UpstreamError("engine fell over")}
-
 
 def by_style(answers: dict[str, Any]) -> Any:
-    """Answer each sub-agent by the style noted in its question, and by phase."""
+    """Answer each sub-agent by the style noted in its question ("direct": none), and by phase."""
     styles = {s["name"]: s["note"] for s in load("contemplating")["styles"]}
 
     def respond(req: ChatRequest) -> Script:
-        name = next(n for n, text in styles.items() if any(text in m.content for m in req.messages))
+        asked = next(m.content for m in req.messages if m.role == "user")
+        name = next((n for n, text in styles.items() if text in asked), "direct")
         answer = answers[name]
         if isinstance(answer, BaseException):
             return answer
@@ -175,56 +173,23 @@ def by_style(answers: dict[str, Any]) -> Any:
     return respond
 
 
+OPEN = ChatRequest("m", (Message("user", "Which planet has the most moons?"),))  # no numbers: chains only
+SPLIT = {"direct": "Saturn", "equations": "Jupiter", "verify": "Saturn", "fresh-eyes": "Saturn"}
+
+
 def contemplation(**kw: Any) -> ModeRequest:
-    return replace(resolve(Q, ModeSettings(), mode="contemplating"), compression=False, **kw)
+    return replace(resolve(OPEN, ModeSettings(), mode="contemplating"), compression=False, **kw)
 
 
-async def test_attempts_vote_with_one_agent_failing() -> None:
-    backend = ScriptedBackend(respond=by_style(STYLE_ANSWERS), delay=0.001)
+async def test_agents_of_a_wave_run_at_the_same_time() -> None:
+    backend = ScriptedBackend(respond=by_style(SPLIT), delay=0.02)
     done = await collect(run(backend, contemplation()))
-    assert done.text == "The answer is 42."
-    kinds = [e.kind for e in done.progress]
-    assert kinds[0] == "plan" and kinds[-1] == "synthesis.start"
-    assert kinds.count("agent.start") == 4 and kinds.count("agent.done") == 4
-    outcomes = {e.agent: e.data for e in done.progress if e.kind == "agent.done"}
-    assert outcomes[3]["ok"] is False and "engine fell over" in outcomes[3]["error"]
-    assert done.progress[-1].data["tally"] == {"42": 2.0, "41": 1.0}
-    assert done.usage.reasoning_tokens == 3 * 6  # 'working it out carefully gives 42'
-    assert "[agent 1: methodical]" in done.reasoning and "agent 4: fresh-eyes] failed" in done.reasoning
-    # the agents' prompts differ only after the question, so one prefill serves all
-    first_calls = [r for r in backend.requests if r.prefill == THINK["open"]]
-    assert len(first_calls) == 4 and len({r.messages[:-1] for r in first_calls}) == 1
-    assert all(r.messages[-1].content.startswith(Q.messages[-1].content + "\n\n") for r in first_calls)
-
-
-async def test_agents_run_at_the_same_time() -> None:
-    backend = ScriptedBackend(respond=by_style(dict.fromkeys(["methodical", "equations", "verify", "fresh-eyes"], "7")),
-                              delay=0.02)  # fmt: skip
-    t0 = time.monotonic()
-    await collect(run(backend, contemplation()))
-    elapsed = time.monotonic() - t0
-    assert backend.max_active == 4
-    # one agent alone: 5 reasoning + 4 answer tokens at 20 ms; four in a row would take 4x
-    assert elapsed < 4 * 9 * 0.02
-
-
-async def test_confidence_weights_break_a_tie() -> None:
-    # Two say 42, two say 41, but one of the 42s contradicts its own reasoning.
-    answers = {"methodical": "41", "equations": "42", "verify": "41", "fresh-eyes": "42"}
-    base = by_style(answers)
-
-    def respond(req: ChatRequest) -> Script:
-        if req.prefill == THINK["open"] and "Restate" in req.messages[-1].content:
-            return "I get 40"  # fresh-eyes reasons to 40 but answers 42
-        return base(req)
-
-    done = await collect(run(ScriptedBackend(respond=respond), contemplation()))
-    assert done.text == "The answer is 41."
-    assert done.progress[-1].data["tally"] == {"41": 2.0, "42": 1.6}
+    assert done.text == "The answer is Saturn."
+    assert backend.max_active == 2  # two waves of two, each wave's agents at once
 
 
 async def test_a_timed_out_agent_does_not_fail_the_request() -> None:
-    slow = ScriptedBackend(respond=by_style(dict.fromkeys(["methodical", "equations", "verify", "fresh-eyes"], "9")))
+    slow = ScriptedBackend(respond=by_style(SPLIT))
     inner = slow.stream
 
     def stream(req: ChatRequest) -> Any:
@@ -234,7 +199,7 @@ async def test_a_timed_out_agent_does_not_fail_the_request() -> None:
 
     slow.stream = stream  # type: ignore[method-assign]
     done = await collect(run(slow, contemplation(agent_timeout_s=0.5)))
-    assert done.text == "The answer is 9."
+    assert done.text == "The answer is Saturn."
     failed = [e for e in done.progress if e.kind == "agent.done" and not e.data["ok"]]
     assert [f.agent for f in failed] == [3] and "timed out" in failed[0].data["error"]
 
@@ -314,16 +279,19 @@ def test_parse_plan_is_forgiving_but_strict_about_shape() -> None:
 
 
 async def test_a_single_question_skips_the_planner_call() -> None:
-    backend = ScriptedBackend(respond=by_style(dict.fromkeys(["methodical", "equations", "verify", "fresh-eyes"], "5")))
+    backend = ScriptedBackend(respond=by_style(dict.fromkeys(["direct", "equations"], "Saturn")))
     done = await collect(run(backend, contemplation(agents=2)))
     assert done.progress[0].data["strategy"] == "attempts"
     assert all("team of assistants" not in r.messages[0].content for r in backend.requests)
-    temperatures = {r.params.temperature for r in backend.requests if r.prefill == THINK["open"]}
-    assert temperatures == {0.3, 0.7}, "each attempt samples at its own temperature"
+    temperatures = [r.params.temperature for r in backend.requests if r.prefill == THINK["open"]]
+    assert sorted(temperatures) == [0.0, 0.7], "each attempt samples at its own temperature"
+    # the agents' prompts differ only after the question, so one prefill serves both
+    first = [r for r in backend.requests if r.prefill == THINK["open"]]
+    assert len({r.messages[:-1] for r in first}) == 1
 
 
 async def test_live_progress_comes_before_the_answer() -> None:
-    backend = ScriptedBackend(respond=by_style(STYLE_ANSWERS), delay=0.001)
+    backend = ScriptedBackend(respond=by_style(SPLIT), delay=0.001)
     events = [e async for e in run(backend, contemplation())]
     agent_events = [e for e in events if isinstance(e, AgentEvent)]
     first_delta = {e.agent: i for i, e in reversed(list(enumerate(agent_events))) if e.kind == "agent.delta"}

@@ -10,7 +10,7 @@ order, later wins) and then passed around explicitly. There is no global config.
     n_threads = 2
 
     [modes]
-    default = "thinking"           # instant | thinking | contemplating
+    default = "auto"               # auto | instant | thinking | contemplating
     effort = "medium"              # reasoning budget when a request names none
     agents = 4                     # contemplating sub-agents
 
@@ -88,11 +88,16 @@ EFFORT_BUDGETS: dict[str, int] = {
 }
 
 
+ModeName = Literal["auto", "instant", "thinking", "contemplating"]
+MODE_NAMES: tuple[ModeName, ...] = ("auto", "instant", "thinking", "contemplating")
+AUTO_CONFIDENCE = 0.0  # placeholder, set from measurement
+
+
 @dataclass(frozen=True)
 class ModeSettings:
     """Defaults for the three modes; each can be overridden per request."""
 
-    default: str = "instant"  # instant | thinking | contemplating
+    default: str = "auto"  # auto | instant | thinking | contemplating
     effort: str = "medium"  # the thinking budget when a request names none
     compression: bool = True  # stop thinking early once answer probes agree
     probe_every: int = 64  # reasoning tokens between answer probes
@@ -100,6 +105,10 @@ class ModeSettings:
     agent_effort: str = "medium"  # contemplating: each sub-agent's budget
     agent_timeout_s: float = 600.0
     strategy: str = "auto"  # contemplating: auto | attempts | subtasks
+    programs: bool = True  # contemplating: a program agent (run in the sandbox) for questions with numbers
+    # auto: an answer whose confidence (modes.confidence, the lowest window) is below
+    # this escalates to Contemplating
+    auto_confidence: float = AUTO_CONFIDENCE
 
 
 @dataclass(frozen=True)
@@ -415,7 +424,7 @@ def _alias(name: str, body: Any) -> Alias:
     if unknown:
         raise InvalidRequest(f"config [aliases.{name}]: unknown keys {sorted(unknown)}; use model, mode, effort")
     alias = Alias(name, body["model"], body.get("mode"), body.get("effort"))
-    if alias.mode not in (None, "instant", "thinking", "contemplating"):
+    if alias.mode not in (None, *MODE_NAMES):
         raise InvalidRequest(f"config [aliases.{name}] mode: unknown mode {alias.mode!r}")
     if alias.effort is not None and alias.effort not in EFFORT_BUDGETS:
         raise InvalidRequest(f"config [aliases.{name}] effort: use one of {', '.join(EFFORT_BUDGETS)}")
@@ -423,7 +432,7 @@ def _alias(name: str, body: Any) -> Alias:
 
 
 def _check_modes(m: ModeSettings) -> None:
-    if m.default not in ("instant", "thinking", "contemplating"):
+    if m.default not in MODE_NAMES:
         raise InvalidRequest(f"config [modes] default: unknown mode {m.default!r}")
     for key in ("effort", "agent_effort"):
         if getattr(m, key) not in EFFORT_BUDGETS:

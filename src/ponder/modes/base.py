@@ -2,21 +2,20 @@
 
 The request names a mode explicitly (`mode`), or implies one: a `reasoning_effort`
 of "none" means Instant, any other effort or a `thinking_budget` means Thinking.
-With neither, the configured default applies. A mode never looks at model names.
+With neither, the configured default applies: Auto unless config says otherwise. A
+mode never looks at model names.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
-from ponder.config import EFFORT_BUDGETS, ModeSettings
+from ponder.config import EFFORT_BUDGETS, MODE_NAMES, ModeName, ModeSettings
 from ponder.errors import InvalidRequest, Unsupported
 from ponder.tools.base import Toolbox
 from ponder.types import ChatRequest
 
-ModeName = Literal["instant", "thinking", "contemplating"]
-MODES: tuple[ModeName, ...] = ("instant", "thinking", "contemplating")
+MODES: tuple[ModeName, ...] = MODE_NAMES
 
 
 @dataclass(frozen=True)
@@ -30,6 +29,8 @@ class ModeRequest:
     agent_budget: int = 512
     strategy: str = "auto"
     agent_timeout_s: float = 600.0
+    programs: bool = True  # Contemplating: a program agent for questions with numbers
+    auto_confidence: float = 0.0  # Auto: escalate an answer less confident than this
     toolbox: Toolbox = field(default_factory=Toolbox)  # server-side tools; their functions are in chat.tools
 
 
@@ -58,6 +59,8 @@ def resolve(
         chosen = "instant"  # "think with no budget" is an instant answer
     toolbox = toolbox or Toolbox()
     client_tools = [t for t in chat.tools if t.name not in toolbox.hosted]
+    if chosen == "auto" and client_tools and chat.tool_choice != "none":
+        chosen = "instant"  # a turn that may call the client's functions is theirs to answer; it never escalates
     if chosen == "contemplating" and client_tools and chat.tool_choice != "none":
         raise Unsupported("the client's own function tools are not supported in Contemplating mode (server-side "
                           "tools are); use instant or thinking", param="tools")  # fmt: skip
@@ -71,6 +74,8 @@ def resolve(
         agent_budget=agent_budget or requested or EFFORT_BUDGETS[settings.agent_effort],
         strategy=strategy or settings.strategy,
         agent_timeout_s=settings.agent_timeout_s,
+        programs=settings.programs,
+        auto_confidence=settings.auto_confidence,
         toolbox=toolbox,
     )
 

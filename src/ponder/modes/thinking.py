@@ -29,10 +29,13 @@ from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 
 from ponder.backends.base import Backend
+from ponder.formats.clean import AnswerCleaner
 from ponder.formats.reasoning import ThinkSplitter
 from ponder.modes import answers
+from ponder.modes.confidence import TOP_K
 from ponder.modes.messages import with_system, with_user_note
 from ponder.modes.prompts import load
+from ponder.modes.watch import Watch, watched
 from ponder.types import (
     NO_USAGE,
     ChatRequest,
@@ -62,6 +65,15 @@ class Trace:
     probes: list[str | None] = field(default_factory=list)
     usage: Usage = NO_USAGE
     tool_calls: list[ToolCall] = field(default_factory=list)
+    # The reasoning's loop guard and confidence (log-probabilities are asked for when
+    # `measure` is set); with `watch.stop_below`, a trace whose confidence falls below
+    # it stops at once and gives no answer (`dropped`).
+    watch: Watch = field(default_factory=Watch)
+    measure: bool = False
+
+    @property
+    def dropped(self) -> bool:
+        return self.watch.stopped == "confidence"
 
 
 async def think(
@@ -83,6 +95,9 @@ async def think(
     # The reasoning sees the tools but calls none; only the answer may call them.
     async for event in run(_Run(backend, chat, budget, compression, probe_every, trace, prompts)):
         yield event
+    if trace.dropped:  # too unsure to go on: no answer (Contemplating leaves it out)
+        yield Done("stop", replace(trace.usage, reasoning_tokens=trace.reasoning_tokens))
+        return
     if not trace.answer.strip() and not trace.tool_calls:  # never an empty answer: use the reasoning's conclusion
         lines = trace.reasoning.strip().splitlines()
         trace.answer = answers.extract(trace.reasoning) or (lines[-1] if lines else "")
@@ -110,11 +125,12 @@ async def _prefilled(r: _Run) -> AsyncGenerator[Event, None]:
     # 1-2. reasoning, in slices between answer probes
     while not finished and trace.reasoning_tokens < budget:
         step = min(probe_every, budget - trace.reasoning_tokens) if compression else budget - trace.reasoning_tokens
-        params = replace(chat.params, max_tokens=step, stop=("</think>",), response_format=None, logprobs=None)
+        params = replace(chat.params, max_tokens=step, stop=("</think>",), response_format=None,
+                         logprobs=TOP_K if trace.measure else None)  # fmt: skip
         finish: FinishReason = "length"
         usage = NO_USAGE
         slice_chat = replace(chat, params=params, prefill=opened + trace.reasoning, tool_choice="none", tool_name=None)
-        async for event in _text(backend, slice_chat):
+        async for event in watched(_text(backend, slice_chat), trace.watch):
             if isinstance(event, TextDelta):
                 trace.reasoning += event.text
                 yield ReasoningDelta(event.text)
@@ -122,7 +138,11 @@ async def _prefilled(r: _Run) -> AsyncGenerator[Event, None]:
                 finish, usage = event.finish_reason, event.usage
         trace.usage += usage
         trace.reasoning_tokens += usage.completion_tokens
-        finished = finish == "stop" or usage.completion_tokens == 0
+        if trace.watch.stopped == "loop":  # go on from what was written before the loop
+            trace.reasoning = trace.watch.guard.settled_text
+        if trace.dropped:
+            return
+        finished = finish == "stop" or usage.completion_tokens == 0 or trace.watch.stopped == "loop"
         if compression and not finished and trace.reasoning_tokens < budget:
             finished = await _probe_agrees(backend, chat, opened + trace.reasoning, trace, prompts["answer_now"])
     trace.forced = not finished and trace.reasoning_tokens >= budget
@@ -140,15 +160,22 @@ async def _answer(
     reply after "</think>" does not work on models without a thinking mode: Qwen2.5
     took the reasoning for a draft and wrote the whole solution again."""
     follow = (*chat.messages, Message("assistant", reasoning), Message("user", prompts["answer_now"]))
-    async for event in _text(backend, replace(chat, messages=follow, thinking=0)):  # the thinking is done
+    cleaner = AnswerCleaner(echoes=prompts["echoes"])
+    watch = Watch()
+    async for event in watched(_text(backend, replace(chat, messages=follow, thinking=0)), watch):  # thinking is done
         if isinstance(event, TextDelta):
             trace.answer += event.text
-            yield event
+            if shown := cleaner.feed(event.text):
+                yield TextDelta(shown, event.logprobs)
         elif isinstance(event, ToolCallEvent):
             trace.tool_calls.append(event.call)
             yield event
         elif isinstance(event, Done):
             trace.usage += event.usage
+    if watch.stopped:
+        trace.answer = watch.guard.settled_text
+    if tail := cleaner.flush():
+        yield TextDelta(tail)
 
 
 async def _probe_agrees(backend: Backend, chat: ChatRequest, reasoning: str, trace: Trace, prompt: str) -> bool:
@@ -179,7 +206,9 @@ async def _single_call(r: _Run) -> AsyncGenerator[Event, None]:
     chat = replace(chat, thinking=budget)
     splitter = ThinkSplitter()
     over_budget = False
-    async with aclosing(backend.stream(chat)) as events:
+    if trace.measure:
+        chat = replace(chat, params=replace(chat.params, logprobs=TOP_K))
+    async with aclosing(watched(backend.stream(chat), trace.watch)) as events:
         async for event in events:
             if isinstance(event, Done):
                 trace.usage += event.usage
@@ -204,6 +233,11 @@ async def _single_call(r: _Run) -> AsyncGenerator[Event, None]:
     trace.answer += answer
     if answer:
         yield TextDelta(answer)
+    if trace.watch.stopped == "loop" and not trace.answer.strip():  # it looped in its reasoning
+        trace.reasoning = trace.watch.guard.settled_text
+        over_budget = True
+    if trace.dropped:
+        return
     if over_budget:
         trace.forced = True
         async for event in _answer(backend, chat, trace.reasoning, trace, prompts):

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from ponder.backends.base import Backend
 from ponder.errors import InvalidRequest
 from ponder.modes.base import ModeRequest
+from ponder.modes.contemplating import program
 from ponder.modes.messages import with_system, with_user_note
 from ponder.modes.prompts import load, render
 from ponder.types import NO_USAGE, ChatRequest, Message, SamplingParams, Usage, collect
@@ -24,12 +25,17 @@ Strategy = Literal["attempts", "subtasks"]
 _LIST_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+\S", re.MULTILINE)
 
 
+Method = Literal["chain", "program"]
+
+
 @dataclass(frozen=True)
 class AgentTask:
     index: int
     title: str
     chat: ChatRequest
     tools: tuple[str, ...] | None = None  # the server-side tools it may use; None: all of them
+    method: Method = "chain"  # a chain of reasoning (a Thinking run), or a program run in the sandbox
+    stop_below: float | None = None  # stop the agent once its confidence falls below this
 
 
 @dataclass(frozen=True)
@@ -54,33 +60,64 @@ def looks_multipart(text: str) -> bool:
 
 async def plan(backend: Backend, req: ModeRequest) -> Plan:
     text = request_text(req.chat)
+    programs = req.programs and quantitative(text) and program.available()
     if req.strategy == "attempts":
-        return attempts(req, "asked for attempts")
+        return attempts(req, "asked for attempts", programs)
     if req.strategy == "auto" and not looks_multipart(text):
-        return attempts(req, "one question: independent attempts")
+        return attempts(req, "one question: independent attempts", programs)
     if req.agents < 2:
-        return attempts(req, "one agent: nothing to split")
+        return attempts(req, "one agent: nothing to split", programs)
     parts, usage = await _ask_model(backend, req, text)
     if len(parts) < 2:
-        return replace(attempts(req, "the planner found no separate parts"), usage=usage)
+        return replace(attempts(req, "the planner found no separate parts", programs), usage=usage)
     return Plan("subtasks", tuple(_subtask(req, i, task, text, tools) for i, (task, tools) in enumerate(parts)),
                 "the planner split it", usage)  # fmt: skip
 
 
-def attempts(req: ModeRequest, reason: str) -> Plan:
+def attempts(req: ModeRequest, reason: str, programs: bool = False) -> Plan:
+    """Independent attempts, in the order they are run: a plain chain of reasoning at
+    temperature 0 (what the model says bare, given room to think), a program when
+    `programs` (the question has numbers in it and the sandbox works), then chains in
+    the styles of the prompt file at their temperatures, and a sampled program."""
     styles = load("contemplating")["styles"]
     tasks = []
     for i in range(req.agents):
-        style = styles[i % len(styles)]
-        temperature = min(1.2, style["temperature"] + 0.1 * (i // len(styles)))
-        # The style goes at the end of the question, not in a system prompt: small
-        # models heed it there, and the agents' prompts then share everything up to
-        # the style, so the batched engine prefills that prefix once for all of them.
-        chat = with_user_note(req.chat, style["note"])
         seed = None if req.chat.params.seed is None else req.chat.params.seed + i  # diverse, yet repeatable
-        chat = replace(chat, params=replace(chat.params, temperature=temperature, seed=seed))
-        tasks.append(AgentTask(i, style["name"], chat))
+        if i == 0:
+            tasks.append(AgentTask(0, "direct", _at(req.chat, 0.0, seed)))
+        elif programs and i in (1, 3):
+            tasks.append(AgentTask(i, "program", _at(req.chat, 0.0 if i == 1 else 0.7, seed), method="program"))
+        else:
+            style = styles[sum(t.title != "direct" and t.method == "chain" for t in tasks) % len(styles)]
+            # The style goes at the end of the question, not in a system prompt: small
+            # models heed it there, and the agents' prompts then share everything up to
+            # the style, so the batched engine prefills that prefix once for all of them.
+            chat = with_user_note(req.chat, style["note"])
+            tasks.append(AgentTask(i, style["name"], _at(chat, style["temperature"], seed)))
     return Plan("attempts", tuple(tasks), reason)
+
+
+def _at(chat: ChatRequest, temperature: float, seed: int | None) -> ChatRequest:
+    return replace(chat, params=replace(chat.params, temperature=temperature, seed=seed))
+
+
+_NUMBER = re.compile(
+    r"\d+(?:[.,]\d+)*|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|"
+    r"twenty|thirty|forty|fifty|hundred|thousand|twice|half|double|triple|dozen)\b",
+    re.IGNORECASE,
+)
+_OPTION = re.compile(r"^\s*\(?[A-Ha-h][.)]\s", re.MULTILINE)
+
+
+def quantitative(text: str) -> bool:
+    """A question with numbers to work with (two or more), and no lettered options to
+    choose from: one a program can settle."""
+    return len(_NUMBER.findall(text)) >= 2 and options(text) < 2
+
+
+def options(text: str) -> int:
+    """How many lettered options ("A. ...", "(b) ...") start a line of `text`."""
+    return len(_OPTION.findall(text))
 
 
 def _subtask(req: ModeRequest, index: int, task: str, whole: str, tools: tuple[str, ...] | None) -> AgentTask:

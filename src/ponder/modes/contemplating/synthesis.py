@@ -1,10 +1,10 @@
 """Merge the sub-agents' work into one answer.
 
-Attempts at one question are settled by a confidence-weighted vote over the answers
-they commit to (`answers.extract`). An agent's confidence drops when the budget cut
-its thinking short, and when its answer disagrees with where its own reasoning ended.
-Sub-tasks, and attempts with nothing to vote on, get a written synthesis: one more
-model call that sees every part.
+`vote` is the confidence-weighted vote over the answers attempts commit to
+(`answers.extract`), which `attempts.py` falls back on. An agent's confidence is its
+trace's own (`modes.confidence`), lower when the budget cut its thinking short or its
+answer disagrees with where its own reasoning ended. Sub-tasks get a written
+synthesis: one more model call that sees every part.
 """
 
 from __future__ import annotations
@@ -26,10 +26,12 @@ class AgentResult:
     title: str
     trace: Trace
     error: str | None = None
+    method: str = "chain"  # "chain" | "program"
 
     @property
     def ok(self) -> bool:
-        return self.error is None
+        """It finished with something to count: no failure, and not stopped for low confidence."""
+        return self.error is None and not self.trace.dropped
 
     @property
     def vote(self) -> str | None:
@@ -37,8 +39,14 @@ class AgentResult:
 
     @property
     def confidence(self) -> float:
-        weight = 0.5 if self.trace.forced else 1.0
-        tail = answers.extract(self.trace.reasoning[-400:])
+        """The lowest window confidence of its trace (modes.confidence); a trace the
+        budget cut short counts half, and one whose answer disagrees with where its own
+        reasoning ended a little over half. Without log-probabilities, only those two."""
+        signal = self.trace.watch.meter.signal()
+        weight = signal.lowest if signal.known else 1.0
+        if self.trace.forced:
+            weight *= 0.5
+        tail = answers.extract(self.trace.reasoning[-400:]) if self.method == "chain" else None
         if tail is not None and self.vote is not None and tail != self.vote:
             weight *= 0.6
         return weight

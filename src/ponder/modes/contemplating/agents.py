@@ -1,0 +1,123 @@
+"""Running a set of sub-agents at once, with their progress streamed live.
+
+Each agent is a Thinking run (through the tool loop when it has server-side tools),
+or a program run in the sandbox (`program.py`), with its own timeout. A failed or
+timed-out agent is recorded and the rest go on. Results are appended to the caller's
+list as agents finish; events come out in the order they happen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from dataclasses import replace
+
+from ponder.backends.base import Backend
+from ponder.errors import PonderError
+from ponder.modes.base import ModeRequest
+from ponder.modes.contemplating.planner import AgentTask, request_text
+from ponder.modes.contemplating.program import program
+from ponder.modes.contemplating.synthesis import AgentResult
+from ponder.modes.thinking import Trace, think
+from ponder.modes.tools import run as with_tools
+from ponder.types import AgentEvent, ChatRequest, Done, Event, ReasoningDelta, TextDelta, ToolRun, Usage
+
+
+async def run_agents(
+    backend: Backend, req: ModeRequest, tasks: tuple[AgentTask, ...], results: list[AgentResult]
+) -> AsyncGenerator[Event, None]:
+    queue: asyncio.Queue[object] = asyncio.Queue()
+
+    async def agent(task: AgentTask) -> None:
+        trace, error = Trace(), None
+        rounds: list[Trace] = []  # one per round of the tool loop
+        # every server-side tool, or those the planner gave the task; never a tool search, which
+        # loads client functions, and those are the client's to run (not supported here)
+        usable = {n for n, h in req.toolbox.hosted.items() if h.kind != "tool_search"}
+        box = req.toolbox.only(usable if task.tools is None else usable & set(task.tools))
+        chat = _offer(task.chat, req, set(box.hosted))
+
+        def one(chat: ChatRequest) -> AsyncGenerator[Event, None]:
+            rounds.append(Trace(measure=True))
+            rounds[-1].watch.stop_below = task.stop_below
+            if task.method == "program":
+                return program(backend, chat, request_text(req.chat), rounds[-1])
+            return think(backend, chat, req.agent_budget, compression=req.compression, probe_every=req.probe_every,
+                         trace=rounds[-1])  # fmt: skip
+
+        start = {"title": task.title, "method": task.method, **({"tools": list(box.hosted)} if box else {})}
+        queue.put_nowait(AgentEvent("agent.start", task.index, start))
+        try:
+            async with asyncio.timeout(req.agent_timeout_s):
+                stream = with_tools(one, chat, box, agent=task.index) if box and task.method == "chain" else one(chat)
+                async with aclosing(stream) as events:
+                    async for event in events:
+                        if isinstance(event, ReasoningDelta):
+                            queue.put_nowait(AgentEvent("agent.delta", task.index, {"reasoning": event.text}))
+                        elif isinstance(event, TextDelta):
+                            queue.put_nowait(AgentEvent("agent.delta", task.index, {"text": event.text}))
+                        elif isinstance(event, ToolRun):
+                            queue.put_nowait(event)
+                        elif isinstance(event, Done):
+                            trace.usage = event.usage
+        except TimeoutError:
+            error = f"timed out after {req.agent_timeout_s:g}s"
+        except PonderError as e:  # a model or engine failure: record it, the others go on
+            error = e.message
+        finally:
+            _merge(trace, rounds)
+            result = AgentResult(task.index, task.title, trace, error, task.method)
+            results.append(result)
+            queue.put_nowait(result)  # also tells the loop below this agent is finished
+
+    running = [asyncio.create_task(agent(t)) for t in tasks]
+    try:
+        remaining = len(running)
+        while remaining:
+            item = await queue.get()
+            if isinstance(item, AgentResult):
+                remaining -= 1
+                yield AgentEvent("agent.done", item.index, outcome(item))
+                # Plain clients see each agent's work as reasoning, one agent at a time.
+                yield ReasoningDelta(summary(item))
+            else:
+                yield item  # type: ignore[misc]
+        await asyncio.gather(*running)  # re-raises implementation errors
+    finally:
+        for t in running:
+            t.cancel()
+
+
+def _merge(trace: Trace, rounds: list[Trace]) -> None:
+    """An agent's rounds (one without tools) as one trace: all the reasoning, the
+    last round's answer, and the loop's usage (set from its Done) or the rounds'."""
+    if not rounds:
+        return
+    trace.reasoning = "\n\n".join(r.reasoning.strip() for r in rounds if r.reasoning.strip())
+    trace.reasoning_tokens = sum(r.reasoning_tokens for r in rounds)
+    last = rounds[-1]
+    trace.answer, trace.forced, trace.probes, trace.watch = last.answer, last.forced, last.probes, last.watch
+    if trace.usage == Usage(0, 0):  # the run ended before its Done (a timeout, a failure)
+        trace.usage = sum((r.usage for r in rounds), Usage(0, 0))
+
+
+def _offer(chat: ChatRequest, req: ModeRequest, names: set[str]) -> ChatRequest:
+    """A sub-task's request with only the server-side tools the planner gave it."""
+    keep = [t for t in chat.tools if t.name not in req.toolbox.hosted or t.name in names]
+    return replace(chat, tools=tuple(keep))
+
+
+def outcome(r: AgentResult) -> dict[str, object]:
+    return {"title": r.title, "method": r.method, "ok": r.ok, "error": r.error, "answer": r.trace.answer.strip(),
+            "vote": r.vote, "confidence": round(r.confidence, 3), "reasoning_tokens": r.trace.reasoning_tokens,
+            "forced": r.trace.forced, "stopped": r.trace.watch.stopped}  # fmt: skip
+
+
+def summary(r: AgentResult) -> str:
+    head = f"[agent {r.index + 1}: {r.title}]"
+    if r.error is not None:
+        return f"{head} failed: {r.error}\n\n"
+    if r.trace.dropped:
+        return f"{head} stopped: its confidence fell below the others'\n\n"
+    return f"{head}\n{r.trace.reasoning.strip()}\n=> {r.trace.answer.strip()}\n\n"

@@ -1,0 +1,208 @@
+"""Independent attempts at one question: run in waves, stopped once settled, and
+checked by a judge when they disagree.
+
+  1. The first wave is two agents of different methods: a plain chain of reasoning at
+     temperature 0 and, for a question with numbers, a program run in the sandbox
+     (otherwise a second chain, sampled). Answers reached by different methods agree
+     by chance far less often than two samples of one method do, so when they agree
+     the answer is settled and the run ends (early-stopping self-consistency, arXiv
+     2401.10480): easy questions cost two agents, not the whole budget. An answer
+     Auto already has (`prior`) takes the first agent's place.
+  2. Otherwise the remaining agents run as the second wave. Each chain there is
+     stopped as soon as a window of its tokens is less confident than every chain
+     that finished before it (DeepConf's online filter, arXiv 2508.15260), and then
+     has no vote.
+  3. The answer with most votes wins if at least two agents reached it and no other
+     answer has as many. Otherwise a judge reads one attempt for each answer, checks
+     them against the question and names the right one; an answer it names that no
+     agent reached is not taken, and the confidence-weighted vote decides instead.
+
+The final text is the winning chain's answer; an answer only a program reached is
+put into a sentence by one short call.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass, replace
+
+from ponder.backends.base import Backend
+from ponder.errors import UpstreamError
+from ponder.formats.clean import clean
+from ponder.modes import answers
+from ponder.modes.base import ModeRequest
+from ponder.modes.contemplating.agents import run_agents
+from ponder.modes.contemplating.planner import Plan, request_text
+from ponder.modes.contemplating.synthesis import AgentResult, vote
+from ponder.modes.prompts import load, render
+from ponder.modes.watch import Watch, watched
+from ponder.types import NO_USAGE, AgentEvent, ChatRequest, Done, Event, Message, SamplingParams, TextDelta, Usage
+
+FIRST_WAVE = 2
+JUDGE_TOKENS = 512
+ANSWER_TOKENS = 96
+WORK_CHARS = 1200  # of each attempt the judge reads (its end, where the answer is)
+
+
+@dataclass(frozen=True)
+class Decision:
+    answer: str | None  # the vote that won
+    method: str  # "agreement" | "vote" | "judge"
+    winner: AgentResult | None
+    tally: dict[str, float]
+
+
+async def run(
+    backend: Backend, req: ModeRequest, plan: Plan, prior: Sequence[AgentResult] = ()
+) -> AsyncGenerator[Event, None]:
+    """The attempts of `plan` (after the plan event), ending with the answer and one Done."""
+    results: list[AgentResult] = list(prior)
+    usage = plan.usage + sum((r.trace.usage for r in prior), NO_USAGE)
+    tasks = plan.tasks[len(prior) :]
+    waves = (tasks[: max(0, FIRST_WAVE - len(prior))], tasks[max(0, FIRST_WAVE - len(prior)) :])
+    decision: Decision | None = None
+    for n, wave in enumerate(waves):
+        if not wave:
+            continue
+        bar = _bar(results) if n else None
+        wave = tuple(replace(t, stop_below=bar) if t.method == "chain" else t for t in wave)
+        async for event in run_agents(backend, req, wave, results):
+            yield event
+        decision = settled(results)
+        if decision is not None:
+            break
+    results.sort(key=lambda r: r.index)  # finishing order is noise; keep output deterministic
+    if all(r.error is not None for r in results):
+        raise UpstreamError("every sub-agent failed: " + "; ".join(f"agent {r.index}: {r.error}" for r in results))
+    for r in results[len(prior) :]:
+        usage += replace(r.trace.usage, reasoning_tokens=0)
+    reasoning_tokens = sum(r.trace.reasoning_tokens for r in results)
+    if decision is None:
+        decision = plurality(results)
+    if decision is None:
+        judged: list[Decision] = []
+        async for event in judge(backend, req.chat, results, judged):
+            if isinstance(event, Done):
+                usage += event.usage
+            else:
+                yield event
+        decision = judged[0]
+    yield AgentEvent("synthesis.start", None, {"method": decision.method, "tally": decision.tally,
+                                               "answer": decision.answer})  # fmt: skip
+    async for event in _final(backend, req.chat, decision, results):
+        if isinstance(event, Done):
+            usage += event.usage
+        else:
+            yield event
+    yield Done("stop", replace(usage, reasoning_tokens=reasoning_tokens))
+
+
+def voters(results: Sequence[AgentResult]) -> list[AgentResult]:
+    return [r for r in results if r.ok and r.vote is not None]
+
+
+def settled(results: Sequence[AgentResult]) -> Decision | None:
+    """Two or more agents, all that answered, agree."""
+    counted = voters(results)
+    answers_ = {r.vote for r in counted}
+    if len(counted) >= 2 and len(answers_) == 1:
+        answer = counted[0].vote
+        return Decision(answer, "agreement", _best(counted), {answer: float(len(counted))} if answer else {})
+    return None
+
+
+def plurality(results: Sequence[AgentResult]) -> Decision | None:
+    """The answer at least two agents reached, with more votes than any other."""
+    counts = Counter(r.vote for r in voters(results))
+    ranked = counts.most_common()
+    if not ranked or ranked[0][1] < 2 or (len(ranked) > 1 and ranked[1][1] == ranked[0][1]):
+        return None
+    answer = ranked[0][0]
+    assert answer is not None
+    tally = {a: float(n) for a, n in ranked if a is not None}
+    return Decision(answer, "vote", _best([r for r in voters(results) if r.vote == answer]), tally)
+
+
+def _best(results: Sequence[AgentResult]) -> AgentResult | None:
+    """The one to quote: a chain before a program (it wrote its answer in words), then the surest."""
+    return max(results, key=lambda r: (r.method == "chain", r.confidence, -r.index), default=None)
+
+
+def _bar(results: Sequence[AgentResult]) -> float | None:
+    """The confidence a later chain must keep: the lowest window of the least sure
+    chain that finished, so a chain is stopped only once it is less sure than all of them."""
+    lows = [r.trace.watch.meter.signal().lowest for r in results if r.ok and r.method == "chain"]
+    lows = [x for x in lows if x > 0]
+    return min(lows) if lows else None
+
+
+async def judge(
+    backend: Backend, chat: ChatRequest, results: Sequence[AgentResult], out: list[Decision]
+) -> AsyncGenerator[Event, None]:
+    """Ask the model to check one attempt per answer; append the decision to `out`."""
+    counted = voters(results)
+    fallback = vote(counted)
+    by_answer: dict[str, AgentResult] = {}
+    for r in sorted(counted, key=lambda r: (r.method != "chain", -r.confidence)):
+        by_answer.setdefault(r.vote, r)  # type: ignore[arg-type]
+    if len(by_answer) < 2:  # nothing to choose between
+        out.append(Decision(fallback.answer, "vote", fallback.winner, fallback.tally))
+        yield Done("stop", NO_USAGE)
+        return
+    candidates = [{"answer": a, "work": _work(r)} for a, r in by_answer.items()]
+    prompt = render(load("contemplating")["judge"]["user"], question=request_text(chat), candidates=candidates)
+    system = tuple(m for m in chat.messages if m.role in ("system", "developer"))
+    params = SamplingParams(max_tokens=JUDGE_TOKENS, temperature=0.0, seed=chat.params.seed)
+    text, usage = "", NO_USAGE
+    yield AgentEvent("judge.start", None, {"answers": list(by_answer)})
+    async for event in watched(backend.stream(ChatRequest(chat.model, (*system, Message("user", prompt)), params)),
+                               Watch()):  # fmt: skip
+        if isinstance(event, TextDelta):
+            text += event.text
+            yield AgentEvent("judge.delta", None, {"text": event.text})
+        elif isinstance(event, Done):
+            usage = event.usage
+    picked = answers.extract(text)
+    if picked in by_answer:
+        out.append(Decision(picked, "judge", by_answer[picked], fallback.tally))
+    else:
+        out.append(Decision(fallback.answer, "vote", fallback.winner, fallback.tally))
+    yield Done("stop", usage)
+
+
+def _work(r: AgentResult) -> str:
+    work = r.trace.reasoning.strip()
+    if r.method == "chain":
+        work = f"{work}\n{r.trace.answer.strip()}"
+    return work if len(work) <= WORK_CHARS else "..." + work[-WORK_CHARS:]
+
+
+async def _final(
+    backend: Backend, chat: ChatRequest, decision: Decision, results: Sequence[AgentResult]
+) -> AsyncGenerator[Event, None]:
+    """The answer the user reads: the winning chain's, or a sentence around a program's."""
+    chains = [r for r in results if r.ok and r.method == "chain" and r.vote == decision.answer]
+    winner = _best(chains) or decision.winner
+    if winner is None:  # no agent committed to an answer: the surest one's text
+        finished = [r for r in results if r.error is None and r.trace.answer.strip()]
+        winner = max(finished, key=lambda r: (r.ok, r.method == "chain", r.confidence), default=None)
+    if winner is not None and winner.method == "chain":
+        yield TextDelta(clean(winner.trace.answer).strip())
+        return
+    if winner is None:
+        yield TextDelta("")
+        return
+    ask = render(load("contemplating")["program"]["answer"], output=winner.trace.answer)
+    messages = (*chat.messages, Message("user", ask))
+    params = SamplingParams(max_tokens=ANSWER_TOKENS, temperature=0.0, seed=chat.params.seed)
+    text, usage = "", Usage(0, 0)
+    async for event in watched(backend.stream(ChatRequest(chat.model, messages, params)), Watch()):
+        if isinstance(event, TextDelta):
+            text += event.text
+        elif isinstance(event, Done):
+            usage = event.usage
+    # the sentence must carry the program's answer; if the model wrote another, the answer alone
+    shown = clean(text).strip() if answers.extract(text) == decision.answer else winner.trace.answer
+    yield TextDelta(shown)
+    yield Done("stop", usage)

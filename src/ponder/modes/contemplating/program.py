@@ -1,0 +1,93 @@
+"""The program agent: the model writes a program, the sandbox runs it, and what it
+prints is the agent's answer (program-aided reasoning: PAL, arXiv 2211.10435).
+
+A small model that reasons in words slips on arithmetic; the same model writing code
+rarely does, and the default model is a coder. The reply is prefilled with a code
+fence where the backend allows it, so the model writes the code alone and stops at
+the closing fence; elsewhere the last fenced block of the reply is taken. A program
+that fails (an exception, no output) is shown its error once and asked to fix it.
+The code and what it printed stream as the agent's reasoning. It runs in
+`tools.sandbox`: no network, no files of the server, limits on time and memory.
+
+It knows nothing of votes: `Trace.answer` is the program's last printed line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncGenerator
+from dataclasses import replace
+
+from ponder.backends.base import Backend
+from ponder.modes.confidence import TOP_K
+from ponder.modes.prompts import load, render
+from ponder.modes.thinking import Trace
+from ponder.modes.watch import watched
+from ponder.tools import sandbox
+from ponder.types import ChatRequest, Done, Event, Message, ReasoningDelta, SamplingParams, TextDelta, Usage
+
+PROGRAM_TOKENS = 512
+LIMITS = sandbox.Limits(wall_s=10.0, cpu_s=5)
+_FENCED = re.compile(r"```[a-zA-Z0-9_+-]*\n(.*?)(?:```|$)", re.DOTALL)
+
+
+def available() -> bool:
+    """Whether this machine can run programs in the sandbox."""
+    return sandbox.unavailable() is None
+
+
+async def program(
+    backend: Backend, chat: ChatRequest, question: str, trace: Trace, repairs: int = 1
+) -> AsyncGenerator[Event, None]:
+    """Stream the agent's work as reasoning; fill `trace`; end with one Done."""
+    prompts = load("contemplating")["program"]
+    fence = prompts["fence"] if backend.capabilities.prefill else ""
+    system = tuple(m for m in chat.messages if m.role in ("system", "developer"))
+    messages: tuple[Message, ...] = (*system, Message("user", render(prompts["user"], question=question)))
+    params = SamplingParams(max_tokens=PROGRAM_TOKENS, temperature=chat.params.temperature, seed=chat.params.seed,
+                            stop=("```",) if fence else (), logprobs=TOP_K)  # fmt: skip
+    for attempt in range(repairs + 1):
+        reply = ""
+        if attempt:
+            yield ReasoningDelta("\n")
+        yield ReasoningDelta(fence)
+        request = ChatRequest(chat.model, messages, params, prefill=fence)
+        async for event in watched(backend.stream(request), trace.watch):
+            if isinstance(event, TextDelta):
+                reply += event.text
+                yield ReasoningDelta(event.text)
+            elif isinstance(event, Done):
+                trace.usage += event.usage
+                trace.reasoning_tokens += event.usage.completion_tokens
+        code = _code(fence + reply) if not trace.watch.stopped else ""
+        trace.reasoning += fence + reply
+        if not code:
+            break
+        outcome = await asyncio.to_thread(sandbox.run_code, code, LIMITS)
+        printed = outcome.stdout.strip()
+        failed = outcome.exit_code != 0 or not printed
+        shown = printed if not failed else _failure(outcome)
+        note = f"\n```\nIt printed:\n{shown}\n" if fence else f"\nIt printed:\n{shown}\n"
+        trace.reasoning += note
+        yield ReasoningDelta(note)
+        trace.usage += Usage(0, 0, tool_calls=1)
+        if not failed:
+            trace.answer = printed.splitlines()[-1].strip()
+            break
+        assistant = Message("assistant", fence + reply + ("```" if fence else ""))
+        messages = (*messages, assistant, Message("user", render(prompts["repair"], output=shown)))
+        params = replace(params, temperature=0.0)  # a repair is a correction, not a new draw
+    yield Done("stop", trace.usage)
+
+
+def _code(reply: str) -> str:
+    blocks = _FENCED.findall(reply)
+    return blocks[-1].strip() if blocks else ""
+
+
+def _failure(outcome: sandbox.Outcome) -> str:
+    if outcome.exit_code is None:
+        return f"(stopped: it ran past {LIMITS.wall_s:g} s)"
+    lines = outcome.stderr.strip().splitlines()
+    return "\n".join(lines[-4:]) if lines else "(it printed nothing)"

@@ -1,0 +1,53 @@
+"""Watching one generation as it streams: a loop, and how sure the model is.
+
+`watched` passes a backend's events through and feeds the text to a `LoopGuard`
+and the token log-probabilities to a confidence `Meter`. It cuts the generation
+(closing the stream stops the engine) when the text has looped, or, with a bar set,
+when a full window of tokens falls below it (DeepConf's online stop). A cut stream
+still ends with one `Done`: finish "stop", the tokens counted from what arrived.
+The caller reads `Watch.stopped` to tell a cut from a normal end, and settles the
+answer from what exists (`LoopGuard.settled_text`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ponder.formats.loops import LoopGuard
+from ponder.modes.confidence import Meter
+from ponder.types import Done, Event, TextDelta, Usage
+
+Stop = Literal["", "loop", "confidence"]
+
+
+@dataclass
+class Watch:
+    guard: LoopGuard = field(default_factory=LoopGuard)
+    meter: Meter = field(default_factory=Meter)
+    stop_below: float | None = None  # cut once a full window's confidence falls below this
+    stopped: Stop = ""
+
+    def feed(self, event: TextDelta) -> Stop:
+        self.meter.add(event.logprobs)
+        if self.guard.feed(event.text):
+            self.stopped = "loop"
+        elif self.stop_below is not None and self.meter.lowest < self.stop_below:
+            self.stopped = "confidence"
+        return self.stopped
+
+
+async def watched(events: AsyncIterator[Event], watch: Watch) -> AsyncGenerator[Event, None]:
+    tokens = 0
+    async with aclosing(events):  # type: ignore[type-var]
+        async for event in events:
+            yield event
+            if isinstance(event, Done):
+                return
+            if isinstance(event, TextDelta):
+                tokens += max(1, len(event.logprobs))  # a delta is a token unless logprobs say more
+                if watch.feed(event):
+                    break
+    yield Done("stop", Usage(0, tokens))

@@ -1,0 +1,247 @@
+"""Contemplating's attempts and Auto on the scripted backend: the waves, the settled-
+answer stop, the program agent (run in the real sandbox), the confidence filter, the
+judge, and Auto's escalation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from ponder.backends.scripted import Script, ScriptedBackend
+from ponder.config import ModeSettings
+from ponder.modes import ModeRequest, resolve, run
+from ponder.modes.contemplating import program as program_agent
+from ponder.modes.contemplating.planner import quantitative
+from ponder.modes.prompts import load
+from ponder.types import AgentEvent, ChatRequest, Done, Message, ReasoningDelta, TextDelta, TokenLogprob, Usage, collect
+
+ARITHMETIC = ChatRequest("m", (Message("user", "A box holds 6 rows of 7 eggs. How many eggs are in the box?"),))
+THINK = load("thinking")
+PROMPTS = load("contemplating")
+STYLES = {s["name"]: s["note"] for s in PROMPTS["styles"]}
+needs_sandbox = pytest.mark.skipif(not program_agent.available(), reason="this kernel allows no sandbox")
+
+
+def agent_of(req: ChatRequest) -> str:
+    """Which agent or step a request comes from."""
+    text = req.messages[-1].content
+    if req.prefill == PROMPTS["program"]["fence"]:
+        return "program"
+    if "reached different answers" in text:
+        return "judge"
+    if text.startswith("A program that solves this computed"):
+        return "program-answer"
+    asked = next(m.content for m in req.messages if m.role == "user")
+    return next((name for name, note in STYLES.items() if note in asked), "direct")
+
+
+def scripted(answers: dict[str, Any], judge: str = "", code: dict[str, str] | None = None) -> Callable[..., Script]:
+    """Reply to each agent with its answer: a chain reasons to it and states it, a
+    program prints it; the judge says `judge`."""
+    code = code or {}
+
+    def respond(req: ChatRequest) -> Script:
+        who = agent_of(req)
+        if who == "judge":
+            return judge
+        if who == "program-answer":
+            return f"There are {answers['program']} eggs."
+        if who == "program":
+            sampled = (req.params.temperature or 0) > 0
+            return code.get("sampled" if sampled else "greedy", f"rows = 6\nprint({answers['program']})\n")
+        answer = answers[who]
+        if isinstance(answer, BaseException | list):
+            return answer
+        if req.prefill == THINK["open"]:
+            return f"working it out gives {answer}"
+        return f"The answer is {answer}."
+
+    return respond
+
+
+def contemplation(chat: ChatRequest = ARITHMETIC, **kw: Any) -> ModeRequest:
+    return replace(resolve(chat, ModeSettings(), mode="contemplating"), compression=False, **kw)
+
+
+def methods(done: Any) -> list[str]:
+    return [e.data["method"] for e in done.progress if e.kind == "agent.start"]
+
+
+def test_a_program_agent_is_planned_for_questions_with_numbers_only() -> None:
+    assert quantitative(ARITHMETIC.messages[-1].content)
+    assert not quantitative("Which is the capital of Australia?")
+    assert not quantitative("What is 2 + 2?\nA. 3\nB. 4\nC. 5")  # options to choose from: the chains choose
+
+
+@needs_sandbox
+async def test_a_chain_and_a_program_that_agree_settle_it_in_one_wave() -> None:
+    backend = ScriptedBackend(respond=scripted({"direct": "42", "program": "42"}))
+    done = await collect(run(backend, contemplation()))
+    assert methods(done) == ["chain", "program"]  # the second wave never ran
+    assert done.text == "The answer is 42."
+    assert done.progress[-1].data == {"method": "agreement", "tally": {"42": 2.0}, "answer": "42"}
+    assert "It printed:\n42" in done.reasoning  # the program really ran, in the sandbox
+    assert done.usage.tool_calls == 1
+
+
+@needs_sandbox
+async def test_disagreement_runs_the_second_wave_and_the_majority_wins() -> None:
+    answers = {"direct": "40", "program": "42", "equations": "42"}
+    backend = ScriptedBackend(respond=scripted(answers))
+    done = await collect(run(backend, contemplation()))
+    assert methods(done) == ["chain", "program", "chain", "program"]
+    assert done.progress[-1].data["method"] == "vote" and done.progress[-1].data["tally"] == {"42": 3.0, "40": 1.0}
+    assert done.text == "The answer is 42."  # the chain that reached it words the answer
+
+
+@needs_sandbox
+async def test_a_failing_program_is_shown_its_error_and_fixed_once() -> None:
+    code = {"greedy": "print(6 * seven)\n"}
+    backend = ScriptedBackend(respond=scripted({"direct": "42", "program": "42"}, code=code))
+    calls = []
+    inner = backend.respond
+    assert inner is not None
+
+    def respond(req: ChatRequest) -> Script:
+        if agent_of(req) == "program" and len(req.messages) > 1:  # the repair turn: the fixed program
+            calls.append(req.messages[-1].content)
+            return "print(6 * 7)\n"
+        return inner(req)
+
+    backend.respond = respond
+    done = await collect(run(backend, contemplation()))
+    assert len(calls) == 1 and "NameError" in calls[0]
+    assert done.progress[-1].data["method"] == "agreement"
+
+
+@needs_sandbox
+async def test_a_tie_goes_to_the_judge_which_must_name_a_candidate() -> None:
+    answers = {"direct": "40", "program": "42", "equations": "40"}
+    code = {"sampled": "print(42)\n"}
+    backend = ScriptedBackend(
+        respond=scripted(answers, judge="Attempt 2 is right. The correct answer is 42.", code=code)
+    )
+    done = await collect(run(backend, contemplation()))
+    judged = next(r for r in backend.requests if agent_of(r) == "judge")
+    assert "Attempt 1 (answer: 40)" in judged.messages[-1].content  # a chain is quoted first for its answer
+    assert "(answer: 42)" in judged.messages[-1].content and judged.params.temperature == 0.0
+    assert done.progress[-1].data["method"] == "judge" and done.progress[-1].data["answer"] == "42"
+    assert done.text == "There are 42 eggs."  # only programs reached it: one short call words it
+
+    # a judge that names an answer no agent reached is not taken: the weighted vote decides
+    backend = ScriptedBackend(respond=scripted(answers, judge="The correct answer is 41.", code=code))
+    done = await collect(run(backend, contemplation()))
+    assert done.progress[-1].data["method"] == "vote" and done.progress[-1].data["answer"] in ("40", "42")
+
+
+def _tokens(text: str, sure: bool = True) -> list[Any]:
+    """A reply, a word a token, each with five candidates: one far ahead of the rest
+    (`sure`, a token confidence of about 7.2) or all alike (about 1.7)."""
+    top = (-0.01, -9.0, -9.0, -9.0, -9.0) if sure else (-1.5, -1.6, -1.7, -1.8, -1.9)
+    words = [w for w in text.split(" ")]
+    events: list[Any] = [TextDelta(w if i == 0 else " " + w, (TokenLogprob(w, top[0], tuple((w, x) for x in top)),))
+                         for i, w in enumerate(words)]  # fmt: skip
+    return [*events, Done("stop", Usage(1, len(words)))]
+
+
+async def test_a_chain_less_sure_than_the_first_wave_is_stopped_and_has_no_vote() -> None:
+    chat = ChatRequest("m", (Message("user", "Which planet is the largest?"),))  # no numbers: chains only
+    steady = "working it out: " + " ".join(f"fact{i}" for i in range(40)) + " gives {}"
+
+    def respond(req: ChatRequest) -> Script:
+        who = agent_of(req)
+        says = {"direct": "41", "equations": "40", "verify": "41", "fresh-eyes": "40"}.get(who, "")
+        if who == "judge":
+            return "The correct answer is 40."  # reached only if the unsure chain kept its vote (a 2-2 tie)
+        if req.prefill == THINK["open"]:
+            return _tokens(steady.format(says), sure=who != "fresh-eyes")
+        return f"The answer is {says}."
+
+    backend = ScriptedBackend(respond=respond)
+    done = await collect(run(backend, contemplation(chat)))
+    outcomes = {e.agent: e.data for e in done.progress if e.kind == "agent.done"}
+    assert outcomes[3]["stopped"] == "confidence" and outcomes[3]["ok"] is False
+    assert outcomes[3]["reasoning_tokens"] == 32  # stopped at its first full window, not at its end
+    assert done.progress[-1].data["method"] == "vote" and done.text == "The answer is 41."
+    assert not any(agent_of(r) == "judge" for r in backend.requests)
+    # it never got to an answer phase
+    assert sum(1 for r in backend.requests if agent_of(r) == "fresh-eyes") == 1
+
+
+def test_the_window_confidence_of_a_trace() -> None:
+    from ponder.modes.confidence import Meter, measure, token_confidence
+
+    peaked = TokenLogprob("a", -0.01, (("a", -0.01), ("b", -8.0), ("c", -9.0)))
+    flat = TokenLogprob("a", -1.0, (("a", -1.0), ("b", -1.2), ("c", -1.3)))
+    assert token_confidence(peaked) > 5 > token_confidence(flat)
+    meter = Meter(window=4)
+    meter.add([peaked] * 8 + [flat] * 4 + [peaked] * 8)
+    signal = meter.signal()
+    assert signal.lowest == pytest.approx(token_confidence(flat))
+    assert signal.lowest < signal.mean < signal.tail
+    assert measure([]).known is False
+
+
+# --- Auto ------------------------------------------------------------------------
+
+
+def auto(chat: ChatRequest = ARITHMETIC, bar: float = 5.0) -> ModeRequest:
+    return replace(resolve(chat, ModeSettings(), mode="auto"), compression=False, auto_confidence=bar)
+
+
+async def test_auto_answers_a_confident_direct_answer_at_once() -> None:
+    backend = ScriptedBackend(_tokens("6 * 7 = 42 eggs, so \\boxed{42}"))
+    events = [e async for e in run(backend, auto())]
+    done = await collect(_replay(events))
+    assert len(backend.requests) == 1 and backend.requests[0].messages == ARITHMETIC.messages  # the message alone
+    assert backend.requests[0].params.logprobs == 5
+    assert done.text == "6 * 7 = 42 eggs, so 42"  # the answer, without its \boxed
+    assert "6 * 7 = 42" in done.reasoning  # streamed as it was written, before it was known to be sure
+    assert next(e for e in done.progress if e.kind == "auto").data["escalated"] is False
+    assert all(not lp.top for lp in done.logprobs) and not done.logprobs  # the client asked for none
+
+
+@needs_sandbox
+async def test_auto_escalates_an_unsure_answer_with_it_as_the_first_attempt() -> None:
+    answers = {"program": "42", "equations": "40"}
+
+    def respond(req: ChatRequest) -> Script:
+        if agent_of(req) == "direct" and not req.prefill:  # Auto's direct answer
+            return _tokens("I think it is 40", sure=False)
+        return scripted(answers)(req)
+
+    backend = ScriptedBackend(respond=respond)
+    done = await collect(run(backend, auto()))
+    assert next(e for e in done.progress if e.kind == "auto").data["escalated"] is True
+    assert methods(done) == ["program", "chain", "program"]  # the direct answer was agent 1; it disagreed
+    starts = [e.agent for e in done.progress if e.kind == "agent.start"]
+    assert starts == [1, 2, 3]
+
+
+async def test_auto_never_escalates_an_open_request() -> None:
+    chat = ChatRequest("m", (Message("user", "Write a short poem about the sea."),))
+    backend = ScriptedBackend(_tokens("Waves fold and fold again", sure=False))
+    done = await collect(run(backend, auto(chat)))
+    assert done.text == "Waves fold and fold again" and len(backend.requests) == 1
+
+
+async def test_instant_cuts_a_loop_and_keeps_what_came_before() -> None:
+    loop = "The total is 12 apples. " + "So the answer is 12. " * 60
+    backend = ScriptedBackend(loop)
+    done = await collect(run(backend, resolve(ARITHMETIC, ModeSettings(), mode="instant")))
+    assert done.text.startswith("The total is 12 apples. So the answer is 12.")
+    assert done.usage.completion_tokens < 5 * 60  # stopped well before the end of the script
+    assert backend.requests[0].messages == ARITHMETIC.messages  # Instant sends the message as it is
+
+
+async def _replay(events: list[Any]) -> Any:
+    for e in events:
+        yield e
+
+
+def test_progress_events_are_plain_values() -> None:
+    e = AgentEvent("auto", None, {"escalated": False})
+    assert e.kind == "auto" and not isinstance(e, ReasoningDelta)

@@ -224,8 +224,10 @@ async def test_auto_escalates_an_unsure_answer_with_it_as_the_first_attempt() ->
 async def test_auto_never_escalates_an_open_request() -> None:
     chat = ChatRequest("m", (Message("user", "Write a short poem about the sea."),))
     backend = ScriptedBackend(_tokens("Waves fold and fold again", sure=False))
-    done = await collect(run(backend, auto(chat)))
+    events = [e async for e in run(backend, auto(chat))]
+    done = await collect(_replay(events))
     assert done.text == "Waves fold and fold again" and len(backend.requests) == 1
+    assert not done.reasoning and sum(isinstance(e, TextDelta) for e in events) > 1  # it streamed as written
 
 
 async def test_instant_cuts_a_loop_and_keeps_what_came_before() -> None:

@@ -427,7 +427,7 @@ def _parser() -> argparse.ArgumentParser:
         c.add_argument("--max-tokens", type=int)
         c.add_argument("--temperature", type=float)
         c.add_argument("--seed", type=int)
-        c.add_argument("--mode", choices=MODES, help="instant, thinking or contemplating (default: config)")
+        c.add_argument("--mode", choices=MODES, help="auto, instant, thinking or contemplating (default: config, auto)")
         c.add_argument("--effort", choices=list(EFFORT_BUDGETS), help="reasoning effort, which sets the budget")
         c.add_argument("--budget", type=int, help="thinking budget in tokens")
         c.add_argument("--agents", type=int, help="contemplating: number of sub-agents")

@@ -13,7 +13,7 @@ from ponder.types import Message
 
 HELP = """\
 /help            this list
-/mode NAME       instant, thinking or contemplating
+/mode NAME       auto, instant, thinking or contemplating
 /effort LEVEL    reasoning effort: none, minimal, low, medium, high, xhigh, max
 /clear           forget the conversation so far
 /system TEXT     set the system prompt (and clear the conversation)

@@ -4,15 +4,16 @@
      sent), with its token log-probabilities. It streams as reasoning while it is
      written, since it may not be the answer yet.
   2. Its confidence is the lowest window of its trace (`modes.confidence`). An answer
-     at or above `auto_confidence`, one that looped (settled from what it had), and
-     one with nothing to check (an open request rather than a question with a
-     definite answer) is the answer: it comes out as the reply, and the run ends.
+     at or above `auto_confidence`, or one that looped (settled from what it had), is
+     the answer: it comes out as the reply, and the run ends.
   3. Otherwise the request escalates to Contemplating, with the direct answer as its
      first attempt: the next agent is a program or a second chain, and only if they
      disagree do more agents and a judge follow (`contemplating/attempts.py`).
 
-A request that can call the client's functions, or any server-side tool, is
-answered as Instant answers it: a tool round is no answer to measure.
+A request with nothing a second opinion could check (no numbers to work with, no
+options to choose from: a chat, a poem, an open question) is answered as Instant
+answers it, streaming as it is written; so is one that can call the client's
+functions or any server-side tool (a tool round is no answer to measure).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from dataclasses import replace
 
 from ponder.backends.base import Backend
 from ponder.formats.clean import clean
-from ponder.modes import answers
 from ponder.modes.base import ModeRequest
 from ponder.modes.confidence import TOP_K
 from ponder.modes.contemplating import contemplate
@@ -34,6 +34,11 @@ from ponder.types import AgentEvent, Done, Event, ReasoningDelta, TextDelta, Tok
 
 
 async def auto(backend: Backend, req: ModeRequest) -> AsyncGenerator[Event, None]:
+    question = request_text(req.chat)
+    if not (quantitative(question) or options(question) >= 2):  # nothing a second opinion could check
+        async for event in instant(backend, req.chat):
+            yield event
+        return
     # 1. the direct answer, measured
     asked = req.chat.params.logprobs
     chat = replace(req.chat, params=replace(req.chat.params, logprobs=max(TOP_K, asked or 0)))
@@ -53,11 +58,9 @@ async def auto(backend: Backend, req: ModeRequest) -> AsyncGenerator[Event, None
     trace.answer, trace.usage = raw, done.usage
     signal = trace.watch.meter.signal()
 
-    # 2. sure enough, or nothing to check: that is the answer
-    question = request_text(req.chat)
-    checkable = answers.stated(raw) is not None or quantitative(question) or options(question) >= 2
+    # 2. sure enough (or looped, and settled from what it had): that is the answer
     sure = signal.known and signal.lowest >= req.auto_confidence
-    if sure or trace.watch.stopped or not checkable:
+    if sure or trace.watch.stopped:
         yield AgentEvent("auto", None, {"escalated": False, "confidence": round(signal.lowest, 3)})
         yield TextDelta(clean(raw).strip(), _for_client(logprobs, asked))
         yield done

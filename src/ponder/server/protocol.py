@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
+from ponder.config import ModeName
 from ponder.errors import InvalidRequest, Unsupported, invalid_value
 from ponder.formats import structured
 from ponder.media import parts
@@ -197,7 +198,7 @@ class ChatCompletionRequest(WireRequest):
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     user: str | None = None
     # Ponder's modes (also accepted through the SDK's extra_body).
-    mode: Literal["instant", "thinking", "contemplating"] | None = None
+    mode: ModeName | None = None
     reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None = None
     thinking_budget: int | None = Field(default=None, ge=0)
     thought_compression: bool | None = None

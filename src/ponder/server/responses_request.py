@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
+from ponder.config import ModeName
 from ponder.errors import InvalidRequest, Unsupported, invalid_value
 from ponder.formats import structured
 from ponder.media import parts as parts_of
@@ -120,7 +121,7 @@ class ResponsesRequest(WireRequest):
     parallel_tool_calls: bool | None = None
     text: TextFormat | None = None
     # Ponder's modes, as in Chat Completions.
-    mode: Literal["instant", "thinking", "contemplating"] | None = None
+    mode: ModeName | None = None
     thinking_budget: int | None = Field(default=None, ge=0)
     thought_compression: bool | None = None
     contemplation: Contemplation | None = None

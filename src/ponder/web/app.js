@@ -21,7 +21,8 @@ function keep(key, value) {
   try { localStorage.setItem(key, JSON.stringify(value)); } catch (_) { /* storage blocked: not kept */ }
 }
 
-const MODES = ["instant", "thinking", "contemplating"];
+const MODES = ["auto", "instant", "thinking", "contemplating"];
+const EFFORTLESS = ["auto", "instant"];  // modes that take no reasoning effort
 const savedSettings = stored("ponder.settings", {});
 const state = {
   conv: null,          // {id, title, messages}
@@ -29,7 +30,7 @@ const state = {
   running: null,       // the running generation (a promise), to wait for before switching chats
   attachments: [],     // {kind, name, mime, url}
   settings: savedSettings && typeof savedSettings === "object" ? savedSettings : {},
-  mode: MODES.includes(stored("ponder.mode", "instant")) ? stored("ponder.mode", "instant") : "instant",
+  mode: MODES.includes(stored("ponder.mode", "auto")) ? stored("ponder.mode", "auto") : "auto",
 };
 
 // --- API ------------------------------------------------------------------------
@@ -304,7 +305,7 @@ function requestBody(history) {
     model: $("#model").value, messages: wireMessages(history), stream: true,
     stream_options: { include_usage: true }, mode: state.mode,
   };
-  if (state.mode !== "instant") body.reasoning_effort = $("#effort").value;
+  if (!EFFORTLESS.includes(state.mode)) body.reasoning_effort = $("#effort").value;
   if (s.temperature !== undefined && s.temperature !== "") body.temperature = Number(s.temperature);
   const positive = (v) => Number(v) > 0;
   if (s.budget !== undefined && s.budget !== "") body.thinking_budget = Number(s.budget);
@@ -628,7 +629,7 @@ function setMode(mode) {
   state.mode = mode;
   keep("ponder.mode", mode);
   document.querySelectorAll("#modes button").forEach((b) => b.setAttribute("aria-checked", String(b.dataset.mode === mode)));
-  $("#effort").disabled = mode === "instant";
+  $("#effort").disabled = EFFORTLESS.includes(mode);
 }
 
 function setTheme(theme) {

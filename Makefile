@@ -12,14 +12,29 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# llama-cpp-python builds llama.cpp from source for this machine's CPU (about 9
+# minutes on 2 cores), once: the wheel is kept in LLAMA_WHEELS, so later installs and
+# fresh clones take seconds. On x86-64 it is built without AMX: ggml's AMX kernels
+# (0.3.36) crashed in ggml_backend_amx_mul_mat and garbled the default model's output
+# on Sapphire Rapids machines that report AMX, where the AVX-512 kernels run correctly.
+# The wheel is built with pip's own cache off, so a cached native build never stands in.
+LLAMA_VERSION := 0.3.36
+LLAMA_WHEELS  ?= $(HOME)/.cache/ponder/wheels/llama-cpp-python-$(LLAMA_VERSION)$(if $(NO_AMX),-noamx)
+NO_AMX        := $(if $(filter x86_64 amd64,$(shell uname -m)),-mno-amx-tile -mno-amx-int8 -mno-amx-bf16)
+
+$(LLAMA_WHEELS)/.built: | $(BIN)/python
+	@echo "building llama-cpp-python $(LLAMA_VERSION) for this CPU (once, ~9 minutes on 2 cores)..."
+	CMAKE_ARGS='$(if $(NO_AMX),-DCMAKE_C_FLAGS="$(NO_AMX)" -DCMAKE_CXX_FLAGS="$(NO_AMX)")' \
+		$(BIN)/pip wheel --no-deps --no-cache-dir --no-binary llama-cpp-python -w $(LLAMA_WHEELS) \
+		llama-cpp-python==$(LLAMA_VERSION)
+	touch $@
+
 # rapidocr-onnxruntime 1.4.4 pins opencv-python, the GUI build, which needs libGL;
 # Ponder installs its other dependencies with opencv-python-headless instead
 # (pyproject.toml) and rapidocr itself without its pins.
-#
-# llama-cpp-python builds from source the first time (about 9 minutes on 2 cores);
-# pip caches the wheel, so later installs take seconds.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	@echo "installing Ponder (the first llama-cpp-python build takes ~9 minutes)..."
+$(VENV)/.installed: pyproject.toml $(LLAMA_WHEELS)/.built | $(BIN)/python
+	@echo "installing Ponder..."
+	$(BIN)/pip install --progress-bar on --no-deps --force-reinstall $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
 	$(BIN)/pip install --progress-bar on -e .
 	$(BIN)/pip install --progress-bar on --no-deps rapidocr-onnxruntime==1.4.4
 	touch $@

@@ -80,7 +80,7 @@ def test_a_program_agent_is_planned_for_questions_with_numbers_only() -> None:
 async def test_a_chain_and_a_program_that_agree_settle_it_in_one_wave() -> None:
     backend = ScriptedBackend(respond=scripted({"direct": "42", "program": "42"}))
     done = await collect(run(backend, contemplation()))
-    assert methods(done) == ["chain", "program"]  # the second wave never ran
+    assert methods(done) == ["direct", "program"]  # the second wave never ran
     assert done.text == "The answer is 42."
     assert done.progress[-1].data == {"method": "agreement", "tally": {"42": 2.0}, "answer": "42"}
     assert "It printed:\n42" in done.reasoning  # the program really ran, in the sandbox
@@ -92,7 +92,7 @@ async def test_disagreement_runs_the_second_wave_and_the_majority_wins() -> None
     answers = {"direct": "40", "program": "42", "equations": "42"}
     backend = ScriptedBackend(respond=scripted(answers))
     done = await collect(run(backend, contemplation()))
-    assert methods(done) == ["chain", "program", "chain", "program"]
+    assert methods(done) == ["direct", "program", "chain", "program"]
     assert done.progress[-1].data["method"] == "vote" and done.progress[-1].data["tally"] == {"42": 3.0, "40": 1.0}
     assert done.text == "The answer is 42."  # the chain that reached it words the answer
 

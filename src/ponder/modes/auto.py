@@ -70,7 +70,7 @@ async def auto(backend: Backend, req: ModeRequest) -> AsyncGenerator[Event, None
     yield AgentEvent("auto", None, {"escalated": True, "confidence": round(signal.lowest, 3)})
     yield ReasoningDelta("\n\n")
     trace.reasoning_tokens = done.usage.completion_tokens  # it was work toward the answer now
-    direct = AgentResult(0, "direct", trace)
+    direct = AgentResult(0, "direct", trace, method="direct")
     async for event in contemplate(backend, replace(req, mode="contemplating"), prior=(direct,)):
         yield event
 

@@ -345,7 +345,7 @@ class Limits:
             raise invalid_value(tokens_param, f"this server allows at most {s.max_tokens} tokens")
         if mode.mode != "instant" and max(mode.budget, mode.agent_budget) > s.max_tokens:
             raise invalid_value("thinking_budget", f"this server allows at most {s.max_tokens} tokens")
-        if mode.mode == "contemplating" and mode.agents > s.max_agents:
+        if mode.mode in ("contemplating", "auto") and mode.agents > s.max_agents:
             raise invalid_value("contemplation.agents", f"this server runs at most {s.max_agents} agents")
         if n > s.max_n:
             raise invalid_value("n", f"this server allows at most {s.max_n} choices")

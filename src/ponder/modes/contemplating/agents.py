@@ -1,7 +1,8 @@
 """Running a set of sub-agents at once, with their progress streamed live.
 
-Each agent is a Thinking run (through the tool loop when it has server-side tools),
-or a program run in the sandbox (`program.py`), with its own timeout. A failed or
+Each agent is the model's own answer (an Instant run), a Thinking run (either through
+the tool loop when it has server-side tools), or a program run in the sandbox
+(`program.py`), with its own timeout. A failed or
 timed-out agent is recorded and the rest go on. Results are appended to the caller's
 list as agents finish; events come out in the order they happen.
 """
@@ -16,9 +17,11 @@ from dataclasses import replace
 from ponder.backends.base import Backend
 from ponder.errors import PonderError
 from ponder.modes.base import ModeRequest
+from ponder.modes.confidence import TOP_K
 from ponder.modes.contemplating.planner import AgentTask, request_text
 from ponder.modes.contemplating.program import program
 from ponder.modes.contemplating.synthesis import AgentResult
+from ponder.modes.instant import instant
 from ponder.modes.thinking import Trace, think
 from ponder.modes.tools import run as with_tools
 from ponder.types import AgentEvent, ChatRequest, Done, Event, ReasoningDelta, TextDelta, ToolRun, Usage
@@ -43,6 +46,8 @@ async def run_agents(
             rounds[-1].watch.stop_below = task.stop_below
             if task.method == "program":
                 return program(backend, chat, request_text(req.chat), rounds[-1])
+            if task.method == "direct":
+                return direct(backend, chat, rounds[-1])
             return think(backend, chat, req.agent_budget, compression=req.compression, probe_every=req.probe_every,
                          trace=rounds[-1])  # fmt: skip
 
@@ -50,7 +55,7 @@ async def run_agents(
         queue.put_nowait(AgentEvent("agent.start", task.index, start))
         try:
             async with asyncio.timeout(req.agent_timeout_s):
-                stream = with_tools(one, chat, box, agent=task.index) if box and task.method == "chain" else one(chat)
+                stream = with_tools(one, chat, box, agent=task.index) if box and task.method != "program" else one(chat)
                 async with aclosing(stream) as events:
                     async for event in events:
                         if isinstance(event, ReasoningDelta):
@@ -87,6 +92,20 @@ async def run_agents(
     finally:
         for t in running:
             t.cancel()
+
+
+async def direct(backend: Backend, chat: ChatRequest, trace: Trace) -> AsyncGenerator[Event, None]:
+    """The model's own answer (Instant's), measured: its text is the agent's answer."""
+    measured = replace(chat, params=replace(chat.params, logprobs=TOP_K))
+    async for event in instant(backend, measured, trace.watch, clean_answer=False):
+        if isinstance(event, TextDelta):
+            trace.answer += event.text
+            yield TextDelta(event.text)
+        elif isinstance(event, Done):
+            trace.usage = event.usage
+            yield event
+        else:
+            yield event
 
 
 def _merge(trace: Trace, rounds: list[Trace]) -> None:

@@ -1,9 +1,9 @@
 """Independent attempts at one question: run in waves, stopped once settled, and
 checked by a judge when they disagree.
 
-  1. The first wave is two agents of different methods: a plain chain of reasoning at
+  1. The first wave is two agents of different methods: the model's own answer at
      temperature 0 and, for a question with numbers, a program run in the sandbox
-     (otherwise a second chain, sampled). Answers reached by different methods agree
+     (otherwise a Thinking chain, sampled). Answers reached by different methods agree
      by chance far less often than two samples of one method do, so when they agree
      the answer is settled and the run ends (early-stopping self-consistency, arXiv
      2401.10480): easy questions cost two agents, not the whole budget. An answer
@@ -17,8 +17,8 @@ checked by a judge when they disagree.
      them against the question and names the right one; an answer it names that no
      agent reached is not taken, and the confidence-weighted vote decides instead.
 
-The final text is the winning chain's answer; an answer only a program reached is
-put into a sentence by one short call.
+The final text is the winning answer as an agent wrote it; an answer only a program
+reached is put into a sentence by one short call.
 """
 
 from __future__ import annotations
@@ -126,13 +126,13 @@ def plurality(results: Sequence[AgentResult]) -> Decision | None:
 
 def _best(results: Sequence[AgentResult]) -> AgentResult | None:
     """The one to quote: a chain before a program (it wrote its answer in words), then the surest."""
-    return max(results, key=lambda r: (r.method == "chain", r.confidence, -r.index), default=None)
+    return max(results, key=lambda r: (r.method != "program", r.confidence, -r.index), default=None)
 
 
 def _bar(results: Sequence[AgentResult]) -> float | None:
     """The confidence a later chain must keep: the lowest window of the least sure
     chain that finished, so a chain is stopped only once it is less sure than all of them."""
-    lows = [r.trace.watch.meter.signal().lowest for r in results if r.ok and r.method == "chain"]
+    lows = [r.trace.watch.meter.signal().lowest for r in results if r.ok and r.method != "program"]
     lows = [x for x in lows if x > 0]
     return min(lows) if lows else None
 
@@ -144,7 +144,7 @@ async def judge(
     counted = voters(results)
     fallback = vote(counted)
     by_answer: dict[str, AgentResult] = {}
-    for r in sorted(counted, key=lambda r: (r.method != "chain", -r.confidence)):
+    for r in sorted(counted, key=lambda r: (r.method == "program", -r.confidence)):
         by_answer.setdefault(r.vote, r)  # type: ignore[arg-type]
     if len(by_answer) < 2:  # nothing to choose between
         out.append(Decision(fallback.answer, "vote", fallback.winner, fallback.tally))
@@ -173,8 +173,8 @@ async def judge(
 
 def _work(r: AgentResult) -> str:
     work = r.trace.reasoning.strip()
-    if r.method == "chain":
-        work = f"{work}\n{r.trace.answer.strip()}"
+    if r.method != "program":
+        work = f"{work}\n{r.trace.answer.strip()}".strip()
     return work if len(work) <= WORK_CHARS else "..." + work[-WORK_CHARS:]
 
 
@@ -182,12 +182,12 @@ async def _final(
     backend: Backend, chat: ChatRequest, decision: Decision, results: Sequence[AgentResult]
 ) -> AsyncGenerator[Event, None]:
     """The answer the user reads: the winning chain's, or a sentence around a program's."""
-    chains = [r for r in results if r.ok and r.method == "chain" and r.vote == decision.answer]
+    chains = [r for r in results if r.ok and r.method != "program" and r.vote == decision.answer]
     winner = _best(chains) or decision.winner
     if winner is None:  # no agent committed to an answer: the surest one's text
         finished = [r for r in results if r.error is None and r.trace.answer.strip()]
-        winner = max(finished, key=lambda r: (r.ok, r.method == "chain", r.confidence), default=None)
-    if winner is not None and winner.method == "chain":
+        winner = max(finished, key=lambda r: (r.ok, r.method != "program", r.confidence), default=None)
+    if winner is not None and winner.method != "program":
         yield TextDelta(clean(winner.trace.answer).strip())
         return
     if winner is None:

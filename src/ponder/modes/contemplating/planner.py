@@ -25,7 +25,7 @@ Strategy = Literal["attempts", "subtasks"]
 _LIST_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+\S", re.MULTILINE)
 
 
-Method = Literal["chain", "program"]
+Method = Literal["direct", "chain", "program"]
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,9 @@ class AgentTask:
     title: str
     chat: ChatRequest
     tools: tuple[str, ...] | None = None  # the server-side tools it may use; None: all of them
-    method: Method = "chain"  # a chain of reasoning (a Thinking run), or a program run in the sandbox
+    # the model's own answer (an Instant run), a chain of reasoning (a Thinking run), or a
+    # program run in the sandbox
+    method: Method = "chain"
     stop_below: float | None = None  # stop the agent once its confidence falls below this
 
 
@@ -75,20 +77,20 @@ async def plan(backend: Backend, req: ModeRequest) -> Plan:
 
 
 def attempts(req: ModeRequest, reason: str, programs: bool = False) -> Plan:
-    """Independent attempts, in the order they are run: a plain chain of reasoning at
-    temperature 0 (what the model says bare, given room to think), a program when
-    `programs` (the question has numbers in it and the sandbox works), then chains in
-    the styles of the prompt file at their temperatures, and a sampled program."""
+    """Independent attempts, in the order they are run: the model's own answer at
+    temperature 0 (what it says bare), a program when `programs` (the question has
+    numbers in it and the sandbox works), then Thinking chains in the styles of the
+    prompt file at their temperatures, and a sampled program."""
     styles = load("contemplating")["styles"]
     tasks = []
     for i in range(req.agents):
         seed = None if req.chat.params.seed is None else req.chat.params.seed + i  # diverse, yet repeatable
         if i == 0:
-            tasks.append(AgentTask(0, "direct", _at(req.chat, 0.0, seed)))
+            tasks.append(AgentTask(0, "direct", _at(req.chat, 0.0, seed), method="direct"))
         elif programs and i in (1, 3):
             tasks.append(AgentTask(i, "program", _at(req.chat, 0.0 if i == 1 else 0.7, seed), method="program"))
         else:
-            style = styles[sum(t.title != "direct" and t.method == "chain" for t in tasks) % len(styles)]
+            style = styles[sum(t.method == "chain" for t in tasks) % len(styles)]
             # The style goes at the end of the question, not in a system prompt: small
             # models heed it there, and the agents' prompts then share everything up to
             # the style, so the batched engine prefills that prefix once for all of them.

@@ -26,7 +26,7 @@ class AgentResult:
     title: str
     trace: Trace
     error: str | None = None
-    method: str = "chain"  # "chain" | "program"
+    method: str = "chain"  # "direct" | "chain" | "program"
 
     @property
     def ok(self) -> bool:
@@ -46,7 +46,7 @@ class AgentResult:
         weight = signal.lowest if signal.known else 1.0
         if self.trace.forced:
             weight *= 0.5
-        tail = answers.extract(self.trace.reasoning[-400:]) if self.method == "chain" else None
+        tail = answers.extract(self.trace.reasoning[-400:]) if self.trace.reasoning and self.method == "chain" else None
         if tail is not None and self.vote is not None and tail != self.vote:
             weight *= 0.6
         return weight

@@ -44,7 +44,7 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -124,6 +124,7 @@ class Row:
     echoes: int = 0  # the answer prompt echoed in the answer, how many times
     data: str = "gsm8k"
     votes: list[str | None] = field(default_factory=list)  # sc4: each sample's answer
+    route: str = ""  # how a mode settled it: "direct" or "escalated" (auto), then agreement | vote | judge
 
 
 @dataclass
@@ -136,6 +137,7 @@ class _Outcome:
     capped: bool = False
     votes: list[str | None] = field(default_factory=list)
     failed: bool = False  # an error, not an answer: never scored right
+    route: str = ""
 
 
 async def run(
@@ -186,7 +188,7 @@ async def run(
                 row = Row(name, item.id, not out.failed and item.is_correct(out.text), item.expected,
                           out.text.strip(), out.reasoning_tokens, out.completion_tokens, latency, out.tool_calls, got,
                           out.finish_reason, out.capped, out.text.count(BOXED), out.text.count(ECHO), data,
-                          out.votes)  # fmt: skip
+                          out.votes, out.route)  # fmt: skip
                 rows.append(row)
                 right[name] += row.correct
                 done[name] += 1
@@ -199,6 +201,15 @@ async def run(
     finally:
         await runner.close()
     return rows
+
+
+def route(done: Completion) -> str:
+    """How a mode's run settled its answer, from its progress events."""
+    steps = [str(e.data["method"]) for e in done.progress if e.kind == "synthesis.start"]
+    auto = [e for e in done.progress if e.kind == "auto"]
+    if auto:
+        steps.insert(0, "escalated" if auto[0].data["escalated"] else "direct")
+    return " ".join(steps)
 
 
 class _Runner:
@@ -273,7 +284,7 @@ class _Runner:
     async def _mode(self, name: str, item: Item) -> _Outcome:
         assert self.backend is not None
         done = await collect(modes.run(self.backend, self._mode_request(name, item)))
-        return self._outcome(done)
+        return replace(self._outcome(done), route=route(done))
 
     def _outcome(self, done: Completion) -> _Outcome:
         u = done.usage

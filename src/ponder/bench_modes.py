@@ -154,6 +154,7 @@ async def run(
     data: str = "gsm8k",
     against: Sequence[Against] = (),
     cap: int = ANSWER_TOKENS,
+    start: int = 0,
 ) -> list[Row]:
     """Run every item through every row (`configs`, then each of `against`), item by
     item. With `json_out`, the results so far are saved after each item and row, and
@@ -163,7 +164,7 @@ async def run(
     if clash:
         raise InvalidRequest(f"--against row {clash[0]!r} has the name of one of Ponder's rows: give it another "
                              "with --against-label")  # fmt: skip
-    items = datasets.load(data, settings.cache_dir, lambda *a: None)[:limit]
+    items = datasets.load(data, settings.cache_dir, lambda *a: None)[start : start + limit]
     rows = results.saved(json_out, Row)
     other = {r.data for r in rows} - {data}
     if other:

@@ -280,7 +280,8 @@ def cmd_bench_modes(args: argparse.Namespace, settings: Settings) -> int:
     async def go() -> list[bench_modes.Row]:
         if not args.modes:  # only --against rows: no local model to load
             return await bench_modes.run(None, "", settings, [], args.limit, args.effort, args.agents, args.seed,
-                                         args.json, data=args.data, against=against, cap=args.max_tokens)  # fmt: skip
+                                         args.json, data=args.data, against=against, cap=args.max_tokens,
+                                         start=args.start)  # fmt: skip
         local, name = _choose_model(model, settings)
         _ensure_pulled(local, name)
         registry = Registry(local, _store(local))
@@ -288,7 +289,7 @@ def cmd_bench_modes(args: argparse.Namespace, settings: Settings) -> int:
             backend = await registry.get(name)
             return await bench_modes.run(backend, name, local, args.modes, args.limit, args.effort, args.agents,
                                          args.seed, args.json, data=args.data, against=against,
-                                         cap=args.max_tokens)  # fmt: skip
+                                         cap=args.max_tokens, start=args.start)  # fmt: skip
         finally:
             await registry.close()
 
@@ -449,6 +450,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="the sample: GSM8K (scored by the number), TruthfulQA MC1 or HellaSwag (by the "
                    "option's letter) (default: gsm8k)")  # fmt: skip
     c.add_argument("--limit", type=int, default=100, help="items to run (default: all 100)")
+    c.add_argument("--start", type=int, default=0, help="skip the first N items (held out for fitting, say)")
     c.add_argument("--modes", type=lambda v: [m.strip() for m in v.split(",") if m.strip()],
                    default=["bare", "sc4", "instant", "auto", "thinking", "contemplating"],
                    help="comma-separated rows, run in this order: bare, sc4, instant, auto, thinking, "

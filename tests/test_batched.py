@@ -23,6 +23,7 @@ pytestmark = pytest.mark.e2e
 N_SEQ = 4
 STORY = (Message("user", "Write a very long story about a dragon who learns to bake bread."),)
 QUESTIONS = ("Tell me about cats.", "What is Python?", "Describe the sea at night.", "Write a poem about bread.")
+SHORT = "What is 2+2? Answer with a number only."  # the tiny model ends within a few tokens
 JOIN_S = 120  # a hung engine fails the test instead of hanging the run
 # One thread: with an OpenMP build, two threads on a 2-core machine that is busy with
 # anything else wait on each other at every op barrier (seconds per token).
@@ -105,11 +106,23 @@ def test_greedy_output_equals_llama_engine(engine: BatchedEngine, tiny_model: Pa
     single = LlamaEngine(tiny_model, n_ctx=1024, n_threads=THREADS)
     tokens = single.prompt_tokens(STORY)
     assert engine.prompt_tokens(STORY) == tokens
-    expected = run(single, tokens, max_tokens=48, temperature=0)
-    got = run(engine, tokens, max_tokens=48, temperature=0)
+    expected = run(single, tokens, max_tokens=48, temperature=0, ignore_eos=True)
+    got = run(engine, tokens, max_tokens=48, temperature=0, ignore_eos=True)
     assert got.text == expected.text and got.text.strip()
     assert got.done == expected.done
     assert got.done.usage.completion_tokens == 48 and got.done.finish_reason == "length"
+
+
+def test_ignore_eos_writes_on_in_its_own_sequence_only(engine: BatchedEngine) -> None:
+    prompt = ask(engine, SHORT)
+    on, off = together(
+        lambda: run(engine, prompt, max_tokens=40, temperature=0, ignore_eos=True),
+        lambda: run(engine, prompt, max_tokens=40, temperature=0),
+    )
+    assert (on.done.finish_reason, on.done.usage.completion_tokens) == ("length", 40)
+    assert off.done.finish_reason == "stop" and off.done.usage.completion_tokens < 20, off.text
+    sampled = run(engine, prompt, max_tokens=40, temperature=1.0, seed=5, ignore_eos=True)
+    assert (sampled.done.finish_reason, sampled.done.usage.completion_tokens) == ("length", 40)
 
 
 def test_prefill_text_starts_the_reply(engine: BatchedEngine) -> None:
@@ -155,7 +168,7 @@ def test_concurrent_requests_are_decoded_together(engine: BatchedEngine) -> None
 
 def test_more_requests_than_slots_wait_their_turn(engine: BatchedEngine) -> None:
     prompts = [ask(engine, f"Count to {n}.") for n in range(N_SEQ + 2)]
-    answers = together(*(lambda p=p: run(engine, p, max_tokens=6, temperature=0) for p in prompts))
+    answers = together(*(lambda p=p: run(engine, p, max_tokens=6, temperature=0, ignore_eos=True) for p in prompts))
     assert [a.done.usage.completion_tokens for a in answers] == [6] * len(prompts)
 
 
@@ -204,27 +217,27 @@ def test_cancel_stops_only_that_request(engine: BatchedEngine) -> None:
             cancel.set()
 
     story = engine.prompt_tokens(STORY)
+    long = {"max_tokens": 60, "temperature": 0, "ignore_eos": True}
     answers = together(
-        lambda: run(engine, story, cancel=cancel, on_event=cancel_after_three, max_tokens=60, temperature=0),
-        lambda: run(engine, ask(engine, QUESTIONS[0]), max_tokens=60, temperature=0),
-        lambda: run(engine, ask(engine, QUESTIONS[1]), max_tokens=60, temperature=0),
+        lambda: run(engine, story, cancel=cancel, on_event=cancel_after_three, **long),
+        lambda: run(engine, ask(engine, QUESTIONS[0]), **long),
+        lambda: run(engine, ask(engine, QUESTIONS[1]), **long),
     )
     assert answers[0].done.finish_reason == "cancelled"
     assert answers[0].done.usage.completion_tokens == 3
     for other in answers[1:]:
-        assert other.done.finish_reason in ("length", "stop")
-        assert other.done.usage.completion_tokens > 20
+        assert (other.done.finish_reason, other.done.usage.completion_tokens) == ("length", 60)
 
 
 def test_stop_strings_and_max_tokens(engine: BatchedEngine) -> None:
     story = engine.prompt_tokens(STORY)
-    full = run(engine, story, max_tokens=40, temperature=0)
+    full = run(engine, story, max_tokens=40, temperature=0, ignore_eos=True)
     words = full.text.split()
     assert len(words) > 6
-    cut = run(engine, story, max_tokens=40, temperature=0, stop=(words[5],))
+    cut = run(engine, story, max_tokens=40, temperature=0, ignore_eos=True, stop=(words[5],))
     assert cut.done.finish_reason == "stop"
     assert cut.text == full.text[: full.text.index(words[5])]
-    short = run(engine, story, max_tokens=7, temperature=0)
+    short = run(engine, story, max_tokens=7, temperature=0, ignore_eos=True)
     assert short.done.finish_reason == "length" and short.done.usage.completion_tokens == 7
     assert full.text.startswith(short.text)
 
@@ -249,11 +262,11 @@ def test_errors_reach_the_calling_thread(engine: BatchedEngine) -> None:
     story = engine.prompt_tokens(STORY)
     broken, fine = outcomes(
         lambda: run(engine, story, on_event=explode, max_tokens=40, temperature=0),
-        lambda: run(engine, ask(engine, QUESTIONS[2]), max_tokens=40, temperature=0),
+        lambda: run(engine, ask(engine, QUESTIONS[2]), max_tokens=40, temperature=0, ignore_eos=True),
     )
     assert isinstance(broken, ValueError) and "consumer broke" in str(broken)
     assert isinstance(fine, Answer) and fine.done.usage.completion_tokens == 40
-    after = run(engine, ask(engine, QUESTIONS[3]), max_tokens=5, temperature=0)
+    after = run(engine, ask(engine, QUESTIONS[3]), max_tokens=5, temperature=0, ignore_eos=True)
     assert after.done.usage.completion_tokens == 5, "the engine goes on after one request failed"
 
 

@@ -70,6 +70,16 @@ async def test_upstream_request_errors_keep_status_param_and_code(ponder_server:
 
 
 @in_module_loop
+async def test_ignore_eos_is_sent_only_when_asked() -> None:
+    backend = RemoteBackend("http://127.0.0.1:9/v1")  # vLLM and llama-server take it; OpenAI would refuse it
+    try:
+        assert backend._body(ChatRequest("x", HELLO, SamplingParams(ignore_eos=True)))["ignore_eos"] is True
+        assert "ignore_eos" not in backend._body(ChatRequest("x", HELLO))
+    finally:
+        await backend.close()
+
+
+@in_module_loop
 async def test_unreachable_engine_is_a_clear_502() -> None:
     backend = RemoteBackend(f"http://127.0.0.1:{free_port()}/v1")
     try:

@@ -108,10 +108,15 @@ async def test_instant_drops_a_native_models_reasoning(client: httpx.AsyncClient
 
 async def test_sampling_fields_reach_the_backend(client: httpx.AsyncClient, backend: ScriptedBackend) -> None:
     payload = {"model": "scripted", "messages": USER, "max_completion_tokens": 7, "temperature": 0,
-               "top_p": 0.5, "seed": 3, "stop": "X", "frequency_penalty": 0.1}  # fmt: skip
+               "top_p": 0.5, "seed": 3, "stop": "X", "frequency_penalty": 0.1, "ignore_eos": True}  # fmt: skip
     assert (await client.post("/v1/chat/completions", json=payload)).status_code == 200
     p = backend.requests[-1].params
     assert (p.max_tokens, p.temperature, p.top_p, p.seed, p.stop, p.frequency_penalty) == (7, 0, 0.5, 3, ("X",), 0.1)
+    assert p.ignore_eos is True
+    assert (await client.post("/v1/chat/completions", json={"model": "scripted", "messages": USER})).status_code == 200
+    assert backend.requests[-1].params.ignore_eos is False
+    r = await client.post("/v1/chat/completions", json={**payload, "ignore_eos": "yes"})
+    assert (r.status_code, r.json()["error"]["param"]) == (400, "ignore_eos")
 
 
 async def test_stop_and_max_tokens(client: httpx.AsyncClient, backend: ScriptedBackend) -> None:

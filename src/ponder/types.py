@@ -76,6 +76,9 @@ class SamplingParams:
     response_format: Mapping[str, Any] | None = None
     grammar: str | None = None  # GBNF the reply must match (set by backends: forced tool calls)
     logprobs: int | None = None  # None: none; N: each token's logprob and its N likeliest alternatives
+    # Never end at an end-of-generation token: write on to max_tokens (or a stop). As
+    # vLLM's and llama-server's `ignore_eos`; a grammar's end still ends the reply.
+    ignore_eos: bool = False
 
 
 @dataclass(frozen=True)

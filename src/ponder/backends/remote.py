@@ -92,6 +92,7 @@ class RemoteBackend(Backend):
             "response_format": dict(p.response_format) if p.response_format else None,
             "logprobs": True if p.logprobs is not None else None,
             "top_logprobs": p.logprobs or None,
+            "ignore_eos": True if p.ignore_eos else None,  # vLLM's and llama-server's field
         }
         body.update({k: v for k, v in optional.items() if v is not None})
         if request.tools:

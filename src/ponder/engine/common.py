@@ -1,5 +1,5 @@
 """What the llama.cpp engines share: the chat template, the context check, the
-sampling defaults and prefix matching.
+sampling defaults, the end-of-generation tokens and prefix matching.
 
 Pure functions and one small class over llama-cpp-python's Jinja2 formatter; they
 know nothing of contexts, batches or threads.
@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
+import llama_cpp
 import numpy as np
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
@@ -108,6 +109,13 @@ def with_defaults(params: SamplingParams, defaults: SamplingParams) -> SamplingP
         temperature=params.temperature if params.temperature is not None else defaults.temperature,
         top_p=params.top_p if params.top_p is not None else defaults.top_p,
     )
+
+
+def eog_tokens(vocab: llama_cpp.llama_vocab_p) -> tuple[int, ...]:
+    """Every token that ends a generation (EOS, EOT, `<|im_end|>`, …): what `ignore_eos`
+    keeps the sampler from picking. One pass over the vocabulary (tens of milliseconds)."""
+    n = llama_cpp.llama_vocab_n_tokens(vocab)
+    return tuple(t for t in range(n) if llama_cpp.llama_vocab_is_eog(vocab, t))
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:

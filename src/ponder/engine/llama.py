@@ -20,12 +20,15 @@ import codecs
 import random
 import threading
 from collections.abc import Callable, Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import llama_cpp
+import numpy as np
+import numpy.typing as npt
 
-from ponder.engine.common import ChatTemplate, LogprobTracker, check_fits, common_prefix, with_defaults
+from ponder.engine.common import ChatTemplate, LogprobTracker, check_fits, common_prefix, eog_tokens, with_defaults
 from ponder.formats import structured
 from ponder.formats.stops import StopMatcher
 from ponder.types import Done, Event, FinishReason, Message, SamplingParams, TextDelta, Tool, Usage
@@ -99,7 +102,9 @@ class LlamaEngine:
         finish: FinishReason = "length"
         n = 0
         logprobs = LogprobTracker(llm.n_vocab(), p.logprobs, lambda t: llm.detokenize([t]))
-        gen = llm.generate(tokens, **self._sampler_args(p), grammar=_grammar(p))
+        grammar = _grammar(p)
+        never_end = self._never_end() if p.ignore_eos and grammar is None else None
+        gen = llm.generate(tokens, **self._sampler_args(p), grammar=grammar, logits_processor=never_end)
         try:
             for token in gen:
                 if cancel.is_set():
@@ -125,6 +130,20 @@ class LlamaEngine:
         if tail:
             emit(TextDelta(tail, logprobs.take()))
         emit(Done(finish, Usage(prompt_tokens=len(tokens), completion_tokens=n, cached_tokens=max(cached, 0))))
+
+    @cached_property
+    def _eog(self) -> npt.NDArray[np.intp]:
+        return np.array(eog_tokens(self._vocab), dtype=np.intp)
+
+    def _never_end(self) -> llama_cpp.LogitsProcessorList:
+        """`ignore_eos`: end-of-generation tokens get a logit of -inf, so no sampler picks them."""
+        eog = self._eog
+
+        def never_end(_ids: Any, scores: Any) -> Any:
+            scores[eog] = -np.inf
+            return scores
+
+        return llama_cpp.LogitsProcessorList([never_end])
 
     @staticmethod
     def _sampler_args(p: SamplingParams) -> dict[str, Any]:

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import codecs
 import ctypes
+import math
 import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import llama_cpp
 
-from ponder.engine.common import LogprobTracker
+from ponder.engine.common import LogprobTracker, eog_tokens
 from ponder.engine.slots import Plan, Slot
 from ponder.formats import structured
 from ponder.formats.stops import StopMatcher
@@ -67,9 +69,16 @@ class Vocab:
     def is_eog(self, token: int) -> bool:
         return bool(llama_cpp.llama_vocab_is_eog(self.ptr, token))
 
+    @cached_property
+    def never_end(self) -> ctypes.Array[llama_cpp.llama_logit_bias]:
+        """A logit bias of -inf on every end-of-generation token (`ignore_eos`)."""
+        eog = eog_tokens(self.ptr)
+        return (llama_cpp.llama_logit_bias * len(eog))(*(llama_cpp.llama_logit_bias(t, -math.inf) for t in eog))
+
 
 def make_sampler(p: SamplingParams, vocab: Vocab) -> llama_cpp.llama_sampler_p:
-    """A native sampler chain: the response_format grammar, penalties, then greedy at
+    """A native sampler chain: the response_format grammar (or, for `ignore_eos`, a
+    logit bias of -inf on end-of-generation tokens), penalties, then greedy at
     temperature 0, else top-k / typical / top-p / min-p / temperature / a seeded draw.
     The grammar goes first, over the whole vocabulary, so it never runs out of tokens
     that the cut-offs after it left."""
@@ -81,6 +90,9 @@ def make_sampler(p: SamplingParams, vocab: Vocab) -> llama_cpp.llama_sampler_p:
     grammar = p.grammar or (structured.gbnf(p.response_format) if p.response_format is not None else None)
     if grammar:
         add(llama_cpp.llama_sampler_init_grammar(vocab.ptr, grammar.encode(), b"root"))
+    elif p.ignore_eos:  # under a grammar, its end is the reply's end: it may allow nothing else
+        bias = vocab.never_end
+        add(llama_cpp.llama_sampler_init_logit_bias(vocab.n_tokens, len(bias), bias))
     if p.frequency_penalty or p.presence_penalty:
         add(llama_cpp.llama_sampler_init_penalties(
             vocab.n_tokens, PENALTY_LAST_N, 1.0, p.frequency_penalty or 0.0, p.presence_penalty or 0.0))  # fmt: skip

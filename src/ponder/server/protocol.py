@@ -211,6 +211,8 @@ class ChatCompletionRequest(WireRequest):
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     modalities: list[Literal["text", "audio"]] | None = None
     audio: AudioOut | None = None
+    # vLLM's and llama-server's extra field: write on past end-of-generation tokens, to max_tokens.
+    ignore_eos: bool | None = None
 
     def spoken_turns(self) -> list[tuple[int, str]]:
         """(index, audio id) of assistant turns given as a spoken answer's audio id
@@ -251,6 +253,7 @@ class ChatCompletionRequest(WireRequest):
             presence_penalty=self.presence_penalty,
             response_format=structured.check(self.response_format),
             logprobs=(self.top_logprobs or 0) if self.logprobs else None,
+            ignore_eos=bool(self.ignore_eos),
         )
         messages = tuple(_message(i, m) for i, m in enumerate(self.messages))
         tools = tuple(tool_def(i, t.function.name, t.function.description, t.function.parameters)

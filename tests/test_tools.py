@@ -547,3 +547,47 @@ def test_passages_read_the_same_from_a_search_and_from_an_echoed_item() -> None:
     assert knowledge.shown([ours]) == "[2] (manual.pdf, page 3)\nTorque: 12 Nm."
     assert knowledge.shown([echoed]) == "[1] (manual.pdf, page 3)\nTorque: 12 Nm."
     assert knowledge.shown([]) == "No passages matched."
+
+
+# --- a tool asked for in words ---------------------------------------------------------
+
+
+def test_a_tool_asked_for_in_words_is_recognised() -> None:
+    from ponder.modes.tools import asked_for
+    from ponder.tools import sandbox as sandbox_tool
+    from ponder.tools.base import Toolbox
+    from ponder.types import ChatRequest, Message
+
+    box = Toolbox({"python": sandbox_tool.hosted()})
+
+    def asks(text: str) -> str | None:
+        return asked_for(ChatRequest("m", (Message("user", text),)), box)
+
+    for text in ["Use Python to compute 987654321 * 123456789 exactly.", "Using code, count the vowels in 'banana'.",
+                 "Compute the number of days between 2024-01-01 and 2024-03-01 in Python.",
+                 "run a program to reverse the string 'stressed'", "Check with code whether 97 is prime."]:  # fmt: skip
+        assert asks(text) == "python", text
+    for text in ["Write a Python function that reverses a list.", "What is 6 times 7?",
+                 "How do I reverse a list in Python?"]:  # fmt: skip
+        assert asks(text) is None, text
+
+
+async def test_thinking_calls_a_tool_asked_for_in_words_before_it_reasons() -> None:
+    skip_without_sandbox()
+    from ponder import modes
+    from ponder.config import ModeSettings
+    from ponder.tools import sandbox as sandbox_tool
+    from ponder.tools.base import Toolbox
+    from ponder.types import ChatRequest, Message, collect
+
+    box = Toolbox({"python": sandbox_tool.hosted()})
+    backend = ScriptedBackend(call("python", code="print(987654321 * 123456789)"), "working from the output",
+                              "It is 121932631112635269.")  # fmt: skip
+    chat = ChatRequest("m", (Message("user", "Use Python to compute 987654321 * 123456789 exactly."),), tools=box.specs)
+    req = modes.resolve(chat, ModeSettings(), mode="thinking", toolbox=box, compression=False)
+    done = await collect(modes.run(backend, req))
+    first = backend.requests[0]
+    assert first.tool_name == "python" and not first.prefill  # the call comes first, with no reasoning before it
+    assert done.tool_runs[0].output.strip() == "121932631112635269"
+    assert backend.requests[1].tool_name is None  # forced once: then it thinks with the result
+    assert done.text == "It is 121932631112635269."

@@ -33,6 +33,7 @@ from ponder.formats.clean import AnswerCleaner
 from ponder.formats.reasoning import ThinkSplitter
 from ponder.modes import answers
 from ponder.modes.confidence import TOP_K
+from ponder.modes.instant import instant
 from ponder.modes.messages import with_system, with_user_note
 from ponder.modes.prompts import load
 from ponder.modes.watch import Watch, watched
@@ -87,6 +88,17 @@ async def think(
 ) -> AsyncGenerator[Event, None]:
     """Stream one Thinking run: ReasoningDeltas, then TextDeltas, then one Done."""
     trace = trace if trace is not None else Trace()
+    if chat.tools and (chat.tool_name or chat.tool_choice == "required"):
+        # A call is forced (asked for in words, or by the client): there is nothing to
+        # think out before it, and reasoning first only tempted the model to work the
+        # result out by hand. The call comes now; the thinking follows its result.
+        async for event in instant(backend, chat):
+            if isinstance(event, ToolCallEvent):
+                trace.tool_calls.append(event.call)
+            elif isinstance(event, Done):
+                trace.usage += event.usage
+            yield event
+        return
     prompts = load("thinking")
     chat = with_system(chat, prompts["system"])
     if compression:  # in the user's turn, where small models heed it

@@ -3,11 +3,12 @@
 Each round is one run of the mode (Instant or Thinking) with the tools on offer.
 A round whose calls are all hosted tools is answered here: each call runs, with its
 own timeout, and the model reads the results in the next round. A tool that fails
-gives the model an error message as its result, never a failed request. The loop
-ends when the model answers, calls a client's tool (returned to the client as
-usual, after the hosted calls of that round have run), runs out of
-`max_output_tokens`, or reaches `max_steps`; the last round is offered no hosted
-tools, so it must answer. A call that already succeeded is not run again: a round
+gives the model an error message as its result, never a failed request. A request
+that asks in words for a hosted tool ("use Python to compute…") has that tool called
+in the first round. The loop ends when the model answers, calls a client's tool
+(returned to the client as usual, after the hosted calls of that round have run),
+runs out of `max_output_tokens`, or reaches `max_steps`; the last round is offered
+no hosted tools, so it must answer. A call that already succeeded is not run again: a round
 of nothing but repeats is dropped, and the next round is that last one.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import replace
@@ -43,6 +45,8 @@ async def run(runner: Runner, chat: ChatRequest, box: Toolbox, agent: int | None
     tools' functions beside the client's."""
     total = NO_USAGE
     budget = chat.params.max_tokens  # for all the rounds together
+    if (named := asked_for(chat, box)) is not None and chat.tool_choice == "auto" and chat.tool_name is None:
+        chat = replace(chat, tool_name=named)  # asked for in words: the first round calls it (forced once, below)
     seen: set[tuple[str, str]] = set()  # calls already run: a repeat gets no second run
     answer_now = False
     for step in range(box.max_steps + 1):
@@ -91,6 +95,35 @@ async def run(runner: Runner, chat: ChatRequest, box: Toolbox, agent: int | None
         if chat.tool_name in box.hosted or chat.tool_choice == "required":  # a forced call is forced once
             chat = replace(chat, tool_choice="auto", tool_name=None)
     raise AssertionError("unreachable: the last round offers no hosted tools")
+
+
+# Words that ask for a tool to be used, by its kind: "use Python to…", "compute … in
+# Python", "with the calculator". Naming a language to write code in ("write a Python
+# function") asks for code as text, not for running it, and does not match.
+_USE = r"(?:use|using|run|running|execute|with|via|through)\s+(?:the\s+|a\s+|your\s+)?"
+_COMPUTE = (
+    r"(?:compute|calculate|work\s+out|find|count|check|verify|solve|evaluate|get)\b"
+    r"[^.?!\n]{0,80}?\b(?:in|with|using)\s+"
+)
+_ASKS = {
+    "code_interpreter": re.compile(
+        rf"\b(?:{_USE}(?:python|code|a\s+program|the\s+sandbox|code\s+interpreter)|"
+        rf"{_COMPUTE}(?:python|code))\b",
+        re.IGNORECASE,
+    ),
+    "calculator": re.compile(rf"\b(?:{_USE}calculator|{_COMPUTE}(?:the\s+|a\s+)?calculator)\b", re.IGNORECASE),
+}
+
+
+def asked_for(chat: ChatRequest, box: Toolbox) -> str | None:
+    """The hosted tool the last user message asks, in words, to be used: by its
+    kind's words, or by its function name after "use"; None when it asks for none."""
+    text = next((m.content for m in reversed(chat.messages) if m.role == "user"), "")
+    for name, tool in box.hosted.items():
+        words = _ASKS.get(tool.kind)
+        if (words is not None and words.search(text)) or re.search(rf"\b{_USE}{re.escape(name)}\b", text, re.I):
+            return name
+    return None
 
 
 async def execute(tool: Hosted, call: ToolCall, agent: int | None = None) -> ToolRun:

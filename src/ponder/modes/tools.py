@@ -100,7 +100,7 @@ async def run(runner: Runner, chat: ChatRequest, box: Toolbox, agent: int | None
 # Words that ask for a tool to be used, by its kind: "use Python to…", "compute … in
 # Python", "with the calculator". Naming a language to write code in ("write a Python
 # function") asks for code as text, not for running it, and does not match.
-_USE = r"(?:use|using|run|running|execute|with|via|through)\s+(?:the\s+|a\s+|your\s+)?"
+_USE = r"(?:use|using|run|running|execute|with|via|through)\s+(?:the\s+|a\s+|some\s+|your\s+)?"
 _COMPUTE = (
     r"(?:compute|calculate|work\s+out|find|count|check|verify|solve|evaluate|get)\b"
     r"[^.?!\n]{0,80}?\b(?:in|with|using)\s+"

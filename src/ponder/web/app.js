@@ -401,10 +401,15 @@ function onProgress(m, p) {
   else if (p.type === "agent.delta" && m.agents[p.agent]) {
     if (p.reasoning) m.agents[p.agent].reasoning += p.reasoning;
   } else if (p.type === "agent.done" && m.agents[p.agent]) {
-    Object.assign(m.agents[p.agent], { status: p.ok ? "done" : "failed", result: p.answer, error: p.error });
+    const dropped = !p.ok && p.stopped === "confidence";  // stopped for being less sure than the others
+    Object.assign(m.agents[p.agent], { status: p.ok ? "done" : dropped ? "stopped" : "failed", result: p.answer,
+                                       error: dropped ? "stopped: less sure than the agents before it" : p.error });
+  } else if (p.type === "auto" && p.escalated) {
+    m.synthesis = `Auto: the direct answer was unsure (confidence ${p.confidence}); checking it…`;
   } else if (p.type === "synthesis.start") {
     const tally = Object.entries(p.tally || {}).map(([answer, weight]) => `${answer}: ${Number(weight).toFixed(2)}`);
-    m.synthesis = p.method === "vote" ? `Synthesis: a vote (${tally.join(", ")})` : "Synthesis: writing the answer…";
+    const how = { vote: "a vote", agreement: "the attempts agreed", judge: "a judge checked them" }[p.method];
+    m.synthesis = how ? `Synthesis: ${how} (${tally.join(", ")})` : "Synthesis: writing the answer…";
   } else if (p.type === "tool.call") {
     m.tools.push({ name: p.name, arguments: p.arguments, output: p.output });
   }

@@ -58,6 +58,15 @@ def test_missing_file_gives_defaults(tmp_path: Path) -> None:
     assert s.default_model == "qwen2.5-coder-1.5b" and s.models == {}
 
 
+def test_the_engine_batches_four_sequences_unless_told_otherwise(tmp_path: Path) -> None:
+    assert load_settings(tmp_path / "absent.toml", env={}).engine.n_seq_max == 4  # the batched engine
+    assert load_settings(tmp_path / "absent.toml", env={"PONDER_N_SEQ": "1"}).engine.n_seq_max == 1  # the simple one
+    path = tmp_path / "config.toml"
+    path.write_text("[engine]\nn_seq_max = 2\n")
+    assert load_settings(path, env={}).engine.n_seq_max == 2
+    assert load_settings(path, env={"PONDER_N_SEQ": "8"}).engine.n_seq_max == 8
+
+
 @pytest.mark.parametrize(
     ("text", "match"),
     [

@@ -23,7 +23,10 @@ import pytest
 from tests.conftest import BIN, TINY, child_pid, free_port, llama_server, ponder_env, private_home, start, stop
 
 pytestmark = pytest.mark.e2e
-LONG = "Write a very long story about a dragon."  # the tiny model writes on to any max_tokens
+LONG = "Write a very long story about a dragon."
+# The tiny model writes on to any max_tokens with these: past its end (ignore_eos), and
+# sampled, since greedy it soon repeats itself and the modes' loop guard ends the answer.
+ON_AND_ON = {"ignore_eos": True, "temperature": 1.0, "seed": 1}
 
 
 def serve_tiny(home: Path, log: Path, **env: str) -> tuple[subprocess.Popen[bytes], str]:
@@ -125,7 +128,7 @@ def test_sigterm_drains_the_stream_in_flight(
     proc, url = serve_tiny(home, tmp_path / "serve.log")
     try:
         body = {"model": TINY, "messages": [{"role": "user", "content": LONG}], "max_tokens": 200,
-                "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}  # fmt: skip
+                **ON_AND_ON, "stream": True, "stream_options": {"include_usage": True}}  # fmt: skip
         pid = child_pid(proc)
         with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=60) as r:
             lines = r.iter_lines()
@@ -197,7 +200,7 @@ def test_a_client_that_leaves_stops_every_generation(ponder_server: str, mode: s
     drop to none soon after the client goes, long before the work would have ended."""
     health = ponder_server.removesuffix("/v1") + "/health"
     body = {"model": TINY, "messages": [{"role": "user", "content": LONG}], "max_tokens": 2000, "stream": stream,
-            "temperature": 0, "mode": mode, "thinking_budget": 1500, "thought_compression": False,
+            **ON_AND_ON, "mode": mode, "thinking_budget": 1500, "thought_compression": False,
             "contemplation": {"agents": 3, "agent_budget": 1500}}  # fmt: skip
     if stream:
         with httpx.stream("POST", f"{ponder_server}/chat/completions", json=body, timeout=60) as r:

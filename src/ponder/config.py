@@ -6,8 +6,9 @@ order, later wins) and then passed around explicitly. There is no global config.
     port = 8000
 
     [engine]
-    n_ctx = 8192
+    n_ctx = 8192                   # per sequence
     n_threads = 2
+    n_seq_max = 4                  # sequences decoded together (the batched engine); 1: one at a time
 
     [modes]
     default = "auto"               # auto | instant | thinking | contemplating
@@ -71,8 +72,9 @@ class EngineSettings:
     n_batch: int = 512
     n_ubatch: int = 512
     # Sequences decoded together in one batch (Contemplating's agents, concurrent
-    # requests). 1 selects the simple one-at-a-time engine.
-    n_seq_max: int = 1
+    # requests), each with n_ctx of KV cache: the batched engine. 1 selects the simple
+    # one-at-a-time engine (`LlamaEngine`).
+    n_seq_max: int = 4
     temperature: float = 0.7
     top_p: float = 0.95
 

@@ -1,9 +1,9 @@
 """The embedded backend: a llama.cpp engine driven from worker threads.
 
-With `n_seq_max > 1` it is the `BatchedEngine`: each request's
+With `n_seq_max > 1` (the default, 4) it is the `BatchedEngine`: each request's
 `generate()` blocks one of `n_seq_max` worker threads while the engine's scheduler
 decodes all of them in one batch per step. With `n_seq_max = 1` it is the simple
-`LlamaEngine` (the default), one request at a time. Events cross back to the event loop with
+`LlamaEngine`, one request at a time. Events cross back to the event loop with
 `call_soon_threadsafe`, so the loop never blocks on model compute. When the
 consumer goes away (client disconnect), a `threading.Event` tells the decode loop
 to stop that request at its next token.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import httpx
 import jsonschema
@@ -236,6 +237,54 @@ def test_the_default_models_planner_splits_separate_questions(default_server: st
     assert plan["strategy"] == "subtasks" and len(plan["agents"]) == 2, plan
     assert progress[-1]["type"] == "synthesis.start" and progress[-1]["method"] == "written"
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).strip()
+
+
+def _ponder_events(chunks: list[Any]) -> list[dict[str, Any]]:
+    return [c.model_extra["ponder"] for c in chunks if c.model_extra and "ponder" in c.model_extra]
+
+
+def test_the_default_models_program_agent_computes_in_the_sandbox(default_server: str) -> None:
+    """On the real default model, through the server: Contemplating's second agent
+    writes a program for a question with numbers, the sandbox runs it, and what it
+    printed is that agent's answer."""
+    client = openai.OpenAI(base_url=default_server, api_key="none", max_retries=0)
+    ask = "A box holds 6 rows of 7 eggs. How many eggs are in 12 boxes?"
+    stream = client.chat.completions.create(
+        model=DEFAULT, messages=[{"role": "user", "content": ask}], max_tokens=256, temperature=0, stream=True,
+        extra_body={"mode": "contemplating", "contemplation": {"agents": 2}},
+    )  # fmt: skip
+    chunks = list(stream)
+    progress = _ponder_events(chunks)
+    program = next(p for p in progress if p["type"] == "agent.done" and p["method"] == "program")
+    assert program["ok"] and program["vote"] == "504", program
+    reasoning = "".join(getattr(c.choices[0].delta, "reasoning_content", None) or "" for c in chunks if c.choices)
+    assert "It printed:\n504" in reasoning  # the program's own output, from the sandbox
+    assert progress[-1]["type"] == "synthesis.start" and progress[-1]["method"] in ("agreement", "vote", "judge")
+    usage = chunks[-1].usage
+    assert usage is not None and usage.completion_tokens > 0
+
+
+def test_the_default_models_auto_answers_and_reports_its_confidence(default_server: str) -> None:
+    """On the real default model, through the server, with no mode: Auto answers a
+    question with numbers, says how sure the direct answer was and whether it
+    escalated; an open request streams as Instant does, with no check."""
+    client = openai.OpenAI(base_url=default_server, api_key="none", max_retries=0)
+    ask = [{"role": "user", "content": "What is 17 + 25? Reply with the number."}]
+    chunks = list(client.chat.completions.create(model=DEFAULT, messages=ask, max_tokens=64, temperature=0,
+                                                 stream=True))  # type: ignore[arg-type]  # fmt: skip
+    progress = _ponder_events(chunks)
+    assert progress[0] == {"type": "mode", "mode": "auto"}
+    auto = next(p for p in progress if p["type"] == "auto")
+    assert isinstance(auto["confidence"], float) and auto["confidence"] > 0
+    assert any(p["type"] == "plan" for p in progress) == auto["escalated"]
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert "42" in content and "\\boxed" not in content
+
+    hello = [{"role": "user", "content": "Say hello in one short sentence."}]
+    chunks = list(client.chat.completions.create(model=DEFAULT, messages=hello, max_tokens=24, temperature=0,
+                                                 stream=True))  # type: ignore[arg-type]  # fmt: skip
+    assert not any(p["type"] == "auto" for p in _ponder_events(chunks))  # nothing to check: no measuring either
+    assert sum(bool(c.choices and c.choices[0].delta.content) for c in chunks) > 1  # it streamed as written
 
 
 def test_bad_mode_fields_are_400s(client: openai.OpenAI) -> None:

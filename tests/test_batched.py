@@ -17,7 +17,7 @@ from ponder.engine.common import common_prefix
 from ponder.engine.llama import LlamaEngine
 from ponder.engine.slots import SlotTable
 from ponder.errors import ContextLengthExceeded, InvalidRequest
-from ponder.types import Done, Event, Message, SamplingParams, TextDelta
+from ponder.types import Done, Event, Message, SamplingParams, TextDelta, TokenLogprob
 
 pytestmark = pytest.mark.e2e
 N_SEQ = 4
@@ -25,6 +25,7 @@ STORY = (Message("user", "Write a very long story about a dragon who learns to b
 QUESTIONS = ("Tell me about cats.", "What is Python?", "Describe the sea at night.", "Write a poem about bread.")
 SHORT = "What is 2+2? Answer with a number only."  # the tiny model ends within a few tokens
 JOIN_S = 120  # a hung engine fails the test instead of hanging the run
+NEAR_TIE = 0.5  # nats between the two likeliest tokens, where rounding may pick either
 # One thread: with an OpenMP build, two threads on a 2-core machine that is busy with
 # anything else wait on each other at every op barrier (seconds per token).
 THREADS = 1
@@ -71,6 +72,10 @@ def run(
     assert sum(isinstance(e, Done) for e in answer.events) == 1
     answer.text = "".join(e.text for e in answer.events if isinstance(e, TextDelta))
     return answer
+
+
+def tokens_of(answer: Answer) -> list[TokenLogprob]:
+    return [t for e in answer.events if isinstance(e, TextDelta) for t in e.logprobs]
 
 
 def together(*jobs: Callable[[], Answer]) -> list[Answer]:
@@ -137,7 +142,8 @@ def test_concurrent_requests_are_decoded_together(engine: BatchedEngine) -> None
     prompts = [ask(engine, q) for q in QUESTIONS]
     for p in prompts:  # cache each prompt, so that both runs below decode only its last token
         run(engine, p, max_tokens=1, temperature=0)
-    alone = [run(engine, p, max_tokens=24, temperature=0) for p in prompts]
+    greedy = {"max_tokens": 24, "temperature": 0, "ignore_eos": True, "logprobs": 3}  # raw logits: EOS may lead
+    alone = [run(engine, p, **greedy) for p in prompts]
 
     order: list[int] = []  # which request each event belonged to, in emission order
     lock = threading.Lock()
@@ -147,23 +153,29 @@ def test_concurrent_requests_are_decoded_together(engine: BatchedEngine) -> None
             with lock:
                 order.append(i)
 
-        return lambda: run(engine, prompts[i], on_event=record, max_tokens=24, temperature=0)
+        return lambda: run(engine, prompts[i], on_event=record, **greedy)
 
     both = together(*(job(i) for i in range(len(prompts))))
     switches = sum(x != y for x, y in pairwise(order))
     assert switches > 3 * len(prompts), f"requests ran one after another, not in shared batches: {order}"
     # llama.cpp's kernels round a batch of rows differently from a single row (flash
-    # attention, tinyBLAS), so with this tiny model a near-tie flips a greedy token now
-    # and then. Crossed or misplaced sequences would do more than flip a token: each
-    # answer must be its own prompt's answer from the start, and half must be exact.
+    # attention, tinyBLAS), so with this tiny model a near-tie can flip a greedy token,
+    # and how often depends on which rows happen to share a step. Crossed or misplaced
+    # sequences would do more than flip a token: each answer must be its own prompt's
+    # answer from the start, the same token for token up to where they part, and part
+    # only at a near-tie, each run's token one of the other's likeliest.
     for i, b in enumerate(both):
         shared = [common_prefix(b.text, a.text) for a in alone]
         assert shared[i] >= 5 and shared.count(max(shared)) == 1 and shared[i] == max(shared), (b.text, alone)
-    exact = [(a, b) for a, b in zip(alone, both) if a.text == b.text]
-    assert len(exact) >= len(prompts) // 2, [(a.text, b.text) for a, b in zip(alone, both)]
-    for a, b in exact:
-        assert a.done.finish_reason == b.done.finish_reason
-        assert a.done.usage.completion_tokens == b.done.usage.completion_tokens
+        mine, theirs = tokens_of(alone[i]), tokens_of(b)
+        parted = common_prefix([t.token for t in mine], [t.token for t in theirs])
+        assert len(mine) == len(theirs) == 24 == b.done.usage.completion_tokens
+        if parted == len(mine):
+            continue
+        first, second = mine[parted], theirs[parted]
+        assert second.token in dict(first.top) and first.token in dict(second.top), (first, second)
+        assert abs(first.logprob - dict(first.top)[second.token]) < NEAR_TIE, (first, second)
+        assert abs(second.logprob - dict(second.top)[first.token]) < NEAR_TIE, (first, second)
 
 
 def test_more_requests_than_slots_wait_their_turn(engine: BatchedEngine) -> None:

@@ -103,7 +103,7 @@ async def test_instant_drops_a_native_models_reasoning(client: httpx.AsyncClient
     message = r.json()["choices"][0]["message"]
     assert "reasoning_content" not in message
     assert message["content"] == "42"
-    assert r.json()["ponder"]["mode"] == "instant"
+    assert r.json()["ponder"]["mode"] == "auto"  # no mode: Auto, which answers this (nothing to check) as Instant
 
 
 async def test_sampling_fields_reach_the_backend(client: httpx.AsyncClient, backend: ScriptedBackend) -> None:
@@ -133,7 +133,7 @@ async def test_text_content_parts_are_joined(client: httpx.AsyncClient, backend:
     messages = [{"role": "user", "content": content}]
     r = await client.post("/v1/chat/completions", json={"model": "scripted", "messages": messages})
     assert r.status_code == 200
-    assert backend.requests[-1].messages[-1].content.startswith("foo bar\n\n")  # then Instant's note
+    assert backend.requests[-1].messages[-1].content == "foo bar"  # as sent: Instant adds no note
 
 
 async def test_n_choices_run_with_their_own_seeds(client: httpx.AsyncClient, backend: ScriptedBackend) -> None:

@@ -30,6 +30,7 @@ async def instant(
     """`watch`: the caller's, to read the answer's confidence from; `clean_answer=False`
     leaves `\\boxed{}` in (for a caller that reads the answer before showing it)."""
     watch = watch if watch is not None else Watch()
+    watch.loops = chat.params.response_format is None and chat.params.grammar is None
     splitter = ThinkSplitter()
     cleaner = AnswerCleaner() if clean_answer else None
     asked = replace(chat, thinking=0)  # a hybrid model (Qwen3) behind an engine that can switches thinking off

@@ -28,11 +28,12 @@ class Watch:
     guard: LoopGuard = field(default_factory=LoopGuard)
     meter: Meter = field(default_factory=Meter)
     stop_below: float | None = None  # cut once a full window's confidence falls below this
+    loops: bool = True  # cut a loop (off for output held to a grammar: a cut would break its syntax)
     stopped: Stop = ""
 
     def feed(self, event: TextDelta) -> Stop:
         self.meter.add(event.logprobs)
-        if self.guard.feed(event.text):
+        if self.loops and self.guard.feed(event.text):
             self.stopped = "loop"
         elif self.stop_below is not None and self.meter.lowest < self.stop_below:
             self.stopped = "confidence"

@@ -221,6 +221,13 @@ async def test_auto_escalates_an_unsure_answer_with_it_as_the_first_attempt() ->
     assert starts == [1, 2, 3]
 
 
+async def test_auto_answers_directly_when_the_engine_gives_no_logprobs() -> None:
+    backend = ScriptedBackend("6 * 7 = 42, and 12 boxes hold 504.")  # a reply with no log-probabilities
+    done = await collect(run(backend, auto()))
+    assert len(backend.requests) == 1 and done.text == "6 * 7 = 42, and 12 boxes hold 504."
+    assert next(e for e in done.progress if e.kind == "auto").data["escalated"] is False
+
+
 async def test_auto_never_escalates_an_open_request() -> None:
     chat = ChatRequest("m", (Message("user", "Write a short poem about the sea."),))
     backend = ScriptedBackend(_tokens("Waves fold and fold again", sure=False))

@@ -26,7 +26,6 @@ from ponder.bench_audio import clips, normalise, wer
 from ponder.config import MediaSettings, Settings
 from ponder.media import audio
 from ponder.models import ModelStore
-from ponder.modes.prompts import load
 from ponder.server.app import create_app
 from tests.conftest import free_port
 from tests.media import bar_chart_png, data_url, pdf, spoken, text_png, tone_wav
@@ -73,12 +72,9 @@ def file_part(data: bytes, name: str, mime: str) -> dict[str, Any]:
     return {"type": "file", "file": {"filename": name, "file_data": data_url(data, mime)}}
 
 
-NOTE = "\n\n" + load("instant")["user_note"]  # what Instant adds to the last user message
-
-
 def seen(backend: ScriptedBackend) -> str:
-    """The last user message the model was given, without Instant's note."""
-    return next(m.content for m in reversed(backend.requests[-1].messages) if m.role == "user").replace(NOTE, "")
+    """The last user message the model was given."""
+    return next(m.content for m in reversed(backend.requests[-1].messages) if m.role == "user")
 
 
 def assert_error(r: httpx.Response, status: int, param: str | None, *words: str) -> None:
@@ -282,9 +278,7 @@ async def test_a_vision_backend_gets_the_image_itself(
         {"type": "text", "text": "Describe it."}, image_part(png), audio_part(wav))))  # fmt: skip
     assert r.status_code == 200, r.text
     message = backend.requests[-1].messages[-1]
-    assert (
-        message.content.replace(NOTE, "") == "Describe it."
-    )  # no OCR text, no transcript: the model takes them itself
+    assert message.content == "Describe it."  # no OCR text, no transcript: the model takes them itself
     assert [(m.kind, m.mime, m.data) for m in message.media] == [
         ("image", "image/png", png),
         ("audio", "audio/wav", wav),
@@ -321,9 +315,7 @@ async def test_a_remote_vision_engine_is_sent_image_parts_over_http(
                 {"type": "text", "text": "Where?"}, image_part(png))))  # fmt: skip
             assert r.status_code == 200, r.text
             got = engine.requests[-1].messages[-1]
-            assert got.content.replace(NOTE, "") == "Where?" and [(m.mime, m.data) for m in got.media] == [
-                ("image/png", png)
-            ]
+            assert got.content == "Where?" and [(m.mime, m.data) for m in got.media] == [("image/png", png)]
             r = await c.post("/v1/chat/completions", json=chat("text", messages=user(image_part(png))))
             assert r.status_code == 200, r.text
             got = engine.requests[-1].messages[-1]

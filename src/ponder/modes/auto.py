@@ -4,8 +4,9 @@
      sent), with its token log-probabilities. It streams as reasoning while it is
      written, since it may not be the answer yet.
   2. Its confidence is the lowest window of its trace (`modes.confidence`). An answer
-     at or above `auto_confidence`, or one that looped (settled from what it had), is
-     the answer: it comes out as the reply, and the run ends.
+     at or above `auto_confidence`, one that looped (settled from what it had), and
+     one from an engine that returns no log-probabilities is the answer: it comes out
+     as the reply, and the run ends.
   3. Otherwise the request escalates to Contemplating, with the direct answer as its
      first attempt: the next agent is a program or a second chain, and only if they
      disagree do more agents and a judge follow (`contemplating/attempts.py`).
@@ -58,8 +59,10 @@ async def auto(backend: Backend, req: ModeRequest) -> AsyncGenerator[Event, None
     trace.answer, trace.usage = raw, done.usage
     signal = trace.watch.meter.signal()
 
-    # 2. sure enough (or looped, and settled from what it had): that is the answer
-    sure = signal.known and signal.lowest >= req.auto_confidence
+    # 2. sure enough (or looped, and settled from what it had): that is the answer. An
+    # engine that returns no log-probabilities gives nothing to measure, and nothing
+    # is spent on a check that no measurement asked for.
+    sure = not signal.known or signal.lowest >= req.auto_confidence
     if sure or trace.watch.stopped:
         yield AgentEvent("auto", None, {"escalated": False, "confidence": round(signal.lowest, 3)})
         yield TextDelta(clean(raw).strip(), _for_client(logprobs, asked))

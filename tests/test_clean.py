@@ -3,13 +3,12 @@ and a prompt echoed at the answer's start dropped, however the stream is cut."""
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ponder.formats.clean import LEAD_LIMIT, AnswerCleaner, clean
+from tests.streams import cut_up
 
 PROPERTY = settings(max_examples=300, deadline=None)
 ECHOES = ("the result of your reasoning above", "Do not repeat the working")
@@ -158,19 +157,6 @@ COMMANDS += ["\\frac{1}{2}", "\\fboxsep"]  # not ours
 OTHERS = ["{", "}", "`", "```", "\n", " ", ". ", ": ", "x", "5", PROMPT, "the result of your reasoning above"]
 BITS = COMMANDS + OTHERS
 ANY = st.one_of(st.text(), st.lists(st.one_of(st.text(max_size=4), st.sampled_from(BITS)), max_size=16).map("".join))
-
-
-def split_at(text: str, points: set[int]) -> list[str]:
-    bounds = [0, *sorted(points), len(text)]
-    return [text[a:b] for a, b in itertools.pairwise(bounds)]
-
-
-@st.composite
-def cut_up(draw: st.DrawFn, texts: st.SearchStrategy[str]) -> tuple[str, list[str]]:
-    """A text and the pieces a stream delivers it in: cut anywhere, often one character at a time."""
-    text = draw(texts)
-    every = set(range(1, len(text)))
-    return text, split_at(text, draw(st.one_of(st.sets(st.integers(0, len(text)), max_size=8), st.just(every))))
 
 
 @PROPERTY

@@ -3,13 +3,12 @@ long answers that repeat a structure (lists, tables, code, derivations) left alo
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ponder.formats.loops import CODE_COVER, COVER, EVERY, LoopGuard
+from tests.streams import split_at
 
 PROPERTY = settings(max_examples=200, deadline=None)
 
@@ -225,11 +224,6 @@ def test_long_answers_with_repeated_structure_are_not_loops(text: str, step: int
 
 
 # --- properties --------------------------------------------------------------------------------
-
-
-def split_at(text: str, points: set[int]) -> list[str]:
-    bounds = [0, *sorted(points), len(text)]
-    return [text[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def verdict(pieces: list[str]) -> tuple[bool, str, str]:

@@ -8,11 +8,10 @@ so a property failing names either a chunking bug or a change of documented sema
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -37,23 +36,9 @@ from ponder.types import (
     ToolCallEvent,
     Usage,
 )
+from tests.streams import cut_up, split_at
 
 PROPERTY = settings(max_examples=200, deadline=None)  # for these tests only: no global profile
-S = TypeVar("S", str, bytes)
-
-
-def split_at(whole: S, points: set[int]) -> list[S]:
-    bounds = [0, *sorted(points), len(whole)]
-    return [whole[a:b] for a, b in itertools.pairwise(bounds)]
-
-
-@st.composite
-def cut_up(draw: st.DrawFn, texts: st.SearchStrategy[str]) -> tuple[str, list[str]]:
-    """A text and the pieces a stream delivers it in: cut anywhere, often one character at a time."""
-    text = draw(texts)
-    every = set(range(1, len(text)))
-    points = draw(st.one_of(st.sets(st.integers(0, len(text)), max_size=8), st.just(every)))
-    return text, split_at(text, points)
 
 
 def texts_with(bits: Sequence[str]) -> st.SearchStrategy[str]:

@@ -142,7 +142,8 @@ def test_attachments_are_sent_as_content_parts(page: Any, tmp_path: Path, voice_
     assert (
         parts[0]["image_url"]["url"].startswith("data:image/png;base64,") and parts[1]["input_audio"]["format"] == "wav"
     )
-    assert page.locator(".msg.assistant .error-text").count() == 0  # the server took both
+    errors = page.locator(".msg.assistant .error-text")
+    assert errors.count() == 0, errors.all_inner_texts()  # the server took both
     assert page.locator(".msg.user .chip img").count() == 1
     shot(page, "attachments")
 

@@ -56,9 +56,10 @@ async def test_requests_tokens_and_time_to_first_token_are_counted(client: httpx
     assert sample(m, "ponder_requests_total", route=route, status="200") == 3
     assert sample(m, "ponder_requests_total", route=route, status="404") == 1
     assert sample(m, "ponder_request_duration_seconds_count", route=route) == 4
-    assert sample(m, "ponder_tokens_total", model="scripted", mode="instant", kind="output") > 0
-    assert sample(m, "ponder_tokens_total", model="scripted", mode="instant", kind="input") > 0
-    assert sample(m, "ponder_time_to_first_token_seconds_count", model="scripted", mode="instant") == 3
+    for mode, n in (("auto", 2), ("instant", 1)):  # a request that names no mode is Auto's
+        assert sample(m, "ponder_tokens_total", model="scripted", mode=mode, kind="output") > 0
+        assert sample(m, "ponder_tokens_total", model="scripted", mode=mode, kind="input") > 0
+        assert sample(m, "ponder_time_to_first_token_seconds_count", model="scripted", mode=mode) == n
     assert sample(m, "ponder_engine_queue_depth", model="scripted") == 0
     assert 'ponder_engine_running{model="scripted"} 0.0' in m
 

@@ -248,6 +248,7 @@ function agentsView(m) {
       card.append(result);
     }
     if (a.error) card.append(el("div", "error-text", a.error));
+    if (a.note) card.append(el("div", "note", a.note));
     box.append(card);
   });
   if (m.synthesis) box.append(el("div", "synthesis", m.synthesis));
@@ -403,7 +404,7 @@ function onProgress(m, p) {
   } else if (p.type === "agent.done" && m.agents[p.agent]) {
     const dropped = !p.ok && p.stopped === "confidence";  // stopped for being less sure than the others
     Object.assign(m.agents[p.agent], { status: p.ok ? "done" : dropped ? "stopped" : "failed", result: p.answer,
-                                       error: dropped ? "stopped: less sure than the agents before it" : p.error });
+                                       error: p.error, note: dropped ? "less sure than the agents before it" : null });
   } else if (p.type === "auto" && p.escalated) {
     m.synthesis = `Auto: the direct answer was unsure (confidence ${p.confidence}); checking it…`;
   } else if (p.type === "synthesis.start") {

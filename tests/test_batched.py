@@ -218,6 +218,25 @@ def test_least_recently_used_slot_is_evicted(engine: BatchedEngine) -> None:
     assert oldest.done.usage.cached_tokens < len(prompts[0]) - 1, "the oldest cache should have been evicted"
 
 
+def test_forget_drops_the_cache_and_a_cold_prompt_answers_alike(engine: BatchedEngine, tiny_model: Path) -> None:
+    tokens = engine.prompt_tokens(STORY)
+    for q in QUESTIONS[:2]:  # other slots hold something, so the cells are not simply in order
+        run(engine, ask(engine, q), max_tokens=8, temperature=0)
+    engine.forget()
+    cold = [run(engine, tokens, max_tokens=48, temperature=0, ignore_eos=True)]
+    warm = run(engine, tokens, max_tokens=2, temperature=0)
+    assert warm.done.usage.cached_tokens == len(tokens) - 1  # the repeat was served from the cache
+    engine.forget()
+    cold.append(run(engine, tokens, max_tokens=48, temperature=0, ignore_eos=True))
+    assert cold[1].done.usage.cached_tokens == 0
+    assert cold[1].text == cold[0].text and tokens_of(cold[1]) == tokens_of(cold[0])
+    single = LlamaEngine(tiny_model, n_ctx=1024, n_threads=THREADS)
+    run(single, tokens, max_tokens=2, temperature=0)
+    single.forget()
+    again = run(single, tokens, max_tokens=48, temperature=0, ignore_eos=True)
+    assert again.done.usage.cached_tokens == 0 and again.text == cold[0].text
+
+
 def test_cancel_stops_only_that_request(engine: BatchedEngine) -> None:
     cancel = threading.Event()
     deltas = 0

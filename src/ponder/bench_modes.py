@@ -21,7 +21,11 @@ Rows, in the default order:
   message alone at temperature 0 (`Against`).
 
 Each item runs through every row before the next item starts, so a stopped run
-leaves every row on the same items. Greedy decoding for the single-chain rows;
+leaves every row on the same items. Every row starts each item from an empty
+prompt cache (`Backend.forget`): no row is served a prompt another row computed,
+which would make it faster, and, since llama.cpp rounds a cached prefix's last
+tokens differently from a cold one, could flip a greedy answer (Instant's text would
+then differ from bare's though it sends the same prompt). Greedy decoding for the single-chain rows;
 Contemplating's attempts and `sc4` sample with seeds derived from `--seed`, so a run
 can be repeated. Every answer is capped at `cap` tokens (the reasoning has its own
 budget), so a looping model cannot stall the run.
@@ -237,6 +241,8 @@ class _Runner:
         try:
             if name in self.against:
                 return await self._against(self.against[name], item)
+            assert self.backend is not None
+            await self.backend.forget()
             if name == "bare":
                 return await self._bare(item)
             if name == "sc4":

@@ -60,6 +60,11 @@ class Backend(ABC):
         """Whether it can take requests now (a pool asks each replica)."""
         return True
 
+    async def forget(self) -> None:
+        """Drop the prompt cache it keeps here, once no request is running, so the next
+        prompt is computed from scratch (`ponder bench modes` starts every row so). A
+        backend that keeps none here (a remote engine keeps its own) has nothing to do."""
+
     async def close(self) -> None:
         """Release what the backend holds (threads, connections, model memory)."""
 

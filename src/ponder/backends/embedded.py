@@ -107,6 +107,10 @@ class EmbeddedBackend(Backend):
                 if isinstance(item, Done):
                     break
 
+    async def forget(self) -> None:
+        if self._engine is not None:
+            await asyncio.to_thread(self._engine.forget)
+
     async def close(self) -> None:
         engine, self._engine = self._engine, None
         if isinstance(engine, BatchedEngine):

@@ -152,6 +152,13 @@ class BatchedEngine:
         if job.error is not None:
             raise job.error
 
+    def forget(self) -> None:
+        """Drop every slot's cached prefix once no request is running (blocks until then)."""
+        done = self._scheduler.forget()
+        while not done.wait(WAIT_POLL_S):
+            if not self._scheduler.alive:
+                raise EngineClosed("the batched engine's scheduler stopped before dropping its cache")
+
     def close(self) -> None:
         """Stop the scheduler (requests still running get `EngineClosed`), free the model."""
         self._scheduler.close()
@@ -177,6 +184,7 @@ class Scheduler:
         self._closing = False
         self._queued: deque[Job] = deque()  # admitted in order, when a slot is free
         self._active: list[Seq] = []
+        self._forgets: list[threading.Event] = []  # callers waiting for the cache to be dropped
         self._thread = threading.Thread(target=self._run, name="ponder-batched", daemon=True)
         self._thread.start()
 
@@ -190,6 +198,16 @@ class Scheduler:
                 raise EngineClosed("the batched engine is closed")
             self._inbox.append(job)
             self._cv.notify()
+
+    def forget(self) -> threading.Event:
+        """Ask for the cache to be dropped; the event is set once it is."""
+        done = threading.Event()
+        with self._cv:
+            if self._closing or not self._thread.is_alive():
+                raise EngineClosed("the batched engine is closed")
+            self._forgets.append(done)
+            self._cv.notify()
+        return done
 
     def close(self) -> None:
         with self._cv:
@@ -222,13 +240,22 @@ class Scheduler:
     def _take_jobs(self) -> bool:
         """Move submitted jobs into the queue; sleep while there is nothing to do."""
         with self._cv:
-            while not (self._closing or self._inbox or self._queued or self._active):
+            while not (self._closing or self._inbox or self._queued or self._active or self._forgets):
                 self._cv.wait()
             self._queued.extend(self._inbox)
             self._inbox.clear()
             return not self._closing
 
     def _step(self) -> None:
+        # 0. between requests, drop the cache if asked (cells and positions start over at 0)
+        if self._forgets and not (self._active or self._queued):
+            llama_cpp.llama_memory_clear(self._mem, True)
+            for slot in self._slots.slots:
+                slot.tokens = []
+            with self._cv:
+                forgets, self._forgets = self._forgets, []
+            for done in forgets:
+                done.set()
         # 1. requests cancelled before their next token leave now
         for seq in self._active:
             if seq.job.cancel.is_set():

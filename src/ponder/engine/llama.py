@@ -131,6 +131,11 @@ class LlamaEngine:
             emit(TextDelta(tail, logprobs.take()))
         emit(Done(finish, Usage(prompt_tokens=len(tokens), completion_tokens=n, cached_tokens=max(cached, 0))))
 
+    def forget(self) -> None:
+        """Drop the cached prompt (callers do not overlap: the backend runs one request at a time)."""
+        self.llm.reset()
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self.llm.ctx), True)
+
     @cached_property
     def _eog(self) -> npt.NDArray[np.intp]:
         return np.array(eog_tokens(self._vocab), dtype=np.intp)

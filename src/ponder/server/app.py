@@ -17,9 +17,10 @@ import ponder
 from ponder.backends.registry import Registry
 from ponder.errors import InvalidRequest, ModelNotFound, NotFound, PonderError, TooLarge
 from ponder.media.perceive import Perception
+from ponder.server.admission import Gates, Limits
 from ponder.server.audio import router as audio_router
 from ponder.server.chat import router as chat_router
-from ponder.server.guard import Guard, Limits
+from ponder.server.guard import Guard
 from ponder.server.observe import Observe, Observer
 from ponder.server.responses import router as responses_router
 from ponder.server.web import router as web_router
@@ -52,8 +53,9 @@ def create_app(registry: Registry, preload: str | None = None, store: Store | No
     app.state.store = store
     app.state.tools = ToolHost(registry.settings)
     app.state.perception = Perception(registry.settings)
-    app.state.limits = Limits(registry.settings.server, store)
-    app.state.observer = app.state.limits.observer = Observer(registry, app.state.limits)
+    gates = Gates(registry.settings.server)
+    app.state.observer = Observer(registry, gates)
+    app.state.limits = Limits(registry.settings.server, store, gates, app.state.observer)
     app.include_router(chat_router)
     app.include_router(responses_router)
     app.include_router(audio_router)

@@ -28,7 +28,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ponder.server.guard import ASGIApp, Limits, Receive, Scope, Send, header
+from ponder.server.admission import Gates
+from ponder.server.guard import ASGIApp, Receive, Scope, Send, header
 from ponder.types import Done, Event, ReasoningDelta, TextDelta
 
 log = logging.getLogger("ponder.access")
@@ -38,7 +39,7 @@ LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
 
 
 class Observer:
-    def __init__(self, registry: Any, limits: Limits):
+    def __init__(self, registry: Any, gates: Gates):
         self.metrics = CollectorRegistry(auto_describe=True)
         self.requests = Counter("ponder_requests", "HTTP requests, by route and status",
                                 ("method", "route", "status"), registry=self.metrics)  # fmt: skip
@@ -48,7 +49,7 @@ class Observer:
                               ("model", "mode", "kind"), registry=self.metrics)  # fmt: skip
         self.ttft = Histogram("ponder_time_to_first_token_seconds", "From a generation's start to its first token",
                               ("model", "mode"), buckets=LATENCY_BUCKETS, registry=self.metrics)  # fmt: skip
-        self.metrics.register(_Live(registry, limits))
+        self.metrics.register(_Live(registry, gates))
 
     def scrape(self) -> bytes:
         return generate_latest(self.metrics)
@@ -75,8 +76,8 @@ class Observer:
 class _Live(Collector):
     """Gauges read at scrape time: each loaded model's queue, and each replica's health."""
 
-    def __init__(self, registry: Any, limits: Limits):
-        self.registry, self.limits = registry, limits
+    def __init__(self, registry: Any, gates: Gates):
+        self.registry, self.gates = registry, gates
 
     def collect(self) -> Iterator[Metric]:
         running = GaugeMetricFamily("ponder_engine_running", "Requests an engine is serving", labels=["model"])
@@ -86,7 +87,7 @@ class _Live(Collector):
         outstanding = GaugeMetricFamily("ponder_replica_outstanding", "Requests at a pool's replica",
                                         labels=["model", "replica"])  # fmt: skip
         for name, backend in self.registry.loaded().items():
-            gate = self.limits.gates.get(id(backend))
+            gate = self.gates.get(backend)
             running.add_metric([name], gate.in_use if gate else 0)
             waiting.add_metric([name], gate.waiting if gate else 0)
             for r in getattr(backend, "status", list)():

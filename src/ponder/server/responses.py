@@ -12,14 +12,13 @@ from typing import Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from ponder import modes
 from ponder.backends.registry import Registry
 from ponder.errors import NotFound, PonderError
 from ponder.modes import ModeRequest
 from ponder.modes.summary import with_summary
-from ponder.server import tool_search
-from ponder.server.chat import mode_request, unless_disconnected
-from ponder.server.guard import Limits, owner
+from ponder.server import pipeline, tool_search
+from ponder.server.guard import owner
+from ponder.server.pipeline import mode_request, unless_disconnected
 from ponder.server.responses_request import (
     ResponsesRequest,
     TokenCountRequest,
@@ -48,9 +47,9 @@ async def create_response(body: ResponsesRequest, request: Request) -> JSONRespo
     params = SamplingParams(max_tokens=body.max_output_tokens, temperature=body.temperature, top_p=body.top_p,
                             seed=body.seed, response_format=body.response_format())  # fmt: skip
     backend = await registry.get(body.model)
-    # History was stored as the model took it; only the new input's media are checked and perceived.
-    turns = list(await request.app.state.perception.prepare(messages_of(items), backend.capabilities))
-    messages = _instructions(body.instructions) + history + turns
+    # History was stored as the model took it; only the new input's media are perceived.
+    instructions = _instructions(body.instructions)
+    messages = instructions + history + messages_of(items)
     box = await request.app.state.tools.toolbox(hosted_entries(body.tools))
     tools, choice, forced = tools_of(body, messages, box.specs)
     check_names(box, (t.name for t in (*tools.tools, *tools.deferred)))
@@ -59,17 +58,15 @@ async def create_response(body: ResponsesRequest, request: Request) -> JSONRespo
     offered = tools.prompt_tools() + tuple(t for t in box.specs if t.name != tool_search.SEARCH)
     chat = ChatRequest(body.model, tuple(messages), params, tools=offered, tool_choice=choice,
                        tool_name=forced, parallel_tool_calls=body.parallel_tool_calls is not False)  # fmt: skip
-    mode = _mode_request(body, chat, registry, box)
-    backend.check(chat)
-    limits: Limits = request.app.state.limits
-    limits.check(mode, tokens_param="max_output_tokens")
-    deadline = limits.deadline()
-    await unless_disconnected(request, limits.admit(request, backend, deadline))
-    events: AsyncGenerator[Item, None] = modes.run(backend, mode)
-    if body.reasoning and body.reasoning.summary:
-        events = with_summary(events, backend, chat, body.reasoning.summary)
-    events = limits.metered(events, owner(request), deadline, body.model, mode.mode)
-    keep = _Keeper(store, body, items, history + turns, owner(request))
+    summary = body.reasoning.summary if body.reasoning else None
+    wrap = (lambda events, mode: with_summary(events, backend, mode.chat, summary)) if summary else None
+    run = await pipeline.start(request, backend, _mode_request(body, chat, registry, box),
+                               tokens_param="max_output_tokens", perceive_from=len(instructions) + len(history),
+                               wrap=wrap)  # fmt: skip
+    mode = run.mode
+    events = run.single()
+    # what a follow-up continues from: the conversation as the model took it, media perceived
+    keep = _Keeper(store, body, items, list(mode.chat.messages[len(instructions) :]), owner(request))
 
     if not body.stream:
         got = await unless_disconnected(request, _drain(events))

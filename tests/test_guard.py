@@ -392,12 +392,25 @@ def test_server_settings_of_the_wrong_type_are_refused(
         load_settings(config, env=env)
 
 
-async def test_limits_are_checked_before_any_media_work(make: Callable[..., Any]) -> None:
-    """A request past a limit is refused before its attachments are decoded or read
-    (here a broken image would be the other error)."""
+BROKEN_PNG = "bm90IGFuIGltYWdl"  # "not an image": decoding it would be the other error
+LIMITED = {  # a request of each dialect: two messages, the second with a broken image
+    "/v1/chat/completions": chat(messages=[{"role": "user", "content": "hi"}, {"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{BROKEN_PNG}"}}]}]),
+    "/v1/responses": {"model": "scripted", "input": [{"role": "user", "content": "hi"}, {"role": "user", "content": [
+        {"type": "input_image", "image_url": f"data:image/png;base64,{BROKEN_PNG}"}]}]},
+    "/v1/messages": {"model": "scripted", "max_tokens": 16, "messages": [
+        {"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}, {"role": "user", "content": [
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": BROKEN_PNG}}]}]},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("path", list(LIMITED))
+async def test_limits_are_checked_before_any_media_work(make: Callable[..., Any], path: str) -> None:
+    """In every dialect, a request past a limit is refused before its attachments are
+    decoded or read (here a broken image would be the other error)."""
     _, client = make(max_messages=1)
-    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,bm90IGFuIGltYWdl"}}
-    body = chat(messages=[{"role": "user", "content": "hi"}, {"role": "user", "content": [image]}])
-    assert assert_error(await client().post("/v1/chat/completions", json=body), 400)["param"] == "messages"
+    r = await client().post(path, json=LIMITED[path])
+    assert r.status_code == 400 and "at most 1 messages" in r.text, r.text
     _, client = make()
-    assert assert_error(await client().post("/v1/chat/completions", json=body), 400)["param"] != "messages"
+    r = await client().post(path, json=LIMITED[path])
+    assert r.status_code == 400 and "at most" not in r.text and "image" in r.text.lower(), r.text

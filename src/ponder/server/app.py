@@ -20,7 +20,9 @@ from ponder.media.perceive import Perception
 from ponder.server.admission import Gates, Limits
 from ponder.server.audio import router as audio_router
 from ponder.server.chat import router as chat_router
+from ponder.server.dialects import error_body
 from ponder.server.guard import Guard
+from ponder.server.messages import router as messages_router
 from ponder.server.observe import Observe, Observer
 from ponder.server.responses import router as responses_router
 from ponder.server.web import router as web_router
@@ -58,6 +60,7 @@ def create_app(registry: Registry, preload: str | None = None, store: Store | No
     app.state.limits = Limits(registry.settings.server, store, gates, app.state.observer)
     app.include_router(chat_router)
     app.include_router(responses_router)
+    app.include_router(messages_router)
     app.include_router(audio_router)
     app.include_router(web_router)
 
@@ -87,23 +90,23 @@ def create_app(registry: Registry, preload: str | None = None, store: Store | No
 
     @app.exception_handler(PonderError)
     async def ponder_error(request: Request, e: PonderError) -> JSONResponse:
-        return _error(e)
+        return _error(request, e)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, e: RequestValidationError) -> JSONResponse:
-        return _error(_validation_message(e.errors()))
+        return _error(request, _validation_message(e.errors()))
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, e: HTTPException) -> JSONResponse:
         cls = {404: NotFound, 413: TooLarge}.get(e.status_code, InvalidRequest)
         err = cls(str(e.detail))
         err.status = e.status_code
-        return _error(err)
+        return _error(request, err)
 
     @app.exception_handler(Exception)
     async def server_error(request: Request, e: Exception) -> JSONResponse:
-        # A bug: still a 500, in OpenAI's shape (Starlette logs it after this answer)
-        return _error(PonderError("The server had an error while processing your request."))
+        # A bug: still a 500, in the dialect's shape (Starlette logs it after this answer)
+        return _error(request, PonderError("The server had an error while processing your request."))
 
     # Outermost first: Observe (request ids, metrics, the access log) sees every answer;
     # CORS (only when origins are configured) answers preflights before the guard asks
@@ -128,8 +131,8 @@ def _model_card(name: str) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": 0, "owned_by": "ponder"}
 
 
-def _error(e: PonderError) -> JSONResponse:
-    return JSONResponse(e.to_body(), status_code=e.status, headers=e.headers())
+def _error(request: Request, e: PonderError) -> JSONResponse:
+    return JSONResponse(error_body(request.url.path, e), status_code=e.status, headers=e.headers())
 
 
 def _validation_message(errors: Any) -> InvalidRequest:

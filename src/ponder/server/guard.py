@@ -37,6 +37,7 @@ from ponder.errors import (
     RateLimited,
     TooLarge,
 )
+from ponder.server.dialects import error_body
 from ponder.store import ApiKey, Store
 
 Scope = MutableMapping[str, Any]
@@ -104,7 +105,7 @@ class Guard:
                 _check_origin(scope, self.origins)
             key = await self._key(scope) if self.required and _guarded(path) else None
         except PonderError as e:
-            await _send_error(send, e)
+            await _send_error(send, e, path)
             return
         state = scope.setdefault("state", {})
         state["owner"] = key.id if key else ""
@@ -114,7 +115,7 @@ class Guard:
             try:
                 await self._enter(key, usage)  # counts it as running, or raises
             except PonderError as e:
-                await _send_error(send, e)
+                await _send_error(send, e, path)
                 return
         try:
             await self.app(scope, self._capped(receive), send)
@@ -145,7 +146,8 @@ class Guard:
     async def _key(self, scope: Scope) -> ApiKey:
         secret = _bearer(scope)
         if not secret:
-            raise AuthenticationError("You didn't provide an API key. Send it as 'Authorization: Bearer <key>'; "
+            raise AuthenticationError("You didn't provide an API key. Send it as 'Authorization: Bearer <key>' "
+                                      "(or 'x-api-key: <key>'); "
                                       "the server's owner creates keys with `ponder keys create`.")  # fmt: skip
         key = await asyncio.to_thread(self.store.key_for, secret)
         if key is None:  # never echo the secret: it may be a real key of somewhere else
@@ -221,16 +223,17 @@ def _guarded(path: str) -> bool:
 
 
 def _bearer(scope: Scope) -> str:
+    """The key: `Authorization: Bearer …`, or `x-api-key: …` as Anthropic's clients send it."""
     scheme, _, secret = header(scope, b"authorization").partition(" ")
-    return secret.strip() if scheme.lower() == "bearer" else ""
+    return secret.strip() if scheme.lower() == "bearer" else header(scope, b"x-api-key").strip()
 
 
 def _too_large(limit: int) -> TooLarge:
     return TooLarge(f"The request body is over this server's limit of {limit:,} bytes.", code="request_too_large")
 
 
-async def _send_error(send: Send, e: PonderError) -> None:
-    body = json.dumps(e.to_body()).encode()
+async def _send_error(send: Send, e: PonderError, path: str) -> None:
+    body = json.dumps(error_body(path, e)).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     headers += [(k.lower().encode(), v.encode()) for k, v in e.headers().items()]
     await send({"type": "http.response.start", "status": e.status, "headers": headers})

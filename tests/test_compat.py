@@ -10,17 +10,21 @@ back well formed, not that the model chose it.
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
+import anthropic
 import jsonschema
 import openai
 import pytest
+from anthropic.types import Message as AnthropicMessage
 from openai.types.chat import ChatCompletion
 from openai.types.responses import Response
 from pydantic import BaseModel, Field
 
 from tests.conftest import TINY
+from tests.media import text_png
 
 pytestmark = pytest.mark.e2e
 
@@ -201,3 +205,68 @@ def test_instructor_structured_output(ponder_server: str) -> None:
         messages=[{"role": "user", "content": "Name the capital of France and its population."}],
     )  # fmt: skip
     assert isinstance(city, City) and city.name
+
+
+# --- anthropic (the official SDK) and langchain-anthropic ------------------------------
+
+CITY: Any = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 30}}, "required": ["city"]}
+WEATHER_TOOL: Any = {"name": "get_weather", "description": "Current weather in a city.", "input_schema": CITY}
+
+
+@pytest.fixture(scope="module")
+def claude(ponder_server: str) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=ponder_server.removesuffix("/v1"), api_key="unused", max_retries=0,
+                               timeout=120)  # fmt: skip
+
+
+def test_anthropic_message_stream_and_thinking(claude: anthropic.Anthropic) -> None:
+    ask: Any = [{"role": "user", "content": "Name a colour."}]
+    r = claude.messages.create(model=TINY, max_tokens=24, system="Answer in one word.", messages=ask,
+                               thinking={"type": "disabled"})  # fmt: skip
+    assert isinstance(r, AnthropicMessage) and r.stop_reason in ("end_turn", "max_tokens")
+    assert [b.type for b in r.content] == ["text"] and r.content[0].text.strip()  # type: ignore[union-attr]
+    assert r.usage.input_tokens > 0 and 0 < r.usage.output_tokens <= 24
+    with claude.messages.stream(model=TINY, max_tokens=24, messages=ask, thinking={"type": "disabled"}) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text.strip() and final.content[-1].text == text  # type: ignore[union-attr]
+    thought = claude.messages.create(model=TINY, max_tokens=32, messages=ask,
+                                     thinking={"type": "enabled", "budget_tokens": 48})  # fmt: skip
+    assert [b.type for b in thought.content] == ["thinking", "text"], thought.content
+    assert thought.content[0].thinking.strip()  # type: ignore[union-attr]
+
+
+def test_anthropic_tool_round_trip_and_image(claude: anthropic.Anthropic) -> None:
+    ask: Any = [{"role": "user", "content": "What is the weather in Paris?"}]
+    r = claude.messages.create(model=TINY, max_tokens=64, messages=ask, tools=[WEATHER_TOOL],
+                               tool_choice={"type": "tool", "name": "get_weather"})  # fmt: skip
+    (use,) = [b for b in r.content if b.type == "tool_use"]
+    assert r.stop_reason == "tool_use" and use.name == "get_weather"
+    jsonschema.validate(use.input, CITY)
+    result = {"type": "tool_result", "tool_use_id": use.id, "content": "sunny, 24 C"}
+    follow: Any = [*ask, {"role": "assistant", "content": [b.model_dump() for b in r.content]},
+                   {"role": "user", "content": [result]}]  # fmt: skip
+    answer = claude.messages.create(model=TINY, max_tokens=24, messages=follow, tools=[WEATHER_TOOL],
+                                    thinking={"type": "disabled"})  # fmt: skip
+    assert answer.content[0].text.strip()  # type: ignore[union-attr]
+    png = base64.b64encode(text_png(["OPEN 9 TO 5"])).decode()
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png}}
+    turn: Any = [{"role": "user", "content": [image, {"type": "text", "text": "When is it open?"}]}]
+    alone: Any = [{"role": "user", "content": "When is it open?"}]
+    assert claude.messages.count_tokens(model=TINY, messages=turn).input_tokens > claude.messages.count_tokens(
+        model=TINY, messages=alone).input_tokens  # the image was read into the prompt  # fmt: skip
+    seen = claude.messages.create(model=TINY, max_tokens=24, messages=turn, thinking={"type": "disabled"})
+    assert seen.content[0].text.strip()  # type: ignore[union-attr]
+
+
+def test_langchain_anthropic_invoke_and_stream(ponder_server: str) -> None:
+    from langchain_anthropic import ChatAnthropic
+    from langchain_core.messages import AIMessage
+
+    llm = ChatAnthropic(model_name=TINY, base_url=ponder_server.removesuffix("/v1"), api_key="unused",  # type: ignore[arg-type]
+                        max_tokens_to_sample=24, timeout=120, max_retries=0, stop=None,
+                        thinking={"type": "disabled"})  # fmt: skip
+    reply = llm.invoke("Name a colour.")
+    assert isinstance(reply, AIMessage) and str(reply.content).strip()
+    pieces = [c.text for c in llm.stream("Name a fruit.")]
+    assert "".join(pieces).strip()

@@ -11,6 +11,7 @@ import openai
 import pytest
 import pytest_asyncio
 
+from ponder.backends.base import api_base
 from ponder.backends.remote import RemoteBackend
 from ponder.errors import InvalidRequest, UpstreamError
 from ponder.types import ChatRequest, Message, SamplingParams, TextDelta, collect
@@ -44,6 +45,19 @@ async def test_streams_text_and_finishes(remote: RemoteBackend) -> None:
     done = await collect(_replay(events))
     assert done.text.strip() and done.finish_reason == "length"
     assert done.usage.completion_tokens == 6
+
+
+@in_module_loop
+async def test_a_servers_root_url_is_taken_as_its_api(engine_url: str) -> None:
+    """http://host:port, as people type it, means http://host:port/v1; a URL with a path is kept."""
+    assert api_base("http://127.0.0.1:8000/") == "http://127.0.0.1:8000/v1"
+    assert api_base("https://gpu.example/proxy/v1/") == "https://gpu.example/proxy/v1"
+    backend = RemoteBackend(engine_url.removesuffix("/v1"), upstream_model="smollm2")
+    try:
+        done = await collect(backend.stream(ChatRequest("x", HELLO, SamplingParams(max_tokens=4, temperature=0))))
+        assert done.text.strip() and done.usage.completion_tokens == 4
+    finally:
+        await backend.close()
 
 
 LONG = (Message("user", "lorem ipsum " * 3000),)

@@ -56,7 +56,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from ponder import modes, results
-from ponder.backends.base import Backend
+from ponder.backends.base import Backend, api_base
 from ponder.config import Settings
 from ponder.errors import InvalidRequest, PonderError, UpstreamError
 from ponder.evals import Item, datasets
@@ -303,7 +303,7 @@ class _Runner:
         body = {"model": target.model, "messages": [{"role": "user", "content": item.question}],
                 "temperature": 0.0, "max_tokens": self.cap, "seed": self.seed}  # fmt: skip
         try:
-            r = await self.http.post(target.url.rstrip("/") + "/chat/completions", json=body)
+            r = await self.http.post(api_base(target.url) + "/chat/completions", json=body)
         except httpx.HTTPError as e:
             raise UpstreamError(f"{target.url}: {type(e).__name__}: {e}") from e
         if r.status_code != 200:

@@ -436,7 +436,7 @@ def _parser() -> argparse.ArgumentParser:
         c.add_argument("--tools", type=lambda v: [t.strip() for t in v.split(",") if t.strip()],
                        help="server-side tools, comma-separated: calculator, file_search, code_interpreter, "
                        "web_fetch, file_search:COLLECTION, mcp:SERVER (code and fetch need config)")  # fmt: skip
-        c.add_argument("--url", help="talk to a running server (e.g. http://127.0.0.1:8000/v1) instead")
+        c.add_argument("--url", help="talk to a running server (e.g. http://127.0.0.1:8000, or its /v1) instead")
         c.set_defaults(func=func)
 
     b = sub.add_parser("bench", help="benchmarks").add_subparsers(title="benchmarks", metavar="BENCH")

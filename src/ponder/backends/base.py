@@ -15,6 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from ponder.errors import Unsupported
 from ponder.types import ChatRequest, Event, Message, Tool
@@ -67,6 +68,14 @@ class Backend(ABC):
 
     async def close(self) -> None:
         """Release what the backend holds (threads, connections, model memory)."""
+
+
+def api_base(url: str) -> str:
+    """An OpenAI-compatible server's API base: `url` as given, or with /v1 added when
+    it names only the server (http://host:8000, as people type it): vLLM, SGLang,
+    llama-server and Ponder all serve the API there."""
+    url = url.rstrip("/")
+    return url + "/v1" if urlsplit(url).path in ("", "/") else url
 
 
 def public_url(url: str) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from ponder.backends.base import Backend, Capabilities, public_url
+from ponder.backends.base import Backend, Capabilities, api_base, public_url
 from ponder.errors import InvalidRequest, ModelNotFound, PonderError, Unsupported, UpstreamError
 from ponder.formats import toolcalls
 from ponder.types import (
@@ -58,7 +58,7 @@ class RemoteBackend(Backend):
         self.capabilities = Capabilities(vision=vision, audio=audio, native_reasoning=True, batching=True,
                                          prefill=prefill, thinking_budget=bool(thinking))  # fmt: skip
         self.thinking = thinking  # "vllm" | "sglang" | "": how the engine takes a thinking budget
-        self.base_url = base_url.rstrip("/")
+        self.base_url = api_base(base_url)
         self.where = public_url(self.base_url)  # for messages: never a password in the URL
         self.upstream_model = upstream_model
         self.extra_body = extra_body or {}  # fields sent with every request (e.g. Ponder's mode)

@@ -9,7 +9,6 @@ an engine that cannot be reached, becomes a 502.
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -19,14 +18,12 @@ import httpx
 
 from ponder.backends.base import Backend, Capabilities, api_base, public_url
 from ponder.errors import InvalidRequest, ModelNotFound, PonderError, Unsupported, UpstreamError
-from ponder.formats import toolcalls
+from ponder.formats import openai, toolcalls
 from ponder.types import (
     ChatRequest,
     Done,
     Event,
     FinishReason,
-    Media,
-    Message,
     ReasoningDelta,
     TextDelta,
     TokenLogprob,
@@ -77,7 +74,7 @@ class RemoteBackend(Backend):
         p = request.params
         body: dict[str, Any] = {
             "model": self.upstream_model or request.model,
-            "messages": [message_json(m) for m in request.messages],
+            "messages": [openai.message_json(m) for m in request.messages],
             "stream": True,
             "stream_options": {"include_usage": True},
         }
@@ -96,7 +93,7 @@ class RemoteBackend(Backend):
         }
         body.update({k: v for k, v in optional.items() if v is not None})
         if request.tools:
-            body["tools"] = [toolcalls.tool_json(t) for t in request.tools]
+            body["tools"] = [openai.tool_json(t) for t in request.tools]
             named = request.tool_name and request.tool_choice != "none"
             body["tool_choice"] = ({"type": "function", "function": {"name": request.tool_name}}
                                    if named else request.tool_choice)  # fmt: skip
@@ -169,30 +166,6 @@ def _thinking_fields(flavor: str, budget: int, kwargs: Any) -> dict[str, Any]:
     if flavor == "vllm" and budget > 0:
         out["thinking_token_budget"] = budget
     return out
-
-
-def message_json(m: Message) -> dict[str, Any]:
-    content: str | list[dict[str, Any]] = m.content
-    if m.media:  # what `perceive` left native: the engine takes it (images, audio), then the text
-        content = [media_part(x) for x in m.media] + ([{"type": "text", "text": m.content}] if m.content else [])
-    out: dict[str, Any] = {"role": m.role, "content": content}
-    if m.name:
-        out["name"] = m.name
-    if m.tool_calls:
-        out["tool_calls"] = [toolcalls.call_json(c) for c in m.tool_calls]
-    if m.tool_call_id:
-        out["tool_call_id"] = m.tool_call_id
-    return out
-
-
-def media_part(m: Media) -> dict[str, Any]:
-    """A media part in Chat Completions' shape."""
-    data = base64.b64encode(m.data).decode()
-    if m.kind == "image":
-        return {"type": "image_url", "image_url": {"url": f"data:{m.mime};base64,{data}"}}
-    if m.kind == "audio":
-        return {"type": "input_audio", "input_audio": {"data": data, "format": m.name.rpartition(".")[2] or "wav"}}
-    return {"type": "file", "file": {"file_data": f"data:{m.mime};base64,{data}", "filename": m.name}}
 
 
 def _logprobs(value: Any) -> tuple[TokenLogprob, ...]:

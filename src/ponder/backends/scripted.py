@@ -18,7 +18,7 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
 
 from ponder.backends.base import Backend, Capabilities
-from ponder.formats import toolcalls
+from ponder.formats import openai, toolcalls
 from ponder.formats.stops import StopMatcher
 from ponder.types import ChatRequest, Done, Event, FinishReason, Message, ReasoningDelta, TextDelta, Tool, Usage
 
@@ -54,7 +54,7 @@ class ScriptedBackend(Backend):
 
     async def count_tokens(self, messages: Sequence[Message], tools: Sequence[Tool] = ()) -> int:
         """Words, as in the replies; a tool counts the words of its JSON definition."""
-        return _count(messages) + sum(len(json.dumps(toolcalls.tool_json(t)).split()) for t in tools)
+        return _count(messages) + sum(len(json.dumps(openai.tool_json(t)).split()) for t in tools)
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
         """Like a model, tool calls in a reply are parsed out (Hermes format) when the

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from ponder.backends.base import Backend, Capabilities, threaded
-from ponder.backends.remote import message_json
 from ponder.config import EngineSettings
 from ponder.errors import ContextLengthExceeded, ModelSourceError
+from ponder.formats.openai import message_json
 from ponder.types import ChatRequest, Done, Event, FinishReason, TextDelta, Usage
 
 # chat_handler names -> llama_cpp.llama_chat_format classes

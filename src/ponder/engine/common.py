@@ -17,7 +17,7 @@ import numpy as np
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from ponder.errors import ContextLengthExceeded, InvalidRequest
-from ponder.formats import toolcalls
+from ponder.formats import openai, toolcalls
 from ponder.types import Message, SamplingParams, TokenLogprob, Tool
 
 # Used when a GGUF carries no chat template (rare for instruct models).
@@ -43,34 +43,13 @@ class ChatTemplate:
         if tools and not self.knows_tools:
             messages = _tools_as_text(messages, tools)
             tools = ()
-        as_dicts: list[Any] = [_as_dict(m) for m in messages]
-        listed: Any = [toolcalls.tool_json(t) for t in tools] or None
+        as_dicts: list[Any] = [openai.message_json(m, parsed=True) for m in messages]
+        listed: Any = [openai.tool_json(t) for t in tools] or None
         try:
             rendered = self._formatter(messages=as_dicts, tools=listed)
         except Exception as e:  # a template's own raise_exception(), e.g. role order
             raise InvalidRequest(f"the model's chat template rejected the messages: {e}", param="messages") from e
         return rendered.prompt + prefill, not rendered.added_special
-
-
-def _as_dict(m: Message) -> dict[str, Any]:
-    out: dict[str, Any] = {"role": m.role, "content": m.content}
-    if m.tool_calls:  # templates format the arguments themselves, so hand them over parsed
-        out["tool_calls"] = [
-            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": _parsed(c.arguments)}}
-            for c in m.tool_calls
-        ]
-    if m.tool_call_id:
-        out["tool_call_id"] = m.tool_call_id
-    if m.name:
-        out["name"] = m.name
-    return out
-
-
-def _parsed(arguments: str) -> Any:
-    try:
-        return json.loads(arguments)
-    except json.JSONDecodeError:
-        return arguments
 
 
 def _tools_as_text(messages: Sequence[Message], tools: Sequence[Tool]) -> list[Message]:
@@ -83,8 +62,8 @@ def _tools_as_text(messages: Sequence[Message], tools: Sequence[Tool]) -> list[M
         out.insert(0, Message("system", guide))
     for i, m in enumerate(out):
         if m.tool_calls:
-            calls = "".join(f"\n<tool_call>\n{json.dumps({'name': c.name, 'arguments': _parsed(c.arguments)})}\n"
-                            "</tool_call>" for c in m.tool_calls)  # fmt: skip
+            calls = "".join(f"\n<tool_call>\n{json.dumps(openai.call_json(c, parsed=True)['function'])}\n</tool_call>"
+                            for c in m.tool_calls)  # fmt: skip
             out[i] = Message("assistant", (m.content + calls).strip())
         elif m.role == "tool":
             out[i] = Message("user", f"<tool_response>\n{m.content}\n</tool_response>")

@@ -23,6 +23,7 @@ from functools import lru_cache
 from typing import Any, Literal
 
 from ponder.errors import Unsupported
+from ponder.formats.openai import tool_json
 from ponder.types import Done, Event, TextDelta, TokenLogprob, Tool, ToolCall, ToolCallEvent
 
 Family = Literal["hermes", "mistral", "llama3"]
@@ -52,17 +53,6 @@ def system_prompt(tools: Sequence[Tool]) -> str:
             "</tools>\n\nFor each function call, return a json object with function name and arguments within "
             '<tool_call></tool_call> XML tags:\n<tool_call>\n{"name": <function-name>, "arguments": '
             "<args-json-object>}\n</tool_call>")  # fmt: skip
-
-
-def tool_json(t: Tool) -> dict[str, Any]:
-    return {"type": "function", "function": {"name": t.name, "description": t.description,
-                                             "parameters": dict(t.parameters)}}  # fmt: skip
-
-
-def call_json(c: ToolCall, index: int | None = None) -> dict[str, Any]:
-    """A call in the OpenAI API's shape (with its `index` in a stream delta)."""
-    out = {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-    return out if index is None else {"index": index, **out}
 
 
 def new_id() -> str:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ponder.errors import PonderError
-from ponder.formats import toolcalls
+from ponder.formats import openai
 from ponder.tools import knowledge
 from ponder.types import (
     NO_USAGE,
@@ -62,7 +62,7 @@ def completion_json(model: str, completions: list[Completion], mode: str, logpro
         if cited:
             message["annotations"] = cited
         if c.tool_calls:
-            message["tool_calls"] = [toolcalls.call_json(call) for call in c.tool_calls]
+            message["tool_calls"] = [openai.call_json(call) for call in c.tool_calls]
             message["content"] = c.text if c.text.strip() else None  # whitespace before the calls is no content
         lps = {"content": [logprob_json(lp) for lp in c.logprobs], "refusal": None} if logprobs else None
         choices.append({"index": i, "message": message, "finish_reason": _finish(c.finish_reason), "logprobs": lps})
@@ -155,7 +155,7 @@ class ChunkEncoder:
             return self._chunk({"reasoning_content": event.text, "reasoning": event.text}, index=index)
         if isinstance(event, ToolCallEvent):  # whole calls, one delta each
             self._calls[index] += 1
-            return self._chunk({"tool_calls": [toolcalls.call_json(event.call, self._calls[index] - 1)]}, index=index)
+            return self._chunk({"tool_calls": [openai.call_json(event.call, self._calls[index] - 1)]}, index=index)
         if isinstance(event, AgentEvent):  # an empty delta to plain clients; progress to ours
             return self._chunk({}, ext=progress_json(event), index=index)
         if isinstance(event, ToolRun):

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from ponder.config import load_settings
-from ponder.errors import InvalidRequest
+from ponder.errors import ConfigError
 
 CONFIG = """
 default_model = "from-file"
@@ -82,5 +82,5 @@ def test_the_engine_batches_four_sequences_unless_told_otherwise(tmp_path: Path)
 def test_bad_config_is_a_clear_error(tmp_path: Path, text: str, match: str) -> None:
     path = tmp_path / "config.toml"
     path.write_text(text)
-    with pytest.raises(InvalidRequest, match=match):
+    with pytest.raises(ConfigError, match=match):
         load_settings(path, env={})

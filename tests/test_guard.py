@@ -303,12 +303,12 @@ async def test_cors_is_off_by_default_and_on_for_named_origins(make: Callable[..
 
 def test_server_settings_are_checked(tmp_path: Path) -> None:
     from ponder.config import load_settings
-    from ponder.errors import InvalidRequest
+    from ponder.errors import ConfigError
 
     config = tmp_path / "config.toml"
     for bad in ('auth = "sometimes"', "max_queue = -1", 'cors_origins = "*"', "request_timeout_s = 0", "nope = 1"):
         config.write_text(f"[server]\n{bad}\n")
-        with pytest.raises(InvalidRequest, match=r"\[server\]"):
+        with pytest.raises(ConfigError, match=r"\[server\]"):
             load_settings(config, env={})
     config.write_text('[server]\nauth = "required"\ncors_origins = ["https://a.example"]\nmax_queue = 4\n')
     s = load_settings(config, env={"PONDER_MAX_QUEUE": "9"}).server
@@ -384,11 +384,11 @@ def test_server_settings_of_the_wrong_type_are_refused(
     tmp_path: Path, server: str, env: dict[str, str], match: str
 ) -> None:
     from ponder.config import load_settings
-    from ponder.errors import InvalidRequest
+    from ponder.errors import ConfigError
 
     config = tmp_path / "config.toml"
     config.write_text(f"[server]\n{server}\n")
-    with pytest.raises(InvalidRequest, match=match):
+    with pytest.raises(ConfigError, match=match):
         load_settings(config, env=env)
 
 

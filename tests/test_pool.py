@@ -12,7 +12,7 @@ import pytest
 from ponder.backends.pool import PoolBackend
 from ponder.backends.scripted import ScriptedBackend
 from ponder.config import load_settings
-from ponder.errors import InvalidRequest, UpstreamError
+from ponder.errors import ConfigError, InvalidRequest, UpstreamError
 from ponder.types import ChatRequest, Event, Message, collect
 
 
@@ -157,7 +157,7 @@ def test_replica_urls_are_shown_without_credentials() -> None:
 def test_pool_settings_are_checked(tmp_path: Path, body: str) -> None:
     config = tmp_path / "c.toml"
     config.write_text(f'[models.p]\nbackend = "remote"\n{body}\n')
-    with pytest.raises(InvalidRequest, match=r"\[models\.p\]"):
+    with pytest.raises(ConfigError, match=r"\[models\.p\]"):
         load_settings(config, env={})
 
 

@@ -11,7 +11,7 @@ from ponder.backends.base import Capabilities
 from ponder.backends.remote import RemoteBackend
 from ponder.backends.scripted import ScriptedBackend
 from ponder.config import load_settings
-from ponder.errors import InvalidRequest
+from ponder.errors import ConfigError
 from ponder.modes import ModeRequest, run
 from ponder.types import ChatRequest, Message, ReasoningDelta, TextDelta, collect
 
@@ -57,5 +57,5 @@ def test_config_checks_the_flavor(tmp_path: Path) -> None:
     config.write_text('[models.q]\nbackend = "remote"\nbase_url = "http://x/v1"\nthinking = "vllm"\n')
     assert load_settings(config, env={}).models["q"].thinking == "vllm"
     config.write_text('[models.q]\nbackend = "remote"\nbase_url = "http://x/v1"\nthinking = "magic"\n')
-    with pytest.raises(InvalidRequest, match="thinking"):
+    with pytest.raises(ConfigError, match="thinking"):
         load_settings(config, env={})

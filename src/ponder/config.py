@@ -57,9 +57,9 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from ponder.errors import InvalidRequest
+from ponder.errors import ConfigError
 
 BackendKind = Literal["embedded", "remote", "scripted"]
 DEFAULT_MODEL = "qwen2.5-coder-1.5b"
@@ -79,7 +79,8 @@ class EngineSettings:
     top_p: float = 0.95
 
 
-EFFORT_BUDGETS: dict[str, int] = {
+EffortName = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
+EFFORT_BUDGETS: dict[str, int] = {  # by EffortName
     "none": 0,
     "minimal": 128,
     "low": 256,
@@ -91,7 +92,10 @@ EFFORT_BUDGETS: dict[str, int] = {
 
 
 ModeName = Literal["auto", "instant", "thinking", "contemplating"]
-MODE_NAMES: tuple[ModeName, ...] = ("auto", "instant", "thinking", "contemplating")
+MODE_NAMES: tuple[ModeName, ...] = get_args(ModeName)
+# Ponder's server-side tools, by the type a request names them with (`ponder.tools`)
+ToolKind = Literal["calculator", "file_search", "code_interpreter", "web_fetch", "mcp"]
+TOOL_KINDS: tuple[ToolKind, ...] = get_args(ToolKind)
 AUTO_CONFIDENCE = 5.3  # the lowest 32-token window; see README, Modes (fitted on items the benches skip)
 
 
@@ -300,7 +304,7 @@ def load_settings(
         try:
             raw = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as e:
-            raise InvalidRequest(f"config file {path}: {e}") from e
+            raise ConfigError(f"config file {path}: {e}") from e
 
     top: dict[str, Any] = {k: raw[k] for k in ("default_model", "host", "port") if k in raw}
     if "data_dir" in raw:
@@ -322,7 +326,7 @@ def load_settings(
         engine = EngineSettings(**engine_raw)
         modes = ModeSettings(**modes_raw)
     except TypeError as e:
-        raise InvalidRequest(f"config [engine] or [modes]: {e}") from e
+        raise ConfigError(f"config [engine] or [modes]: {e}") from e
     _check_modes(modes)
     models = {name: _model_spec(name, body, env) for name, body in raw.get("models", {}).items()}
     aliases = {name: _alias(name, body) for name, body in raw.get("aliases", {}).items()}
@@ -330,7 +334,7 @@ def load_settings(
     try:
         media = MediaSettings(**raw.get("media", {}))
     except TypeError as e:
-        raise InvalidRequest(f"config [media]: {e}") from e
+        raise ConfigError(f"config [media]: {e}") from e
     server = _server(raw.get("server", {}), env)
     store = _store(raw.get("store", {}), env)
     return Settings(engine=engine, modes=modes, models=models, aliases=aliases, tools=tools, media=media,
@@ -344,75 +348,76 @@ def _server(body: Mapping[str, Any], env: Mapping[str, str]) -> ServerSettings:
             try:
                 body[attr] = kind(env[key])
             except ValueError:
-                raise InvalidRequest(f"{key}: not a valid {kind.__name__}: {env[key]!r}") from None
+                raise ConfigError(f"{key}: not a valid {kind.__name__}: {env[key]!r}") from None
     kinds: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "str": str}
     for name, f in ServerSettings.__dataclass_fields__.items():  # TOML gives types; check them
         want = kinds.get(str(f.type))
         if name in body and want is not None and (not isinstance(body[name], want) or isinstance(body[name], bool)):
-            raise InvalidRequest(f"config [server] {name}: expected a {f.type}, not {body[name]!r}")
+            raise ConfigError(f"config [server] {name}: expected a {f.type}, not {body[name]!r}")
     if "cors_origins" in body:
         origins = body["cors_origins"]
         if not isinstance(origins, list) or not all(isinstance(o, str) and o for o in origins):
-            raise InvalidRequest('config [server] cors_origins: a list of origins, e.g. ["https://app.example.org"]')
+            raise ConfigError('config [server] cors_origins: a list of origins, e.g. ["https://app.example.org"]')
         body["cors_origins"] = tuple(origins)
     try:
         server = ServerSettings(**body)
     except TypeError as e:
-        raise InvalidRequest(f"config [server]: {e}") from e
+        raise ConfigError(f"config [server]: {e}") from e
     if server.log_format not in ("text", "json"):
-        raise InvalidRequest(f"config [server] log_format: use text or json, not {server.log_format!r}")
+        raise ConfigError(f"config [server] log_format: use text or json, not {server.log_format!r}")
     if server.auth not in ("auto", "required", "off"):
-        raise InvalidRequest(f"config [server] auth: use auto, required or off, not {server.auth!r}")
+        raise ConfigError(f"config [server] auth: use auto, required or off, not {server.auth!r}")
     for name in ("max_body_bytes", "max_messages", "max_tokens", "max_agents", "max_n", "request_timeout_s"):
         if getattr(server, name) <= 0:
-            raise InvalidRequest(f"config [server] {name}: must be positive")
+            raise ConfigError(f"config [server] {name}: must be positive")
     if server.max_running < 0 or server.max_queue < 0 or server.drain_timeout_s < 0:
-        raise InvalidRequest("config [server] max_running, max_queue, drain_timeout_s: must not be negative")
+        raise ConfigError("config [server] max_running, max_queue, drain_timeout_s: must not be negative")
     return server
 
 
 def _store(body: Mapping[str, Any], env: Mapping[str, str]) -> StoreSettings:
     if not isinstance(body, Mapping) or set(body) - {"url"} or not isinstance(body.get("url", ""), str):
-        raise InvalidRequest('config [store]: give url = "postgresql://USER:PASSWORD@HOST:5432/DB", or "" for SQLite')
+        raise ConfigError('config [store]: give url = "postgresql://USER:PASSWORD@HOST:5432/DB", or "" for SQLite')
     url = env.get("PONDER_STORE_URL") or body.get("url", "")
     if url and not url.startswith(("postgresql://", "postgres://")):  # never echo it: it may hold a password
-        raise InvalidRequest("config [store] url (or PONDER_STORE_URL): a postgresql:// URL, or empty for SQLite")
+        raise ConfigError("config [store] url (or PONDER_STORE_URL): a postgresql:// URL, or empty for SQLite")
     return StoreSettings(url)
 
 
 def _tools(body: Mapping[str, Any], servers: Mapping[str, Any]) -> ToolSettings:
     unknown = set(body) - {"enabled", "max_steps", "code_execution", "fetch_hosts"}
     if unknown:
-        raise InvalidRequest(f"config [tools]: unknown keys {sorted(unknown)}; "
+        raise ConfigError(f"config [tools]: unknown keys {sorted(unknown)}; "
                              "use enabled, max_steps, code_execution, fetch_hosts")  # fmt: skip
     mcp = {}
     for name, spec in servers.items():
         if not isinstance(spec, dict) or set(spec) - {"command", "url", "env", "timeout_s"}:
-            raise InvalidRequest(f"config [mcp.{name}]: give command (a list) or url, and optionally env, timeout_s")
+            raise ConfigError(f"config [mcp.{name}]: give command (a list) or url, and optionally env, timeout_s")
         command = spec.get("command", [])
         if isinstance(command, str):
             command = command.split()
         if bool(command) == bool(spec.get("url")):
-            raise InvalidRequest(f"config [mcp.{name}]: give exactly one of command and url")
+            raise ConfigError(f"config [mcp.{name}]: give exactly one of command and url")
         mcp[name] = McpServer(
             name, tuple(command), spec.get("url", ""), spec.get("env"), float(spec.get("timeout_s", 60))
         )
     enabled = tuple(body.get("enabled", ()))
     for kind in enabled:
-        if kind not in ("calculator", "file_search", "code_interpreter", "web_fetch"):
-            raise InvalidRequest(f"config [tools] enabled: unknown tool {kind!r}; use calculator, file_search, "
-                                 "code_interpreter, web_fetch (MCP servers are turned on per request)")  # fmt: skip
+        if kind not in TOOL_KINDS or kind == "mcp":
+            raise ConfigError(f"config [tools] enabled: unknown tool {kind!r}; use "
+                              f"{', '.join(k for k in TOOL_KINDS if k != 'mcp')} (MCP servers are turned on per "
+                              "request)")  # fmt: skip
     hosts = body.get("fetch_hosts", [])
     if not isinstance(hosts, list) or not all(isinstance(h, str) and h for h in hosts):
-        raise InvalidRequest("config [tools] fetch_hosts: a list of host names")
+        raise ConfigError("config [tools] fetch_hosts: a list of host names")
     settings = ToolSettings(enabled, int(body.get("max_steps", 4)), bool(body.get("code_execution", False)),
                             tuple(hosts), mcp)  # fmt: skip
     if "code_interpreter" in enabled and not settings.code_execution:
-        raise InvalidRequest("config [tools] enabled: code_interpreter needs code_execution = true")
+        raise ConfigError("config [tools] enabled: code_interpreter needs code_execution = true")
     if "web_fetch" in enabled and not settings.fetch_hosts:
-        raise InvalidRequest("config [tools] enabled: web_fetch needs fetch_hosts")
+        raise ConfigError("config [tools] enabled: web_fetch needs fetch_hosts")
     if settings.max_steps < 1:
-        raise InvalidRequest("config [tools] max_steps: at least 1")
+        raise ConfigError("config [tools] max_steps: at least 1")
     return settings
 
 
@@ -421,26 +426,26 @@ def _alias(name: str, body: Any) -> Alias:
     if isinstance(body, str):
         body = {"model": body}
     if not isinstance(body, dict) or not isinstance(body.get("model"), str):
-        raise InvalidRequest(f'config [aliases] {name}: give the model it stands for (model = "...")')
+        raise ConfigError(f'config [aliases] {name}: give the model it stands for (model = "...")')
     unknown = set(body) - {"model", "mode", "effort"}
     if unknown:
-        raise InvalidRequest(f"config [aliases.{name}]: unknown keys {sorted(unknown)}; use model, mode, effort")
+        raise ConfigError(f"config [aliases.{name}]: unknown keys {sorted(unknown)}; use model, mode, effort")
     alias = Alias(name, body["model"], body.get("mode"), body.get("effort"))
     if alias.mode not in (None, *MODE_NAMES):
-        raise InvalidRequest(f"config [aliases.{name}] mode: unknown mode {alias.mode!r}")
+        raise ConfigError(f"config [aliases.{name}] mode: unknown mode {alias.mode!r}")
     if alias.effort is not None and alias.effort not in EFFORT_BUDGETS:
-        raise InvalidRequest(f"config [aliases.{name}] effort: use one of {', '.join(EFFORT_BUDGETS)}")
+        raise ConfigError(f"config [aliases.{name}] effort: use one of {', '.join(EFFORT_BUDGETS)}")
     return alias
 
 
 def _check_modes(m: ModeSettings) -> None:
     if m.default not in MODE_NAMES:
-        raise InvalidRequest(f"config [modes] default: unknown mode {m.default!r}")
+        raise ConfigError(f"config [modes] default: unknown mode {m.default!r}")
     for key in ("effort", "agent_effort"):
         if getattr(m, key) not in EFFORT_BUDGETS:
-            raise InvalidRequest(f"config [modes] {key}: use one of {', '.join(EFFORT_BUDGETS)}")
+            raise ConfigError(f"config [modes] {key}: use one of {', '.join(EFFORT_BUDGETS)}")
     if m.strategy not in ("auto", "attempts", "subtasks"):
-        raise InvalidRequest("config [modes] strategy: use auto, attempts or subtasks")
+        raise ConfigError("config [modes] strategy: use auto, attempts or subtasks")
 
 
 def _model_spec(name: str, body: Mapping[str, Any], env: Mapping[str, str]) -> ModelSpec:
@@ -450,24 +455,24 @@ def _model_spec(name: str, body: Mapping[str, Any], env: Mapping[str, str]) -> M
     if "base_urls" in body:
         urls = body["base_urls"]
         if not isinstance(urls, list) or not urls or not all(isinstance(u, str) and "://" in u for u in urls):
-            raise InvalidRequest(f'config [models.{name}] base_urls: a list of engine URLs, e.g. ["http://a:8000/v1"]')
+            raise ConfigError(f'config [models.{name}] base_urls: a list of engine URLs, e.g. ["http://a:8000/v1"]')
         body["base_urls"] = tuple(urls)
     try:
         spec = ModelSpec(name=name, **body)
     except TypeError as e:
-        raise InvalidRequest(f"config [models.{name}]: {e}") from e
+        raise ConfigError(f"config [models.{name}]: {e}") from e
     if upstream:
         spec = replace(spec, upstream_model=upstream)
     if key_env:
         spec = replace(spec, api_key=env.get(key_env))
     if spec.backend == "remote" and not spec.base_url and not spec.base_urls:
-        raise InvalidRequest(f"config [models.{name}]: a remote model needs base_url (or base_urls, for replicas)")
+        raise ConfigError(f"config [models.{name}]: a remote model needs base_url (or base_urls, for replicas)")
     for field_name in ("timeout_s", "health_interval_s", "max_concurrency"):
         value = getattr(spec, field_name)
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise InvalidRequest(f"config [models.{name}] {field_name}: must be a positive number")
+            raise ConfigError(f"config [models.{name}] {field_name}: must be a positive number")
     if spec.thinking not in ("", "vllm", "sglang"):
-        raise InvalidRequest(f'config [models.{name}] thinking: use "vllm" or "sglang", or leave it out')
+        raise ConfigError(f'config [models.{name}] thinking: use "vllm" or "sglang", or leave it out')
     if spec.base_url and spec.base_urls:
-        raise InvalidRequest(f"config [models.{name}]: give base_url or base_urls, not both")
+        raise ConfigError(f"config [models.{name}]: give base_url or base_urls, not both")
     return spec

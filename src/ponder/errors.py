@@ -62,6 +62,13 @@ class TooLarge(InvalidRequest):
     code = "request_too_large"
 
 
+class ConfigError(PonderError):
+    """The server's configuration (config file, environment) is wrong: found at start-up,
+    and the operator's to fix, not a client's."""
+
+    type = "config_error"
+
+
 class AuthenticationError(PonderError):
     status = 401
     type = "authentication_error"

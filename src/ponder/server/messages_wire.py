@@ -32,7 +32,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from ponder.config import ModeName
+from ponder.config import TOOL_KINDS, EffortName, ModeName
 from ponder.errors import InvalidRequest, PonderError, Unsupported, invalid_value
 from ponder.formats import structured
 from ponder.media import parts
@@ -60,7 +60,7 @@ from ponder.types import (
 
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 # Ponder's server-side tools, named by type as in the other dialects
-HOSTED = ("calculator", "file_search", "code_interpreter", "web_fetch", "mcp")
+HOSTED = TOOL_KINDS
 
 # The shapes content blocks take, for the OpenAPI schema: validation is the code's (`_blocks`).
 _SOURCE: dict[str, Any] = {"type": "object", "required": ["type"], "properties": {
@@ -117,7 +117,7 @@ class OutputFormat(BaseModel):
 
 class OutputConfig(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow")
-    effort: Literal["low", "medium", "high", "xhigh", "max"] | None = None
+    effort: EffortName | None = None
     format: OutputFormat | None = None
 
 

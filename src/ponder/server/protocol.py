@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
-from ponder.config import ModeName
+from ponder.config import EffortName, ModeName, ToolKind
 from ponder.errors import InvalidRequest, Unsupported, invalid_value
 from ponder.formats import structured
 from ponder.media import parts
@@ -148,7 +148,7 @@ class HostedToolDef(BaseModel):
     """A server-side tool (`ponder.tools`): {"type": "calculator"}, {"type": "file_search"}, …"""
 
     model_config = ConfigDict(strict=True, extra="allow")
-    type: Literal["calculator", "file_search", "code_interpreter", "web_fetch", "mcp"]
+    type: ToolKind
 
 
 class ToolName(BaseModel):
@@ -199,7 +199,7 @@ class ChatCompletionRequest(WireRequest):
     user: str | None = None
     # Ponder's modes (also accepted through the SDK's extra_body).
     mode: ModeName | None = None
-    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None = None
+    reasoning_effort: EffortName | None = None
     thinking_budget: int | None = Field(default=None, ge=0)
     thought_compression: bool | None = None
     contemplation: Contemplation | None = None

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from ponder.config import ModeName
+from ponder.config import TOOL_KINDS, EffortName, ModeName
 from ponder.errors import InvalidRequest, Unsupported, invalid_value
 from ponder.formats import structured
 from ponder.media import parts as parts_of
@@ -81,8 +81,7 @@ TOOLS: dict[str, Any] = {"anyOf": [{"type": "array", "items": {"anyOf": [
     {"type": "object", "required": ["type", "name"], "properties": {
         "type": {"const": "function"}, "name": {"type": "string", "pattern": TOOL_NAME}, "description": _STR,
         "parameters": JSON_SCHEMA, "strict": {"type": "boolean"}, "defer_loading": {"type": "boolean"}}},
-    {"type": "object", "required": ["type"], "properties": {"type": {"enum": [
-        "calculator", "file_search", "code_interpreter", "web_fetch", "mcp", "tool_search"]}}},
+    {"type": "object", "required": ["type"], "properties": {"type": {"enum": [*TOOL_KINDS, "tool_search"]}}},
 ]}}, {"type": "null"}]}  # fmt: skip
 TEXT_FORMAT: dict[str, Any] = {"anyOf": [
     {"type": "object", "required": ["type"], "properties": {"type": {"enum": ["text", "json_object"]}}},
@@ -94,7 +93,7 @@ TEXT_FORMAT: dict[str, Any] = {"anyOf": [
 
 class Reasoning(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow")
-    effort: Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None = None
+    effort: EffortName | None = None
     summary: Literal["auto", "concise", "detailed"] | None = None
 
 

@@ -14,13 +14,13 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ponder.config import Settings
+from ponder.config import TOOL_KINDS, Settings
 from ponder.errors import InvalidRequest, invalid_value
 from ponder.tools import calculator, fetch, knowledge, sandbox
 from ponder.tools.base import Hosted, Result, Toolbox, ToolFailed
 from ponder.tools.mcp import Pool
 
-KINDS = ("calculator", "file_search", "code_interpreter", "web_fetch", "mcp")
+KINDS = TOOL_KINDS
 FUNCTION_NAMES = {"calculator": calculator.NAME, "file_search": knowledge.NAME, "code_interpreter": sandbox.NAME,
                   "web_fetch": fetch.NAME}  # fmt: skip
 __all__ = [

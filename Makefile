@@ -82,7 +82,7 @@ test-data: $(LIBRIVOX)/transcription /usr/bin/chromium /usr/bin/pg_ctlcluster
 # The suite runs several engine processes at once (servers, replicas, llama_cpp.server).
 # ggml's OpenMP threads spin while they wait: beside one busy process a spinning engine
 # decoded 2.5 tok/s against 7.1 passive, while alone passive costs about a fifth of the
-# speed (bench/omp_wait.py, README), so only the tests ask for it.
+# speed (bench/omp_wait.py, docs/benchmarks.md), so only the tests ask for it.
 test: install-dev lint test-data
 	OMP_WAIT_POLICY=PASSIVE PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/pytest -q
 

@@ -96,7 +96,7 @@ MODE_NAMES: tuple[ModeName, ...] = get_args(ModeName)
 # Ponder's server-side tools, by the type a request names them with (`ponder.tools`)
 ToolKind = Literal["calculator", "file_search", "code_interpreter", "web_fetch", "mcp"]
 TOOL_KINDS: tuple[ToolKind, ...] = get_args(ToolKind)
-AUTO_CONFIDENCE = 5.3  # the lowest 32-token window; see README, Modes (fitted on items the benches skip)
+AUTO_CONFIDENCE = 5.3  # the lowest 32-token window; see docs/modes.md (fitted on items the benches skip)
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,7 @@ class EmbeddedBackend(Backend):
             return LlamaEngine(self.path, n_ctx=self.n_ctx, n_threads=s.n_threads, n_batch=s.n_batch,
                                n_ubatch=s.n_ubatch, defaults=defaults)  # fmt: skip
         # A unified KV cache with flash attention was the fastest of the four layouts
-        # bench/batching.py tried on 2 cores (README, Benchmarks).
+        # bench/batching.py tried on 2 cores (docs/benchmarks.md).
         return BatchedEngine(self.path, n_ctx=self.n_ctx, n_threads=s.n_threads, n_seq_max=s.n_seq_max,
                              n_batch=max(s.n_batch, s.n_seq_max), n_ubatch=s.n_ubatch, defaults=defaults,
                              kv_unified=True, flash_attn=True)  # fmt: skip

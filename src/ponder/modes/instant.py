@@ -2,7 +2,7 @@
 
 The request goes to the model as the client sent it: no system prompt of ours and no
 instruction about the answer's form. Asked to "give just the answer, no working", the
-default model scored half what it scores bare on GSM8K (README, Modes), so Instant
+default model scored half what it scores bare on GSM8K (docs/modes.md), so Instant
 adds nothing that changes what the model would say; it only makes it safe to show:
 
 - a native reasoning model is asked not to think (an engine that can switch it off),

@@ -57,11 +57,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> JSO
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     encoder = ChunkEncoder(body.model, include_usage, run.mode.mode, body.n)
     voice = (perception, speak.format, owner(request)) if speak else None
-    return StreamingResponse(
-        _sse(encoder, first, events, voice),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return pipeline.sse_response(_sse(encoder, first, events, voice))
 
 
 def _with_spoken_turns(

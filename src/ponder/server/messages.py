@@ -4,8 +4,6 @@ encoders; errors on these paths come in Anthropic's shape (`app.py`)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import aclosing
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -13,12 +11,10 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import Field
 
 from ponder.backends.registry import Registry
-from ponder.errors import PonderError
 from ponder.server import pipeline
 from ponder.server.messages_wire import HOSTED, MessagesRequest, StreamEncoder, message_json
 from ponder.server.pipeline import mode_request, unless_disconnected
 from ponder.tools import check_names
-from ponder.types import Event
 
 router = APIRouter()
 PREFIX = "/v1/messages"
@@ -41,8 +37,7 @@ async def create_message(body: MessagesRequest, request: Request) -> JSONRespons
         return JSONResponse(message_json(body.model, completion, run.mode.mode))
     first = await unless_disconnected(request, anext(events))  # request errors keep their HTTP status
     encoder = StreamEncoder(body.model, run.mode.mode)
-    return StreamingResponse(_sse(encoder, first, events), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})  # fmt: skip
+    return pipeline.sse_response(pipeline.encoded(first, events, encoder.start(), encoder.event, encoder.error))
 
 
 class CountRequest(MessagesRequest):
@@ -59,14 +54,3 @@ async def count_tokens(req: CountRequest, request: Request) -> dict[str, Any]:
     backend = await registry.get(req.model)
     messages = await request.app.state.perception.prepare(chat.messages, backend.capabilities)
     return {"input_tokens": await backend.count_tokens(messages, chat.tools)}
-
-
-async def _sse(encoder: StreamEncoder, first: Event, events: AsyncGenerator[Event, None]) -> AsyncIterator[str]:
-    async with aclosing(events):
-        yield encoder.start()
-        yield encoder.event(first)
-        try:
-            async for event in events:
-                yield encoder.event(event)
-        except PonderError as e:  # headers are sent: the failure is an error event
-            yield encoder.error(e)

@@ -24,17 +24,18 @@ it answers (to give a request error its HTTP status) also answers a full queue w
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from fastapi import Request
+from fastapi.responses import StreamingResponse
 
 from ponder import modes
 from ponder.backends.base import Backend
 from ponder.backends.registry import Registry
-from ponder.errors import ClientDisconnected
+from ponder.errors import ClientDisconnected, PonderError
 from ponder.media.perceive import Perception
 from ponder.modes import ModeRequest
 from ponder.server.admission import Limits
@@ -166,6 +167,37 @@ async def _untagged(events: AsyncGenerator[tuple[int, Event], None]) -> AsyncGen
 async def _replay(events: Iterable[Event]) -> AsyncGenerator[Event, None]:
     for event in events:
         yield event
+
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def sse_response(body: AsyncIterator[str]) -> StreamingResponse:
+    return StreamingResponse(body, media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+async def encoded(
+    first: Any,
+    events: AsyncGenerator[Any, None],
+    start: str,
+    encode: Callable[[Any], str],
+    fail: Callable[[PonderError], str],
+    after: Callable[[], Awaitable[None]] | None = None,
+) -> AsyncIterator[str]:
+    """A stream's wire text: `start`, then each event encoded; a failure once the
+    headers are sent goes in-band (`fail`, in the dialect's shape); then `after`.
+    A client that leaves cancels this generator inside the backend's stream, which
+    stops the engine (and `after` does not run)."""
+    async with aclosing(events):
+        yield start
+        yield encode(first)
+        try:
+            async for event in events:
+                yield encode(event)
+        except PonderError as e:
+            yield fail(e)
+        if after is not None:
+            await after()
 
 
 def mode_request(

@@ -4,7 +4,7 @@ their input items, follow-ups through `previous_response_id`, and token counts."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import replace
 from typing import Any, Literal
@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from ponder.backends.registry import Registry
-from ponder.errors import NotFound, PonderError
+from ponder.errors import NotFound
 from ponder.modes import ModeRequest
 from ponder.modes.summary import with_summary
 from ponder.server import pipeline, tool_search
@@ -76,11 +76,10 @@ async def create_response(body: ResponsesRequest, request: Request) -> JSONRespo
 
     first = await unless_disconnected(request, anext(events))
     builder = ResponseBuilder(body, mode.mode)
-    return StreamingResponse(
-        _sse(builder, first, events, keep),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    # nothing is stored for a response nobody received (a client that left)
+    stream = pipeline.encoded(first, events, builder.start(), builder.event,
+                              lambda e: builder.fail(e.code or e.type, e.message), lambda: keep(builder))  # fmt: skip
+    return pipeline.sse_response(stream)
 
 
 @router.get("/v1/responses/{response_id}")
@@ -190,19 +189,3 @@ class _Keeper:
 async def _drain(events: AsyncGenerator[Item, None]) -> list[Item]:
     async with aclosing(events):
         return [e async for e in events]
-
-
-async def _sse(
-    builder: ResponseBuilder, first: Item, events: AsyncGenerator[Item, None], keep: _Keeper
-) -> AsyncIterator[str]:
-    # A client that leaves cancels this generator inside the backend's stream,
-    # which stops the engine; nothing is stored for a response nobody received.
-    async with aclosing(events):
-        yield builder.start()
-        yield builder.event(first)
-        try:
-            async for event in events:
-                yield builder.event(event)
-        except PonderError as e:  # headers are sent: the failure is a response.failed event
-            yield builder.fail(e.code or e.type, e.message)
-        await keep(builder)

@@ -591,3 +591,28 @@ async def test_thinking_calls_a_tool_asked_for_in_words_before_it_reasons() -> N
     assert done.tool_runs[0].output.strip() == "121932631112635269"
     assert backend.requests[1].tool_name is None  # forced once: then it thinks with the result
     assert done.text == "It is 121932631112635269."
+
+
+async def test_a_forced_call_that_failed_is_forced_once_more() -> None:
+    skip_without_sandbox()
+    from ponder import modes
+    from ponder.config import ModeSettings
+    from ponder.tools import sandbox as sandbox_tool
+    from ponder.tools.base import Toolbox
+    from ponder.types import ChatRequest, Message, collect
+
+    box = Toolbox({"python": sandbox_tool.hosted()})
+    broken, fixed = call("python", code="print(2 ** 10"), call("python", code="print(2 ** 10)")
+    backend = ScriptedBackend(broken, fixed, "it is 1024", "1024.")
+    chat = ChatRequest("m", (Message("user", "Use Python to compute 2 to the 10th power."),), tools=box.specs)
+    req = modes.resolve(chat, ModeSettings(), mode="thinking", toolbox=box, compression=False)
+    done = await collect(modes.run(backend, req))
+    assert [r.data["exit_code"] for r in done.tool_runs] == [1, 0] and done.tool_runs[1].output.strip() == "1024"
+    assert [r.tool_name for r in backend.requests[:3]] == ["python", "python", None]
+    assert "SyntaxError" in backend.requests[1].messages[-1].content  # it read the error before the second call
+    assert done.text == "1024."
+    backend = ScriptedBackend(broken, broken, "it failed twice", "No answer.")
+    done = await collect(modes.run(backend, modes.resolve(chat, ModeSettings(), mode="thinking", toolbox=box,
+                                                          compression=False)))  # fmt: skip
+    assert len(done.tool_runs) == 1, "the same broken call again is not run again"
+    assert [r.tool_name for r in backend.requests[:3]] == ["python", "python", None] and done.text == "No answer."

@@ -5,7 +5,9 @@ A round whose calls are all hosted tools is answered here: each call runs, with 
 own timeout, and the model reads the results in the next round. A tool that fails
 gives the model an error message as its result, never a failed request. A request
 that asks in words for a hosted tool ("use Python to compute…") has that tool called
-in the first round. The loop ends when the model answers, calls a client's tool
+in the first round, and once more if that call failed (a program that raised: the
+model reads its error and writes it again, rather than explaining the failure). The
+loop ends when the model answers, calls a client's tool
 (returned to the client as usual, after the hosted calls of that round have run),
 runs out of `max_output_tokens`, or reaches `max_steps`; the last round is offered
 no hosted tools, so it must answer. A call that already succeeded is not run again: a round
@@ -38,6 +40,7 @@ from ponder.types import (
 
 log = logging.getLogger(__name__)
 Runner = Callable[[ChatRequest], AsyncGenerator[Event, None]]
+FORCED_RETRIES = 1  # a forced call whose every run failed is forced once more
 
 
 async def run(runner: Runner, chat: ChatRequest, box: Toolbox, agent: int | None = None) -> AsyncGenerator[Event, None]:
@@ -49,6 +52,7 @@ async def run(runner: Runner, chat: ChatRequest, box: Toolbox, agent: int | None
         chat = replace(chat, tool_name=named)  # asked for in words: the first round calls it (forced once, below)
     seen: set[tuple[str, str]] = set()  # calls already run: a repeat gets no second run
     answer_now = False
+    retries = FORCED_RETRIES
     for step in range(box.max_steps + 1):
         hosting = step < box.max_steps and not answer_now
         offered = chat if hosting else _without(chat, box)
@@ -92,8 +96,11 @@ async def run(runner: Runner, chat: ChatRequest, box: Toolbox, agent: int | None
             turn = Message("assistant", "".join(text), tool_calls=tuple(fresh))
             chat = replace(chat, messages=(*chat.messages, turn, *(r.result for r in runs)),
                            tools=_with(chat.tools, loaded, box))  # fmt: skip
-        if chat.tool_name in box.hosted or chat.tool_choice == "required":  # a forced call is forced once
-            chat = replace(chat, tool_choice="auto", tool_name=None)
+        if chat.tool_name in box.hosted or chat.tool_choice == "required":  # a forced call is forced once,
+            if retries and runs and all(map(_failed, runs)):  # or again when all of it failed: the model
+                retries -= 1  # has read the error, and fixes the call rather than explains it
+            else:
+                chat = replace(chat, tool_choice="auto", tool_name=None)
     raise AssertionError("unreachable: the last round offers no hosted tools")
 
 
@@ -141,6 +148,11 @@ async def execute(tool: Hosted, call: ToolCall, agent: int | None = None) -> Too
         return ToolRun(call, tool.kind, f"Error: {type(e).__name__}: {e}", True, {"label": tool.label}, agent)
     data = {**result.data, "label": tool.label, **({"load": result.load} if result.load else {})}
     return ToolRun(call, tool.kind, result.text, False, data, agent)
+
+
+def _failed(r: ToolRun) -> bool:
+    """A call that gave no result: the tool failed, or the program it ran did."""
+    return r.error or r.data.get("exit_code", 0) != 0
 
 
 def _without(chat: ChatRequest, box: Toolbox) -> ChatRequest:

@@ -16,6 +16,7 @@ from typing import Any
 
 import anthropic
 import jsonschema
+import ollama
 import openai
 import pytest
 from anthropic.types import Message as AnthropicMessage
@@ -23,6 +24,7 @@ from openai.types.chat import ChatCompletion
 from openai.types.responses import Response
 from pydantic import BaseModel, Field
 
+from ponder.server.ollama_wire import EMBEDDER
 from tests.conftest import TINY
 from tests.media import text_png
 
@@ -269,4 +271,84 @@ def test_langchain_anthropic_invoke_and_stream(ponder_server: str) -> None:
     reply = llm.invoke("Name a colour.")
     assert isinstance(reply, AIMessage) and str(reply.content).strip()
     pieces = [c.text for c in llm.stream("Name a fruit.")]
+    assert "".join(pieces).strip()
+
+
+# --- ollama (the official client) and langchain-ollama ---------------------------------
+# Ollama has no tool_choice: the tiny model's turn with tools is checked for its shape,
+# a call or an answer, not forced.
+
+HELLO: Any = [{"role": "user", "content": "Name a colour."}]
+GREEDY: Any = {"num_predict": 24, "temperature": 0}
+
+
+@pytest.fixture(scope="module")
+def llama(ponder_server: str) -> ollama.Client:
+    return ollama.Client(host=ponder_server.removesuffix("/v1"), timeout=120)
+
+
+def test_ollama_chat_and_generate_streamed_and_whole(llama: ollama.Client) -> None:
+    r = llama.chat(model=TINY, messages=HELLO, think=False, options=GREEDY)
+    assert isinstance(r, ollama.ChatResponse) and r.done and r.done_reason in ("stop", "length")
+    assert r.message.role == "assistant" and (r.message.content or "").strip() and not r.message.thinking
+    assert r.prompt_eval_count and r.eval_count and 0 < r.eval_count <= 24 and r.eval_duration
+    parts = list(llama.chat(model=TINY, messages=HELLO, think=False, options=GREEDY, stream=True))
+    assert "".join(p.message.content or "" for p in parts) == r.message.content
+    assert parts[-1].done and not any(p.done for p in parts[:-1])
+    g = llama.generate(model=TINY, prompt="The sky is", system="Answer in one sentence.", think=False, options=GREEDY)
+    assert isinstance(g, ollama.GenerateResponse) and g.done and (g.response or "").strip()
+    streamed = list(
+        llama.generate(
+            model=TINY, prompt="The sky is", system="Answer in one sentence.", think=False, options=GREEDY, stream=True
+        )
+    )
+    assert "".join(p.response or "" for p in streamed) == g.response and streamed[-1].eval_count == g.eval_count
+
+
+def test_ollama_list_show_ps_pull_and_embed(llama: ollama.Client) -> None:
+    assert TINY in [m.model for m in llama.list().models]
+    shown = llama.show(TINY)
+    assert shown.details and shown.details.format == "gguf" and "completion" in (shown.capabilities or [])
+    llama.chat(model=TINY, messages=[], think=False)  # loads it
+    assert TINY in [m.model for m in llama.ps().models]
+    progress = list(llama.pull(TINY, stream=True))  # already here: verified, then success
+    assert len(progress) > 1 and progress[-1].status == "success" and all(p.status for p in progress)
+    assert llama.pull(TINY).status == "success"
+    embedded = llama.embed(model=EMBEDDER, input=["a red apple", "une pomme rouge"])
+    assert len(embedded.embeddings) == 2 and len(embedded.embeddings[0]) == 384
+
+
+def test_ollama_tools_and_think(llama: ollama.Client) -> None:
+    r = llama.chat(
+        model=TINY, messages=ASK_WEATHER, tools=[WEATHER], think=False, options={"num_predict": 64, "temperature": 0}
+    )
+    for call in r.message.tool_calls or []:
+        assert call.function.name == "get_weather" and isinstance(call.function.arguments, dict)
+    assert r.message.tool_calls or (r.message.content or "").strip()
+    if r.message.tool_calls:
+        result = {"role": "tool", "content": "sunny, 24 C", "tool_name": "get_weather"}
+        answer = llama.chat(
+            model=TINY, messages=[*ASK_WEATHER, r.message, result], tools=[WEATHER], think=False, options=GREEDY
+        )
+        assert answer.done
+    thought = llama.chat(
+        model=TINY,
+        messages=[{"role": "user", "content": "What is 6 times 7?"}],
+        think="low",
+        options={"num_predict": 32},
+    )
+    assert (thought.message.thinking or "").strip() and thought.done
+
+
+def test_langchain_ollama_invoke_and_stream(ponder_server: str) -> None:
+    from langchain_core.messages import AIMessage
+    from langchain_ollama import ChatOllama
+
+    llm = ChatOllama(
+        model=TINY, base_url=ponder_server.removesuffix("/v1"), temperature=0, num_predict=24, reasoning=False
+    )
+    reply = llm.invoke("Name a colour.")
+    assert isinstance(reply, AIMessage) and str(reply.content).strip()
+    assert reply.usage_metadata and reply.usage_metadata["output_tokens"] > 0
+    pieces = [str(c.content) for c in llm.stream("Name a fruit.")]
     assert "".join(pieces).strip()

@@ -1,15 +1,17 @@
 """The API fuzzed against its own OpenAPI schema (schemathesis), on a real `ponder serve`
-of the scripted echo model with its voice: every /v1 operation, with valid requests
-and invalid ones. No request may get a 5xx; every error is OpenAI's error JSON with a
-4xx status; a 2xx is what it says it is (JSON that parses, or an SSE stream whose
-events are JSON and whose errors are in-band OpenAI errors).
+of the scripted echo model with its voice: every /v1 operation and every one of
+Ollama's /api, with valid requests and invalid ones. No request may get a 5xx; every
+error is a 4xx in its dialect's shape (OpenAI's error JSON; on /api, Ollama's
+`{"error": …}`); a 2xx is what it says it is (JSON that parses, an SSE stream whose
+events are JSON and whose errors are in-band OpenAI errors, or NDJSON lines of JSON
+whose errors are Ollama's).
 
 Below the fuzz tests, what fuzzing found, as plain regression tests."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,17 @@ OPERATIONS = [
     ("POST", "/v1/audio/speech"),
     ("GET", "/v1/models"),
     ("GET", "/v1/models/{model_id}"),
+]
+# Ollama's, likewise.
+OLLAMA = [
+    ("POST", "/api/chat"),
+    ("POST", "/api/generate"),
+    ("GET", "/api/tags"),
+    ("POST", "/api/show"),
+    ("GET", "/api/ps"),
+    ("GET", "/api/version"),
+    ("POST", "/api/pull"),
+    ("POST", "/api/embed"),
 ]
 
 
@@ -122,15 +135,39 @@ def _steered(body: dict[str, Any], served: bool, streamed: bool, by_users: bool)
 
 def openai_errors(ctx: Any, response: Any, case: Any) -> None:
     """Never a 5xx; an error is a 4xx with OpenAI's error JSON; a 2xx is well formed."""
+    if answered(response, assert_error_shape).startswith("text/event-stream"):
+        check_stream(response.content.decode(), whole=not response.stream_cut_short)
+
+
+def ollama_errors(ctx: Any, response: Any, case: Any) -> None:
+    """Never a 5xx; an error is a 4xx with Ollama's `{"error": message}`; a 2xx is
+    JSON, or NDJSON lines of JSON whose errors are Ollama's."""
+    if answered(response, assert_ollama_error).startswith("application/x-ndjson"):
+        lines = response.content.decode().splitlines()
+        for line in lines[:-1] if response.stream_cut_short else lines:  # (the client stopped reading there)
+            body = json.loads(line)
+            assert isinstance(body, dict), line
+            if "error" in body:
+                assert_ollama_error(body)
+
+
+def answered(response: Any, error_shape: Callable[[Any], None]) -> str:
+    """Checks that `response` is no 5xx, that an error is a 4xx of JSON in `error_shape`,
+    and that JSON is an object; the content type of a 2xx to check further ("" for an error)."""
     status, kind = response.status_code, (response.headers.get("content-type") or [""])[0]
     assert status < 500, f"{status}: {response.content[:2000]!r}"
     if status >= 400:
         assert kind.startswith("application/json"), f"a {status} sent as {kind!r}: {response.content[:500]!r}"
-        assert_error_shape(json.loads(response.content))
-    elif kind.startswith("application/json"):
+        error_shape(json.loads(response.content))
+        return ""
+    if kind.startswith("application/json"):
         assert isinstance(json.loads(response.content), dict)
-    elif kind.startswith("text/event-stream"):
-        check_stream(response.content.decode(), whole=not response.stream_cut_short)
+    return str(kind)
+
+
+def assert_ollama_error(body: Any) -> None:
+    assert isinstance(body, dict) and list(body) == ["error"], body
+    assert isinstance(body["error"], str) and body["error"], body
 
 
 def assert_error_shape(body: Any) -> None:
@@ -166,7 +203,12 @@ def test_every_v1_operation_is_fuzzed(api_schema: Any) -> None:
     assert sorted((op.method.upper(), op.path) for op in served) == sorted(OPERATIONS)
 
 
-@pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[f"{m} {p}" for m, p in OPERATIONS])
+def test_every_ollama_operation_is_fuzzed(api_schema: Any) -> None:
+    served = [op.ok() for op in api_schema.include(path_regex="^/api/").get_all_operations()]
+    assert sorted((op.method.upper(), op.path) for op in served) == sorted(OLLAMA)
+
+
+@pytest.mark.parametrize(("method", "path"), OPERATIONS + OLLAMA, ids=[f"{m} {p}" for m, p in OPERATIONS + OLLAMA])
 def test_operation_against_its_schema(api_schema: Any, method: str, path: str) -> None:
     operation = api_schema[path][method]
     cases = st.one_of([operation.as_strategy(generation_mode=mode) for mode in GenerationMode])
@@ -179,7 +221,8 @@ def test_operation_against_its_schema(api_schema: Any, method: str, path: str) -
     )
     @given(case=cases)
     def fuzz(case: schemathesis.Case) -> None:
-        case.call_and_validate(checks=[not_a_server_error, openai_errors], timeout=60)
+        errors = ollama_errors if path.startswith("/api/") else openai_errors
+        case.call_and_validate(checks=[not_a_server_error, errors], timeout=60)
 
     fuzz()
 

@@ -24,6 +24,7 @@ from ponder.server.dialects import error_body
 from ponder.server.guard import Guard
 from ponder.server.messages import router as messages_router
 from ponder.server.observe import Observe, Observer
+from ponder.server.ollama import router as ollama_router
 from ponder.server.responses import router as responses_router
 from ponder.server.web import router as web_router
 from ponder.store import Store, open_store
@@ -61,6 +62,7 @@ def create_app(registry: Registry, preload: str | None = None, store: Store | No
     app.include_router(chat_router)
     app.include_router(responses_router)
     app.include_router(messages_router)
+    app.include_router(ollama_router)
     app.include_router(audio_router)
     app.include_router(web_router)
 

@@ -3,7 +3,7 @@
 `Guard` is ASGI middleware around the whole app. For each HTTP request it
 1. refuses a body over `max_body_bytes` (413), by its Content-Length or as it streams in,
    and, on loopback without keys, a Host that is not a local name (403: DNS rebinding);
-2. on the API's paths (/v1/…, /app/api/…), when keys are required, finds the key
+2. on the API's paths (/v1/…, Ollama's /api/…, /app/api/…), when keys are required, finds the key
    (`Authorization: Bearer …`) among the live ones in the store, or answers 401;
 3. on POSTs to /v1/…, holds the key to its requests per minute, tokens per day and
    requests at once (429 with Retry-After);
@@ -219,7 +219,7 @@ def _host_name(host: str) -> str:
 
 
 def _guarded(path: str) -> bool:
-    return path.startswith("/v1/") or path.startswith("/app/api/") or path == "/metrics"
+    return path.startswith(("/v1/", "/api/", "/app/api/")) or path == "/metrics"
 
 
 def _bearer(scope: Scope) -> str:

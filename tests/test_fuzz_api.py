@@ -44,6 +44,8 @@ OPERATIONS = [
     ("POST", "/v1/audio/speech"),
     ("GET", "/v1/models"),
     ("GET", "/v1/models/{model_id}"),
+    ("POST", "/v1/messages"),
+    ("POST", "/v1/messages/count_tokens"),
 ]
 # Ollama's, likewise.
 OLLAMA = [
@@ -139,6 +141,27 @@ def openai_errors(ctx: Any, response: Any, case: Any) -> None:
         check_stream(response.content.decode(), whole=not response.stream_cut_short)
 
 
+def anthropic_errors(ctx: Any, response: Any, case: Any) -> None:
+    """Never a 5xx; an error is a 4xx with Anthropic's error JSON; a stream is named
+    events of JSON whose errors are Anthropic's `error` event."""
+    if answered(response, assert_anthropic_error).startswith("text/event-stream"):
+        events = [e for e in response.content.decode().replace("\r\n", "\n").split("\n\n") if e.strip()]
+        for event in events[:-1] if response.stream_cut_short else events:
+            lines = event.split("\n")
+            name = next(x.removeprefix("event:").strip() for x in lines if x.startswith("event:"))
+            data = json.loads("".join(x.removeprefix("data:").strip() for x in lines if x.startswith("data:")))
+            assert isinstance(data, dict) and data.get("type") == name, event
+            if name == "error":
+                assert_anthropic_error(data)
+
+
+def assert_anthropic_error(body: Any) -> None:
+    assert isinstance(body, dict) and body.get("type") == "error" and set(body) <= {"type", "error"}, body
+    e = body["error"]
+    assert isinstance(e, dict) and isinstance(e.get("type"), str) and e["type"], e
+    assert isinstance(e.get("message"), str) and e["message"], e
+
+
 def ollama_errors(ctx: Any, response: Any, case: Any) -> None:
     """Never a 5xx; an error is a 4xx with Ollama's `{"error": message}`; a 2xx is
     JSON, or NDJSON lines of JSON whose errors are Ollama's."""
@@ -221,7 +244,8 @@ def test_operation_against_its_schema(api_schema: Any, method: str, path: str) -
     )
     @given(case=cases)
     def fuzz(case: schemathesis.Case) -> None:
-        errors = ollama_errors if path.startswith("/api/") else openai_errors
+        errors = (ollama_errors if path.startswith("/api/") else
+                  anthropic_errors if path.startswith("/v1/messages") else openai_errors)  # fmt: skip
         case.call_and_validate(checks=[not_a_server_error, errors], timeout=60)
 
     fuzz()

@@ -5,6 +5,7 @@ same are in test_e2e_guard)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -393,6 +394,9 @@ def test_server_settings_of_the_wrong_type_are_refused(
 
 
 BROKEN_PNG = "bm90IGFuIGltYWdl"  # "not an image": decoding it would be the other error
+# a PNG's signature and nothing after it: what Ollama's wire reads of an image (its type, from the first
+# bytes) passes, and decoding it would be the other error
+TRUNCATED_PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 16).decode()
 LIMITED = {  # a request of each dialect: two messages, the second with a broken image
     "/v1/chat/completions": chat(messages=[{"role": "user", "content": "hi"}, {"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{BROKEN_PNG}"}}]}]),
@@ -401,6 +405,8 @@ LIMITED = {  # a request of each dialect: two messages, the second with a broken
     "/v1/messages": {"model": "scripted", "max_tokens": 16, "messages": [
         {"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}, {"role": "user", "content": [
             {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": BROKEN_PNG}}]}]},
+    "/api/chat": {"model": "scripted", "stream": False, "messages": [
+        {"role": "user", "content": "hi"}, {"role": "user", "content": "this", "images": [TRUNCATED_PNG]}]},
 }  # fmt: skip
 
 

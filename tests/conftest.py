@@ -1,6 +1,6 @@
-"""Shared fixtures: an isolated data dir with the tiny real model, and real servers
-started on free loopback ports. Every server is wrapped in `timeout`, so it stops
-by itself even if the test run dies."""
+"""Shared fixtures: an isolated data dir with the tiny real model, real servers
+started on free loopback ports (each wrapped in `timeout`, so it stops by itself even
+if the test run dies), and the app in process on a scripted backend."""
 
 from __future__ import annotations
 
@@ -11,12 +11,16 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from ponder.config import EngineSettings
+from ponder.backends.registry import Registry
+from ponder.backends.scripted import ScriptedBackend
+from ponder.config import EngineSettings, Settings
 from ponder.models import ModelStore
+from ponder.server.app import create_app
 
 TINY = "smollm2-135m"
 DEFAULT = "qwen2.5-coder-1.5b"
@@ -40,6 +44,19 @@ def tiny_model(data_dir: Path) -> Path:
     """The real SmolLM2-135M GGUF, pulled through Ponder's own pull path."""
     store = ModelStore(data_dir / "models", data_dir / "cache")
     return store.pull(TINY)
+
+
+@pytest.fixture
+def backend() -> ScriptedBackend:
+    """A scripted model: each test enqueues what it answers."""
+    return ScriptedBackend()
+
+
+@pytest.fixture
+def app(tmp_path: Path, backend: ScriptedBackend) -> Any:
+    """The server's app, in process, serving `backend` as the model "scripted"."""
+    settings = Settings(data_dir=tmp_path, default_model="scripted")
+    return create_app(Registry(settings, ModelStore(settings.models_dir, settings.cache_dir), {"scripted": backend}))
 
 
 @pytest.fixture(scope="session")

@@ -45,11 +45,6 @@ def add_key(store: Store, name: str, **limits: int) -> tuple[ApiKey, str]:
 
 
 @pytest.fixture
-def backend() -> ScriptedBackend:
-    return ScriptedBackend()
-
-
-@pytest.fixture
 async def make(tmp_path: Path, backend: ScriptedBackend) -> AsyncIterator[Callable[..., Any]]:
     """make(engine=None, **server settings) -> (store, client factory: client(secret) ->
     AsyncClient); `engine` replaces the test's scripted backend."""

@@ -39,11 +39,6 @@ def _app(data_dir: Path, backends: dict[str, Any], media: MediaSettings | None =
 
 
 @pytest.fixture
-def backend() -> ScriptedBackend:
-    return ScriptedBackend()
-
-
-@pytest.fixture
 async def client(
     data_dir: Path, voice_models: tuple[Path, Path], backend: ScriptedBackend
 ) -> AsyncIterator[httpx.AsyncClient]:

@@ -31,18 +31,6 @@ WEATHER: Any = {"name": "get_weather", "description": "Current weather in a city
 ASK: Any = [{"role": "user", "content": "What is the weather in Paris?"}]
 
 
-@pytest.fixture
-def backend() -> ScriptedBackend:
-    return ScriptedBackend()
-
-
-@pytest.fixture
-async def app(tmp_path: Path, backend: ScriptedBackend) -> Any:
-    settings = Settings(data_dir=tmp_path, default_model="scripted")
-    registry = Registry(settings, ModelStore(settings.models_dir, settings.cache_dir), {"scripted": backend})
-    return create_app(registry)
-
-
 def sdk(app: Any, key: str = "unused") -> anthropic.AsyncAnthropic:
     """The SDK, in process: its own HTTP client (httpx2) on an ASGI transport."""
     http = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://localhost")

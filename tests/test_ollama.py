@@ -35,18 +35,6 @@ WEATHER: Any = {
 ASK: Any = [{"role": "user", "content": "What is the weather in Paris?"}]
 
 
-@pytest.fixture
-def backend() -> ScriptedBackend:
-    return ScriptedBackend()
-
-
-@pytest.fixture
-async def app(tmp_path: Path, backend: ScriptedBackend) -> Any:
-    settings = Settings(data_dir=tmp_path, default_model="scripted")
-    registry = Registry(settings, ModelStore(settings.models_dir, settings.cache_dir), {"scripted": backend})
-    return create_app(registry)
-
-
 def client_for(app: Any, **kw: Any) -> ollama.AsyncClient:
     """The client, in process: its httpx client on an ASGI transport."""
     return ollama.AsyncClient(host="http://localhost", transport=httpx.ASGITransport(app=app), **kw)

@@ -22,11 +22,6 @@ from ponder.store import SqliteStore, Store
 from ponder.types import ChatRequest, TextDelta
 
 
-@pytest.fixture
-def backend() -> ScriptedBackend:
-    return ScriptedBackend()
-
-
 def make_client(data_dir: Path, backend: ScriptedBackend) -> tuple[openai.AsyncOpenAI, Store]:
     settings = Settings(data_dir=data_dir, default_model="scripted")
     registry = Registry(settings, ModelStore(settings.models_dir, settings.cache_dir), {"scripted": backend})

@@ -23,15 +23,7 @@ USER = [{"role": "user", "content": "hello there"}]
 
 
 @pytest.fixture
-def backend() -> ScriptedBackend:
-    return ScriptedBackend()
-
-
-@pytest.fixture
-async def client(tmp_path: Path, backend: ScriptedBackend) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(data_dir=tmp_path, default_model="scripted")
-    registry = Registry(settings, ModelStore(settings.models_dir, settings.cache_dir), {"scripted": backend})
-    app = create_app(registry)
+async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as c:
         yield c
 

@@ -47,11 +47,6 @@ def call(name: str, **args: Any) -> str:
 
 
 @pytest.fixture
-def backend() -> ScriptedBackend:
-    return ScriptedBackend()
-
-
-@pytest.fixture
 async def store_client(tmp_path: Path, backend: ScriptedBackend) -> AsyncIterator[tuple[openai.AsyncOpenAI, Store]]:
     c, store = make_client(tmp_path, backend)
     yield c, store

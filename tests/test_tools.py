@@ -52,11 +52,6 @@ def stdio_server() -> McpServer:
     return McpServer("warehouse", command=(sys.executable, str(SERVER), "stdio"))
 
 
-@pytest.fixture
-def backend() -> ScriptedBackend:
-    return ScriptedBackend()
-
-
 def make_client(settings: Settings, backend: ScriptedBackend) -> tuple[openai.AsyncOpenAI, Any]:
     registry = Registry(settings, ModelStore(settings.models_dir, settings.cache_dir), {"scripted": backend})
     app = create_app(registry, store=SqliteStore(settings.data_dir / "ponder.db"))

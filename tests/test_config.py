@@ -77,6 +77,14 @@ def test_the_engine_batches_four_sequences_unless_told_otherwise(tmp_path: Path)
         ("[aliases.a]\nmodel = 'x'\nmode = 'dreaming'\n", "unknown mode"),
         ("[aliases.a]\nmodel = 'x'\neffort = 'extreme'\n", "effort"),
         ("[aliases.a]\nmodel = 'x'\ntemperature = 1\n", "unknown keys"),
+        # each kind of backend takes its own keys only
+        (
+            "[models.x]\nbackend = 'remote'\nbase_url = 'http://a/v1'\nmmproj = 'p.gguf'\n",
+            "unknown key 'mmproj' for a remote model",
+        ),
+        ("[models.x]\nsource = 'x.gguf'\nbase_url = 'http://a/v1'\n", "unknown key 'base_url' for an embedded model"),
+        ("[models.x]\nbackend = 'scripted'\nsource = 'x'\n", "unknown key 'source' for a scripted model"),
+        ("[models.x]\nbackend = 'ollama'\n", "backend: use embedded, remote, scripted"),
     ],
 )
 def test_bad_config_is_a_clear_error(tmp_path: Path, text: str, match: str) -> None:

@@ -556,11 +556,11 @@ async def test_a_local_vision_model_loads_its_projector_or_says_why_not(
 ) -> None:
     """A GGUF VLM runs through llama-cpp-python's multimodal handler; none ships on PyPI,
     so this loads the real handler with files that are not a projector."""
-    from ponder.config import ModelSpec
+    from ponder.config import EmbeddedSpec
 
     missing = str(data_dir / "missing-mmproj.gguf")
-    models = {"eye": ModelSpec("eye", source=str(tiny_model), mmproj=str(tiny_model)),
-              "blind": ModelSpec("blind", source=str(tiny_model), mmproj=missing)}  # fmt: skip
+    models = {"eye": EmbeddedSpec("eye", source=str(tiny_model), mmproj=str(tiny_model)),
+              "blind": EmbeddedSpec("blind", source=str(tiny_model), mmproj=missing)}  # fmt: skip
     settings = Settings(data_dir=data_dir, default_model="eye", models=models)
     app = create_app(Registry(settings, ModelStore(settings.models_dir, settings.cache_dir)))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost", timeout=120) as c:

@@ -14,7 +14,7 @@ from typing import Any
 
 from ponder import __version__
 from ponder.backends.registry import Registry
-from ponder.config import EFFORT_BUDGETS, ModelSpec, Settings, load_settings
+from ponder.config import EFFORT_BUDGETS, EmbeddedSpec, RemoteSpec, Settings, load_settings
 from ponder.errors import InvalidRequest, PonderError
 from ponder.models import ModelStore
 from ponder.modes import MODES
@@ -72,7 +72,10 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
         pulled = media_models.present(b, settings.models_dir)
         rows.append((b.name, "yes" if pulled else "no", "-", b.license, b.description))
     for name, spec in settings.models.items():
-        rows.append((name, "-", "-", "-", f"{spec.backend}: {spec.base_url or spec.source}"))
+        where = getattr(spec, "source", "")
+        if isinstance(spec, RemoteSpec):
+            where = spec.base_url or ", ".join(spec.base_urls)
+        rows.append((name, "-", "-", "-", f"{spec.backend}: {where}"))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4])
@@ -337,14 +340,14 @@ def _choose_model(model: str | None, settings: Settings) -> tuple[Settings, str]
     model = model or settings.default_model
     if model.endswith(".gguf") and model not in settings.models:
         name = Path(model.split("/")[-1]).stem
-        settings = settings.with_model(ModelSpec(name=name, source=model))
+        settings = settings.with_model(EmbeddedSpec(name=name, source=model))
         model = name
     return replace(settings, default_model=model), model
 
 
 def _ensure_pulled(settings: Settings, name: str) -> None:
-    spec = settings.models.get(name, ModelSpec(name=name, source=name))
-    if spec.backend == "embedded":
+    spec = settings.models.get(name, EmbeddedSpec(name=name, source=name))
+    if isinstance(spec, EmbeddedSpec):
         source = spec.source or name
         store = _store(settings)
         if not store.path_for(source).exists():  # present files are verified when loaded

@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Mapping
 
 from ponder.backends.base import Backend
-from ponder.config import ModelSpec, Settings
+from ponder.config import EmbeddedSpec, ModelSpec, RemoteSpec, ScriptedSpec, Settings
 from ponder.errors import ModelNotFound
 from ponder.models import ModelStore
 
@@ -56,13 +56,13 @@ class Registry:
         if name in self.settings.models:
             return self.settings.models[name]
         if name in self.store.catalog:
-            return ModelSpec(name=name, source=name)
+            return EmbeddedSpec(name=name, source=name)
         served = ", ".join(self.names()) or "none"
         raise ModelNotFound(f"The model `{name}` does not exist or is not served here. Served models: {served}.",
                             param="model")  # fmt: skip
 
     def _build(self, spec: ModelSpec) -> Backend:
-        if spec.backend == "remote":
+        if isinstance(spec, RemoteSpec):
             from ponder.backends.remote import RemoteBackend
 
             def remote(url: str) -> RemoteBackend:
@@ -75,7 +75,7 @@ class Registry:
 
                 return PoolBackend([remote(u) for u in spec.base_urls], spec.health_interval_s, spec.max_concurrency)
             return remote(spec.base_url)
-        if spec.backend == "scripted":
+        if isinstance(spec, ScriptedSpec):
             from ponder.backends.scripted import ScriptedBackend
 
             return ScriptedBackend(delay=spec.delay_s)

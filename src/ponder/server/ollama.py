@@ -30,6 +30,7 @@ import ponder
 from ponder import embeddings
 from ponder.backends.base import Backend, threaded
 from ponder.backends.registry import Registry
+from ponder.config import EmbeddedSpec
 from ponder.errors import InvalidRequest, ModelNotFound, PonderError
 from ponder.models import ModelStore
 from ponder.server import pipeline
@@ -286,7 +287,7 @@ def _source(registry: Registry, name: str) -> str | None:
     alias = registry.settings.aliases.get(name)
     target = alias.model if alias else name
     spec = registry.settings.models.get(target)
-    if spec is not None and spec.backend != "embedded":
+    if spec is not None and not isinstance(spec, EmbeddedSpec):
         return None
     return (spec.source if spec else "") or target
 

@@ -6,7 +6,7 @@ MODEL   ?= qwen2.5-coder-1.5b
 HOST    ?= 127.0.0.1
 PORT    ?= 8000
 
-.PHONY: install install-dev serve test test-data lint bench vendor clean
+.PHONY: install install-dev serve test unit test-data lint bench vendor clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -85,6 +85,10 @@ test-data: $(LIBRIVOX)/transcription /usr/bin/chromium /usr/bin/pg_ctlcluster
 # speed (bench/omp_wait.py, docs/benchmarks.md), so only the tests ask for it.
 test: install-dev lint test-data
 	OMP_WAIT_POLICY=PASSIVE PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/pytest -q
+
+# The fast suite: no model, no browser, no database server (the tests marked e2e are left out).
+unit: install-dev
+	$(BIN)/pytest -q -m "not e2e"
 
 bench: install
 	$(BIN)/python bench/overhead.py

@@ -28,6 +28,17 @@ BIN = Path(sys.executable).parent
 SERVER_LIFETIME_S = "900"
 
 
+# Tests that use these run a real model, a browser or a database server: they are
+# `e2e` whether or not their module says so, and `make unit` leaves them out.
+HEAVY = {"data_dir", "postgres"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if HEAVY & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

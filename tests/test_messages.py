@@ -154,6 +154,7 @@ async def test_a_streamed_tool_call(client: anthropic.AsyncAnthropic, backend: S
     assert use.input == {"city": "Paris"} and final.stop_reason == "tool_use"
 
 
+@pytest.mark.e2e  # reads the image with the OCR model
 async def test_an_image_is_perceived_and_counted(client: anthropic.AsyncAnthropic, backend: ScriptedBackend) -> None:
     png = base64.b64encode(text_png(["PONDER 42"])).decode()
     image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png}}

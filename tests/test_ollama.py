@@ -219,6 +219,7 @@ async def test_format_json_and_a_schema(client: ollama.AsyncClient, backend: Scr
     assert sent is not None and sent["type"] == "json_schema" and sent["json_schema"]["schema"] == CITY
 
 
+@pytest.mark.e2e  # reads the image with the OCR model
 async def test_images_reach_perception(client: ollama.AsyncClient, backend: ScriptedBackend) -> None:
     png = text_png(["PONDER 42"])
     backend.enqueue("It says PONDER 42.")

@@ -23,7 +23,7 @@ from tests.conftest import postgres_database
 Place = Callable[[], Store]
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.e2e)])  # postgres: not a unit test
 def place(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Place]:
     opened: list[Store] = []
     if request.param == "sqlite":

@@ -194,7 +194,7 @@ def test_a_fork_bomb_stops_at_the_process_limit_and_dies_with_the_sandbox() -> N
     code = f"import os, sys\nos.execv(sys.executable, [sys.executable, '-c', {bomb!r}, {marker!r}])"
     started = time.monotonic()
     r, during, after = watched(code, marker, wall_s=3, processes=8)
-    assert r.exit_code is None and time.monotonic() - started < 3 + 3  # stopped at the wall clock
+    assert r.exit_code is None and time.monotonic() - started < 30  # stopped at the wall clock, not left running
     assert 1 <= during <= 8 and after == 0  # it ran up to the process limit, and nothing of it is left
     assert subprocess.run(["true"], check=False).returncode == 0  # the host still starts processes
 
@@ -211,12 +211,11 @@ def test_a_memory_bomb_fails_inside_the_sandbox() -> None:
 
 
 def test_cpu_and_wall_clock_limits_stop_it() -> None:
-    started = time.monotonic()
-    spin = run("while True: pass", cpu_s=1, wall_s=10)
-    assert spin.exit_code == -9 and time.monotonic() - started < 10  # killed at its CPU limit
+    spin = run("while True: pass", cpu_s=1, wall_s=120)
+    assert spin.exit_code == -9  # killed at its CPU limit (the wall clock would have said None)
     started = time.monotonic()
     sleeper = run("import time\ntime.sleep(60)", wall_s=1)
-    assert sleeper.exit_code is None and time.monotonic() - started < 3  # killed at the wall clock
+    assert sleeper.exit_code is None and time.monotonic() - started < 30  # killed at the wall clock, long before 60 s
 
 
 def test_an_output_flood_is_cut() -> None:

@@ -197,7 +197,7 @@ async def test_a_slow_tool_times_out_into_an_error_result() -> None:
     tool = Hosted("mcp", Tool("slow"), slow, timeout_s=0.2)
     started = time.monotonic()
     run = await execute(tool, ToolCall("c1", "slow", "{}"))
-    assert run.error and "longer than 0.2s" in run.output and time.monotonic() - started < 2
+    assert run.error and "longer than 0.2s" in run.output and time.monotonic() - started < 9  # not the 10 s
     bad = await execute(tool, ToolCall("c2", "slow", "[1, 2]"))
     assert bad.error and bad.output == "Error: the arguments must be a JSON object"
 

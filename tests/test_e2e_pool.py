@@ -84,8 +84,9 @@ def test_contemplating_agents_run_on_both_replicas(pool: Pool) -> None:
     assert r.status_code == 200, r.text
     after = replicas(url)
     served = [after[p]["served"] - before[p]["served"] for p in ports]
-    # Four attempts at once, and at most one synthesis call: each replica ran agents.
-    assert sum(served) >= 4 and min(served) >= 2, served
+    # The first wave's two agents start at once, so each replica runs one; whether a
+    # second wave follows is the model's doing (its agents may agree), not the pool's.
+    assert sum(served) >= 2 and min(served) >= 1, served
 
 
 def test_a_replica_killed_mid_run_is_routed_around_marked_down_and_rejoins(pool: Pool) -> None:

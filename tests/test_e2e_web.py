@@ -19,6 +19,10 @@ from tests.media import spoken, text_png
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = "/usr/bin/chromium"
+# How long any wait in a page may take: the tiny model answers in seconds alone, but on
+# a machine that is busy with other work (another test run), Playwright's 30 s default
+# made waits for an answer fail.
+WAIT_MS = 180_000
 SHOTS = Path(__file__).resolve().parent.parent / "build" / "screenshots"
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
 
@@ -45,6 +49,7 @@ def browser(voice_models: tuple[Path, Path], tmp_path_factory: pytest.TempPathFa
 def page(browser: Any, ponder_server: str) -> Iterator[Any]:
     # bypass_csp: Playwright's own checks evaluate strings, which the page's CSP forbids
     context = browser.new_context(viewport={"width": 1280, "height": 800}, bypass_csp=True)
+    context.set_default_timeout(WAIT_MS)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -206,6 +211,7 @@ def test_server_errors_are_shown_plainly(page: Any) -> None:
 
 def test_phone_width_and_dark_theme(browser: Any, ponder_server: str) -> None:
     context = browser.new_context(viewport={"width": 390, "height": 800}, color_scheme="dark", bypass_csp=True)
+    context.set_default_timeout(WAIT_MS)
     page = context.new_page()
     page.goto(ponder_server.removesuffix("/v1") + "/")
     page.wait_for_selector("#model option", state="attached")
@@ -302,6 +308,7 @@ def test_answers_cannot_take_over_the_page_and_math_stays_out_of_code(browser: A
     """Under the page's real CSP (no bypass), an answer holding HTML, a literal math
     placeholder and math-like code renders safely."""
     context = browser.new_context()
+    context.set_default_timeout(WAIT_MS)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -339,6 +346,7 @@ def test_on_a_server_that_requires_keys_the_page_asks_for_one(
                           capture_output=True, text=True, check=True)  # fmt: skip
     for url in serve("echo", home, tmp_path_factory, PONDER_CONFIG=str(config), PONDER_AUTH="required"):
         context = browser.new_context(bypass_csp=True)
+        context.set_default_timeout(WAIT_MS)
         page = context.new_page()
         page.goto(url.removesuffix("/v1") + "/")
         page.wait_for_selector("#settings[open] #key-hint:not([hidden])")

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,13 @@ def app(tmp_path: Path, backend: ScriptedBackend) -> Any:
     """The server's app, in process, serving `backend` as the model "scripted"."""
     settings = Settings(data_dir=tmp_path, default_model="scripted")
     return create_app(Registry(settings, ModelStore(settings.models_dir, settings.cache_dir), {"scripted": backend}))
+
+
+@pytest.fixture
+async def raw(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """Plain HTTP to `app`, in process."""
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as c:
+        yield c
 
 
 @pytest.fixture(scope="session")

@@ -44,12 +44,6 @@ async def client(app: Any) -> AsyncIterator[anthropic.AsyncAnthropic]:
     await c.close()
 
 
-@pytest.fixture
-async def raw(app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as c:
-        yield c
-
-
 async def test_a_message_with_system_and_turns(client: anthropic.AsyncAnthropic, backend: ScriptedBackend) -> None:
     backend.enqueue("Paris is the capital.")
     turns: Any = [{"role": "user", "content": "Capital of France?"}, {"role": "assistant", "content": "Let me think."},

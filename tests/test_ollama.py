@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +42,6 @@ def client_for(app: Any, **kw: Any) -> ollama.AsyncClient:
 @pytest.fixture
 def client(app: Any) -> ollama.AsyncClient:
     return client_for(app)
-
-
-@pytest.fixture
-async def raw(app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as c:
-        yield c
 
 
 async def test_chat_whole_and_streamed(client: ollama.AsyncClient, backend: ScriptedBackend) -> None:

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from ponder.config import Settings, load_settings
-from ponder.errors import InvalidRequest, StoreUnavailable
+from ponder.errors import ConfigError, StoreUnavailable
 from ponder.store import ApiKey, Conversation, SqliteStore, Store, StoredResponse, open_store
 from ponder.store.postgres import PostgresStore, redacted
 from tests.conftest import postgres_database
@@ -242,7 +242,7 @@ def test_the_store_url_comes_from_config_or_the_environment_and_is_never_echoed(
     assert load_settings(tmp_path / "none.toml", env={}).store.url == ""
     for text in ['[store]\nurl = "mysql://root:hunter22@db/x"\n', "[store]\nurl = 5\n", '[store]\nhost = "db"\n']:
         config.write_text(text)
-        with pytest.raises(InvalidRequest, match=r"config \[store\]") as e:
+        with pytest.raises(ConfigError, match=r"config \[store\]") as e:
             load_settings(config, env={})
         assert "hunter22" not in e.value.message
 

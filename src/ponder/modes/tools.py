@@ -6,7 +6,8 @@ own timeout, and the model reads the results in the next round. A tool that fail
 gives the model an error message as its result, never a failed request. A request
 that asks in words for a hosted tool ("use Python to compute…") has that tool called
 in the first round, and once more if that call failed (a program that raised: the
-model reads its error and writes it again, rather than explaining the failure). The
+model reads its error and writes it again, rather than explaining the failure); a
+call the client forces (`tool_choice`) is forced once, as the API says. The
 loop ends when the model answers, calls a client's tool
 (returned to the client as usual, after the hosted calls of that round have run),
 runs out of `max_output_tokens`, or reaches `max_steps`; the last round is offered
@@ -40,7 +41,7 @@ from ponder.types import (
 
 log = logging.getLogger(__name__)
 Runner = Callable[[ChatRequest], AsyncGenerator[Event, None]]
-FORCED_RETRIES = 1  # a forced call whose every run failed is forced once more
+FORCED_RETRIES = 1  # a call asked for in words whose every run failed is forced once more
 
 
 async def run(runner: Runner, chat: ChatRequest, box: Toolbox, agent: int | None = None) -> AsyncGenerator[Event, None]:
@@ -48,11 +49,12 @@ async def run(runner: Runner, chat: ChatRequest, box: Toolbox, agent: int | None
     tools' functions beside the client's."""
     total = NO_USAGE
     budget = chat.params.max_tokens  # for all the rounds together
+    retries = 0  # forced calls that may be forced again after they failed
     if (named := asked_for(chat, box)) is not None and chat.tool_choice == "auto" and chat.tool_name is None:
         chat = replace(chat, tool_name=named)  # asked for in words: the first round calls it (forced once, below)
+        retries = FORCED_RETRIES
     seen: set[tuple[str, str]] = set()  # calls already run: a repeat gets no second run
     answer_now = False
-    retries = FORCED_RETRIES
     for step in range(box.max_steps + 1):
         hosting = step < box.max_steps and not answer_now
         offered = chat if hosting else _without(chat, box)

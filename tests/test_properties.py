@@ -289,6 +289,8 @@ PYTHON = st.recursive(
 
 @PROPERTY
 @given(PYTHON)
+@example({",}": None})  # a comma before a bracket inside a string is the string's (found by this property)
+@example(["a,]", {"k": "x, }"}])
 def test_python_literals_are_repaired_into_the_same_value(value: Any) -> None:
     assert loads_lenient(repr(value)) == value  # single quotes, True/False/None, \' escapes
 

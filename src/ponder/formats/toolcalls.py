@@ -147,10 +147,11 @@ _TRIPLE = re.compile(r'"""(.*?)"""' + r"|'''(.*?)'''", re.DOTALL)
 def _repaired(text: str) -> str:
     """One pass that knows when it is inside a string: single-quoted strings become
     double-quoted, and outside strings Python literals become JSON ones and bare keys
-    get quotes. Then the brackets (and a string) left open are closed, and commas
-    before a closing bracket are dropped."""
+    get quotes, and a comma before a closing bracket is dropped. Then the brackets
+    (and a string) left open are closed."""
     out: list[str] = []
     i, n = 0, len(text)
+    open_string = False
     while i < n:
         ch = text[i]
         if ch in "\"'":  # a string: copy it, as a double-quoted one
@@ -163,6 +164,7 @@ def _repaired(text: str) -> str:
                 body.append('\\"' if text[j] == '"' else text[j])
                 j += 1
             out.append('"' + "".join(body) + ('"' if j < n else ""))
+            open_string = j >= n
             i = j + 1
             continue
         m = re.match(r"[A-Za-z_][A-Za-z0-9_]*", text[i:])
@@ -176,10 +178,23 @@ def _repaired(text: str) -> str:
                 out.append(_PY_LITERALS.get(word, word))
             i += len(word)
             continue
+        if ch in "}]":
+            _drop_trailing_comma(out)
         out.append(ch)
         i += 1
-    closed = _closed("".join(out))
-    return re.sub(r",(\s*[}\]])", r"\1", closed)
+    if not open_string:  # brackets about to be closed after a comma: drop it too
+        _drop_trailing_comma(out)
+    return _closed("".join(out))
+
+
+def _drop_trailing_comma(out: list[str]) -> None:
+    """Drop a comma (and the space after it) that ends `out`, outside any string: whole
+    strings and words are single items of `out`, so a lone "," item is punctuation."""
+    k = len(out) - 1
+    while k >= 0 and out[k].isspace():
+        k -= 1
+    if k >= 0 and out[k] == ",":
+        del out[k:]
 
 
 def _closed(text: str) -> str:

@@ -18,9 +18,10 @@ import pytest
 
 from ponder.backends.registry import Registry
 from ponder.backends.scripted import ScriptedBackend
-from ponder.config import EngineSettings, Settings
+from ponder.config import EngineSettings, ServerSettings, Settings
 from ponder.models import ModelStore
 from ponder.server.app import create_app
+from ponder.store import SqliteStore
 
 TINY = "smollm2-135m"
 DEFAULT = "qwen2.5-coder-1.5b"
@@ -68,6 +69,17 @@ def app(tmp_path: Path, backend: ScriptedBackend) -> Any:
     """The server's app, in process, serving `backend` as the model "scripted"."""
     settings = Settings(data_dir=tmp_path, default_model="scripted")
     return create_app(Registry(settings, ModelStore(settings.models_dir, settings.cache_dir), {"scripted": backend}))
+
+
+def keyed_app(data_dir: Path, backend: ScriptedBackend) -> tuple[Any, SqliteStore, str]:
+    """The app with keys required, serving `backend` as "scripted": (app, its store, a key's secret)."""
+    from tests.test_guard import add_key
+
+    settings = Settings(data_dir=data_dir, default_model="scripted", server=ServerSettings(auth="required"))
+    store = SqliteStore(data_dir / "ponder.db")
+    _, secret = add_key(store, "test")
+    registry = Registry(settings, ModelStore(settings.models_dir, settings.cache_dir), {"scripted": backend})
+    return create_app(registry, store=store), store, secret
 
 
 @pytest.fixture

@@ -16,14 +16,10 @@ import httpx2
 import pytest
 from anthropic.types import Message as AnthropicMessage
 
-from ponder.backends.registry import Registry
 from ponder.backends.scripted import ScriptedBackend
-from ponder.config import EFFORT_BUDGETS, ServerSettings, Settings
-from ponder.models import ModelStore
-from ponder.server.app import create_app
-from ponder.store import SqliteStore
+from ponder.config import EFFORT_BUDGETS
+from tests.conftest import keyed_app
 from tests.media import text_png
-from tests.test_guard import add_key
 
 CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
 CITY: Any = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
@@ -196,13 +192,10 @@ async def test_errors_come_in_anthropics_shape(client: anthropic.AsyncAnthropic,
     assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
 
 
-async def test_x_api_key_is_a_ponder_key_and_auth_errors_are_anthropics(tmp_path: Path) -> None:
-    backend = ScriptedBackend()
-    settings = Settings(data_dir=tmp_path, default_model="scripted", server=ServerSettings(auth="required"))
-    registry = Registry(settings, ModelStore(settings.models_dir, settings.cache_dir), {"scripted": backend})
-    store = SqliteStore(tmp_path / "ponder.db")
-    _, secret = add_key(store, "test")
-    app = create_app(registry, store=store)
+async def test_x_api_key_is_a_ponder_key_and_auth_errors_are_anthropics(
+    tmp_path: Path, backend: ScriptedBackend
+) -> None:
+    app, store, secret = keyed_app(tmp_path, backend)
     ok, wrong = sdk(app, secret), sdk(app, "nope")
     backend.enqueue("hi")
     r = await ok.messages.create(model="scripted", max_tokens=8, messages=ASK)

@@ -20,10 +20,9 @@ from ponder.config import EFFORT_BUDGETS, ServerSettings, Settings
 from ponder.models import ModelStore
 from ponder.server.app import create_app
 from ponder.server.ollama_wire import EMBEDDER
-from ponder.store import SqliteStore
 from ponder.types import Done, TextDelta, TokenLogprob, Usage
+from tests.conftest import keyed_app
 from tests.media import text_png
-from tests.test_guard import add_key
 
 CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
 CITY: Any = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
@@ -292,13 +291,8 @@ async def test_other_errors_in_ollamas_shape(client: ollama.AsyncClient, raw: ht
     assert r.status_code == 400 and list(r.json()) == ["error"]
 
 
-async def test_keys_apply_to_ollamas_paths(tmp_path: Path) -> None:
-    backend = ScriptedBackend()
-    settings = Settings(data_dir=tmp_path, default_model="scripted", server=ServerSettings(auth="required"))
-    registry = Registry(settings, ModelStore(settings.models_dir, settings.cache_dir), {"scripted": backend})
-    store = SqliteStore(tmp_path / "ponder.db")
-    _, secret = add_key(store, "test")
-    app = create_app(registry, store=store)
+async def test_keys_apply_to_ollamas_paths(tmp_path: Path, backend: ScriptedBackend) -> None:
+    app, store, secret = keyed_app(tmp_path, backend)
     backend.enqueue("hi")
     ok = client_for(app, headers={"Authorization": f"Bearer {secret}"})
     assert (await ok.chat(model="scripted", messages=ASK, think=False)).message.content == "hi"

@@ -25,6 +25,7 @@ STORY = (Message("user", "Write a very long story about a dragon who learns to b
 QUESTIONS = ("Tell me about cats.", "What is Python?", "Describe the sea at night.", "Write a poem about bread.")
 SHORT = "What is 2+2? Answer with a number only."  # the tiny model ends within a few tokens
 JOIN_S = 120  # a hung engine fails the test instead of hanging the run
+ROUNDING = 0.15  # nats a log-probability may move when other kernels or batch rows compute it
 NEAR_TIE = 0.5  # nats between the two likeliest tokens, where rounding may pick either
 # One thread: with an OpenMP build, two threads on a 2-core machine that is busy with
 # anything else wait on each other at every op barrier (seconds per token).
@@ -337,3 +338,38 @@ def test_slot_plans_without_a_model() -> None:
     again = table.plan(chat)
     assert again is not None and again.slot is first.slot and again.reuse == len(chat) - 1
     assert table.plan(chat) is None, "every slot is busy"
+
+
+def test_score_gives_the_log_probabilities_generation_reported(engine: BatchedEngine, tiny_model: Path) -> None:
+    """Scoring a reply the model wrote itself gives back the log-probability of each of
+    its tokens, on both engines, alone and beside other requests."""
+    prompt = ask(engine, QUESTIONS[0])
+    engine.forget()
+    reply = run(engine, prompt, max_tokens=12, temperature=0, ignore_eos=True, logprobs=0)
+    written = [t.logprob for t in tokens_of(reply)]
+    full = engine.prompt_tokens([Message("user", QUESTIONS[0])], prefill=reply.text)
+    assert full[: len(prompt)] == prompt and len(full) == len(prompt) + len(written)
+    engine.forget()
+    cold = engine.score(full, len(prompt), threading.Event())
+    assert cold == pytest.approx(written, abs=1e-3)  # the same cold computation
+    # LlamaEngine runs other kernels (no flash attention, one row at a time), whose
+    # rounding moves a log-probability by a few hundredths
+    single = LlamaEngine(tiny_model, n_ctx=1024, n_threads=THREADS)
+    assert single.score(full, len(prompt), threading.Event()) == pytest.approx(written, abs=ROUNDING)
+    # four replies scored at once after one shared question: each reuses at most the
+    # question, and gets one score per token of its own reply
+    others = [engine.prompt_tokens([Message("user", QUESTIONS[0])], prefill=f" {word} is the answer.")
+              for word in ("Cats", "Dogs", "Nothing")]  # fmt: skip
+    scores: list[list[float]] = [[] for _ in range(4)]
+    jobs = [full, *others]
+
+    def score(i: int) -> Answer:
+        scores[i] = engine.score(jobs[i], len(prompt), threading.Event())
+        return Answer()
+
+    together(*(lambda i=i: score(i) for i in range(4)))
+    assert [len(s) for s in scores] == [len(j) - len(prompt) for j in jobs]
+    assert scores[0] == pytest.approx(written, abs=ROUNDING)
+    assert all(x <= 0 for s in scores for x in s)
+    with pytest.raises(InvalidRequest):
+        engine.score(prompt, len(prompt), threading.Event())  # nothing to score

@@ -18,10 +18,11 @@ import pytest
 import pytest_asyncio
 
 from ponder.backends.embedded import EmbeddedBackend
-from ponder.config import EngineSettings
+from ponder.config import EngineSettings, ModeSettings
 from ponder.engine.batched import BatchedEngine
 from ponder.engine.llama import LlamaEngine
 from ponder.errors import ContextLengthExceeded
+from ponder.modes import choices, resolve, run
 from ponder.types import ChatRequest, Done, Event, Message, SamplingParams, TextDelta, collect
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
@@ -174,3 +175,18 @@ async def test_closing_the_stream_stops_the_engine(backend: EmbeddedBackend, mon
     (done,) = ended
     assert done.finish_reason == "cancelled"
     assert done.usage.completion_tokens < 20, "decoding went on after the consumer left"
+
+
+async def test_a_multiple_choice_question_is_settled_by_reading_its_options(backend: EmbeddedBackend) -> None:
+    """Contemplating on a lettered question: the model's letter and its options scored
+    (no tokens written for them) decide it; the answer is one of the options."""
+    question = "Question: Which animal says moo?\n\nChoices:\nA. A cow.\nB. A cat.\nC. A fish.\n\nAnswer: a letter."
+    chat = ChatRequest("tiny", (Message("user", question),), SamplingParams(max_tokens=8))
+    scores = await choices.score(backend, chat, choices.parse(question))  # type: ignore[arg-type]
+    assert len(scores) == 3 and all(s < 0 for s in scores)
+    assert backend.capabilities.scoring
+    done = await collect(run(backend, resolve(chat, ModeSettings(), mode="contemplating")))
+    assert [e.data["method"] for e in done.progress if e.kind == "agent.start"] == ["direct", "options"]
+    synthesis = next(e for e in done.progress if e.kind == "synthesis.start")
+    assert synthesis.data["method"] in ("agreement", "pooled") and synthesis.data["answer"] in "abc"
+    assert done.text.strip()[0] in "ABC" and done.usage.completion_tokens <= 8

@@ -30,6 +30,7 @@ class Capabilities:
     batching: bool = False
     prefill: bool = False  # can continue a partly written assistant reply (ChatRequest.prefill)
     thinking_budget: bool = False  # turns thinking on and off and caps it itself (ChatRequest.thinking)
+    scoring: bool = False  # gives the log-probabilities of a given reply (`Backend.score`)
 
 
 class Backend(ABC):
@@ -42,6 +43,12 @@ class Backend(ABC):
     def check(self, request: ChatRequest) -> None:
         """Raise a `PonderError` now for what this backend will refuse later in a run
         (a mode may send its first call long before the one that would fail)."""
+
+    async def score(self, request: ChatRequest) -> tuple[float, ...]:
+        """The log-probability of each token of `request.prefill`, the start of a reply,
+        after `request.messages`: how likely the model finds that reply. Nothing is
+        generated. Only where `capabilities.scoring` is set."""
+        raise Unsupported("this backend cannot score a reply: its engine returns no prompt log-probabilities")
 
     async def count_tokens(self, messages: Sequence[Message], tools: Sequence[Tool] = ()) -> int:
         """The prompt tokens `messages` (with `tools` on offer) take on this backend's model."""

@@ -18,10 +18,12 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from ponder.backends.base import Backend, Capabilities, threaded
 from ponder.config import EngineSettings
 from ponder.engine.batched import BatchedEngine
+from ponder.engine.common import common_prefix
 from ponder.engine.llama import LlamaEngine
 from ponder.formats import structured, toolcalls
 from ponder.types import ChatRequest, Done, Event, Message, SamplingParams, Tool
@@ -32,12 +34,12 @@ class EmbeddedBackend(Backend):
         self.path = path
         self.settings = settings
         self.n_ctx = n_ctx or settings.n_ctx
-        self.capabilities = Capabilities(prefill=True, batching=settings.n_seq_max > 1)
+        self.capabilities = Capabilities(prefill=True, batching=settings.n_seq_max > 1, scoring=True)
         workers = max(1, settings.n_seq_max)
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ponder-engine")
         self._engine: LlamaEngine | BatchedEngine | None = None
         self._load_lock = asyncio.Lock()
-        self._jobs: set[asyncio.Future[None]] = set()
+        self._jobs: set[asyncio.Future[Any]] = set()
 
     @property
     def busy(self) -> int:
@@ -74,6 +76,21 @@ class EmbeddedBackend(Backend):
     async def count_tokens(self, messages: Sequence[Message], tools: Sequence[Tool] = ()) -> int:
         engine = await self.load()
         return len(await asyncio.to_thread(engine.prompt_tokens, messages, "", tuple(tools)))
+
+    async def score(self, request: ChatRequest) -> tuple[float, ...]:
+        engine = await self.load()
+        tokens = await asyncio.to_thread(engine.prompt_tokens, request.messages, request.prefill, request.tools)
+        context = await asyncio.to_thread(engine.prompt_tokens, request.messages, "", request.tools)
+        cancel = threading.Event()
+        future = asyncio.get_running_loop().run_in_executor(
+            self._executor, engine.score, tokens, common_prefix(tokens, context), cancel
+        )
+        self._jobs.add(future)
+        future.add_done_callback(self._jobs.discard)
+        try:
+            return tuple(await asyncio.shield(future))
+        finally:
+            cancel.set()  # a caller that went away stops the work; a finished one is untouched
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
         engine = await self.load()

@@ -6,6 +6,8 @@ nothing queued it asks `respond(request)` if one was given (for concurrent calle
 whose order is not fixed), and otherwise echoes the last user message, which makes
 it a usable `backend = "scripted"` model for end-to-end plumbing too. Every request
 it receives is kept in `requests`; `max_active` records the most it served at once.
+With `score`, it can score replies (`Backend.score`): `score(request)` gives the
+log-probabilities of `request.prefill`'s tokens.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import re
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
+from dataclasses import replace
 
 from ponder.backends.base import Backend, Capabilities
 from ponder.formats import openai, toolcalls
@@ -33,8 +36,12 @@ class ScriptedBackend(Backend):
         *replies: Script,
         respond: Callable[[ChatRequest], Script] | None = None,
         delay: float = 0.0,
+        score: Callable[[ChatRequest], Sequence[float]] | None = None,
     ):
         self.replies: deque[Script] = deque(replies)
+        self._score = score
+        if score is not None:
+            self.capabilities = replace(self.capabilities, scoring=True)
         self.respond = respond
         self.requests: list[ChatRequest] = []
         self.delay = delay
@@ -51,6 +58,12 @@ class ScriptedBackend(Backend):
     @property
     def capacity(self) -> int:
         return 64
+
+    async def score(self, request: ChatRequest) -> tuple[float, ...]:
+        if self._score is None:
+            return await super().score(request)
+        self.requests.append(request)
+        return tuple(self._score(request))
 
     async def count_tokens(self, messages: Sequence[Message], tools: Sequence[Tool] = ()) -> int:
         """Words, as in the replies; a tool counts the words of its JSON definition."""

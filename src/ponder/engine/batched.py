@@ -37,7 +37,7 @@ from pathlib import Path
 import llama_cpp
 from llama_cpp._internals import LlamaModel
 
-from ponder.engine.common import ChatTemplate, check_fits, common_prefix, with_defaults
+from ponder.engine.common import ChatTemplate, check_fits, check_score, common_prefix, with_defaults
 from ponder.engine.sequence import Job, Seq, Vocab
 from ponder.engine.slots import Slot, SlotTable
 from ponder.errors import InvalidRequest
@@ -144,7 +144,18 @@ class BatchedEngine:
         self.check_fits(len(tokens), None)
         if any(t < 0 or t >= self._vocab.n_tokens for t in tokens):  # would fail the whole shared batch
             raise InvalidRequest("the prompt holds a token id outside the vocabulary", param="messages")
-        job = Job(list(tokens), with_defaults(params, self.defaults), cancel, emit)
+        self._run(Job(list(tokens), with_defaults(params, self.defaults), cancel, emit))
+
+    def score(self, tokens: list[int], start: int, cancel: threading.Event) -> list[float]:
+        """The log-probability of each of `tokens[start:]` given the tokens before it,
+        computed in the same batches as every other caller's request."""
+        check_score(tokens, start, self._vocab.n_tokens)
+        self.check_fits(len(tokens), None)
+        job = Job(list(tokens), SamplingParams(temperature=0.0), cancel, lambda _: None, score_from=start)
+        self._run(job)
+        return job.scores
+
+    def _run(self, job: Job) -> None:
         self._scheduler.submit(job)
         while not job.done.wait(WAIT_POLL_S):
             if not self._scheduler.alive:
@@ -268,7 +279,7 @@ class Scheduler:
         # 3. new requests take free slots
         self._admit()
         # 4. one batch: a token per decoding sequence, then prompt chunks
-        rows = self._fill_batch()
+        rows, scored = self._fill_batch()
         if self._batch.n_tokens == 0:
             if self._active:  # nothing to run, yet someone waits: a bug, and a busy loop if ignored
                 raise RuntimeError("the batched scheduler stalled with sequences that cannot advance")
@@ -281,6 +292,11 @@ class Scheduler:
         self._commit()
         for seq, row in rows:
             self._guard(seq, partial(seq.sample, self._ctx, row))
+        for seq, row, token in scored:
+            self._guard(seq, partial(seq.score, self._ctx, row, token))
+        for seq in self._active:
+            if seq.scored:
+                self._guard(seq, partial(seq.finish, "stop"))
         self._retire()
 
     def _admit(self) -> None:
@@ -288,7 +304,8 @@ class Scheduler:
             self._queued.remove(job)
             self._finish_unstarted(job)
         while self._queued:
-            plan = self._slots.plan(self._queued[0].tokens)
+            job = self._queued[0]
+            plan = self._slots.plan(job.tokens, None if job.score_from is None else job.score_from - 1)
             if plan is None:
                 return  # every slot is busy; the queue waits for one to finish
             seq = Seq(self._queued.popleft(), plan, self._vocab, self._n_ctx)
@@ -341,9 +358,10 @@ class Scheduler:
 
     # the batch -------------------------------------------------------------------
 
-    def _fill_batch(self) -> list[tuple[Seq, int]]:
-        """Fill the batch; return the sequences that get logits, with their rows."""
-        b, n, rows = self._batch, 0, []
+    def _fill_batch(self) -> tuple[list[tuple[Seq, int]], list[tuple[Seq, int, int]]]:
+        """Fill the batch; return the sequences to sample, with their rows, and the
+        scoring rows, with the token each one scores."""
+        b, n, rows, scored = self._batch, 0, [], []
         # by sequence id: with one buffer per sequence, llama.cpp batches only runs of consecutive ids
         active = sorted(self._active, key=lambda s: s.slot.seq_id)
         for seq in active:
@@ -356,16 +374,20 @@ class Scheduler:
             seq.chunk = 0
             if seq.wait is None and seq.pending and n < room:
                 chunk = seq.pending[: room - n]
-                pos, seq_id = len(seq.slot.tokens), seq.slot.seq_id
+                pos, seq_id, job = len(seq.slot.tokens), seq.slot.seq_id, seq.job
                 for i, token in enumerate(chunk):
-                    self._put(n + i, token, pos + i, seq_id, False)
+                    # a scoring job: the logits at each position before a scored token
+                    wanted = job.score_from is not None and job.score_from - 1 <= pos + i < len(job.tokens) - 1
+                    self._put(n + i, token, pos + i, seq_id, wanted)
+                    if wanted:
+                        scored.append((seq, n + i, job.tokens[pos + i + 1]))
                 n += len(chunk)
                 seq.chunk = len(chunk)
-                if seq.chunk == len(seq.pending):  # the prompt's last token: its logits give the first answer token
-                    b.logits[n - 1] = True
+                if seq.chunk == len(seq.pending) and job.score_from is None:
+                    b.logits[n - 1] = True  # the prompt's last token: its logits give the first answer token
                     rows.append((seq, n - 1))
         b.n_tokens = n
-        return rows
+        return rows, scored
 
     def _put(self, i: int, token: int, pos: int, seq_id: int, logits: bool) -> None:
         b = self._batch

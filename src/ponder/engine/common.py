@@ -14,6 +14,7 @@ from typing import Any
 
 import llama_cpp
 import numpy as np
+import numpy.typing as npt
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from ponder.errors import ContextLengthExceeded, InvalidRequest
@@ -81,6 +82,15 @@ def check_fits(n_ctx: int, n_prompt: int, max_tokens: int | None) -> None:
         )
 
 
+def check_score(tokens: Sequence[int], start: int, n_vocab: int) -> None:
+    """A scoring request needs a context before the scored tokens, at least one to
+    score, and only token ids the vocabulary has."""
+    if not 0 < start < len(tokens):
+        raise InvalidRequest("nothing to score: the continuation is empty, or there is no context before it")
+    if any(t < 0 or t >= n_vocab for t in tokens):
+        raise InvalidRequest("the prompt holds a token id outside the vocabulary", param="messages")
+
+
 def with_defaults(params: SamplingParams, defaults: SamplingParams) -> SamplingParams:
     """`params`, with the engine's default temperature and top_p where the request set none."""
     return replace(
@@ -106,6 +116,13 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
+def log_softmax(logits: Any, n_vocab: int) -> npt.NDArray[np.float64]:
+    """The log-probabilities of a raw logits row (a ctypes float pointer)."""
+    row = np.ctypeslib.as_array(logits, shape=(n_vocab,)).astype(np.float64)
+    peak = row.max()
+    return row - (peak + np.log(np.exp(row - peak).sum()))
+
+
 class LogprobTracker:
     """Logprobs of generated tokens, handed out with the text they became (a stop
     sequence may hold text back for a while; the tokens wait with it)."""
@@ -118,15 +135,13 @@ class LogprobTracker:
         """Record `token`, sampled from the raw `logits` row (a ctypes float pointer)."""
         if self.top is None:
             return
-        row = np.ctypeslib.as_array(logits, shape=(self.n_vocab,)).astype(np.float64)
-        peak = row.max()
-        lse = peak + np.log(np.exp(row - peak).sum())
+        row = log_softmax(logits, self.n_vocab)
         alternatives: tuple[tuple[str, float], ...] = ()
         if self.top:
             idx = np.argpartition(row, -self.top)[-self.top :]
             idx = idx[np.argsort(-row[idx])]
-            alternatives = tuple((self._text(int(i)), float(row[i] - lse)) for i in idx)
-        self._pending.append(TokenLogprob(self._text(token), float(row[token] - lse), alternatives))
+            alternatives = tuple((self._text(int(i)), float(row[i])) for i in idx)
+        self._pending.append(TokenLogprob(self._text(token), float(row[token]), alternatives))
 
     def take(self) -> tuple[TokenLogprob, ...]:
         out, self._pending = tuple(self._pending), []

@@ -28,7 +28,16 @@ import llama_cpp
 import numpy as np
 import numpy.typing as npt
 
-from ponder.engine.common import ChatTemplate, LogprobTracker, check_fits, common_prefix, eog_tokens, with_defaults
+from ponder.engine.common import (
+    ChatTemplate,
+    LogprobTracker,
+    check_fits,
+    check_score,
+    common_prefix,
+    eog_tokens,
+    log_softmax,
+    with_defaults,
+)
 from ponder.formats import structured
 from ponder.formats.stops import StopMatcher
 from ponder.types import Done, Event, FinishReason, Message, SamplingParams, TextDelta, Tool, Usage
@@ -130,6 +139,36 @@ class LlamaEngine:
         if tail:
             emit(TextDelta(tail, logprobs.take()))
         emit(Done(finish, Usage(prompt_tokens=len(tokens), completion_tokens=n, cached_tokens=max(cached, 0))))
+
+    def score(self, tokens: list[int], start: int, cancel: threading.Event) -> list[float]:
+        """The log-probability of each of `tokens[start:]` given the tokens before it.
+        The whole prompt is decoded afresh, with logits at the positions that score."""
+        check_score(tokens, start, self.llm.n_vocab())
+        self.check_fits(len(tokens), None)
+        ctx, n_batch, n_vocab = self.llm.ctx, self.llm.n_batch, self.llm.n_vocab()
+        scores: list[float] = []
+        self.forget()  # generate() keeps its own record of what the cache holds
+        batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
+        try:
+            for first in range(0, len(tokens), n_batch):
+                if cancel.is_set():
+                    break
+                chunk = tokens[first : first + n_batch]
+                wanted = []
+                for i, token in enumerate(chunk):
+                    pos = first + i
+                    batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.seq_id[i][0] = token, pos, 1, 0
+                    batch.logits[i] = start - 1 <= pos < len(tokens) - 1
+                    if batch.logits[i]:
+                        wanted.append((i, tokens[pos + 1]))
+                batch.n_tokens = len(chunk)
+                if (rc := llama_cpp.llama_decode(ctx, batch)) != 0:
+                    raise RuntimeError(f"llama_decode failed with status {rc}")
+                scores += [float(log_softmax(llama_cpp.llama_get_logits_ith(ctx, i), n_vocab)[t]) for i, t in wanted]
+        finally:
+            llama_cpp.llama_batch_free(batch)
+            self.forget()
+        return scores
 
     def forget(self) -> None:
         """Drop the cached prompt (callers do not overlap: the backend runs one request at a time)."""

@@ -21,7 +21,7 @@ from functools import cached_property
 
 import llama_cpp
 
-from ponder.engine.common import LogprobTracker, eog_tokens
+from ponder.engine.common import LogprobTracker, eog_tokens, log_softmax
 from ponder.engine.slots import Plan, Slot
 from ponder.formats import structured
 from ponder.formats.stops import StopMatcher
@@ -42,6 +42,10 @@ class Job:
     emit: Callable[[Event], None]
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
+    # Scoring instead of generating: the log-probability of each prompt token from
+    # this index on, given the tokens before it, is appended to `scores`; nothing is sampled.
+    score_from: int | None = None
+    scores: list[float] = field(default_factory=list)
 
     def fail(self, error: BaseException) -> None:
         self.error = error
@@ -153,6 +157,17 @@ class Seq:
             return self.finish("length")
         self.next_token = token
         return None
+
+    def score(self, ctx: llama_cpp.llama_context_p, row: int, token: int) -> None:
+        """Record the log-probability of `token` under batch row `row`'s logits (the position before it)."""
+        self.job.scores.append(
+            float(log_softmax(llama_cpp.llama_get_logits_ith(ctx, row), self._vocab.n_tokens)[token])
+        )
+
+    @property
+    def scored(self) -> bool:
+        """A scoring job whose prompt is all in the cache: it has every score it asked for."""
+        return self.job.score_from is not None and not self.pending and self.wait is None
 
     def finish(self, reason: FinishReason) -> None:
         """Emit held-back text and the one Done event. Idempotent."""

@@ -51,7 +51,7 @@ class SlotTable:
         self.slots = [Slot(i) for i in range(n)]
         self._clock = 0
 
-    def plan(self, prompt: Sequence[int]) -> Plan | None:
+    def plan(self, prompt: Sequence[int], limit: int | None = None) -> Plan | None:
         """Pick a slot for `prompt`, or None when every slot is busy.
 
         1. An idle slot whose cache is (nearly) all a prefix of the prompt, the
@@ -62,12 +62,15 @@ class SlotTable:
            shares its system prompt, and fills it with the longest prefix on offer:
            one still being prefilled by a busy slot (awaited), one in any slot's
            cache (copied), or what the slot itself holds.
+
+        At most `limit` tokens are reused (by default all but the last, which is
+        always decoded for its logits; a scoring job needs logits from earlier on).
         """
         idle = [s for s in self.slots if not s.busy]
         busy = [s for s in self.slots if s.busy]
         if not idle:
             return None
-        limit = len(prompt) - 1  # the last prompt token is always decoded, for its logits
+        limit = len(prompt) - 1 if limit is None else min(limit, len(prompt) - 1)
         source, has = _best(prompt, limit, idle + busy, lambda s: s.tokens)  # on a tie, an idle one
         pending, will_have = _best(prompt, limit, busy, lambda s: s.target)
         awaited = pending is not None and will_have >= has + MIN_SHARED

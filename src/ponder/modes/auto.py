@@ -24,6 +24,7 @@ from dataclasses import replace
 
 from ponder.backends.base import Backend
 from ponder.formats.clean import clean
+from ponder.modes import choices
 from ponder.modes.base import ModeRequest
 from ponder.modes.confidence import TOP_K
 from ponder.modes.contemplating import contemplate
@@ -57,6 +58,7 @@ async def auto(backend: Backend, req: ModeRequest) -> AsyncGenerator[Event, None
             done = event
     raw = "".join(text)
     trace.answer, trace.usage = raw, done.usage
+    trace.distribution = choices.named(question, raw, logprobs)
     signal = trace.watch.meter.signal()
 
     # 2. sure enough (or looped, and settled from what it had): that is the answer. An

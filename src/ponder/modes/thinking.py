@@ -71,6 +71,9 @@ class Trace:
     # it stops at once and gives no answer (`dropped`).
     watch: Watch = field(default_factory=Watch)
     measure: bool = False
+    # For a question with lettered options: how likely each option is, by this run's
+    # own evidence (the letter it named, or its options' likelihood: `modes.choices`)
+    distribution: list[float] | None = None
 
     @property
     def dropped(self) -> bool:

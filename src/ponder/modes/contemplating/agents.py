@@ -1,8 +1,9 @@
 """Running a set of sub-agents at once, with their progress streamed live.
 
 Each agent is the model's own answer (an Instant run), a Thinking run (either through
-the tool loop when it has server-side tools), or a program run in the sandbox
-(`program.py`), with its own timeout. A failed or
+the tool loop when it has server-side tools), a program run in the sandbox
+(`program.py`), or the options of a multiple-choice question scored by their
+likelihood (`modes.choices`), with its own timeout. A failed or
 timed-out agent is recorded and the rest go on. Results are appended to the caller's
 list as agents finish; events come out in the order they happen.
 """
@@ -15,7 +16,8 @@ from contextlib import aclosing
 from dataclasses import replace
 
 from ponder.backends.base import Backend
-from ponder.errors import PonderError
+from ponder.errors import InvalidRequest, PonderError
+from ponder.modes import choices
 from ponder.modes.base import ModeRequest
 from ponder.modes.confidence import TOP_K
 from ponder.modes.contemplating.planner import AgentTask, request_text
@@ -24,7 +26,7 @@ from ponder.modes.contemplating.synthesis import AgentResult
 from ponder.modes.instant import instant
 from ponder.modes.thinking import Trace, think
 from ponder.modes.tools import run as with_tools
-from ponder.types import AgentEvent, ChatRequest, Done, Event, ReasoningDelta, TextDelta, ToolRun, Usage
+from ponder.types import AgentEvent, ChatRequest, Done, Event, ReasoningDelta, TextDelta, TokenLogprob, ToolRun, Usage
 
 
 async def run_agents(
@@ -48,6 +50,8 @@ async def run_agents(
                 return program(backend, chat, request_text(req.chat), rounds[-1])
             if task.method == "direct":
                 return direct(backend, chat, rounds[-1])
+            if task.method == "options":
+                return scored(backend, chat, rounds[-1])
             return think(backend, chat, req.agent_budget, compression=req.compression, probe_every=req.probe_every,
                          trace=rounds[-1])  # fmt: skip
 
@@ -55,7 +59,11 @@ async def run_agents(
         queue.put_nowait(AgentEvent("agent.start", task.index, start))
         try:
             async with asyncio.timeout(req.agent_timeout_s):
-                stream = with_tools(one, chat, box, agent=task.index) if box and task.method != "program" else one(chat)
+                stream = (
+                    with_tools(one, chat, box, agent=task.index)
+                    if box and task.method in ("direct", "chain")
+                    else one(chat)
+                )
                 async with aclosing(stream) as events:
                     async for event in events:
                         if isinstance(event, ReasoningDelta):
@@ -95,17 +103,40 @@ async def run_agents(
 
 
 async def direct(backend: Backend, chat: ChatRequest, trace: Trace) -> AsyncGenerator[Event, None]:
-    """The model's own answer (Instant's), measured: its text is the agent's answer."""
+    """The model's own answer (Instant's), measured: its text is the agent's answer;
+    for a question with lettered options, also the distribution of the letter it named."""
     measured = replace(chat, params=replace(chat.params, logprobs=TOP_K))
+    logprobs: list[TokenLogprob] = []
     async for event in instant(backend, measured, trace.watch, clean_answer=False):
         if isinstance(event, TextDelta):
             trace.answer += event.text
+            logprobs += event.logprobs
             yield TextDelta(event.text)
         elif isinstance(event, Done):
             trace.usage = event.usage
             yield event
         else:
             yield event
+    trace.distribution = choices.named(request_text(chat), trace.answer, logprobs)
+
+
+async def scored(backend: Backend, chat: ChatRequest, trace: Trace) -> AsyncGenerator[Event, None]:
+    """The options' own likelihood (`modes.choices`): each option's words scored as the
+    reply to the question; the likeliest is the agent's answer. Nothing is generated."""
+    found = choices.parse(request_text(chat))
+    if found is None:
+        raise InvalidRequest("the question letters no options to score")
+    values = await choices.score(backend, chat, found)
+    trace.distribution = choices.softmax(values)
+    lines = [
+        f"{found.letter(i).upper()}. {o}: {v:.3f} nats/byte" for i, (o, v) in enumerate(zip(found.options, values))
+    ]
+    trace.reasoning = "How likely each option is as the reply:\n" + "\n".join(lines)
+    yield ReasoningDelta(trace.reasoning)
+    best = max(range(len(values)), key=lambda i: values[i])
+    trace.answer = f"{found.letter(best).upper()}. {found.options[best]}"
+    yield TextDelta(trace.answer)
+    yield Done("stop", Usage(0, 0))
 
 
 def _merge(trace: Trace, rounds: list[Trace]) -> None:
@@ -117,6 +148,7 @@ def _merge(trace: Trace, rounds: list[Trace]) -> None:
     trace.reasoning_tokens = sum(r.reasoning_tokens for r in rounds)
     last = rounds[-1]
     trace.answer, trace.forced, trace.probes, trace.watch = last.answer, last.forced, last.probes, last.watch
+    trace.distribution = last.distribution
     if trace.usage == Usage(0, 0):  # the run ended before its Done (a timeout, a failure)
         trace.usage = sum((r.usage for r in rounds), Usage(0, 0))
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from ponder.backends.base import Backend
 from ponder.errors import UpstreamError
 from ponder.formats.clean import clean
-from ponder.modes import answers
+from ponder.modes import answers, choices
 from ponder.modes.base import ModeRequest
 from ponder.modes.contemplating.agents import run_agents
 from ponder.modes.contemplating.planner import Plan, request_text
@@ -48,7 +48,7 @@ WORK_CHARS = 1200  # of each attempt the judge reads (its end, where the answer 
 @dataclass(frozen=True)
 class Decision:
     answer: str | None  # the vote that won
-    method: str  # "agreement" | "vote" | "judge"
+    method: str  # "agreement" | "pooled" | "vote" | "judge"
     winner: AgentResult | None
     tally: dict[str, float]
 
@@ -69,7 +69,7 @@ async def run(
         wave = tuple(replace(t, stop_below=bar) if t.method == "chain" else t for t in wave)
         async for event in run_agents(backend, req, wave, results):
             yield event
-        decision = settled(results)
+        decision = settled(results) or pooled(results)
         if decision is not None:
             break
     results.sort(key=lambda r: r.index)  # finishing order is noise; keep output deterministic
@@ -112,6 +112,20 @@ def settled(results: Sequence[AgentResult]) -> Decision | None:
     return None
 
 
+def pooled(results: Sequence[AgentResult]) -> Decision | None:
+    """For a question with lettered options, once its options are scored: the option
+    most likely by the product of every distribution the agents have (the scores, and
+    the letter the direct answer named: `modes.choices`)."""
+    if not any(r.ok and r.method == "options" for r in results):
+        return None
+    given = [r for r in results if r.ok and r.trace.distribution is not None]
+    joint = choices.pool(*(r.trace.distribution for r in given))
+    best = max(range(len(joint)), key=lambda i: joint[i])
+    answer = chr(ord("a") + best)
+    tally = {chr(ord("a") + i): round(p, 3) for i, p in enumerate(joint)}
+    return Decision(answer, "pooled", _best([r for r in given if r.vote == answer]), tally)
+
+
 def plurality(results: Sequence[AgentResult]) -> Decision | None:
     """The answer at least two agents reached, with more votes than any other."""
     counts = Counter(r.vote for r in voters(results))
@@ -125,8 +139,10 @@ def plurality(results: Sequence[AgentResult]) -> Decision | None:
 
 
 def _best(results: Sequence[AgentResult]) -> AgentResult | None:
-    """The one to quote: a chain before a program (it wrote its answer in words), then the surest."""
-    return max(results, key=lambda r: (r.method != "program", r.confidence, -r.index), default=None)
+    """The one to quote: a chain or the direct answer before the options' scores, and
+    those before a program (the model wrote its answer in words), then the surest."""
+    rank = {"program": 0, "options": 1}
+    return max(results, key=lambda r: (rank.get(r.method, 2), r.confidence, -r.index), default=None)
 
 
 def _bar(results: Sequence[AgentResult]) -> float | None:
@@ -171,6 +187,17 @@ async def judge(
     yield Done("stop", usage)
 
 
+def _option(question: str, letter: str, results: Sequence[AgentResult]) -> str:
+    """An option as the answer, in the direct answer's form: the letter alone if that
+    is how the model answered (as the question may have asked), else letter and text."""
+    found = choices.parse(question)
+    index = ord(letter) - ord("a")
+    direct = [clean(r.trace.answer).strip() for r in results if r.method == "direct" and r.error is None]
+    if found is None or not 0 <= index < len(found.options) or (direct and len(direct[0].strip(".)( ")) == 1):
+        return letter.upper()
+    return f"{letter.upper()}. {found.options[index]}"
+
+
 def _work(r: AgentResult) -> str:
     work = r.trace.reasoning.strip()
     if r.method != "program":
@@ -182,8 +209,11 @@ async def _final(
     backend: Backend, chat: ChatRequest, decision: Decision, results: Sequence[AgentResult]
 ) -> AsyncGenerator[Event, None]:
     """The answer the user reads: the winning chain's, or a sentence around a program's."""
-    chains = [r for r in results if r.ok and r.method != "program" and r.vote == decision.answer]
+    chains = [r for r in results if r.ok and r.method not in ("program", "options") and r.vote == decision.answer]
     winner = _best(chains) or decision.winner
+    if decision.method == "pooled" and decision.answer and not chains:  # no agent wrote this option in words
+        yield TextDelta(_option(request_text(chat), decision.answer, results))
+        return
     if winner is None:  # no agent committed to an answer: the surest one's text
         finished = [r for r in results if r.error is None and r.trace.answer.strip()]
         winner = max(finished, key=lambda r: (r.ok, r.method != "program", r.confidence), default=None)

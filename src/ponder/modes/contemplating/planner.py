@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from ponder.backends.base import Backend
 from ponder.errors import InvalidRequest
+from ponder.modes import choices
 from ponder.modes.base import ModeRequest
 from ponder.modes.contemplating import program
 from ponder.modes.messages import with_system, with_user_note
@@ -25,7 +26,7 @@ Strategy = Literal["attempts", "subtasks"]
 _LIST_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+\S", re.MULTILINE)
 
 
-Method = Literal["direct", "chain", "program"]
+Method = Literal["direct", "chain", "program", "options"]
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,8 @@ class AgentTask:
     title: str
     chat: ChatRequest
     tools: tuple[str, ...] | None = None  # the server-side tools it may use; None: all of them
-    # the model's own answer (an Instant run), a chain of reasoning (a Thinking run), or a
-    # program run in the sandbox
+    # the model's own answer (an Instant run), a chain of reasoning (a Thinking run), a
+    # program run in the sandbox, or the options of the question scored (`modes.choices`)
     method: Method = "chain"
     stop_below: float | None = None  # stop the agent once its confidence falls below this
 
@@ -63,12 +64,13 @@ def looks_multipart(text: str) -> bool:
 async def plan(backend: Backend, req: ModeRequest) -> Plan:
     text = request_text(req.chat)
     programs = req.programs and quantitative(text) and program.available()
+    scoring = backend.capabilities.scoring and choices.parse(text) is not None
     if req.strategy == "attempts":
-        return attempts(req, "asked for attempts", programs)
-    if req.strategy == "auto" and not looks_multipart(text):
-        return attempts(req, "one question: independent attempts", programs)
+        return attempts(req, "asked for attempts", programs, scoring)
+    if req.strategy == "auto" and (scoring or not looks_multipart(text)):
+        return attempts(req, "one question: independent attempts", programs, scoring)
     if req.agents < 2:
-        return attempts(req, "one agent: nothing to split", programs)
+        return attempts(req, "one agent: nothing to split", programs, scoring)
     parts, usage = await _ask_model(backend, req, text)
     if len(parts) < 2:
         return replace(attempts(req, "the planner found no separate parts", programs), usage=usage)
@@ -76,17 +78,20 @@ async def plan(backend: Backend, req: ModeRequest) -> Plan:
                 "the planner split it", usage)  # fmt: skip
 
 
-def attempts(req: ModeRequest, reason: str, programs: bool = False) -> Plan:
+def attempts(req: ModeRequest, reason: str, programs: bool = False, scoring: bool = False) -> Plan:
     """Independent attempts, in the order they are run: the model's own answer at
     temperature 0 (what it says bare), a program when `programs` (the question has
-    numbers in it and the sandbox works), then Thinking chains in the styles of the
-    prompt file at their temperatures, and a sampled program."""
+    numbers in it and the sandbox works) or the options scored when `scoring` (it
+    letters its options and the backend can score), then Thinking chains in the
+    styles of the prompt file at their temperatures, and a sampled program."""
     styles = load("contemplating")["styles"]
     tasks = []
     for i in range(req.agents):
         seed = None if req.chat.params.seed is None else req.chat.params.seed + i  # diverse, yet repeatable
         if i == 0:
             tasks.append(AgentTask(0, "direct", _at(req.chat, 0.0, seed), method="direct"))
+        elif scoring and i == 1:
+            tasks.append(AgentTask(1, "options", req.chat, method="options"))
         elif programs and i in (1, 3):
             tasks.append(AgentTask(i, "program", _at(req.chat, 0.0 if i == 1 else 0.7, seed), method="program"))
         else:

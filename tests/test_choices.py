@@ -1,0 +1,109 @@
+"""Multiple choice answered two ways (`modes.choices`): the options read out of a
+question, the letter's and the words' distributions and their product, and
+Contemplating and Auto deciding by them on the scripted backend."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from ponder.backends.scripted import Script, ScriptedBackend
+from ponder.config import ModeSettings
+from ponder.modes import ModeRequest, choices, resolve, run
+from ponder.types import ChatRequest, Done, Message, TextDelta, TokenLogprob, Usage, collect
+
+QUESTION = """Question: What happens if you swallow gum?
+
+Choices:
+A. It stays in your stomach for seven years.
+B. It passes through your digestive system.
+C. It wraps around your heart.
+
+Reply with ONLY the letter of the correct answer (e.g. 'A'). Do not include any other text."""
+CHAT = ChatRequest("m", (Message("system", "Be brief."), Message("user", QUESTION)))
+STEM = "Question: What happens if you swallow gum?"
+
+
+def test_options_and_the_question_are_read_out_of_a_message() -> None:
+    found = choices.parse(QUESTION)
+    assert found is not None and found.stem == STEM
+    assert found.options == ("It stays in your stomach for seven years.", "It passes through your digestive system.",
+                             "It wraps around your heart.")  # fmt: skip
+    assert choices.parse("Pick one:\n(a) red\n(b) blue") == choices.Choices("Pick one:", ("red", "blue"))
+    assert choices.parse("Is it red?\nA. red") is None  # one option is no choice
+    assert choices.parse("A. red\nB. blue") is None  # no question before them
+    assert choices.parse("Plan:\nA. shop\nthen\nB. cook") is None  # not a list of options
+    assert choices.parse("Why?\nB. first\nA. second") is None  # letters out of order
+
+
+def test_the_letter_distribution_comes_from_the_named_letter_and_the_product_pools() -> None:
+    top = (("B", -0.2), ("A", -1.9), ("C", -4.0), ("The", -5.0))
+    logprobs = [TokenLogprob("The", -0.1, ()), TokenLogprob(" B", -0.2, top)]
+    named = choices.named(QUESTION, "The B", logprobs)
+    assert named is not None and [round(p, 2) for p in named] == [0.15, 0.83, 0.02]
+    assert choices.named(QUESTION, "The B", []) is None  # no log-probabilities: nothing to say
+    assert choices.named("What is 2 + 2?", "4", logprobs) is None  # no options
+    words = [0.6, 0.2, 0.2]
+    flat = choices.pool([0.34, 0.33, 0.33], words, None)  # a letter that is a guess yields to the words
+    assert flat.index(max(flat)) == 0 and sum(flat) == pytest.approx(1.0)
+    sure = choices.pool([0.01, 0.98, 0.01], words)  # a sure letter carries the answer
+    assert sure.index(max(sure)) == 1
+
+
+def by_option(scores: dict[str, float]) -> ScriptedBackend:
+    """A backend whose direct answer is scripted per test, and that scores each option
+    by the first word it matches in `scores` (per token, one token a byte)."""
+
+    def score(req: ChatRequest) -> list[float]:
+        assert req.messages == (Message("system", "Be brief."), Message("user", STEM))  # the options are not shown
+        value = next(v for word, v in scores.items() if word in req.prefill)
+        return [value] * len(req.prefill.encode())
+
+    return ScriptedBackend(score=score)
+
+
+def contemplate(backend: ScriptedBackend, chat: ChatRequest = CHAT) -> ModeRequest:
+    return replace(resolve(chat, ModeSettings(), mode="contemplating"), compression=False)
+
+
+async def test_when_the_letter_and_the_words_agree_two_agents_settle_it() -> None:
+    backend = by_option({"seven": -2.0, "passes": -0.5, "heart": -3.0})
+    backend.enqueue("B")
+    done = await collect(run(backend, contemplate(backend)))
+    assert done.text == "B"
+    assert [e.data["method"] for e in done.progress if e.kind == "agent.start"] == ["direct", "options"]
+    synthesis = next(e for e in done.progress if e.kind == "synthesis.start")
+    assert synthesis.data["method"] == "agreement"
+    assert done.usage.completion_tokens == 1  # the options were read, not written
+
+
+async def test_when_they_disagree_the_product_decides_without_chains() -> None:
+    backend = by_option({"seven": -2.0, "passes": -0.5, "heart": -3.0})
+    backend.enqueue([TextDelta("A", (TokenLogprob("A", -0.9, (("A", -0.9), ("B", -1.0), ("C", -1.5))),)),
+                     Done("stop", Usage(1, 1))])  # fmt: skip
+    done = await collect(run(backend, contemplate(backend)))
+    synthesis = next(e for e in done.progress if e.kind == "synthesis.start")
+    assert synthesis.data["method"] == "pooled" and synthesis.data["answer"] == "b"
+    assert done.text == "B"  # in the form the model answered in: the letter alone
+    assert len([e for e in done.progress if e.kind == "agent.start"]) == 2
+
+
+async def test_an_answer_in_words_gets_the_option_with_its_letter() -> None:
+    backend = by_option({"seven": -0.4, "passes": -2.5, "heart": -3.0})
+    backend.enqueue("I would say it wraps around your heart, so C.")  # no log-probabilities: the words decide
+    done = await collect(run(backend, contemplate(backend)))
+    assert done.text == "A. It stays in your stomach for seven years."
+
+
+async def test_auto_checks_a_lettered_answer_against_the_options_words() -> None:
+    backend = by_option({"seven": -2.0, "passes": -0.5, "heart": -3.0})
+
+    def unsure(letter: str) -> Script:
+        top = tuple((x, -1.0 - 0.1 * i) for i, x in enumerate((letter, "A", "B", "C", "D")))
+        return [TextDelta(letter, (TokenLogprob(letter, top[0][1], top),)), Done("stop", Usage(1, 1))]
+
+    backend.enqueue(unsure("C"))
+    done = await collect(run(backend, replace(resolve(CHAT, ModeSettings(), mode="auto"), auto_confidence=5.0)))
+    assert done.text == "B" and done.usage.completion_tokens == 1
+    assert next(e for e in done.progress if e.kind == "synthesis.start").data["method"] == "pooled"

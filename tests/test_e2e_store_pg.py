@@ -7,12 +7,16 @@ echo model: what is checked here is the store, not what the model says.)"""
 from __future__ import annotations
 
 import subprocess
+import textwrap
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import openai
+import psycopg
 import pytest
 
 from tests.conftest import BIN, free_port, ponder_env, postgres_database, start, stop
@@ -134,3 +138,75 @@ def test_a_key_made_once_works_on_both_servers_and_once_revoked_on_neither(share
             client(url, secret).chat.completions.create(model="echo", messages=ask)  # type: ignore[arg-type]
         assert httpx.get(f"{url}/models", headers={"Authorization": f"Bearer {secret}"}).status_code == 401
     assert not (shared.admin / "ponder.db").exists()
+
+
+# --- key limits across both servers ------------------------------------------------------
+
+
+def post_chat(url: str, key: str, content: str = "hello there", **body: object) -> httpx.Response:
+    return httpx.post(f"{url}/chat/completions", headers={"Authorization": f"Bearer {key}"}, timeout=60,
+                      json={"model": "echo", "messages": [{"role": "user", "content": content}], **body})  # fmt: skip
+
+
+def spent_today(shared: Shared, name: str) -> int:
+    with psycopg.connect(shared.url) as conn:
+        row = conn.execute("SELECT COALESCE(SUM(u.tokens), 0) FROM key_usage u JOIN api_keys k ON k.id = u.key_id "
+                           "WHERE k.name = %s", (name,)).fetchone()  # fmt: skip
+    return int(row[0]) if row else 0
+
+
+def test_requests_per_minute_hold_across_both_servers(shared: Shared) -> None:
+    made = keys(shared, "create", "rpm10", "--rpm", "10")
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip()
+    with ThreadPoolExecutor(8) as pool:  # at once, half to each server
+        replies = list(pool.map(lambda i: post_chat(shared.servers[i % 2], key), range(16)))
+    codes = [r.status_code for r in replies]
+    assert codes.count(200) == 10 and codes.count(429) == 6, codes
+    for r in replies:
+        if r.status_code == 429:
+            assert r.json()["error"]["code"] == "rate_limit_exceeded" and 1 <= int(r.headers["retry-after"]) <= 60
+
+
+def test_a_daily_token_limit_is_never_passed_by_concurrent_requests_on_both(shared: Shared) -> None:
+    limit = 120
+    made = keys(shared, "create", "daily", "--tokens-per-day", str(limit))
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip()
+    words = " ".join(f"w{i}" for i in range(40))  # the echo answers with these 40 words
+    with ThreadPoolExecutor(8) as pool:
+        replies = list(pool.map(lambda i: post_chat(shared.servers[i % 2], key, words, max_tokens=50), range(8)))
+    codes = [r.status_code for r in replies]
+    assert set(codes) <= {200, 429} and 200 in codes and 429 in codes, codes
+    assert 0 < spent_today(shared, "daily") <= limit
+    assert post_chat(shared.servers[0], key, words, max_tokens=50).status_code == 429
+
+
+def test_a_lease_of_a_killed_process_frees_its_key_within_the_expiry(shared: Shared) -> None:
+    made = keys(shared, "create", "single", "--concurrency", "1")
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip()
+    ttl = 3.0
+    holder = textwrap.dedent(f"""
+        import sys, time
+        from ponder.store.postgres import PostgresStore
+        store = PostgresStore({shared.url!r})
+        key = next(k for k in store.api_keys() if k.name == "single")
+        assert store.admit(key, "lease_holder", time.time(), time.strftime("%Y-%m-%d", time.gmtime()), {ttl}) is None
+        print("held", flush=True)
+        time.sleep(600)
+    """)
+    proc = subprocess.Popen([str(BIN / "python"), "-c", holder], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+        r = post_chat(shared.servers[0], key)
+        assert r.status_code == 429 and r.json()["error"]["code"] == "concurrency_limit_exceeded"
+        proc.kill()  # it dies holding the lease, and never ends it
+        proc.wait(30)
+        died = time.monotonic()
+        while (r := post_chat(shared.servers[1], key)).status_code == 429:
+            assert time.monotonic() - died < ttl + 10, "the lease outlived its expiry"
+            time.sleep(0.5)
+        assert r.status_code == 200
+    finally:
+        proc.kill()

@@ -181,9 +181,12 @@ async def test_tokens_per_day_are_metered_and_enforced(make: Callable[..., Any],
     r = await client(secret).post("/v1/responses", json={"model": "scripted", "input": "hi"})
     assert await counted(store, key.id, spent + streamed + r.json()["usage"]["total_tokens"])
 
-    bob, small = add_key(store, "bob", tokens_per_day=1)
-    assert (await client(small).post("/v1/chat/completions", json=chat())).status_code == 200  # 0 spent so far
-    assert await counted(store, bob.id, lambda n: n > 0)
+    # a key with 3 tokens a day: an answer is cut where it reaches them, and counted
+    bob, small = add_key(store, "bob", tokens_per_day=3)
+    backend.enqueue("one two three four five six")
+    r = await client(small).post("/v1/chat/completions", json=chat())
+    assert assert_error(r, 429)["type"] == "tokens" and "reached the 3 tokens" in r.json()["error"]["message"]
+    assert await counted(store, bob.id, 3)  # never past the limit
     r = await client(small).post("/v1/chat/completions", json=chat())
     assert assert_error(r, 429)["type"] == "tokens"
     assert 1 <= int(r.headers["retry-after"]) <= 86400

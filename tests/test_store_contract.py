@@ -277,3 +277,58 @@ def test_many_calls_at_once_share_a_few_connections(postgres: str) -> None:
         assert count is not None and 1 <= count[0] <= 8
     finally:
         store.close()
+
+
+# --- key limits: leases shared by every store on one place ----------------------------------
+
+DAY = "2026-12-05"
+
+
+def test_a_keys_rate_and_concurrency_are_counted_across_stores(place: Place) -> None:
+    a, b = place(), place()
+    key = ApiKey("key_lim", "lim", "pdr-lim0", 1.0, rpm=3, concurrency=2)
+    a.add_key(key, "pdr-lim0secret")
+    t = 1000.0
+    assert a.admit(key, "l1", t, DAY, 30) is None and b.admit(key, "l2", t + 1, DAY, 30) is None
+    refused = b.admit(key, "l3", t + 2, DAY, 30)
+    assert refused is not None and refused.limit == "concurrency"  # two run, on two servers
+    a.end("l1")
+    assert b.admit(key, "l3", t + 3, DAY, 30) is None  # one ended: a place is free
+    b.end("l2")
+    refused = a.admit(key, "l4", t + 4, DAY, 30)
+    assert refused is not None and refused.limit == "rpm" and refused.retry_after == pytest.approx(56.0)
+    assert a.admit(key, "l4", t + 60.5, DAY, 30) is None  # the first left the minute
+
+
+def test_a_lease_not_renewed_expires_and_one_renewed_does_not(place: Place) -> None:
+    a, b = place(), place()
+    key = ApiKey("key_one", "one", "pdr-one0", 1.0, concurrency=1)
+    a.add_key(key, "pdr-one0secret")
+    assert a.admit(key, "dies", 100.0, DAY, 5) is None
+    assert b.admit(key, "waits", 104.0, DAY, 5) is not None  # held until 105
+    assert b.admit(key, "waits", 105.5, DAY, 5) is None  # its process stopped renewing it
+    a.renew(["waits"], 200.0)
+    assert a.admit(key, "third", 150.0, DAY, 5) is not None  # renewed past its first expiry
+    b.end("waits")
+    a.renew(["waits"], 300.0)  # an ended lease stays ended
+    assert a.admit(key, "third", 151.0, DAY, 5) is None
+
+
+def test_tokens_are_held_for_running_requests_and_settled_once(place: Place) -> None:
+    a, b = place(), place()
+    key = ApiKey("key_tok", "tok", "pdr-tok0", 1.0, tokens_per_day=100)
+    a.add_key(key, "pdr-tok0secret")
+    assert a.admit(key, "x", 10.0, DAY, 30) is None and b.admit(key, "y", 10.0, DAY, 30) is None
+    assert a.reserve(key, "x", 11.0, DAY, 70) == 70
+    assert b.reserve(key, "y", 11.0, DAY, 70) == 30  # what x does not hold
+    assert a.admit(key, "z", 12.0, DAY, 30) is not None  # all 100 held: nothing left to start with
+    a.end("x")  # ended, not yet settled: still held
+    assert b.admit(key, "z", 12.5, DAY, 30) is not None
+    a.settle("key_tok", "x", DAY, 20)  # it spent 20 of its 70
+    assert b.spent("key_tok", DAY) == 20
+    assert b.admit(key, "z", 13.0, DAY, 30) is None and b.reserve(key, "z", 13.0, DAY, 500) == 50
+    b.settle("key_tok", "y", DAY, 30)
+    b.settle("key_tok", "z", DAY, 50)
+    refused = a.admit(key, "w", 14.0, DAY, 30)
+    assert refused is not None and refused.limit == "tokens" and refused.retry_after is None  # none left today
+    assert a.reserve(ApiKey("key_free", "free", "p", 1.0), "any", 14.0, DAY, 500) == 500  # no limit: all of it

@@ -240,6 +240,9 @@ class ServerSettings:
     max_running: int = 0
     max_queue: int = 32
     request_timeout_s: float = 900.0  # a request's whole life, streaming included
+    # A key's running request holds a lease in the store, renewed while it runs: a
+    # process that dies frees its keys' concurrency within this many seconds.
+    key_lease_s: float = 30.0
     drain_timeout_s: float = 30.0  # on shutdown, how long in-flight requests may finish
     log_format: str = "text"  # "json": one JSON object per line, with request ids
 

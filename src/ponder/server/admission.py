@@ -1,11 +1,16 @@
-"""At the engines: the bounded queue in front of each, the request deadline, and the
-meter that counts what a request spent.
+"""At the engines: the bounded queue in front of each, the request deadline, the
+tokens a key holds for a request, and the meter that counts what a request spent.
 
 A generation waits for a place at its engine's `Gate` (a bounded queue: 429 at once
 when full, RequestTimeout when the wait reaches the deadline), and gives it back
 when its events end (`pipeline.py` holds the ticket for exactly that long). Its
-events pass through `Limits.metered`, which ends them at the deadline and adds the
-tokens they spent to the key's day and to the metrics. What it does not know: the
+events pass through `Limits.metered`, which ends them at the deadline and counts the
+tokens they spend into a `Tally`, for the metrics and for the key's day. A key with
+a daily limit first holds, in the store, the most its request may spend (`Limits.hold`,
+from the request's caps, at most what the key has left); the meter ends a run that
+reaches its hold, so a key's concurrent requests, in any process, never pass its
+limit together. When the run ends, what it spent is counted and the hold let go
+in one step (`Limits.settle`). What it does not know: the
 load of engines it does not run (a remote engine's own queue), and audio endpoints,
 which run on the perception pool rather than an engine.
 """
@@ -24,7 +29,7 @@ from typing import Any
 from ponder.config import ServerSettings
 from ponder.errors import RateLimited, RequestTimeout, invalid_value
 from ponder.modes import ModeRequest
-from ponder.server.guard import today
+from ponder.server.guard import Lease, today, until_tomorrow
 from ponder.store import Store
 from ponder.types import AgentEvent, Done, Event, ReasoningDelta, TextDelta
 
@@ -104,6 +109,36 @@ class Gates:
         return self._gates.get(id(backend))
 
 
+@dataclass
+class Tally:
+    """What one request's runs spent (every choice's), and where it goes."""
+
+    owner: str  # the key's id, or ""
+    lease: Lease | None = None
+    budget: int | None = None  # the tokens held for it: the meter ends the runs there
+    spent: int = 0  # tokens of the Done events
+    pending: int = 0  # tokens streamed since a run's last Done
+
+    @property
+    def total(self) -> int:
+        return self.spent + self.pending
+
+
+def cap(mode: ModeRequest, n: int, max_tokens: int) -> int:
+    """The most tokens a request may spend, as held against its key's day: each model
+    call reads the prompt (about 3 characters a token) and every cap is spent in full.
+    An estimate from above; the meter stops the run at it regardless."""
+    prompt = sum(len(m.content) for m in mode.chat.messages) // 3 + 1
+    answer = mode.chat.params.max_tokens or max_tokens
+    calls, thought = 1, 0
+    if mode.mode != "instant":
+        calls, thought = 2 + mode.budget // max(1, mode.probe_every), mode.budget
+    if mode.mode in ("contemplating", "auto"):
+        calls += mode.agents * (3 + mode.agent_budget // max(1, mode.probe_every)) + 2
+        thought += mode.agents * (mode.agent_budget + answer)
+    return n * (calls * prompt + thought + answer)
+
+
 class Limits:
     """The request limits, the gates (one per engine), and the meter: the store that
     counts each key's tokens, and the observer (`observe.Observer`) that counts them
@@ -144,21 +179,38 @@ class Limits:
     def deadline(self) -> float:
         return asyncio.get_running_loop().time() + self.settings.request_timeout_s
 
+    async def hold(self, owner: str, lease: Lease | None, mode: ModeRequest, n: int) -> Tally:
+        """The tally for a request; for a key with a daily limit, with the tokens it may
+        spend held in the store first (429 when the key has none left)."""
+        if lease is None or lease.key.tokens_per_day is None:
+            return Tally(owner, lease)
+        wanted = cap(mode, n, self.settings.max_tokens)
+        granted = await asyncio.to_thread(self.store.reserve, lease.key, lease.id, time.time(), today(), wanted)
+        if granted <= 0:
+            raise RateLimited(f"Key {owner}'s {lease.key.tokens_per_day:,} tokens for today (UTC) are spent or "
+                              "held by its running requests.", retry_after=1, type="tokens")  # fmt: skip
+        return Tally(owner, lease, granted)
+
     def metered(
-        self, events: AsyncGenerator[Any, None], owner: str, deadline: float, model: str, mode: str
+        self, events: AsyncGenerator[Any, None], tally: Tally, deadline: float, model: str, mode: str
     ) -> AsyncGenerator[Any, None]:
-        """`events` until they end or the deadline passes (then RequestTimeout, and the
-        work underneath is closed); the tokens of every `Done` go to `owner`'s day, and
-        to the metrics of `model` in `mode`."""
-        events = self._until(events, owner, deadline)
+        """`events` until they end, the deadline passes (then RequestTimeout) or the
+        tally reaches its hold (then RateLimited), the work underneath closed either
+        way; the tokens of every `Done`, and of deltas of a run that never ended, go to
+        the tally, and to the metrics of `model` in `mode`."""
+        events = self._until(events, tally, deadline)
         return self.observer.watch(events, model, mode) if self.observer is not None else events
 
-    async def _until(self, events: AsyncGenerator[Any, None], owner: str, deadline: float) -> AsyncGenerator[Any, None]:
-        spent = 0
-        pending = 0  # tokens streamed since the last Done: charged too if the answer never ends
+    async def _until(
+        self, events: AsyncGenerator[Any, None], tally: Tally, deadline: float
+    ) -> AsyncGenerator[Any, None]:
+        pending = 0  # this run's tokens streamed since its last Done
         try:
             async with aclosing(events):
                 while True:
+                    if tally.budget is not None and tally.total >= tally.budget:
+                        raise RateLimited(f"The answer reached the {tally.budget:,} tokens its key had left for "
+                                          "today (UTC).", retry_after=until_tomorrow(), type="tokens")  # fmt: skip
                     try:
                         async with asyncio.timeout_at(deadline):
                             event: Event = await anext(events)
@@ -168,24 +220,35 @@ class Limits:
                         raise RequestTimeout(f"The request ran past this server's limit of "
                                              f"{self.settings.request_timeout_s:g} s.") from None  # fmt: skip
                     if isinstance(event, Done):
-                        spent += event.usage.total_tokens
+                        tally.spent += event.usage.total_tokens
+                        tally.pending -= pending
                         pending = 0
                     elif isinstance(event, TextDelta | ReasoningDelta) or (
                         isinstance(event, AgentEvent) and event.kind == "agent.delta"
                     ):
                         pending += 1  # one streamed delta is one token for every engine we know
+                        tally.pending += 1
                     yield event
         finally:
             # A client that left, a deadline or a failed engine: what was made is charged still.
-            spent += pending
-            if owner and spent:  # on a thread, never on the loop (the store may be a network away)
-                self._spending.add(asyncio.get_running_loop().run_in_executor(None, self._spend, owner, today(), spent))
+            tally.spent += pending
+            tally.pending -= pending
 
-    def _spend(self, owner: str, day: str, tokens: int) -> None:
+    def settle(self, tally: Tally) -> None:
+        """Count what the request spent to its key's day and let its hold go, on a
+        thread (never on the loop: the store may be a network away)."""
+        if tally.owner and (tally.spent or tally.budget):
+            future = asyncio.get_running_loop().run_in_executor(None, self._settle, tally)
+            self._spending.add(future)
+
+    def _settle(self, tally: Tally) -> None:
         try:
-            self.store.spend(owner, day, tokens)
+            if tally.lease is not None:
+                self.store.settle(tally.owner, tally.lease.id, today(), tally.spent)
+            elif tally.spent:
+                self.store.spend(tally.owner, today(), tally.spent)
         except Exception as e:  # the answer was given; only its count is lost, and said so
-            log.error("could not count %d tokens for key %s: %s", tokens, owner, getattr(e, "message", e))
+            log.error("could not count %d tokens for key %s: %s", tally.spent, tally.owner, getattr(e, "message", e))
 
     async def flush(self) -> None:
         """Wait for the token counts still being written (before the store closes)."""

@@ -5,9 +5,11 @@
    and, on loopback without keys, a Host that is not a local name (403: DNS rebinding);
 2. on the API's paths (/v1/…, Ollama's /api/…, /app/api/…), when keys are required, finds the key
    (`Authorization: Bearer …`) among the live ones in the store, or answers 401;
-3. on POSTs to /v1/…, holds the key to its requests per minute, tokens per day and
-   requests at once (429 with Retry-After);
-4. leaves the key's id in `request.state.owner`: what it stores belongs to that key.
+3. on requests that make work or data, holds the key to its requests per minute,
+   tokens per day and requests at once (429 with Retry-After), counted in the store
+   so the limits hold across every process that shares it (`Leases`);
+4. leaves the key's id in `request.state.owner` (what it stores belongs to that key)
+   and its lease in `request.state.lease` (the pipeline holds tokens on it).
 
 What happens at the engines (their queues, the deadline, the meter) is
 `admission.py`'s, through the serving pipeline (`pipeline.py`).
@@ -18,11 +20,12 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import logging
 import math
+import secrets
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -39,12 +42,14 @@ from ponder.errors import (
 )
 from ponder.server.dialects import error_body
 from ponder.store import ApiKey, Store
+from ponder.store.base import Refusal
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+log = logging.getLogger("ponder.guard")
 
 
 def keys_required(settings: Settings) -> bool:
@@ -66,19 +71,10 @@ def today() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%d")
 
 
-def _until_tomorrow() -> int:
+def until_tomorrow() -> int:
     now = datetime.now(UTC)
     midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
     return max(1, math.ceil((midnight - now).total_seconds()))
-
-
-@dataclass
-class _Usage:
-    """One key's requests in the last minute and requests in flight (in memory: a
-    restart forgets them; tokens per day live in the store)."""
-
-    recent: deque[float] = field(default_factory=deque)
-    running: int = 0
 
 
 class Guard:
@@ -91,7 +87,7 @@ class Guard:
         # DNS rebinding (its own name, resolved to 127.0.0.1): only local names may call.
         self.local_only = not self.required and _loopback(settings.host)
         self.origins = settings.server.cors_origins
-        self._usage: dict[str, _Usage] = {}
+        self.leases = Leases(store, settings.server.key_lease_s)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -109,19 +105,20 @@ class Guard:
             return
         state = scope.setdefault("state", {})
         state["owner"] = key.id if key else ""
-        usage = None
+        lease = None
         if key is not None and scope["method"] in ("POST", "PUT", "PATCH", "DELETE"):  # what makes work or data
-            usage = self._usage.setdefault(key.id, _Usage())
             try:
-                await self._enter(key, usage)  # counts it as running, or raises
+                lease = await self.leases.take(key)  # counts it against the key's limits, or raises
             except PonderError as e:
                 await _send_error(send, e, path)
                 return
+            if lease is not None:
+                state["lease"] = Lease(lease, key)
         try:
             await self.app(scope, self._capped(receive), send)
         finally:  # the request is over, streamed answer and all (or the client left)
-            if usage is not None:
-                usage.running -= 1
+            if lease is not None:
+                await self.leases.end(lease)
 
     def _check_length(self, scope: Scope) -> None:
         for name, value in scope["headers"]:
@@ -154,38 +151,77 @@ class Guard:
             raise AuthenticationError("Incorrect API key provided, or the key was revoked.")
         return key
 
-    async def _enter(self, key: ApiKey, usage: _Usage) -> None:
-        """Count the request against the key's rate and concurrency, or raise RateLimited.
-        It takes its place before anything is awaited, so a burst cannot slip through
-        together; a refusal by the token check gives the place back."""
-        now = time.monotonic()
-        while usage.recent and usage.recent[0] <= now - 60:
-            usage.recent.popleft()
-        if key.rpm is not None and len(usage.recent) >= key.rpm:
-            wait = math.ceil(usage.recent[0] + 60 - now)
-            raise RateLimited(f"Rate limit reached for key {key.id}: {key.rpm} requests per minute.",
-                              retry_after=wait, type="requests")  # fmt: skip
-        if key.concurrency is not None and usage.running >= key.concurrency:
-            raise RateLimited(f"Key {key.id} already has {key.concurrency} requests running; wait for one to end.",
-                              retry_after=1, type="requests", code="concurrency_limit_exceeded")  # fmt: skip
-        usage.recent.append(now)
-        usage.running += 1
-        if key.tokens_per_day is None:
-            return
-        try:
-            spent = await asyncio.to_thread(self.store.spent, key.id, today())
-        except BaseException:
-            usage.running -= 1
-            raise
-        if spent >= key.tokens_per_day:
-            usage.running -= 1
-            raise RateLimited(f"Key {key.id} has spent its {key.tokens_per_day:,} tokens for today (UTC).",
-                              retry_after=_until_tomorrow(), type="tokens")  # fmt: skip
-
 
 def owner(request: Request) -> str:
     """The id of the key that made `request` ("" without keys): what it stores is that key's."""
     return str(request.scope.get("state", {}).get("owner", ""))
+
+
+def lease_of(request: Request) -> Lease | None:
+    """The lease `request` holds on its key's limits (None without keys)."""
+    lease = request.scope.get("state", {}).get("lease")
+    return lease if isinstance(lease, Lease) else None
+
+
+@dataclass(frozen=True)
+class Lease:
+    id: str
+    key: ApiKey
+
+
+class Leases:
+    """A key's requests held in the store (`Store.admit`), so that its limits hold
+    across every process that shares it: this process renews the leases of its
+    running requests every third of `ttl`, and ends each when its request ends."""
+
+    def __init__(self, store: Store, ttl: float):
+        self.store, self.ttl = store, ttl
+        self._running: set[str] = set()
+        self._renewing: asyncio.Task[None] | None = None
+
+    async def take(self, key: ApiKey) -> str | None:
+        """A lease for a request of `key` (None for a key with no limits: nothing to count)."""
+        if key.rpm is None and key.concurrency is None and key.tokens_per_day is None:
+            return None
+        lease = f"lease_{secrets.token_hex(12)}"
+        now = time.time()
+        refusal = await asyncio.to_thread(self.store.admit, key, lease, now, today(), self.ttl)
+        if refusal is not None:
+            raise _refused(key, refusal)
+        self._running.add(lease)
+        if self._renewing is None or self._renewing.done():
+            self._renewing = asyncio.get_running_loop().create_task(self._renew())
+        return lease
+
+    async def end(self, lease: str) -> None:
+        self._running.discard(lease)
+        try:
+            await asyncio.to_thread(self.store.end, lease)
+        except Exception as e:  # the lease expires by itself; only its early end is lost, and said so
+            log.error("could not end lease %s: %s", lease, getattr(e, "message", e))
+
+    async def _renew(self) -> None:
+        while self._running:
+            await asyncio.sleep(self.ttl / 3)
+            try:
+                await asyncio.to_thread(self.store.renew, sorted(self._running), time.time() + self.ttl)
+            except Exception as e:  # tried again at the next beat; a lease lives ttl
+                log.warning("could not renew %d key leases: %s", len(self._running), getattr(e, "message", e))
+
+
+def _refused(key: ApiKey, refusal: Refusal) -> RateLimited:
+    if refusal.limit == "rpm":
+        return RateLimited(f"Rate limit reached for key {key.id}: {key.rpm} requests per minute.",
+                           retry_after=max(1, math.ceil(refusal.retry_after or 1)), type="requests")  # fmt: skip
+    if refusal.limit == "concurrency":
+        return RateLimited(f"Key {key.id} already has {key.concurrency} requests running; wait for one to end.",
+                           retry_after=1, type="requests", code="concurrency_limit_exceeded")  # fmt: skip
+    if refusal.retry_after is None:
+        return RateLimited(f"Key {key.id} has spent its {key.tokens_per_day:,} tokens for today (UTC).",
+                           retry_after=until_tomorrow(), type="tokens")  # fmt: skip
+    return RateLimited(f"Key {key.id}'s {key.tokens_per_day:,} tokens for today (UTC) are spent or held by "
+                       "its running requests; some may come back when those end.", retry_after=1,
+                       type="tokens")  # fmt: skip
 
 
 def _check_host(scope: Scope) -> None:

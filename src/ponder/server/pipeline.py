@@ -10,11 +10,13 @@ every dialect's, in one order:
      into text where the backend cannot take them;
   3. the backend's own check (a grammar it cannot build, say);
   then, when the events are first read:
-  4. a place at the engine (`admission.py`): refused at once when its queue is full
-     (429), or waited for until the deadline (408);
-  5. the mode's run, or `n` runs at once each with its own seed, metered (tokens to
-     the key's day and the metrics, ended at the deadline); the place goes back when
-     the events end, however they end.
+  4. for a key with a daily token limit, the most the request may spend, held in
+     the store (429 when the key has nothing left); then a place at the engine
+     (`admission.py`): refused at once when its queue is full (429), or waited for
+     until the deadline (408);
+  5. the mode's run, or `n` runs at once each with its own seed, metered (ended at
+     the deadline or at the tokens held); the place goes back when the events end,
+     however they end, and what they spent goes to the key's day and the metrics.
 
 Admission waits for the first read, so a route that reads the first event before
 it answers (to give a request error its HTTP status) also answers a full queue with
@@ -39,7 +41,7 @@ from ponder.errors import ClientDisconnected, PonderError
 from ponder.media.perceive import Perception
 from ponder.modes import ModeRequest
 from ponder.server.admission import Limits
-from ponder.server.guard import owner
+from ponder.server.guard import Lease, lease_of, owner
 from ponder.tools import Toolbox
 from ponder.types import ChatRequest, Completion, Event, collect
 
@@ -91,26 +93,30 @@ async def start(
     fresh = await perception.prepare(messages[perceive_from:], backend.capabilities)
     mode = replace(mode, chat=replace(mode.chat, messages=(*messages[:perceive_from], *fresh)))
     backend.check(mode.chat)
-    return Run(mode, n, _run(limits, backend, mode, n, owner(request), wrap))
+    return Run(mode, n, _run(limits, backend, mode, n, owner(request), lease_of(request), wrap))
 
 
 async def _run(
-    limits: Limits, backend: Backend, mode: ModeRequest, n: int, key: str, wrap: Wrap | None
+    limits: Limits, backend: Backend, mode: ModeRequest, n: int, key: str, lease: Lease | None, wrap: Wrap | None
 ) -> AsyncGenerator[tuple[int, Event], None]:
     deadline = limits.deadline()
-    ticket = await limits.admit(backend, deadline)
+    tally = await limits.hold(key, lease, mode, n)
     try:
-        streams: list[AsyncGenerator[Any, None]] = []
-        for i in range(n):
-            one = _choice(mode, i)
-            events = modes.run(backend, one)
-            streams.append(limits.metered(wrap(events, one) if wrap else events, key, deadline, mode.chat.model,
-                                          mode.mode))  # fmt: skip
-        async with aclosing(interleave(streams)) as tagged:
-            async for item in tagged:
-                yield item
+        ticket = await limits.admit(backend, deadline)
+        try:
+            streams: list[AsyncGenerator[Any, None]] = []
+            for i in range(n):
+                one = _choice(mode, i)
+                events = modes.run(backend, one)
+                streams.append(limits.metered(wrap(events, one) if wrap else events, tally, deadline,
+                                              mode.chat.model, mode.mode))  # fmt: skip
+            async with aclosing(interleave(streams)) as tagged:
+                async for item in tagged:
+                    yield item
+        finally:
+            ticket.release()
     finally:
-        ticket.release()
+        limits.settle(tally)
 
 
 def _choice(mode: ModeRequest, index: int) -> ModeRequest:

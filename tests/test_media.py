@@ -23,7 +23,7 @@ from ponder.backends.registry import Registry
 from ponder.backends.remote import RemoteBackend
 from ponder.backends.scripted import ScriptedBackend
 from ponder.bench_audio import clips, normalise, wer
-from ponder.config import MediaSettings, Settings
+from ponder.config import MediaSettings, ServerSettings, Settings
 from ponder.media import audio
 from ponder.models import ModelStore
 from ponder.server.app import create_app
@@ -33,8 +33,11 @@ from tests.media import bar_chart_png, data_url, pdf, spoken, text_png, tone_wav
 RECEIPT = ["CORNER SHOP", "Milk 2.49", "Bread 3.10", "TOTAL 5.59"]
 
 
-def _app(data_dir: Path, backends: dict[str, Any], media: MediaSettings | None = None) -> Any:
-    settings = Settings(data_dir=data_dir, default_model="scripted", media=media or MediaSettings())
+def _app(
+    data_dir: Path, backends: dict[str, Any], media: MediaSettings | None = None, server: ServerSettings | None = None
+) -> Any:
+    settings = Settings(data_dir=data_dir, default_model="scripted", media=media or MediaSettings(),
+                        server=server or ServerSettings())  # fmt: skip
     return create_app(Registry(settings, ModelStore(settings.models_dir, settings.cache_dir), backends))
 
 
@@ -594,7 +597,7 @@ async def test_nothing_to_say_is_a_400_for_speech_and_no_audio_for_chat(
 
 
 async def test_a_spoken_answer_is_named_by_its_audio_id_in_a_follow_up(
-    client: httpx.AsyncClient, backend: ScriptedBackend
+    client: httpx.AsyncClient, backend: ScriptedBackend, data_dir: Path
 ) -> None:
     backend.enqueue("The meeting is on Thursday.")
     body = chat(messages=[{"role": "user", "content": "When is it?"}], modalities=["text", "audio"],
@@ -604,6 +607,13 @@ async def test_a_spoken_answer_is_named_by_its_audio_id_in_a_follow_up(
               {"role": "user", "content": "And what time?"}]  # fmt: skip
     r = await client.post("/v1/chat/completions", json=chat(messages=follow))
     assert r.status_code == 200, r.text
+    assert [m.content for m in backend.requests[-1].messages if m.role == "assistant"] == [
+        "The meeting is on Thursday."
+    ]
+    # another server on the same store (a replica behind a load balancer) knows the turn too
+    other = httpx.ASGITransport(app=_app(data_dir, {"scripted": backend}))
+    async with httpx.AsyncClient(transport=other, base_url="http://localhost", timeout=120) as replica:
+        assert (await replica.post("/v1/chat/completions", json=chat(messages=follow))).status_code == 200
     assert [m.content for m in backend.requests[-1].messages if m.role == "assistant"] == [
         "The meeting is on Thursday."
     ]
@@ -654,3 +664,33 @@ async def test_malformed_image_urls_are_400s(data_dir: Path, voice_models: Any) 
             r = await c.post("/v1/chat/completions", json=chat(messages=user(
                 {"type": "image_url", "image_url": {"url": url}})))  # fmt: skip
             assert_error(r, 400, "messages.0.content.0.image_url.url", "could not be fetched")
+
+
+async def test_audio_endpoints_queue_like_an_engine_and_keep_the_deadline(
+    data_dir: Path, voice_models: tuple[Path, Path]
+) -> None:
+    """One transcription at a time and none waiting: a second one at once is a 429 with
+    Retry-After. A request past the server's deadline is a 408, not a hang."""
+    path, _ = clips()[0]
+    form = {"data": {"model": "whisper-1"}, "files": {"file": (path.name, path.read_bytes(), "audio/wav")}}
+    app = _app(data_dir, {}, server=ServerSettings(max_running=1, max_queue=0))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost",
+                                 timeout=120) as c:  # fmt: skip
+        first = asyncio.create_task(c.post("/v1/audio/transcriptions", **form))  # type: ignore[arg-type]
+        gate = None
+        for _ in range(600):  # until the first holds the media threads' place
+            gate = app.state.limits.gates.get(app.state.perception)
+            if (gate and gate.in_use) or first.done():
+                break
+            await asyncio.sleep(0.05)
+        assert gate is not None and gate.in_use == 1
+        second = await c.post("/v1/audio/speech", json={"model": "tts-1", "input": "Hello.", "voice": "alloy"})
+        assert second.status_code == 429 and "busy" in second.json()["error"]["message"]
+        assert 1 <= int(second.headers["retry-after"]) <= 60
+        assert (await first).status_code == 200
+        assert (await c.post("/v1/audio/speech", json={"model": "tts-1", "input": "Hello."})).status_code == 200
+    hurried = _app(data_dir, {}, server=ServerSettings(request_timeout_s=0.05))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=hurried), base_url="http://localhost",
+                                 timeout=120) as c:  # fmt: skip
+        late = await c.post("/v1/audio/transcriptions", **form)  # type: ignore[arg-type]
+        assert late.status_code == 408 and "limit" in late.json()["error"]["message"]

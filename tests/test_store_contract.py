@@ -332,3 +332,13 @@ def test_tokens_are_held_for_running_requests_and_settled_once(place: Place) -> 
     refused = a.admit(key, "w", 14.0, DAY, 30)
     assert refused is not None and refused.limit == "tokens" and refused.retry_after is None  # none left today
     assert a.reserve(ApiKey("key_free", "free", "p", 1.0), "any", 14.0, DAY, 500) == 500  # no limit: all of it
+
+
+def test_a_spoken_answer_is_known_to_every_store_on_a_place_until_it_expires(place: Place) -> None:
+    a, b = place(), place()
+    a.remember_spoken("audio_1", "key_a", "On Thursday.", expires_at=200.0, now=100.0)
+    assert b.spoken("audio_1", "key_a", 150.0) == "On Thursday."
+    assert b.spoken("audio_1", "key_b", 150.0) is None  # only the key that made it may name it
+    assert b.spoken("audio_1", "key_a", 201.0) is None  # expired
+    b.remember_spoken("audio_2", "key_a", "At noon.", expires_at=400.0, now=300.0)  # and the expired ones go
+    assert a.spoken("audio_1", "key_a", 150.0) is None and a.spoken("audio_2", "key_a", 300.0) == "At noon."

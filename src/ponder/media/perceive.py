@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -32,42 +31,52 @@ from ponder.config import MediaSettings, Settings
 from ponder.errors import InvalidRequest, TooLarge, Unsupported
 from ponder.media import audio, documents, models, vision
 from ponder.media.speech import TextToSpeech
+from ponder.store import Store
 from ponder.types import Media, Message
 
 T = TypeVar("T")
+MEDIA_THREADS = 2
 _LIMITS = {"image": "max_image_bytes", "audio": "max_audio_bytes", "file": "max_file_bytes"}
 
 
 class Perception:
     """The models that hear, speak and read images, each loaded on first use."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, store: Store | None = None):
         self.settings = settings
+        self.store = store  # where spoken answers' texts are kept (any server on it may be asked for one)
         self.limits: MediaSettings = settings.media
         self._stt: audio.SpeechToText | None = None
         self._tts: TextToSpeech | None = None
         self.ocr = vision.Ocr()
         # Media work runs on threads of its own, so a queue of long transcriptions
         # never holds up the store, tokenizing or tools on asyncio's shared pool.
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ponder-media")
-        self._spoken: OrderedDict[str, tuple[float, str]] = OrderedDict()  # audio id -> (expiry, transcript)
+        self._pool = ThreadPoolExecutor(max_workers=MEDIA_THREADS, thread_name_prefix="ponder-media")
+
+    @property
+    def capacity(self) -> int:
+        """Media jobs that run at once (the audio endpoints' gate lets this many in)."""
+        return MEDIA_THREADS
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """`fn(*args, **kwargs)` on the media threads."""
         return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
 
-    def remember(self, audio_id: str, transcript: str, ttl_s: int = 3600) -> int:
-        """Keep a spoken answer's text for `ttl_s`, so a follow-up can name the turn by
-        its audio id; returns the expiry (Unix seconds). The oldest go past 10,000."""
+    async def remember(self, audio_id: str, owner: str, transcript: str, ttl_s: int = 3600) -> int:
+        """Keep a spoken answer's text in the store for `ttl_s`, so a follow-up can name
+        the turn by its audio id, through any server on the store; returns the expiry
+        (Unix seconds)."""
         now = time.time()
-        while self._spoken and (len(self._spoken) >= 10_000 or next(iter(self._spoken.values()))[0] < now):
-            self._spoken.popitem(last=False)
-        self._spoken[audio_id] = (now + ttl_s, transcript)
+        if self.store is None:
+            raise RuntimeError("spoken answers need a store to be kept in")
+        await asyncio.to_thread(self.store.remember_spoken, audio_id, owner, transcript, now + ttl_s, now)
         return int(now + ttl_s)
 
-    def recall(self, audio_id: str) -> str | None:
-        kept = self._spoken.get(audio_id)
-        return kept[1] if kept and kept[0] >= time.time() else None
+    async def recall(self, audio_id: str, owner: str) -> str | None:
+        """The text of `owner`'s spoken answer `audio_id`, unless unknown or expired."""
+        if self.store is None:
+            return None
+        return await asyncio.to_thread(self.store.spoken, audio_id, owner, time.time())
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -11,8 +11,8 @@ from the request's caps, at most what the key has left); the meter ends a run th
 reaches its hold, so a key's concurrent requests, in any process, never pass its
 limit together. When the run ends, what it spent is counted and the hold let go
 in one step (`Limits.settle`). What it does not know: the
-load of engines it does not run (a remote engine's own queue), and audio endpoints,
-which run on the perception pool rather than an engine.
+load of engines it does not run (a remote engine's own queue). The audio endpoints
+take a place at the media threads' own gate the same way (`Limits.within`).
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from ponder.config import ServerSettings
 from ponder.errors import RateLimited, RequestTimeout, invalid_value
@@ -34,6 +34,7 @@ from ponder.store import Store
 from ponder.types import AgentEvent, Done, Event, ReasoningDelta, TextDelta
 
 log = logging.getLogger("ponder.admission")
+T = TypeVar("T")
 
 
 class Gate:
@@ -178,6 +179,21 @@ class Limits:
 
     def deadline(self) -> float:
         return asyncio.get_running_loop().time() + self.settings.request_timeout_s
+
+    async def within(self, worker: Any, work: Callable[[], Awaitable[T]]) -> T:
+        """`work()` with a place at `worker`'s gate (the media threads, say: 429 at once
+        when its queue is full), ended at the request's deadline (RequestTimeout). A
+        thread already running finishes on its own; the caller has its error at once."""
+        deadline = self.deadline()
+        ticket = await self.admit(worker, deadline)
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await work()
+        except TimeoutError:
+            raise RequestTimeout(f"The request ran past this server's limit of "
+                                 f"{self.settings.request_timeout_s:g} s.") from None  # fmt: skip
+        finally:
+            ticket.release()
 
     async def hold(self, owner: str, lease: Lease | None, mode: ModeRequest, n: int) -> Tally:
         """The tally for a request; for a key with a daily limit, with the tokens it may

@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 import re
 import uuid
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -15,9 +16,11 @@ from starlette.datastructures import UploadFile
 from ponder.errors import InvalidRequest, TooLarge, Unsupported, invalid_value
 from ponder.media import audio, speech
 from ponder.media.perceive import Perception
+from ponder.server.admission import Limits
 from ponder.server.protocol import WireRequest
 
 router = APIRouter()
+T = TypeVar("T")
 MAX_SPEECH_CHARS = 4096  # OpenAI's limit on `input`
 
 
@@ -89,14 +92,26 @@ async def _transcribe(request: Request, task: str) -> Response:
         data = await upload.read()
     finally:
         await form.close()
-    samples = await perception.run(audio.decode, data, "file", limits.max_audio_seconds)
     stt = perception.stt
-    transcript = await perception.run(
-        stt.transcribe, samples, language=language, task=task, prompt=fields.get("prompt"), temperature=temperature,
-        timestamps=audio.needs_timestamps(fmt, granularities), words="word" in granularities,
-    )  # fmt: skip
+
+    async def work() -> audio.Transcript:
+        samples = await perception.run(audio.decode, data, "file", limits.max_audio_seconds)
+        return await perception.run(
+            stt.transcribe, samples, language=language, task=task, prompt=fields.get("prompt"),
+            temperature=temperature, timestamps=audio.needs_timestamps(fmt, granularities),
+            words="word" in granularities,
+        )  # fmt: skip
+
+    transcript = await _admitted(request, work)
     body, media_type = audio.render(transcript, fmt, granularities)
     return Response(body, media_type=media_type)
+
+
+async def _admitted(request: Request, work: Callable[[], Awaitable[T]]) -> T:
+    """`work` as an engine's request runs: a place at the media threads' gate (429 and
+    Retry-After when its queue is full) and the server's deadline (408)."""
+    limits: Limits = request.app.state.limits
+    return await limits.within(request.app.state.perception, work)
 
 
 def _number(value: str | None, param: str, low: float, high: float) -> float:
@@ -138,10 +153,14 @@ async def create_speech(body: SpeechRequest, request: Request) -> Response:
         raise Unsupported("stream_format 'sse' is not supported; the audio comes as one file", param="stream_format")
     tts = perception.tts
     check_voice(body.voice, tts.name)
-    samples = await perception.run(tts.synthesize, body.input, body.speed)
-    if samples.size == 0:
-        raise invalid_value("input", "it holds nothing the voice can say (no words)")
-    data = await perception.run(speech.encode, samples, tts.sample_rate, body.response_format)
+
+    async def work() -> bytes:
+        samples = await perception.run(tts.synthesize, body.input, body.speed)
+        if samples.size == 0:
+            raise invalid_value("input", "it holds nothing the voice can say (no words)")
+        return await perception.run(speech.encode, samples, tts.sample_rate, body.response_format)
+
+    data = await _admitted(request, work)
     return Response(data, media_type=speech.SPEECH_FORMATS[body.response_format][0])
 
 
@@ -167,7 +186,7 @@ async def spoken(perception: Perception, text: str, response_format: str, owner:
         return None
     data = await perception.run(speech.encode, samples, tts.sample_rate, fmt)
     audio_id = f"audio_{uuid.uuid4().hex}"
-    expires = perception.remember(f"{owner}\0{audio_id}", text)  # only the key that made it may name it
+    expires = await perception.remember(audio_id, owner, text)  # only the key that made it may name it
     return {"id": audio_id, "data": base64.b64encode(data).decode(), "expires_at": expires, "transcript": text}
 
 

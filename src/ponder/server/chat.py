@@ -34,7 +34,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> JSO
     if speak is not None:
         check_voice(speak.voice, perception.tts.name, param="audio.voice")
     backend = await registry.get(body.model)
-    chat = _with_spoken_turns(body.to_internal(box.specs), body, perception, owner(request))
+    chat = await _with_spoken_turns(body.to_internal(box.specs), body, perception, owner(request))
     mode = mode_request(registry, chat, body.model, body.mode, body.reasoning_effort, body.thinking_budget,
                         body.thought_compression, body.contemplation, box)  # fmt: skip
     # n > 1: n runs of the mode at once (the batched engine decodes them together)
@@ -60,14 +60,14 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> JSO
     return pipeline.sse_response(_sse(encoder, first, events, voice))
 
 
-def _with_spoken_turns(
+async def _with_spoken_turns(
     chat: ChatRequest, body: ChatCompletionRequest, perception: Perception, owner: str
 ) -> ChatRequest:
     """Assistant turns a client sends back as `{"audio": {"id"}}` (a spoken answer it
     got from here), with their text again."""
     messages = list(chat.messages)
     for i, audio_id in body.spoken_turns():
-        text = perception.recall(f"{owner}\0{audio_id}")
+        text = await perception.recall(audio_id, owner)
         if text is None:
             raise InvalidRequest(f"Audio '{audio_id}' is unknown here or has expired: send the turn's text as "
                                  "content instead.", param=f"messages.{i}.audio.id", code="invalid_value")  # fmt: skip

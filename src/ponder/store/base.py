@@ -73,7 +73,13 @@ CREATE TABLE IF NOT EXISTS key_leases (  -- a key's requests, in every process t
     expires_at DOUBLE PRECISION,           -- running until then (renewed while it runs); NULL once ended
     reserved BIGINT NOT NULL DEFAULT 0     -- tokens held for it against the day's limit while it runs
 );
-CREATE INDEX IF NOT EXISTS key_leases_by_key ON key_leases (key_id, started_at)
+CREATE INDEX IF NOT EXISTS key_leases_by_key ON key_leases (key_id, started_at);
+CREATE TABLE IF NOT EXISTS spoken_answers (  -- a spoken answer's text, for a follow-up that names its audio id
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    transcript TEXT NOT NULL,
+    expires_at DOUBLE PRECISION NOT NULL
+)
 """
 
 
@@ -266,6 +272,22 @@ class Store(ABC):
     def spent(self, key_id: str, day: str) -> int:
         with self._sql() as run:
             return self._spent(run, key_id, day)
+
+    # --- spoken answers ----------------------------------------------------------------
+
+    def remember_spoken(self, audio_id: str, owner: str, transcript: str, expires_at: float, now: float) -> None:
+        """Keep a spoken answer's text until `expires_at` (and drop those past theirs)."""
+        with self._sql(write=True) as run:
+            run("DELETE FROM spoken_answers WHERE expires_at < ?", (now,))
+            run("INSERT INTO spoken_answers (id, owner, transcript, expires_at) VALUES (?, ?, ?, ?)",
+                (audio_id, owner, transcript, expires_at))  # fmt: skip
+
+    def spoken(self, audio_id: str, owner: str, now: float) -> str | None:
+        """The text of the spoken answer `audio_id` of `owner`, unless it expired."""
+        with self._sql() as run:
+            row = run("SELECT transcript FROM spoken_answers WHERE id = ? AND owner = ? AND expires_at >= ?",
+                      (audio_id, owner, now)).fetchone()  # fmt: skip
+        return str(row[0]) if row else None
 
     # --- key limits, across every process that shares the store ------------------------
     # A request of a key holds a lease from admission to its end. Leases started in the

@@ -35,14 +35,34 @@ def test_options_and_the_question_are_read_out_of_a_message() -> None:
     assert choices.parse("A. red\nB. blue") is None  # no question before them
     assert choices.parse("Plan:\nA. shop\nthen\nB. cook") is None  # not a list of options
     assert choices.parse("Why?\nB. first\nA. second") is None  # letters out of order
+    # lettered lists that ask for no choice are not multiple choice
+    assert choices.parse("Here's my plan:\na. wake up\nb. run") is None
+    assert choices.parse("1. Compare:\n  a) cats\n  b) dogs\n2. Explain the difference.") is None
+    # a question after the options belongs to the question; a header line that is not "Choices:" stays
+    after = choices.parse("Consider f(x) = x*x.\nA. f is even\nB. f is odd\nWhich is correct?")
+    assert after is not None and after.stem == "Consider f(x) = x*x.\nWhich is correct?"
+    kept = choices.parse("Consider f(x) = x*x.\nWhich of these is true:\nA. even\nB. odd")
+    assert kept is not None and kept.stem.endswith("Which of these is true:")
 
 
 def test_the_letter_distribution_comes_from_the_named_letter_and_the_product_pools() -> None:
     top = (("B", -0.2), ("A", -1.9), ("C", -4.0), ("The", -5.0))
-    logprobs = [TokenLogprob("The", -0.1, ()), TokenLogprob(" B", -0.2, top)]
-    named = choices.named(QUESTION, "The B", logprobs)
+    logprobs = [TokenLogprob("The", -0.1, ()), TokenLogprob(" answer", -0.1, ()), TokenLogprob(" is", -0.1, ()),
+                TokenLogprob(" B", -0.2, top)]  # fmt: skip
+    named = choices.named(QUESTION, "The answer is B", logprobs)
     assert named is not None and [round(p, 2) for p in named] == [0.15, 0.83, 0.02]
-    assert choices.named(QUESTION, "The B", []) is None  # no log-probabilities: nothing to say
+    assert choices.named(QUESTION, "The answer is B", []) is None  # no log-probabilities: nothing to say
+    article = [
+        TokenLogprob("It's", -0.1, ()),
+        TokenLogprob(" a", -0.1, (("a", -0.1), ("the", -2.0))),
+        TokenLogprob(" gum", -0.1, ()),
+        TokenLogprob(",", -0.1, ()),
+        TokenLogprob(" answer", -0.1, ()),
+        TokenLogprob(" is", -0.1, ()),
+        TokenLogprob(" A", -0.7, (("A", -0.7), ("B", -0.9), ("C", -3.0))),
+    ]
+    named_a = choices.named(QUESTION, "It's a gum, answer is A", article)  # the letter named, not the article
+    assert named_a is not None and [round(p, 2) for p in named_a] == [0.52, 0.43, 0.05]
     assert choices.named("What is 2 + 2?", "4", logprobs) is None  # no options
     words = [0.6, 0.2, 0.2]
     flat = choices.pool([0.34, 0.33, 0.33], words, None)  # a letter that is a guess yields to the words
@@ -51,12 +71,12 @@ def test_the_letter_distribution_comes_from_the_named_letter_and_the_product_poo
     assert sure.index(max(sure)) == 1
 
 
-def by_option(scores: dict[str, float]) -> ScriptedBackend:
+def by_option(scores: dict[str, float], stem: str = STEM) -> ScriptedBackend:
     """A backend whose direct answer is scripted per test, and that scores each option
     by the first word it matches in `scores` (per token, one token a byte)."""
 
     def score(req: ChatRequest) -> list[float]:
-        assert req.messages == (Message("system", "Be brief."), Message("user", STEM))  # the options are not shown
+        assert req.messages[-1] == Message("user", stem)  # the options are not shown
         value = next(v for word, v in scores.items() if word in req.prefill)
         return [value] * len(req.prefill.encode())
 
@@ -107,3 +127,14 @@ async def test_auto_checks_a_lettered_answer_against_the_options_words() -> None
     done = await collect(run(backend, replace(resolve(CHAT, ModeSettings(), mode="auto"), auto_confidence=5.0)))
     assert done.text == "B" and done.usage.completion_tokens == 1
     assert next(e for e in done.progress if e.kind == "synthesis.start").data["method"] == "pooled"
+
+
+async def test_a_lettered_list_the_direct_answer_names_no_option_of_goes_on_to_chains() -> None:
+    homework = ChatRequest("m", (Message("user", "Can you help with my homework?\na) Define entropy.\n"
+                                                  "b) Give an example of it."),))  # fmt: skip
+    backend = by_option({"Define": -1.0, "example": -2.0}, stem="Can you help with my homework?")
+    backend.respond = lambda req: "Entropy measures how spread out energy is; ice melting is an example."
+    done = await collect(run(backend, contemplate(backend, homework)))
+    assert "options" in [e.data["method"] for e in done.progress if e.kind == "agent.start"]
+    assert next(e for e in done.progress if e.kind == "synthesis.start").data["method"] != "pooled"
+    assert done.text.startswith("Entropy")  # an answer in words, not an option's letter

@@ -31,7 +31,14 @@ from ponder.modes import answers
 from ponder.types import ChatRequest, Message, TokenLogprob
 
 _OPTION = re.compile(r"^\s*\(?([A-Za-z])[.)]\s+(.*\S)\s*$")
-_HEADER = re.compile(r"^\s*[^\n]{0,40}:\s*$")  # "Choices:", "Options:", "Answer choices:"
+_HEADER = re.compile(r"^\s*(?:answer\s+)?(?:choices|options|answers|alternatives|candidates)\s*:\s*$", re.IGNORECASE)
+# What a request to choose says somewhere: a question, or the words of one. A list of
+# steps or tasks lettered a), b) says none of them and is not a choice.
+_ASKS = re.compile(r"\?|\b(?:which|choose|select|pick|correct|answer|option|letter|true|false|best|most likely)\b",
+                   re.IGNORECASE)  # fmt: skip
+# What may come right before the letter an answer names ("B", "Answer: B", "(B)", "is B"):
+# not an article "a" inside a sentence.
+_NAMES_LETTER = re.compile(r"(?:^|\bis|:|\(|\boption|\bchoice|\*\*)\s*$", re.IGNORECASE)
 FLOOR = 1e-6  # the probability given to a letter the engine did not list among its top candidates
 
 
@@ -46,8 +53,11 @@ class Choices:
 
 def parse(text: str) -> Choices | None:
     """The options of `text` when it letters two or more of them in order (A., B., …,
-    one per line), with the question before them; None otherwise. Text after the
-    options (an instruction on how to reply) is not part of any option."""
+    one per line) and asks for a choice, with the question before them (and a
+    question after them); None otherwise. Other text after the options (an
+    instruction on how to reply) is not part of any option."""
+    if not _ASKS.search(text):
+        return None
     lines = text.splitlines()
     found: list[tuple[int, str]] = []
     for i, line in enumerate(lines):
@@ -63,7 +73,8 @@ def parse(text: str) -> Choices | None:
         before.pop()
     if len(before) > 1 and _HEADER.match(before[-1]):  # "Choices:" after a question names the options
         before.pop()
-    stem = "\n".join(before).strip()
+    asked_after = [line.strip() for line in lines[found[-1][0] + 1 :] if line.strip().endswith("?")]
+    stem = "\n".join([*before, *asked_after]).strip()
     return Choices(stem, tuple(o for _, o in found)) if stem else None
 
 
@@ -87,8 +98,11 @@ def letter_distribution(logprobs: Sequence[TokenLogprob], n: int, committed: str
     """The probabilities of the letters a..(n-th), from the engine's top candidates at
     the first token of the answer that is the letter it `committed` to ("C", " B");
     None when there is no such token (or no log-probabilities came with the answer)."""
+    before = ""
     for lp in logprobs:
-        if committed is None or _as_letter(lp.token, n) != ord(committed) - ord("a"):
+        named_here = committed is not None and _as_letter(lp.token, n) == ord(committed) - ord("a")
+        if not named_here or not _NAMES_LETTER.search(before):
+            before += lp.token
             continue
         probs = [FLOOR] * n
         for text, value in lp.top or ((lp.token, lp.logprob),):

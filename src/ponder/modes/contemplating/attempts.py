@@ -69,7 +69,7 @@ async def run(
         wave = tuple(replace(t, stop_below=bar) if t.method == "chain" else t for t in wave)
         async for event in run_agents(backend, req, wave, results):
             yield event
-        decision = settled(results) or pooled(results)
+        decision = pooled(results, request_text(req.chat)) or settled(results)
         if decision is not None:
             break
     results.sort(key=lambda r: r.index)  # finishing order is noise; keep output deterministic
@@ -99,7 +99,9 @@ async def run(
 
 
 def voters(results: Sequence[AgentResult]) -> list[AgentResult]:
-    return [r for r in results if r.ok and r.vote is not None]
+    """The agents whose answers count in a vote: not the options' scores, which only
+    weigh in on a choice the direct answer made (`pooled`)."""
+    return [r for r in results if r.ok and r.vote is not None and r.method != "options"]
 
 
 def settled(results: Sequence[AgentResult]) -> Decision | None:
@@ -112,18 +114,27 @@ def settled(results: Sequence[AgentResult]) -> Decision | None:
     return None
 
 
-def pooled(results: Sequence[AgentResult]) -> Decision | None:
-    """For a question with lettered options, once its options are scored: the option
-    most likely by the product of every distribution the agents have (the scores, and
-    the letter the direct answer named: `modes.choices`)."""
-    if not any(r.ok and r.method == "options" for r in results):
+def pooled(results: Sequence[AgentResult], question: str) -> Decision | None:
+    """For a question with lettered options, once its options are scored and the
+    direct answer named one of them: the option most likely by the product of every
+    distribution the agents have (the scores, and the letter the direct answer
+    named: `modes.choices`). A direct answer that named no option (the request was
+    not a choice after all, say) leaves it to the next wave."""
+    found = choices.parse(question)
+    scored = [r for r in results if r.ok and r.method == "options" and r.trace.distribution is not None]
+    if found is None or not scored:
+        return None
+    named = [answers.choice(r.trace.answer, len(found.options), found.options) for r in results
+             if r.ok and r.method == "direct"]  # fmt: skip
+    if not any(named):
         return None
     given = [r for r in results if r.ok and r.trace.distribution is not None]
     joint = choices.pool(*(r.trace.distribution for r in given))
     best = max(range(len(joint)), key=lambda i: joint[i])
     answer = chr(ord("a") + best)
     tally = {chr(ord("a") + i): round(p, 3) for i, p in enumerate(joint)}
-    return Decision(answer, "pooled", _best([r for r in given if r.vote == answer]), tally)
+    agreed = all(letter == answer for letter in named) and all(r.vote == answer for r in scored)
+    return Decision(answer, "agreement" if agreed else "pooled", _best([r for r in given if r.vote == answer]), tally)
 
 
 def plurality(results: Sequence[AgentResult]) -> Decision | None:
@@ -215,7 +226,7 @@ async def _final(
         yield TextDelta(_option(request_text(chat), decision.answer, results))
         return
     if winner is None:  # no agent committed to an answer: the surest one's text
-        finished = [r for r in results if r.error is None and r.trace.answer.strip()]
+        finished = [r for r in results if r.error is None and r.trace.answer.strip() and r.method != "options"]
         winner = max(finished, key=lambda r: (r.ok, r.method != "program", r.confidence), default=None)
     if winner is not None and winner.method != "program":
         yield TextDelta(clean(winner.trace.answer).strip())

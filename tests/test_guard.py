@@ -181,12 +181,20 @@ async def test_tokens_per_day_are_metered_and_enforced(make: Callable[..., Any],
     r = await client(secret).post("/v1/responses", json={"model": "scripted", "input": "hi"})
     assert await counted(store, key.id, spent + streamed + r.json()["usage"]["total_tokens"])
 
-    # a key with 3 tokens a day: an answer is cut where it reaches them, and counted
-    bob, small = add_key(store, "bob", tokens_per_day=3)
-    backend.enqueue("one two three four five six")
+    # an answer longer than one held stretch holds more as it goes, and ends whole
+    carol, roomy = add_key(store, "carol", tokens_per_day=5000)
+    long_answer = " ".join(f"w{i}" for i in range(1500))
+    backend.enqueue(long_answer)
+    r = await client(roomy).post("/v1/chat/completions", json=chat())
+    assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == long_answer, r.text
+    assert await counted(store, carol.id, r.json()["usage"]["total_tokens"])
+    # a key with 150 tokens a day: an answer is cut where it would pass them, what it made is
+    # counted, and a request whose prompt alone would not fit is refused before it starts
+    bob, small = add_key(store, "bob", tokens_per_day=150)
+    backend.enqueue(" ".join(f"w{i}" for i in range(300)))
     r = await client(small).post("/v1/chat/completions", json=chat())
-    assert assert_error(r, 429)["type"] == "tokens" and "reached the 3 tokens" in r.json()["error"]["message"]
-    assert await counted(store, bob.id, 3)  # never past the limit
+    assert assert_error(r, 429)["type"] == "tokens" and "reached the 150 tokens" in r.json()["error"]["message"]
+    assert await counted(store, bob.id, lambda n: 0 < n <= 150)  # never past the limit
     r = await client(small).post("/v1/chat/completions", json=chat())
     assert assert_error(r, 429)["type"] == "tokens"
     assert 1 <= int(r.headers["retry-after"]) <= 86400

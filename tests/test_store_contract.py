@@ -292,9 +292,9 @@ def test_a_keys_rate_and_concurrency_are_counted_across_stores(place: Place) -> 
     assert a.admit(key, "l1", t, DAY, 30) is None and b.admit(key, "l2", t + 1, DAY, 30) is None
     refused = b.admit(key, "l3", t + 2, DAY, 30)
     assert refused is not None and refused.limit == "concurrency"  # two run, on two servers
-    a.end("l1")
+    a.end("l1", t + 32)
     assert b.admit(key, "l3", t + 3, DAY, 30) is None  # one ended: a place is free
-    b.end("l2")
+    b.end("l2", t + 33)
     refused = a.admit(key, "l4", t + 4, DAY, 30)
     assert refused is not None and refused.limit == "rpm" and refused.retry_after == pytest.approx(56.0)
     assert a.admit(key, "l4", t + 60.5, DAY, 30) is None  # the first left the minute
@@ -309,8 +309,8 @@ def test_a_lease_not_renewed_expires_and_one_renewed_does_not(place: Place) -> N
     assert b.admit(key, "waits", 105.5, DAY, 5) is None  # its process stopped renewing it
     a.renew(["waits"], 200.0)
     assert a.admit(key, "third", 150.0, DAY, 5) is not None  # renewed past its first expiry
-    b.end("waits")
-    a.renew(["waits"], 300.0)  # an ended lease stays ended
+    b.end("waits", 155.0)
+    a.renew(["waits"], 300.0)  # an ended lease is not renewed, and runs no more
     assert a.admit(key, "third", 151.0, DAY, 5) is None
 
 
@@ -322,7 +322,7 @@ def test_tokens_are_held_for_running_requests_and_settled_once(place: Place) -> 
     assert a.reserve(key, "x", 11.0, DAY, 70) == 70
     assert b.reserve(key, "y", 11.0, DAY, 70) == 30  # what x does not hold
     assert a.admit(key, "z", 12.0, DAY, 30) is not None  # all 100 held: nothing left to start with
-    a.end("x")  # ended, not yet settled: still held
+    a.end("x", 40.0)  # ended, not yet settled: still held
     assert b.admit(key, "z", 12.5, DAY, 30) is not None
     a.settle("key_tok", "x", DAY, 20)  # it spent 20 of its 70
     assert b.spent("key_tok", DAY) == 20
@@ -332,6 +332,16 @@ def test_tokens_are_held_for_running_requests_and_settled_once(place: Place) -> 
     refused = a.admit(key, "w", 14.0, DAY, 30)
     assert refused is not None and refused.limit == "tokens" and refused.retry_after is None  # none left today
     assert a.reserve(ApiKey("key_free", "free", "p", 1.0), "any", 14.0, DAY, 500) == 500  # no limit: all of it
+
+
+def test_a_hold_never_settled_goes_when_its_lease_expires(place: Place) -> None:
+    a, b = place(), place()
+    key = ApiKey("key_lost", "lost", "pdr-lost", 1.0, tokens_per_day=100)
+    a.add_key(key, "pdr-lostsecret")
+    assert a.admit(key, "p", 0.0, DAY, 30) is None and a.reserve(key, "p", 0.0, DAY, 100) == 100
+    a.end("p", 10.0)  # its settlement never comes (its process died after the request ended)
+    assert b.admit(key, "q", 5.0, DAY, 30) is not None
+    assert b.admit(key, "q", 11.0, DAY, 30) is None and b.reserve(key, "q", 11.0, DAY, 100) == 100
 
 
 def test_a_spoken_answer_is_known_to_every_store_on_a_place_until_it_expires(place: Place) -> None:

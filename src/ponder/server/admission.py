@@ -6,11 +6,15 @@ when full, RequestTimeout when the wait reaches the deadline), and gives it back
 when its events end (`pipeline.py` holds the ticket for exactly that long). Its
 events pass through `Limits.metered`, which ends them at the deadline and counts the
 tokens they spend into a `Tally`, for the metrics and for the key's day. A key with
-a daily limit first holds, in the store, the most its request may spend (`Limits.hold`,
-from the request's caps, at most what the key has left); the meter ends a run that
-reaches its hold, so a key's concurrent requests, in any process, never pass its
-limit together. When the run ends, what it spent is counted and the hold let go
-in one step (`Limits.settle`). What it does not know: the
+a daily limit first holds, in the store, tokens for its prompt and a first stretch
+of its answer (`Limits.hold`), and the meter holds more, a stretch at a time, as
+the answer goes on; an answer that can hold no more is ended there. The holds of
+a key's running requests, in every process, count as spent for each other, so
+together they never pass its limit: a run's first prompt is held from its estimate
+(about 3 characters a token) until the engine reports it; a later call's prompt (a
+mode's next step, which rereads the work so far) is counted when it reports, and
+may pass the hold by that much. When the run ends, what it spent is counted
+and the hold let go in one step (`Limits.settle`). What it does not know: the
 load of engines it does not run (a remote engine's own queue). The audio endpoints
 take a place at the media threads' own gate the same way (`Limits.within`).
 """
@@ -35,6 +39,7 @@ from ponder.types import AgentEvent, Done, Event, ReasoningDelta, TextDelta
 
 log = logging.getLogger("ponder.admission")
 T = TypeVar("T")
+HOLD_STEP = 1024  # tokens a request holds at a time against its key's daily limit, beyond its prompt
 
 
 class Gate:
@@ -119,25 +124,28 @@ class Tally:
     budget: int | None = None  # the tokens held for it: the meter ends the runs there
     spent: int = 0  # tokens of the Done events
     pending: int = 0  # tokens streamed since a run's last Done
+    unreported: int = 0  # the estimated prompts of runs whose first call has not reported its usage yet
+    per_run: int = 0  # one run's estimated prompt
 
     @property
     def total(self) -> int:
-        return self.spent + self.pending
+        return self.spent + self.pending + self.unreported
 
 
-def cap(mode: ModeRequest, n: int, max_tokens: int) -> int:
-    """The most tokens a request may spend, as held against its key's day: each model
-    call reads the prompt (about 3 characters a token) and every cap is spent in full.
-    An estimate from above; the meter stops the run at it regardless."""
-    prompt = sum(len(m.content) for m in mode.chat.messages) // 3 + 1
-    answer = mode.chat.params.max_tokens or max_tokens
-    calls, thought = 1, 0
-    if mode.mode != "instant":
-        calls, thought = 2 + mode.budget // max(1, mode.probe_every), mode.budget
-    if mode.mode in ("contemplating", "auto"):
-        calls += mode.agents * (3 + mode.agent_budget // max(1, mode.probe_every)) + 2
-        thought += mode.agents * (mode.agent_budget + answer)
-    return n * (calls * prompt + thought + answer)
+def prompt_estimate(mode: ModeRequest, n: int) -> int:
+    """The tokens a request's prompt is likely to take (about 3 characters a token,
+    and room for the chat template), read once by each of its `n` runs."""
+    chars = sum(len(m.content) for m in mode.chat.messages) + sum(len(t.name) + len(t.description or "")
+                                                                  for t in mode.chat.tools)  # fmt: skip
+    return n * (chars // 3 + 16 * len(mode.chat.messages) + 64)
+
+
+def _reached(tally: Tally) -> RateLimited:
+    return RateLimited(
+        f"The answer reached the {tally.budget or 0:,} tokens its key had left for today (UTC).",
+        retry_after=until_tomorrow(),
+        type="tokens",
+    )
 
 
 class Limits:
@@ -196,16 +204,25 @@ class Limits:
             ticket.release()
 
     async def hold(self, owner: str, lease: Lease | None, mode: ModeRequest, n: int) -> Tally:
-        """The tally for a request; for a key with a daily limit, with the tokens it may
-        spend held in the store first (429 when the key has none left)."""
+        """The tally for a request; for a key with a daily limit, with tokens held in
+        the store first for its prompt and a first stretch of its answer (429 when the
+        key has none left). The meter holds more as the answer goes on (`_more`)."""
         if lease is None or lease.key.tokens_per_day is None:
             return Tally(owner, lease)
-        wanted = cap(mode, n, self.settings.max_tokens)
-        granted = await asyncio.to_thread(self.store.reserve, lease.key, lease.id, time.time(), today(), wanted)
-        if granted <= 0:
+        prompt = prompt_estimate(mode, n)
+        tally = Tally(owner, lease, 0, unreported=prompt, per_run=prompt // n)
+        if not await self._more(tally, prompt + HOLD_STEP):
             raise RateLimited(f"Key {owner}'s {lease.key.tokens_per_day:,} tokens for today (UTC) are spent or "
                               "held by its running requests.", retry_after=1, type="tokens")  # fmt: skip
-        return Tally(owner, lease, granted)
+        return tally
+
+    async def _more(self, tally: Tally, wanted: int) -> bool:
+        """Hold `wanted` tokens in all for the tally's request (or what is left); whether
+        that covers what it has spent so far, and more."""
+        assert tally.lease is not None
+        key, lease = tally.lease.key, tally.lease.id
+        tally.budget = await asyncio.to_thread(self.store.reserve, key, lease, time.time(), today(), wanted)
+        return tally.budget > tally.total
 
     def metered(
         self, events: AsyncGenerator[Any, None], tally: Tally, deadline: float, model: str, mode: str
@@ -221,12 +238,10 @@ class Limits:
         self, events: AsyncGenerator[Any, None], tally: Tally, deadline: float
     ) -> AsyncGenerator[Any, None]:
         pending = 0  # this run's tokens streamed since its last Done
+        first = True  # this run's first model call has not reported yet
         try:
             async with aclosing(events):
                 while True:
-                    if tally.budget is not None and tally.total >= tally.budget:
-                        raise RateLimited(f"The answer reached the {tally.budget:,} tokens its key had left for "
-                                          "today (UTC).", retry_after=until_tomorrow(), type="tokens")  # fmt: skip
                     try:
                         async with asyncio.timeout_at(deadline):
                             event: Event = await anext(events)
@@ -235,20 +250,32 @@ class Limits:
                     except TimeoutError:
                         raise RequestTimeout(f"The request ran past this server's limit of "
                                              f"{self.settings.request_timeout_s:g} s.") from None  # fmt: skip
-                    if isinstance(event, Done):
+                    if isinstance(event, Done):  # a model call ended: what it read and wrote is spent
                         tally.spent += event.usage.total_tokens
                         tally.pending -= pending
                         pending = 0
+                        if first:  # its prompt is counted now, not estimated
+                            tally.unreported -= min(tally.unreported, tally.per_run)
+                            first = False
+                        if tally.budget is not None and tally.total >= tally.budget:
+                            await self._more(tally, tally.total + HOLD_STEP)  # for the calls after it, if any
                     elif isinstance(event, TextDelta | ReasoningDelta) or (
                         isinstance(event, AgentEvent) and event.kind == "agent.delta"
                     ):
-                        pending += 1  # one streamed delta is one token for every engine we know
+                        # one streamed delta is one token for every engine we know; one the hold
+                        # cannot cover is not given, nor counted
+                        over = tally.budget is not None and tally.total + 1 > tally.budget
+                        if over and not await self._more(tally, tally.total + 1 + HOLD_STEP):
+                            raise _reached(tally)
+                        pending += 1
                         tally.pending += 1
                     yield event
         finally:
             # A client that left, a deadline or a failed engine: what was made is charged still.
             tally.spent += pending
             tally.pending -= pending
+            if first:  # no call reported: its prompt is no longer expected
+                tally.unreported -= min(tally.unreported, tally.per_run)
 
     def settle(self, tally: Tally) -> None:
         """Count what the request spent to its key's day and let its hold go, on a
@@ -256,6 +283,7 @@ class Limits:
         if tally.owner and (tally.spent or tally.budget):
             future = asyncio.get_running_loop().run_in_executor(None, self._settle, tally)
             self._spending.add(future)
+            future.add_done_callback(self._spending.discard)
 
     def _settle(self, tally: Tally) -> None:
         try:

@@ -175,7 +175,7 @@ class Leases:
     running requests every third of `ttl`, and ends each when its request ends."""
 
     def __init__(self, store: Store, ttl: float):
-        self.store, self.ttl = store, ttl
+        self.store, self.ttl = store, max(1.0, ttl)
         self._running: set[str] = set()
         self._renewing: asyncio.Task[None] | None = None
 
@@ -196,7 +196,7 @@ class Leases:
     async def end(self, lease: str) -> None:
         self._running.discard(lease)
         try:
-            await asyncio.to_thread(self.store.end, lease)
+            await asyncio.to_thread(self.store.end, lease, time.time() + self.ttl)
         except Exception as e:  # the lease expires by itself; only its early end is lost, and said so
             log.error("could not end lease %s: %s", lease, getattr(e, "message", e))
 

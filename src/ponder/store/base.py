@@ -70,8 +70,9 @@ CREATE TABLE IF NOT EXISTS key_leases (  -- a key's requests, in every process t
     id TEXT PRIMARY KEY,
     key_id TEXT NOT NULL,
     started_at DOUBLE PRECISION NOT NULL,  -- counts toward the rate for a minute
-    expires_at DOUBLE PRECISION,           -- running until then (renewed while it runs); NULL once ended
-    reserved BIGINT NOT NULL DEFAULT 0     -- tokens held for it against the day's limit while it runs
+    running INTEGER NOT NULL DEFAULT 1,    -- 0 once its request ended
+    expires_at DOUBLE PRECISION NOT NULL,  -- renewed while it runs; it holds nothing after this
+    reserved BIGINT NOT NULL DEFAULT 0     -- tokens held for it against the day's limit, until settled
 );
 CREATE INDEX IF NOT EXISTS key_leases_by_key ON key_leases (key_id, started_at);
 CREATE TABLE IF NOT EXISTS spoken_answers (  -- a spoken answer's text, for a follow-up that names its audio id
@@ -291,24 +292,21 @@ class Store(ABC):
 
     # --- key limits, across every process that shares the store ------------------------
     # A request of a key holds a lease from admission to its end. Leases started in the
-    # last minute count toward its rate; running ones (not ended, not expired) toward its
-    # concurrency, and their reserved tokens toward the day's limit. A process renews
-    # the leases of its running requests; one that dies stops renewing, and its leases
-    # expire. Each step is one transaction that first locks the key's row, so two
-    # processes admitting for one key take turns.
+    # last minute count toward its rate; running ones toward its concurrency; and the
+    # tokens a lease holds count as spent until its request's spend is settled. A
+    # process renews the leases of its running requests; one that dies stops renewing,
+    # and its leases expire, running places and holds alike (an ended lease keeps its
+    # hold one more expiry, for its settlement to land). Each step is one transaction
+    # that first locks the key's row, so processes admitting for one key take turns.
 
     def admit(self, key: ApiKey, lease: str, now: float, day: str, ttl: float) -> Refusal | None:
         """Start a lease for a request of `key` (running until `now + ttl`), or say
         which of its limits refuses it: requests per minute, requests at once, or
-        tokens today (spent, and held by its running requests)."""
+        tokens today (spent, and held by its other requests)."""
         with self._sql(write=True) as run:
-            run("SELECT id FROM api_keys WHERE id = ?" + self._for_update, (key.id,))
-            # what no limit reads any more: ended or expired, and out of the rate's minute
-            run(
-                "DELETE FROM key_leases WHERE key_id = ? AND started_at <= ? "
-                "AND ((expires_at IS NULL AND reserved = 0) OR expires_at <= ?)",
-                (key.id, now - RATE_WINDOW_S, now),
-            )
+            self._lock_key(run, key.id)
+            run("DELETE FROM key_leases WHERE key_id = ? AND started_at <= ? AND expires_at <= ?",
+                (key.id, now - RATE_WINDOW_S, now))  # fmt: skip  # what no limit reads any more
             if key.rpm is not None:
                 recent = run("SELECT COUNT(*), MIN(started_at) FROM key_leases WHERE key_id = ? AND started_at > ?",
                              (key.id, now - RATE_WINDOW_S)).fetchone()  # fmt: skip
@@ -319,50 +317,51 @@ class Store(ABC):
                 return Refusal("concurrency", 1.0)
             if key.tokens_per_day is not None and self._spent(run, key.id, day) + held >= key.tokens_per_day:
                 return Refusal("tokens", 1.0 if held else None)  # held: some may come back when those end
-            run("INSERT INTO key_leases (id, key_id, started_at, expires_at, reserved) VALUES (?, ?, ?, ?, 0)",
-                (lease, key.id, now, now + ttl))  # fmt: skip
+            run("INSERT INTO key_leases (id, key_id, started_at, running, expires_at, reserved) "
+                "VALUES (?, ?, ?, 1, ?, 0)", (lease, key.id, now, now + ttl))  # fmt: skip
         return None
 
     def reserve(self, key: ApiKey, lease: str, now: float, day: str, tokens: int) -> int:
-        """Hold up to `tokens` of the key's day for its running lease `lease`: what is
-        left once its spend and its other running requests' holds are counted (0 when
-        nothing is). Without a daily limit, all of them."""
+        """Hold up to `tokens` in all of the key's day for its lease `lease` (this
+        replaces what it held): what is left once its spend and its other requests'
+        holds are counted. Without a daily limit, all of them."""
         if key.tokens_per_day is None:
             return tokens
         with self._sql(write=True) as run:
-            run("SELECT id FROM api_keys WHERE id = ?" + self._for_update, (key.id,))
+            self._lock_key(run, key.id)
             _, held = self._running(run, key.id, now, besides=lease)
             granted = max(0, min(tokens, key.tokens_per_day - self._spent(run, key.id, day) - held))
             run("UPDATE key_leases SET reserved = ? WHERE id = ?", (granted, lease))
         return granted
 
     def renew(self, leases: Sequence[str], until: float) -> None:
-        """Keep running leases alive until `until` (ended ones stay ended)."""
+        """Keep running leases alive until `until` (ended ones are left to expire)."""
         if not leases:
             return
         marks = ", ".join("?" for _ in leases)
         with self._sql(write=True) as run:
-            run(f"UPDATE key_leases SET expires_at = ? WHERE expires_at IS NOT NULL AND id IN ({marks})",
-                (until, *leases))  # fmt: skip
+            run(f"UPDATE key_leases SET expires_at = ? WHERE running = 1 AND id IN ({marks})", (until, *leases))
 
-    def end(self, lease: str) -> None:
-        """The request is over: it no longer runs (it still counts toward the rate, and
-        holds its tokens until they are settled)."""
+    def end(self, lease: str, until: float) -> None:
+        """The request is over: it no longer runs (it still counts toward the rate,
+        and holds its tokens until they are settled, or `until`)."""
         with self._sql(write=True) as run:
-            run("UPDATE key_leases SET expires_at = NULL WHERE id = ?", (lease,))
+            run("UPDATE key_leases SET running = 0, expires_at = ? WHERE id = ?", (until, lease))
 
     def settle(self, key_id: str, lease: str, day: str, tokens: int) -> None:
         """Count the `tokens` a request spent to its key's day, and free what it held, at once."""
         with self._sql(write=True) as run:
+            self._lock_key(run, key_id)
             self._add(run, key_id, day, tokens)
             run("UPDATE key_leases SET reserved = 0 WHERE id = ?", (lease,))
 
+    def _lock_key(self, run: Run, key_id: str) -> None:
+        run("SELECT id FROM api_keys WHERE id = ?" + self._for_update, (key_id,))
+
     def _running(self, run: Run, key_id: str, now: float, besides: str = "") -> tuple[int, int]:
-        """How many of the key's requests run, and the tokens held by those and by ended
-        ones not yet settled (an expired lease's process died: its hold goes with it)."""
-        row = run("SELECT COALESCE(SUM(CASE WHEN expires_at > ? THEN 1 ELSE 0 END), 0), COALESCE(SUM(reserved), 0) "
-                  "FROM key_leases WHERE key_id = ? AND (expires_at IS NULL OR expires_at > ?) AND id <> ?",
-                  (now, key_id, now, besides)).fetchone()  # fmt: skip
+        """How many of the key's requests run, and the tokens its leases hold."""
+        row = run("SELECT COALESCE(SUM(running), 0), COALESCE(SUM(reserved), 0) FROM key_leases "
+                  "WHERE key_id = ? AND expires_at > ? AND id <> ?", (key_id, now, besides)).fetchone()  # fmt: skip
         return int(row[0]), int(row[1])
 
     @staticmethod

@@ -182,8 +182,8 @@ async def test_a_multiple_choice_question_is_settled_by_reading_its_options(back
     (no tokens written for them) decide it; the answer is one of the options."""
     question = "Question: Which animal says moo?\n\nChoices:\nA. A cow.\nB. A cat.\nC. A fish.\n\nAnswer: a letter."
     chat = ChatRequest("tiny", (Message("user", question),), SamplingParams(max_tokens=8))
-    scores = await choices.score(backend, chat, choices.parse(question))  # type: ignore[arg-type]
-    assert len(scores) == 3 and all(s < 0 for s in scores)
+    scores, read = await choices.score(backend, chat, choices.parse(question))  # type: ignore[arg-type]
+    assert len(scores) == 3 and all(s < 0 for s in scores) and read >= 3
     assert backend.capabilities.scoring
     done = await collect(run(backend, resolve(chat, ModeSettings(), mode="contemplating")))
     assert [e.data["method"] for e in done.progress if e.kind == "agent.start"] == ["direct", "options"]

@@ -153,6 +153,8 @@ class BatchedEngine:
         self.check_fits(len(tokens), None)
         job = Job(list(tokens), SamplingParams(temperature=0.0), cancel, lambda _: None, score_from=start)
         self._run(job)
+        if len(job.scores) != len(tokens) - start:  # cancelled before its last token was read
+            raise EngineClosed("the scoring request was cancelled")
         return job.scores
 
     def _run(self, job: Job) -> None:

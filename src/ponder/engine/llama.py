@@ -168,6 +168,8 @@ class LlamaEngine:
         finally:
             llama_cpp.llama_batch_free(batch)
             self.forget()
+        if len(scores) != len(tokens) - start:
+            raise RuntimeError("the scoring request was cancelled")
         return scores
 
     def forget(self) -> None:

@@ -78,13 +78,14 @@ def parse(text: str) -> Choices | None:
     return Choices(stem, tuple(o for _, o in found)) if stem else None
 
 
-async def score(backend: Backend, chat: ChatRequest, choices: Choices) -> list[float]:
+async def score(backend: Backend, chat: ChatRequest, choices: Choices) -> tuple[list[float], int]:
     """Each option's mean log-probability per byte as the reply to the question alone
-    (after the request's system prompt), all options at once."""
+    (after the request's system prompt), all options at once; and the tokens read."""
     system = tuple(m for m in chat.messages if m.role in ("system", "developer"))
     base = replace(chat, messages=(*system, Message("user", choices.stem)), tools=(), tool_name=None)
     scored = await asyncio.gather(*(backend.score(replace(base, prefill=o)) for o in choices.options))
-    return [sum(s) / max(1, len(o.encode())) for s, o in zip(scored, choices.options, strict=True)]
+    values = [sum(s) / max(1, len(o.encode())) for s, o in zip(scored, choices.options, strict=True)]
+    return values, sum(len(s) for s in scored)
 
 
 def softmax(values: Sequence[float]) -> list[float]:

@@ -126,7 +126,7 @@ async def scored(backend: Backend, chat: ChatRequest, trace: Trace) -> AsyncGene
     found = choices.parse(request_text(chat))
     if found is None:
         raise InvalidRequest("the question letters no options to score")
-    values = await choices.score(backend, chat, found)
+    values, read = await choices.score(backend, chat, found)
     trace.distribution = choices.softmax(values)
     lines = [
         f"{found.letter(i).upper()}. {o}: {v:.3f} nats/byte" for i, (o, v) in enumerate(zip(found.options, values))
@@ -136,7 +136,7 @@ async def scored(backend: Backend, chat: ChatRequest, trace: Trace) -> AsyncGene
     best = max(range(len(values)), key=lambda i: values[i])
     trace.answer = f"{found.letter(best).upper()}. {found.options[best]}"
     yield TextDelta(trace.answer)
-    yield Done("stop", Usage(0, 0))
+    yield Done("stop", Usage(prompt_tokens=read, completion_tokens=0))  # the options were read, not written
 
 
 def _merge(trace: Trace, rounds: list[Trace]) -> None:

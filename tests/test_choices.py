@@ -11,6 +11,7 @@ import pytest
 from ponder.backends.scripted import Script, ScriptedBackend
 from ponder.config import ModeSettings
 from ponder.modes import ModeRequest, choices, resolve, run
+from ponder.modes.prompts import load
 from ponder.types import ChatRequest, Done, Message, TextDelta, TokenLogprob, Usage, collect
 
 QUESTION = """Question: What happens if you swallow gum?
@@ -138,3 +139,40 @@ async def test_a_lettered_list_the_direct_answer_names_no_option_of_goes_on_to_c
     assert "options" in [e.data["method"] for e in done.progress if e.kind == "agent.start"]
     assert next(e for e in done.progress if e.kind == "synthesis.start").data["method"] != "pooled"
     assert done.text.startswith("Entropy")  # an answer in words, not an option's letter
+
+
+def thinking_backend(answer: Script, scores: dict[str, float]) -> ScriptedBackend:
+    """Thinking on the scripted backend: the reasoning ends at once, the answer is `answer`."""
+    backend = by_option(scores)
+    think = load("thinking")
+
+    def respond(req: ChatRequest) -> Script:
+        if req.prefill.startswith(think["open"]):
+            return [Done("stop", Usage(1, 0))]  # nothing more to think
+        assert req.messages[-1].content == think["answer_now"]
+        return answer
+
+    backend.respond = respond
+    return backend
+
+
+def flat(letter: str) -> Script:
+    top = tuple((x, -1.0 - 0.05 * i) for i, x in enumerate((letter, "A", "B", "C")) if i == 0 or x != letter)
+    return [TextDelta(letter, (TokenLogprob(letter, top[0][1], top),)), Done("stop", Usage(1, 1))]
+
+
+async def test_thinking_weighs_the_letter_it_names_with_the_options_words() -> None:
+    words = {"seven": -2.0, "passes": -0.5, "heart": -3.0}
+    thinking = replace(resolve(CHAT, ModeSettings(), mode="thinking"), compression=False)
+    done = await collect(run(thinking_backend(flat("C"), words), thinking))
+    assert done.text == "B"  # an unsure C, against words that favour B
+    sure = [
+        TextDelta("C", (TokenLogprob("C", -0.01, (("C", -0.01), ("B", -9.0), ("A", -9.0))),)),
+        Done("stop", Usage(1, 1)),
+    ]
+    done = await collect(run(thinking_backend(sure, words), thinking))
+    assert done.text == "C"  # a sure letter stands
+    done = await collect(run(thinking_backend("It depends on the gum.", words), thinking))
+    assert done.text == "It depends on the gum."  # an answer that names no option stands
+    plain = ScriptedBackend(respond=thinking_backend(flat("C"), words).respond)  # an engine that cannot score
+    assert (await collect(run(plain, thinking))).text == "C"

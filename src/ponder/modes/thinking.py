@@ -24,14 +24,16 @@ reasoning overruns the budget the call is cut and the answer asked for in a new 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import aclosing
+from contextlib import aclosing, suppress
 from dataclasses import dataclass, field, replace
 
 from ponder.backends.base import Backend
-from ponder.formats.clean import AnswerCleaner
+from ponder.errors import PonderError
+from ponder.formats.clean import AnswerCleaner, clean
 from ponder.formats.reasoning import ThinkSplitter
-from ponder.modes import answers
+from ponder.modes import answers, choices
 from ponder.modes.confidence import TOP_K
 from ponder.modes.instant import instant
 from ponder.modes.messages import with_system, with_user_note
@@ -47,6 +49,7 @@ from ponder.types import (
     ReasoningDelta,
     SamplingParams,
     TextDelta,
+    TokenLogprob,
     ToolCall,
     ToolCallEvent,
     Usage,
@@ -74,6 +77,7 @@ class Trace:
     # For a question with lettered options: how likely each option is, by this run's
     # own evidence (the letter it named, or its options' likelihood: `modes.choices`)
     distribution: list[float] | None = None
+    answer_logprobs: list[TokenLogprob] = field(default_factory=list)  # of the answer call, when asked for
 
     @property
     def dropped(self) -> bool:
@@ -103,12 +107,20 @@ async def think(
             yield event
         return
     prompts = load("thinking")
+    asked = chat
+    question = next((m.content for m in reversed(chat.messages) if m.role == "user"), "")
+    found = choices.parse(question) if backend.capabilities.scoring else None
     chat = with_system(chat, prompts["system"])
     if compression:  # in the user's turn, where small models heed it
         chat = with_user_note(chat, prompts["compress"])
+    if found is not None:  # the answer's letter is weighed: its log-probabilities are needed
+        chat = replace(chat, params=replace(chat.params, logprobs=max(TOP_K, chat.params.logprobs or 0)))
     run = _prefilled if backend.capabilities.prefill else _single_call
     # The reasoning sees the tools but calls none; only the answer may call them.
-    async for event in run(_Run(backend, chat, budget, compression, probe_every, trace, prompts)):
+    events = run(_Run(backend, chat, budget, compression, probe_every, trace, prompts))
+    if found is not None:
+        events = _weighed(events, backend, asked, question, found, trace)
+    async for event in events:
         yield event
     if trace.dropped:  # too unsure to go on: no answer (Contemplating leaves it out)
         yield Done("stop", replace(trace.usage, reasoning_tokens=trace.reasoning_tokens))
@@ -119,6 +131,50 @@ async def think(
         yield TextDelta(trace.answer)
     usage = replace(trace.usage, reasoning_tokens=trace.reasoning_tokens)
     yield Done("tool_calls" if trace.tool_calls else "stop", usage)
+
+
+async def _weighed(
+    events: AsyncGenerator[Event, None],
+    backend: Backend,
+    chat: ChatRequest,
+    question: str,
+    found: choices.Choices,
+    trace: Trace,
+) -> AsyncGenerator[Event, None]:
+    """A Thinking run on a question that letters its options, its answer held back
+    and weighed: the options' own likelihood (scored while the reasoning runs, no
+    tokens written) times the distribution of the letter the answer names, after the
+    reasoning (`modes.choices`, as Contemplating weighs its direct answer). The
+    option most likely by both is the answer; an answer that names no option stands."""
+    scoring = asyncio.ensure_future(choices.score(backend, chat, found))
+    held: list[TextDelta] = []
+    try:
+        async with aclosing(events) as inner:
+            async for event in inner:
+                if isinstance(event, TextDelta):
+                    held.append(event)
+                else:
+                    yield event
+        n = len(found.options)
+        named = answers.choice(trace.answer, n, found.options)
+        letter = choices.letter_distribution(trace.answer_logprobs, n, named)
+        if named is not None and letter is not None:
+            values, read = await scoring
+            trace.usage += Usage(read, 0)
+            joint = choices.pool(letter, choices.softmax(values))
+            trace.distribution = joint
+            best = found.letter(max(range(n), key=lambda i: joint[i]))
+            if best != named:
+                shown = clean(trace.answer).strip()
+                trace.answer = best.upper() if len(shown.strip(".)( *")) == 1 else \
+                    f"{best.upper()}. {found.options[ord(best) - ord('a')]}"  # fmt: skip
+                held = [TextDelta(trace.answer)]
+        for event in held:
+            yield event
+    finally:
+        scoring.cancel()
+        with suppress(asyncio.CancelledError, PonderError):
+            await scoring
 
 
 @dataclass
@@ -180,6 +236,7 @@ async def _answer(
     async for event in watched(_text(backend, replace(chat, messages=follow, thinking=0)), watch):  # thinking is done
         if isinstance(event, TextDelta):
             trace.answer += event.text
+            trace.answer_logprobs += event.logprobs
             if shown := cleaner.feed(event.text):
                 yield TextDelta(shown, event.logprobs)
         elif isinstance(event, ToolCallEvent):

@@ -14,7 +14,8 @@ import argparse
 import asyncio
 
 from ponder.backends.registry import Registry
-from ponder.cli import _choose_model, _store
+from ponder.cli_models import choose_model as _choose_model
+from ponder.cli_models import model_store as _store
 from ponder.config import load_settings
 from ponder.evals import datasets
 from ponder.types import ChatRequest, Message, SamplingParams, collect

@@ -8,15 +8,14 @@ import math
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ponder import __version__
+from ponder import __version__, cli_bench
 from ponder.backends.registry import Registry
-from ponder.config import EFFORT_BUDGETS, EmbeddedSpec, RemoteSpec, Settings, load_settings
+from ponder.cli_models import choose_model, ensure_pulled, ensure_voice, model_store
+from ponder.config import EFFORT_BUDGETS, RemoteSpec, Settings, load_settings
 from ponder.errors import InvalidRequest, PonderError
-from ponder.models import ModelStore
 from ponder.modes import MODES
 from ponder.progress import TerminalProgress
 from ponder.terminal import Answerer, ModeChoice
@@ -55,7 +54,7 @@ def cmd_pull(args: argparse.Namespace, settings: Settings) -> int:
                                  TerminalProgress(args.name))  # fmt: skip
         print(f"{args.name}: {path}")
         return 0
-    store = _store(settings)
+    store = model_store(settings)
     path = store.pull(args.name, TerminalProgress(args.name))
     print(f"{args.name}: {path}")
     return 0
@@ -63,7 +62,7 @@ def cmd_pull(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     rows = [("NAME", "PULLED", "SIZE", "LICENSE", "DESCRIPTION")]
-    for m in _store(settings).list_models():
+    for m in model_store(settings).list_models():
         size = f"{m.size / 2**20:,.0f} MiB" if m.size else "?"
         rows.append((m.name, "yes" if m.present else "no", size, m.license, m.description))
     from ponder.media import models as media_models
@@ -103,7 +102,7 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_rm(args: argparse.Namespace, settings: Settings) -> int:
-    path = _store(settings).remove(args.name)
+    path = model_store(settings).remove(args.name)
     print(f"removed {args.name} ({path})")
     return 0
 
@@ -113,9 +112,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from ponder.server.app import create_app
 
-    settings, name = _choose_model(args.model, settings)
-    _ensure_pulled(settings, name)
-    _ensure_voice(settings)
+    settings, name = choose_model(args.model, settings)
+    ensure_pulled(settings, name)
+    ensure_voice(settings)
     from ponder.server.guard import keys_required
     from ponder.server.observe import configure_logging
     from ponder.store import open_store
@@ -124,7 +123,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if keys_required(settings) and not any(k.revoked_at is None for k in store.api_keys()):
         print("ponder: API keys are required on this address, and there are none yet: create one with "
               "`ponder keys create NAME` (or set [server] auth)", file=sys.stderr)  # fmt: skip
-    app = create_app(Registry(settings, _store(settings)), preload=name, store=store)
+    app = create_app(Registry(settings, model_store(settings)), preload=name, store=store)
     auth = "API keys required" if keys_required(settings) else "no API keys (loopback)"
     print(f"ponder {__version__}: serving {name} on http://{settings.host}:{settings.port}/v1 ({auth}; "
           f"store: {store.where})", file=sys.stderr)  # fmt: skip
@@ -210,161 +209,7 @@ def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(go())
 
 
-def cmd_bench_audio(args: argparse.Namespace, settings: Settings) -> int:
-    from ponder import bench_audio
-    from ponder.media.audio import SpeechToText
-    from ponder.media.perceive import Perception
-
-    _ensure_voice(replace(settings, media=replace(settings.media, text_to_speech="")))
-    threads = args.threads or settings.engine.n_threads
-    path = Perception(settings).stt.model_path
-    configs = {"fitted": SpeechToText(path, threads, fit=True), "full-window": SpeechToText(path, threads, fit=False)}
-    rows, summary = bench_audio.run(configs)
-    print(bench_audio.table(summary))
-    bench_audio.write(rows, summary, args.json)
-    return 0
-
-
-class _InOrder(argparse.Action):
-    """bench modes: -m/--model, --against and --against-label, kept in the order given,
-    because a --model after an --against names that endpoint's model."""
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
-                 option_string: str | None = None) -> None:  # fmt: skip
-        namespace.in_order = [*(getattr(namespace, "in_order", None) or []), (self.dest, values)]
-
-
-def _bench_targets(given: list[tuple[str, str]]) -> tuple[str | None, list[Any]]:
-    """(Ponder's model, the --against endpoints) from the ordered options; each
-    --against takes the --model and --against-label that follow it."""
-    from ponder import bench_modes
-
-    model: str | None = None
-    targets: list[dict[str, str]] = []
-    for dest, value in given:
-        if dest == "against":
-            targets.append({"url": value})
-        elif not targets:
-            if dest == "against_label":
-                raise InvalidRequest("--against-label LABEL goes after the --against URL it names")
-            if model is not None:
-                raise InvalidRequest("give -m/--model once before the first --against (each --against URL "
-                                     "takes the --model NAME after it)")  # fmt: skip
-            model = value
-        else:
-            key = "model" if dest == "model" else "label"
-            if key in targets[-1]:
-                option = "--model" if key == "model" else "--against-label"
-                raise InvalidRequest(f"--against {targets[-1]['url']} has two {option}s")
-            targets[-1][key] = value
-    missing = [t["url"] for t in targets if "model" not in t]
-    if missing:
-        raise InvalidRequest(f"--against {missing[0]} needs --model NAME after it (the endpoint's model)")
-    return model, [bench_modes.Against(t["url"], t["model"], t.get("label", "")) for t in targets]
-
-
-def cmd_bench_modes(args: argparse.Namespace, settings: Settings) -> int:
-    from ponder import bench_modes
-
-    model, against = _bench_targets(getattr(args, "in_order", None) or [])
-    if args.tools:
-        args.modes = [m for name in args.modes for m in (name, *((name + bench_modes.CODE,) if
-                      bench_modes.is_mode(name) and not name.endswith(bench_modes.CODE) else ()))]  # fmt: skip
-    unknown = {m for m in args.modes if not bench_modes.known(m)}
-    if unknown:
-        print(f"ponder bench modes: unknown mode config(s) {sorted(unknown)}; use "
-              f"{[*bench_modes.BASELINES, *bench_modes.CONFIGS]} (a mode may end in {bench_modes.CODE})")  # fmt: skip
-        return 2
-    names = [*args.modes, *(a.name for a in against)]
-    if len(set(names)) != len(names):
-        print(f"ponder bench modes: two rows share a name in {names}; name endpoints with --against-label")
-        return 2
-
-    async def go() -> list[bench_modes.Row]:
-        if not args.modes:  # only --against rows: no local model to load
-            return await bench_modes.run(None, "", settings, [], args.limit, args.effort, args.agents, args.seed,
-                                         args.json, data=args.data, against=against, cap=args.max_tokens,
-                                         start=args.start)  # fmt: skip
-        local, name = _choose_model(model, settings)
-        _ensure_pulled(local, name)
-        registry = Registry(local, _store(local))
-        try:
-            backend = await registry.get(name)
-            return await bench_modes.run(backend, name, local, args.modes, args.limit, args.effort, args.agents,
-                                         args.seed, args.json, data=args.data, against=against,
-                                         cap=args.max_tokens, start=args.start)  # fmt: skip
-        finally:
-            await registry.close()
-
-    rows = asyncio.run(go())
-    summary = bench_modes.summarise(rows, names)
-    print(bench_modes.table(summary))
-    bench_modes.write(rows, summary, args.json, args.plot)
-    return 0
-
-
-def cmd_bench_tools(args: argparse.Namespace, settings: Settings) -> int:
-    from ponder import bench_tools
-    from ponder.evals import bfcl
-
-    unknown = set(args.categories) - set(bfcl.CATEGORIES)
-    if unknown:
-        print(f"ponder bench tools: unknown categories {sorted(unknown)}; use {list(bfcl.CATEGORIES)}")
-        return 2
-    settings, name = _choose_model(args.model, settings)
-    _ensure_pulled(settings, name)
-
-    async def go() -> list[bench_tools.Row]:
-        registry = Registry(settings, _store(settings))
-        try:
-            return await bench_tools.run(registry, name, tuple(args.categories), args.limit, args.json)
-        finally:
-            await registry.close()
-
-    rows = asyncio.run(go())
-    summary = bench_tools.summarise(rows)
-    print(bench_tools.table(summary))
-    bench_tools.write(rows, summary, args.json)
-    return 0
-
-
 # --- helpers -------------------------------------------------------------------
-
-
-def _store(settings: Settings) -> ModelStore:
-    return ModelStore(settings.models_dir, settings.cache_dir)
-
-
-def _choose_model(model: str | None, settings: Settings) -> tuple[Settings, str]:
-    """`--model` may be a served name, a catalogue name, a .gguf path or hf:... source."""
-    model = model or settings.default_model
-    if model.endswith(".gguf") and model not in settings.models:
-        name = Path(model.split("/")[-1]).stem
-        settings = settings.with_model(EmbeddedSpec(name=name, source=model))
-        model = name
-    return replace(settings, default_model=model), model
-
-
-def _ensure_pulled(settings: Settings, name: str) -> None:
-    spec = settings.models.get(name, EmbeddedSpec(name=name, source=name))
-    if isinstance(spec, EmbeddedSpec):
-        source = spec.source or name
-        store = _store(settings)
-        if not store.path_for(source).exists():  # present files are verified when loaded
-            print(f"pulling {source} (first run only)", file=sys.stderr)
-            store.pull(source, TerminalProgress(source))
-
-
-def _ensure_voice(settings: Settings) -> None:
-    """Pull the speech models `[media]` names, so the first voice request does not wait minutes."""
-    from ponder.media import models as media_models
-
-    for source in (settings.media.speech_to_text, settings.media.text_to_speech):
-        bundle = media_models.BUNDLES.get(source)
-        if bundle and not media_models.present(bundle, settings.models_dir):
-            print(f"pulling {source} (first run only)", file=sys.stderr)
-        if source:
-            media_models.resolve(source, settings.models_dir, settings.cache_dir, TerminalProgress(source))
 
 
 async def _answerer(args: argparse.Namespace, settings: Settings) -> Answerer:
@@ -379,9 +224,9 @@ async def _answerer(args: argparse.Namespace, settings: Settings) -> Answerer:
         name = args.model or settings.default_model
         remote = RemoteBackend(args.url, name, os.environ.get("PONDER_API_KEY"), extra_body=choice.wire_fields())
         return Answerer(remote, name, params, settings.modes, choice, local_modes=False)
-    settings, name = _choose_model(args.model, settings)
-    _ensure_pulled(settings, name)
-    backend = await Registry(settings, _store(settings)).get(name)
+    settings, name = choose_model(args.model, settings)
+    ensure_pulled(settings, name)
+    backend = await Registry(settings, model_store(settings)).get(name)
     host = ToolHost(settings)
     box = await host.toolbox([(i, _tool_entry(t)) for i, t in enumerate(args.tools or [])], where="--tools")
     return Answerer(backend, name, params, settings.modes, choice, toolbox=box, tools=host)
@@ -442,57 +287,7 @@ def _parser() -> argparse.ArgumentParser:
         c.add_argument("--url", help="talk to a running server (e.g. http://127.0.0.1:8000, or its /v1) instead")
         c.set_defaults(func=func)
 
-    b = sub.add_parser("bench", help="benchmarks").add_subparsers(title="benchmarks", metavar="BENCH")
-    c = b.add_parser("modes", help="accuracy, tokens and latency of each mode and of baselines, on the same items",
-                     description="accuracy, tokens and latency of each mode, and of baselines beside them (bare: "
-                     "the engine alone; sc4: 4 samples and a vote; --against: any OpenAI-compatible endpoint), on "
-                     "the same items of a 100-item sample of GSM8K, TruthfulQA MC1 or HellaSwag")  # fmt: skip
-    c.add_argument("-m", "--model", action=_InOrder, help="model (default: the configured default); after an "
-                   "--against URL, that endpoint's model")  # fmt: skip
-    c.add_argument("--data", choices=["gsm8k", "truthfulqa", "hellaswag"], default="gsm8k",
-                   help="the sample: GSM8K (scored by the number), TruthfulQA MC1 or HellaSwag (by the "
-                   "option's letter) (default: gsm8k)")  # fmt: skip
-    c.add_argument("--limit", type=int, default=100, help="items to run (default: all 100)")
-    c.add_argument("--start", type=int, default=0, help="skip the first N items (held out for fitting, say)")
-    c.add_argument("--modes", type=lambda v: [m.strip() for m in v.split(",") if m.strip()],
-                   default=["bare", "sc4", "instant", "auto", "thinking", "contemplating"],
-                   help="comma-separated rows, run in this order: bare, sc4, instant, auto, thinking, "
-                   "contemplating (the default), thinking-nocompress, default (no mode: the configured one); "
-                   "NAME+code runs a mode with the code tool. An empty list runs only the --against rows")  # fmt: skip
-    c.add_argument("--against", action=_InOrder, metavar="URL",
-                   help="one more row: an OpenAI-compatible endpoint (base URL, .../v1), sent the user's message "
-                   "alone at temperature 0; give its model with --model NAME after it. Repeatable. A key for it, "
-                   "if it needs one, goes in PONDER_AGAINST_API_KEY")  # fmt: skip
-    c.add_argument("--against-label", action=_InOrder, metavar="LABEL",
-                   help="the row's name for the --against before it (default: MODEL@HOST)")  # fmt: skip
-    c.add_argument("--effort", choices=list(EFFORT_BUDGETS), help="reasoning effort (default: config)")
-    c.add_argument("--agents", type=int, help="contemplating sub-agents (default: config)")
-    c.add_argument("--max-tokens", type=int, default=512, help="the cap on every answer, in tokens (default: 512)")
-    c.add_argument("--seed", type=int, default=1234)
-    c.add_argument("--json", type=Path, help="write per-item results and the summary here (and resume from it)")
-    c.add_argument("--plot", type=Path, help="write a PNG of accuracy against tokens per row, with the Pareto "
-                   "frontier")  # fmt: skip
-    c.add_argument("--tools", action="store_true", help="run each mode with the code tool off and on "
-                   "(NAME+code; a mode may also be named so in --modes)")  # fmt: skip
-    c.set_defaults(func=cmd_bench_modes)
-
-    c = b.add_parser("audio", help="speech to text: word error rate and real-time factor on LibriVox clips",
-                     description="speech to text: word error rate and real-time factor on the five LibriVox "
-                     "clips of Debian's pocketsphinx-testdata")  # fmt: skip
-    c.add_argument("--threads", type=int, help="CPU threads for Whisper (default: [engine] n_threads)")
-    c.add_argument("--json", type=Path, help="write per-clip results and the summary here")
-    c.set_defaults(func=cmd_bench_audio)
-
-    c = b.add_parser("tools", help="tool-calling accuracy on BFCL v4, through the server",
-                     description="tool-calling accuracy on BFCL v4 (AST match), through the server")  # fmt: skip
-    c.add_argument("-m", "--model", help="model (default: the configured default)")
-    c.add_argument("--categories", type=lambda v: v.split(","),
-                   default=["simple_python", "multiple", "parallel", "irrelevance"],
-                   help="comma-separated: simple_python, multiple, parallel, irrelevance")  # fmt: skip
-    c.add_argument("--limit", type=int, help="the first N items of each category (default: all)")
-    c.add_argument("--json", type=Path, help="write per-item results and the summary here")
-    c.set_defaults(func=cmd_bench_tools)
-
+    cli_bench.add_parsers(sub)
     c = sub.add_parser(
         "pull", help="download, join and verify a model", description="download, join and verify a model"
     )

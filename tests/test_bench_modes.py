@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from ponder import bench_modes, cli, results
+from ponder import bench_modes, cli_bench, results
 from ponder.backends.registry import Registry
 from ponder.backends.scripted import Script, ScriptedBackend
 from ponder.config import MediaSettings, ModeSettings, Settings
@@ -310,21 +310,21 @@ def test_the_cli_puts_modes_baselines_and_endpoints_in_one_table(
 def test_against_takes_the_model_and_label_after_it() -> None:
     given = [("model", "local"), ("against", "http://a:1/v1"), ("model", "m1"), ("against", "http://b/v1"),
              ("model", "m2"), ("against_label", "B")]  # fmt: skip
-    model, targets = cli._bench_targets(given)
+    model, targets = cli_bench._bench_targets(given)
     assert model == "local"
     assert [(t.url, t.model, t.name) for t in targets] == [
         ("http://a:1/v1", "m1", "m1@a:1"),
         ("http://b/v1", "m2", "B"),
     ]
-    assert cli._bench_targets([]) == (None, [])
+    assert cli_bench._bench_targets([]) == (None, [])
     with pytest.raises(InvalidRequest, match="needs --model NAME after it"):
-        cli._bench_targets([("against", "http://a/v1")])
+        cli_bench._bench_targets([("against", "http://a/v1")])
     with pytest.raises(InvalidRequest, match="goes after the --against"):
-        cli._bench_targets([("against_label", "x")])
+        cli_bench._bench_targets([("against_label", "x")])
     with pytest.raises(InvalidRequest, match="has the name of one of Ponder's rows"):
         asyncio.run(bench(None, Path("/nonexistent"), [], 1, against=[bench_modes.Against("http://a/v1", "m", "sc4")]))
     with pytest.raises(InvalidRequest, match="two --models"):
-        cli._bench_targets([("against", "http://a/v1"), ("model", "x"), ("model", "y")])
+        cli_bench._bench_targets([("against", "http://a/v1"), ("model", "x"), ("model", "y")])
 
 
 def test_the_pareto_frontier_and_the_plot(tmp_path: Path) -> None:

@@ -99,15 +99,43 @@ async def test_when_the_letter_and_the_words_agree_two_agents_settle_it() -> Non
     assert done.usage.completion_tokens == 1  # the options were read, not written
 
 
-async def test_when_they_disagree_the_product_decides_without_chains() -> None:
-    backend = by_option({"seven": -2.0, "passes": -0.5, "heart": -3.0})
+def sure(letter: str) -> Script:
+    top = ((letter, -0.01), *((x, -6.0) for x in "ABC" if x != letter))
+    return [TextDelta(letter, (TokenLogprob(letter, -0.01, top),)), Done("stop", Usage(1, 1))]
+
+
+def chains_say(letter: str, backend: ScriptedBackend) -> ScriptedBackend:
+    """Every Thinking chain reasons briefly, then names `letter`, sure of it."""
+    think = load("thinking")
+    backend.respond = lambda req: "Think it through." if req.prefill.startswith(think["open"]) else sure(letter)
+    return backend
+
+
+async def test_when_they_disagree_chains_weigh_in_and_the_product_decides() -> None:
+    backend = chains_say("C", by_option({"seven": -2.0, "passes": -0.5, "heart": -3.0}))
     backend.enqueue([TextDelta("A", (TokenLogprob("A", -0.9, (("A", -0.9), ("B", -1.0), ("C", -1.5))),)),
                      Done("stop", Usage(1, 1))])  # fmt: skip
     done = await collect(run(backend, contemplate(backend)))
+    started = [(e.data["title"], e.data["method"]) for e in done.progress if e.kind == "agent.start"]
+    assert started[:3] == [("direct", "direct"), ("options", "options"), ("chain", "chain")]  # then a styled chain
+    chain = next(r for r in backend.requests if r.prefill.startswith(load("thinking")["open"]))
+    notes = [style["note"] for style in load("contemplating")["styles"]]
+    assert chain.params.temperature == 0.0 and not any(n in chain.messages[-1].content for n in notes)  # Thinking's
+    synthesis = next(e for e in done.progress if e.kind == "synthesis.start")
+    # an unsure A, words for B, two chains sure of C: the product says C
+    assert synthesis.data["method"] == "pooled" and synthesis.data["answer"] == "c", synthesis.data
+    assert done.text == "C"  # in the form the model answered in: the letter alone
+
+
+async def test_an_unsure_letter_against_the_words_yields_when_no_chain_can_run() -> None:
+    backend = by_option({"seven": -2.0, "passes": -0.5, "heart": -3.0})
+    backend.enqueue([TextDelta("A", (TokenLogprob("A", -0.9, (("A", -0.9), ("B", -1.0), ("C", -1.5))),)),
+                     Done("stop", Usage(1, 1))])  # fmt: skip
+    two = replace(contemplate(backend), agents=2)  # direct and options only: they are the last wave
+    done = await collect(run(backend, two))
     synthesis = next(e for e in done.progress if e.kind == "synthesis.start")
     assert synthesis.data["method"] == "pooled" and synthesis.data["answer"] == "b"
-    assert done.text == "B"  # in the form the model answered in: the letter alone
-    assert len([e for e in done.progress if e.kind == "agent.start"]) == 2
+    assert done.text == "B" and done.usage.completion_tokens == 1
 
 
 async def test_an_answer_in_words_gets_the_option_with_its_letter() -> None:
@@ -117,8 +145,8 @@ async def test_an_answer_in_words_gets_the_option_with_its_letter() -> None:
     assert done.text == "A. It stays in your stomach for seven years."
 
 
-async def test_auto_checks_a_lettered_answer_against_the_options_words() -> None:
-    backend = by_option({"seven": -2.0, "passes": -0.5, "heart": -3.0})
+async def test_auto_checks_an_unsure_lettered_answer_against_the_words_and_a_chain() -> None:
+    backend = chains_say("B", by_option({"seven": -2.0, "passes": -0.5, "heart": -3.0}))
 
     def unsure(letter: str) -> Script:
         top = tuple((x, -1.0 - 0.1 * i) for i, x in enumerate((letter, "A", "B", "C", "D")))
@@ -126,7 +154,8 @@ async def test_auto_checks_a_lettered_answer_against_the_options_words() -> None
 
     backend.enqueue(unsure("C"))
     done = await collect(run(backend, replace(resolve(CHAT, ModeSettings(), mode="auto"), auto_confidence=5.0)))
-    assert done.text == "B" and done.usage.completion_tokens == 1
+    assert done.text == "B"
+    assert [e.data["method"] for e in done.progress if e.kind == "agent.start"] == ["options", "chain", "chain"]
     assert next(e for e in done.progress if e.kind == "synthesis.start").data["method"] == "pooled"
 
 

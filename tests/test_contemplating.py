@@ -192,39 +192,58 @@ def auto(chat: ChatRequest = ARITHMETIC, bar: float = 5.0) -> ModeRequest:
     return replace(resolve(chat, ModeSettings(), mode="auto"), compression=False, auto_confidence=bar)
 
 
-async def test_auto_answers_a_confident_direct_answer_at_once() -> None:
-    backend = ScriptedBackend(_tokens("6 * 7 = 42 eggs, so \\boxed{42}"))
+async def test_auto_answers_a_confident_chain_at_once() -> None:
+    def respond(req: ChatRequest) -> Script:
+        if req.prefill == THINK["open"]:  # the reasoning, sure of every token
+            return _tokens("6 * 7 = 42 eggs, so \\boxed{42}")
+        return "There are \\boxed{42} eggs."  # the answer, asked for after it
+
+    backend = ScriptedBackend(respond=respond)
     events = [e async for e in run(backend, auto())]
     done = await collect(_replay(events))
-    assert len(backend.requests) == 1 and backend.requests[0].messages == ARITHMETIC.messages  # the message alone
-    assert backend.requests[0].params.logprobs == 5
-    assert done.text == "6 * 7 = 42 eggs, so 42"  # the answer, without its \boxed
-    assert "6 * 7 = 42" in done.reasoning  # streamed as it was written, before it was known to be sure
-    assert next(e for e in done.progress if e.kind == "auto").data["escalated"] is False
-    assert all(not lp.top for lp in done.logprobs) and not done.logprobs  # the client asked for none
+    reasoning, answer = backend.requests
+    assert reasoning.prefill == THINK["open"] and reasoning.params.logprobs == 5  # one Thinking chain, measured
+    assert done.text == "There are 42 eggs."  # the chain's answer, without its \\boxed
+    assert "6 * 7 = 42" in done.reasoning
+    report = next(e for e in done.progress if e.kind == "auto").data
+    assert report["escalated"] is False and report["first"] == "chain" and report["confidence"] > 5
+    assert not any(e.kind == "plan" for e in done.progress)
+    assert done.usage.reasoning_tokens > 0 and not done.logprobs  # the client asked for none
 
 
 @needs_sandbox
-async def test_auto_escalates_an_unsure_answer_with_it_as_the_first_attempt() -> None:
+async def test_auto_escalates_an_unsure_chain_with_it_as_the_first_attempt() -> None:
     answers = {"program": "42", "equations": "40"}
 
     def respond(req: ChatRequest) -> Script:
-        if agent_of(req) == "direct" and not req.prefill:  # Auto's direct answer
+        if agent_of(req) == "direct" and req.prefill == THINK["open"]:  # Auto's chain
             return _tokens("I think it is 40", sure=False)
+        if agent_of(req) == "direct":
+            return "The answer is 40."
         return scripted(answers)(req)
 
     backend = ScriptedBackend(respond=respond)
     done = await collect(run(backend, auto()))
-    assert next(e for e in done.progress if e.kind == "auto").data["escalated"] is True
-    assert methods(done) == ["program", "chain", "program"]  # the direct answer was agent 1; it disagreed
+    report = next(e for e in done.progress if e.kind == "auto").data
+    assert report["escalated"] is True and report["first"] == "chain" and report["confidence"] < 5
+    assert methods(done) == ["program", "chain", "program"]  # the chain was agent 1; the program disagreed
     starts = [e.agent for e in done.progress if e.kind == "agent.start"]
     assert starts == [1, 2, 3]
+    assert done.usage.reasoning_tokens >= 4  # the first chain's reasoning counts
+
+
+async def test_auto_answers_a_lettered_question_with_the_models_own_answer() -> None:
+    chat = ChatRequest("m", (Message("user", "Which is largest?\nA. 3\nB. 9\nC. 5\nAnswer with the letter."),))
+    backend = ScriptedBackend(_tokens("B"))
+    done = await collect(run(backend, auto(chat)))
+    assert len(backend.requests) == 1 and backend.requests[0].messages == chat.messages  # the message alone
+    assert done.text == "B" and next(e for e in done.progress if e.kind == "auto").data["first"] == "direct"
 
 
 async def test_auto_answers_directly_when_the_engine_gives_no_logprobs() -> None:
-    backend = ScriptedBackend("6 * 7 = 42, and 12 boxes hold 504.")  # a reply with no log-probabilities
+    backend = ScriptedBackend(respond=lambda r: "6 * 7 = 42, and 12 boxes hold 504.")  # no log-probabilities
     done = await collect(run(backend, auto()))
-    assert len(backend.requests) == 1 and done.text == "6 * 7 = 42, and 12 boxes hold 504."
+    assert len(backend.requests) == 2 and done.text == "6 * 7 = 42, and 12 boxes hold 504."  # reasoning, answer
     assert next(e for e in done.progress if e.kind == "auto").data["escalated"] is False
 
 

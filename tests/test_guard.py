@@ -23,6 +23,7 @@ from ponder.models import ModelStore
 from ponder.server.app import create_app
 from ponder.server.guard import keys_required, today
 from ponder.store import ApiKey, SqliteStore, Store
+from ponder.types import TextDelta
 
 USER = [{"role": "user", "content": "hello there"}]
 Client = Callable[..., httpx.AsyncClient]
@@ -274,19 +275,29 @@ async def test_a_full_engine_queue_gets_429_with_retry_after(make: Callable[...,
     assert (await c.post("/v1/chat/completions", json=chat())).status_code == 200  # every place came back
 
 
+class Stalled(ScriptedBackend):
+    """Sends one word, then waits for ever: only the server's deadline ends its answer,
+    however slow the machine running the test."""
+
+    async def _play(self, events: list[Any], request: Any) -> AsyncIterator[Any]:
+        yield TextDelta("word")
+        await asyncio.Event().wait()
+
+
 async def test_the_deadline_ends_a_request_and_its_generation(make: Callable[..., Any]) -> None:
-    slow = ScriptedBackend(respond=lambda r: " ".join(["word"] * 200), delay=0.02)
-    _, client = make(slow, request_timeout_s=0.3)
+    stalled = Stalled()
+    _, client = make(stalled, request_timeout_s=1.0)
     c = client()
-    assert_error(await c.post("/v1/chat/completions", json=chat()), 408, "request_timeout")
-    assert slow.active == 0
-    r = await c.post("/v1/chat/completions", json=chat(stream=True))
+    assert_error(await c.post("/v1/chat/completions", json=chat(mode="instant")), 408, "request_timeout")
+    assert stalled.active == 0
+    r = await c.post("/v1/chat/completions", json=chat(mode="instant", stream=True))
     assert r.status_code == 200
     lines = [x for x in r.text.splitlines() if x.startswith("data: {")]
-    assert '"request_timeout"' in lines[-1]  # in-band, after the chunks that made it
-    assert slow.active == 0
-    r = await c.post("/v1/responses", json={"model": "scripted", "input": "hi", "stream": True})
+    assert '"word"' in r.text and '"request_timeout"' in lines[-1]  # in-band, after the chunk that made it
+    assert stalled.active == 0
+    r = await c.post("/v1/responses", json={"model": "scripted", "input": "hi", "mode": "instant", "stream": True})
     assert "response.failed" in r.text and "request_timeout" in r.text
+    assert stalled.active == 0
 
 
 # --- CORS ------------------------------------------------------------------------------------

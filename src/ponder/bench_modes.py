@@ -129,6 +129,7 @@ class Row:
     data: str = "gsm8k"
     votes: list[str | None] = field(default_factory=list)  # sc4: each sample's answer
     route: str = ""  # how a mode settled it: "direct" or "escalated" (auto), then agreement | vote | judge
+    confidence: float | None = None  # auto: its first answer's, which it escalated on
 
 
 @dataclass
@@ -142,6 +143,7 @@ class _Outcome:
     votes: list[str | None] = field(default_factory=list)
     failed: bool = False  # an error, not an answer: never scored right
     route: str = ""
+    confidence: float | None = None
 
 
 async def run(
@@ -193,7 +195,7 @@ async def run(
                 row = Row(name, item.id, not out.failed and item.is_correct(out.text), item.expected,
                           out.text.strip(), out.reasoning_tokens, out.completion_tokens, latency, out.tool_calls, got,
                           out.finish_reason, out.capped, out.text.count(BOXED), out.text.count(ECHO), data,
-                          out.votes, out.route)  # fmt: skip
+                          out.votes, out.route, out.confidence)  # fmt: skip
                 rows.append(row)
                 right[name] += row.correct
                 done[name] += 1
@@ -291,7 +293,9 @@ class _Runner:
     async def _mode(self, name: str, item: Item) -> _Outcome:
         assert self.backend is not None
         done = await collect(modes.run(self.backend, self._mode_request(name, item)))
-        return replace(self._outcome(done), route=route(done))
+        auto = [e.data for e in done.progress if e.kind == "auto"]
+        confidence = auto[0].get("confidence") if auto else None
+        return replace(self._outcome(done), route=route(done), confidence=confidence)
 
     def _outcome(self, done: Completion) -> _Outcome:
         u = done.usage

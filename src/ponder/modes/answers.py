@@ -16,8 +16,10 @@ import re
 from collections.abc import Sequence
 
 _NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")
-# (a "-" after the phrase is a dash, unless a number follows it: "the answer is -1")
-_ANSWER_PHRASE = re.compile(r"(?:final answer|answer is|answer:)\s*(?::|-(?!\$?\d))?\s*\**\s*(.+)", re.IGNORECASE)
+# (a "-" after the phrase is a dash, unless a number follows it: "the answer is -1"; "The final
+# answer is:" may put the answer on the next line)
+_ANSWER_PHRASE = re.compile(r"(?:final answer(?:\s+(?:is|was|would be))?|answer is|answer:)"
+                            r"\s*(?::|-(?!\$?\d))?\s*\**\s*(.+)", re.IGNORECASE)  # fmt: skip
 
 # A letter that names an option: "(B)", "[B]", or "B" followed by ")", ".", ":", ",", ";"
 # or the end. Not "B.C." (an abbreviation) and not "A cat" (the article).

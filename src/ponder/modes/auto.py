@@ -1,13 +1,20 @@
 """Auto: answer cheaply, and spend more only where the answer is not sure of itself.
 
-  1. The direct answer, as Instant gives it (the model's own answer to the message as
-     sent), with its token log-probabilities. It streams as reasoning while it is
-     written, since it may not be the answer yet.
-  2. Its confidence is the lowest window of its trace (`modes.confidence`). An answer
-     at or above `auto_confidence`, one that looped (settled from what it had), and
-     one from an engine that returns no log-probabilities is the answer: it comes out
-     as the reply, and the run ends.
-  3. Otherwise the request escalates to Contemplating, with the direct answer as its
+  1. A first answer, measured by its token log-probabilities (`modes.confidence`):
+     - for a question that letters its options, the model's own answer as Instant
+       gives it (often the letter alone: one token), weighed against the options'
+       words when the engine can score them (`modes.choices`);
+     - for a question with numbers to work with, one Thinking chain (compressed: the
+       working as terse notes, stopped once it has settled), which on the default
+       model cost 0.7x the bare model's answer for the same accuracy (docs/modes.md).
+     Its reasoning streams as reasoning, and so does a direct answer while it is
+     written, since it may not be the reply yet.
+  2. Its confidence is the lowest window of that trace, lowered where a chain was cut
+     by its budget or answered other than its reasoning concluded (`AgentResult.
+     confidence`). An answer at or above `auto_confidence`, one that looped (settled
+     from what it had), and one from an engine that returns no log-probabilities is
+     the answer: it comes out as the reply, and the run ends.
+  3. Otherwise the request escalates to Contemplating, with the first answer as its
      first attempt: the next agent is a program or a second chain, and only if they
      disagree do more agents and a judge follow (`contemplating/attempts.py`).
 
@@ -31,24 +38,63 @@ from ponder.modes.contemplating import contemplate
 from ponder.modes.contemplating.planner import options, quantitative, request_text
 from ponder.modes.contemplating.synthesis import AgentResult
 from ponder.modes.instant import instant
-from ponder.modes.thinking import Trace
-from ponder.types import AgentEvent, Done, Event, ReasoningDelta, TextDelta, TokenLogprob, Usage
+from ponder.modes.thinking import Trace, think
+from ponder.types import AgentEvent, ChatRequest, Done, Event, ReasoningDelta, TextDelta, TokenLogprob, Usage
 
 
 async def auto(backend: Backend, req: ModeRequest) -> AsyncGenerator[Event, None]:
     question = request_text(req.chat)
-    if not (quantitative(question) or options(question) >= 2):  # nothing a second opinion could check
+    lettered = options(question) >= 2
+    if not (lettered or quantitative(question)):  # nothing a second opinion could check
         async for event in instant(backend, req.chat):
             yield event
         return
-    # 1. the direct answer, measured
-    asked = req.chat.params.logprobs
-    chat = replace(req.chat, params=replace(req.chat.params, logprobs=max(TOP_K, asked or 0)))
+    # 1. the first answer, measured
+    first: list[AgentResult] = []
+    answer: list[TextDelta] = []
+    done = Done("stop", Usage(0, 0))
+    steps = _direct(backend, req.chat, question, first) if lettered else _chain(backend, req, first)
+    async for event in steps:
+        if isinstance(event, TextDelta):
+            answer.append(event)
+        elif isinstance(event, Done):
+            done = event
+        else:
+            yield event
+    result = first[0]
+    signal = result.trace.watch.meter.signal()
+
+    # 2. sure enough (or looped, and settled from what it had): that is the answer. An
+    # engine that returns no log-probabilities gives nothing to measure, and nothing
+    # is spent on a check that no measurement asked for.
+    confidence = result.confidence
+    report = {"first": result.method, "confidence": round(confidence, 3)}
+    if not signal.known or confidence >= req.auto_confidence or result.trace.watch.stopped == "loop":
+        yield AgentEvent("auto", None, {"escalated": False, **report})
+        for event in answer:
+            yield event
+        yield done
+        return
+
+    # 3. escalate, with the first answer as the first attempt
+    yield AgentEvent("auto", None, {"escalated": True, **report})
+    yield ReasoningDelta("\n\n")
+    async for event in contemplate(backend, replace(req, mode="contemplating"), prior=(result,)):
+        yield event
+
+
+async def _direct(
+    backend: Backend, chat: ChatRequest, question: str, out: list[AgentResult]
+) -> AsyncGenerator[Event, None]:
+    """The model's own answer, streamed as reasoning while it is written; the answer
+    (its `\\boxed{}` taken off) comes as one TextDelta at the end, before Done."""
+    asked = chat.params.logprobs
+    measured = replace(chat, params=replace(chat.params, logprobs=max(TOP_K, asked or 0)))
     trace = Trace(measure=True)
     text: list[str] = []
     logprobs: list[TokenLogprob] = []
     done = Done("stop", Usage(0, 0))
-    async for event in instant(backend, chat, trace.watch, clean_answer=False):
+    async for event in instant(backend, measured, trace.watch, clean_answer=False):
         if isinstance(event, TextDelta):
             text.append(event.text)
             logprobs += event.logprobs
@@ -56,28 +102,23 @@ async def auto(backend: Backend, req: ModeRequest) -> AsyncGenerator[Event, None
                 yield ReasoningDelta(event.text)
         elif isinstance(event, Done):
             done = event
-    raw = "".join(text)
-    trace.answer, trace.usage = raw, done.usage
-    trace.distribution = choices.named(question, raw, logprobs)
-    signal = trace.watch.meter.signal()
+    trace.answer, trace.usage = "".join(text), done.usage
+    trace.distribution = choices.named(question, trace.answer, logprobs)
+    trace.reasoning_tokens = done.usage.completion_tokens  # work toward the answer, if it escalates
+    out.append(AgentResult(0, "direct", trace, method="direct"))
+    yield TextDelta(clean(trace.answer).strip(), _for_client(logprobs, asked))
+    yield done
 
-    # 2. sure enough (or looped, and settled from what it had): that is the answer. An
-    # engine that returns no log-probabilities gives nothing to measure, and nothing
-    # is spent on a check that no measurement asked for.
-    sure = not signal.known or signal.lowest >= req.auto_confidence
-    if sure or trace.watch.stopped:
-        yield AgentEvent("auto", None, {"escalated": False, "confidence": round(signal.lowest, 3)})
-        yield TextDelta(clean(raw).strip(), _for_client(logprobs, asked))
-        yield done
-        return
 
-    # 3. escalate, with the direct answer as the first attempt
-    yield AgentEvent("auto", None, {"escalated": True, "confidence": round(signal.lowest, 3)})
-    yield ReasoningDelta("\n\n")
-    trace.reasoning_tokens = done.usage.completion_tokens  # it was work toward the answer now
-    direct = AgentResult(0, "direct", trace, method="direct")
-    async for event in contemplate(backend, replace(req, mode="contemplating"), prior=(direct,)):
-        yield event
+async def _chain(backend: Backend, req: ModeRequest, out: list[AgentResult]) -> AsyncGenerator[Event, None]:
+    """One Thinking chain, measured: its reasoning streams; its answer and Done follow."""
+    trace = Trace(measure=True)
+    try:
+        async for event in think(backend, req.chat, req.budget, compression=req.compression,
+                                 probe_every=req.probe_every, trace=trace):  # fmt: skip
+            yield event
+    finally:
+        out.append(AgentResult(0, "chain", trace, method="chain"))
 
 
 def _for_client(logprobs: list[TokenLogprob], asked: int | None) -> tuple[TokenLogprob, ...]:

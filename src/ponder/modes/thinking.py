@@ -75,7 +75,8 @@ class Trace:
     watch: Watch = field(default_factory=Watch)
     measure: bool = False
     # For a question with lettered options: how likely each option is, by this run's
-    # own evidence (the letter it named, or its options' likelihood: `modes.choices`)
+    # own evidence (the letter it named, or its options' likelihood: `modes.choices`),
+    # not yet pooled with any other
     distribution: list[float] | None = None
     answer_logprobs: list[TokenLogprob] = field(default_factory=list)  # of the answer call, when asked for
 
@@ -162,7 +163,7 @@ async def _weighed(
             values, read = await scoring
             trace.usage += Usage(read, 0)
             joint = choices.pool(letter, choices.softmax(values))
-            trace.distribution = joint
+            trace.distribution = letter  # this run's own evidence (Contemplating pools it with the scores once)
             best = found.letter(max(range(n), key=lambda i: joint[i]))
             if best != named:
                 shown = clean(trace.answer).strip()

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from ponder.store.base import SCHEMA, Run, Store
+
+BUSY_MS = 5000  # how long a statement waits for another connection's lock
 
 # Columns added after the first release, for files made before: (table, column, declaration).
 MIGRATIONS = [
@@ -30,14 +33,25 @@ class SqliteStore(Store):
         self.where = str(path)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA busy_timeout={BUSY_MS}")
+        # Servers that start together on a new file race to switch it to WAL and make
+        # the tables; SQLite answers some of those steps "locked" at once, without
+        # waiting out busy_timeout, so they are retried until then. Both are no-ops
+        # the second time.
+        _when_free(lambda: self._db.execute("PRAGMA journal_mode=WAL"))
         self._db.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable at each checkpoint, never corrupt
-        self._db.execute("PRAGMA busy_timeout=5000")
+        _when_free(self._make_tables)
+
+    def _make_tables(self) -> None:
         with self._db:
             self._db.executescript(SCHEMA)
             for table, column, decl in MIGRATIONS:
                 if column not in {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}:
-                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+                    try:
+                        self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+                    except sqlite3.OperationalError as e:  # another server opening the file added it first
+                        if "duplicate column" not in str(e):
+                            raise
 
     @contextmanager
     def _session(self, write: bool) -> Iterator[Run]:
@@ -58,3 +72,17 @@ class SqliteStore(Store):
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _when_free(step: Callable[[], object]) -> None:
+    """`step()`, tried again while SQLite says the database is locked or busy, for up to BUSY_MS."""
+    deadline = time.monotonic() + BUSY_MS / 1000
+    while True:
+        try:
+            step()
+            return
+        except sqlite3.OperationalError as e:
+            busy = "locked" in str(e) or "busy" in str(e)
+            if not busy or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)

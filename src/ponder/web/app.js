@@ -406,7 +406,8 @@ function onProgress(m, p) {
     Object.assign(m.agents[p.agent], { status: p.ok ? "done" : dropped ? "stopped" : "failed", result: p.answer,
                                        error: p.error, note: dropped ? "less sure than the agents before it" : null });
   } else if (p.type === "auto" && p.escalated) {
-    m.synthesis = `Auto: the direct answer was unsure (confidence ${p.confidence}); checking it…`;
+    const first = p.first === "chain" ? "first chain of reasoning" : "direct answer";
+    m.synthesis = `Auto: the ${first} was unsure (confidence ${p.confidence}); checking it…`;
   } else if (p.type === "synthesis.start") {
     const tally = Object.entries(p.tally || {}).map(([answer, weight]) => `${answer}: ${Number(weight).toFixed(2)}`);
     const how = { vote: "a vote", agreement: "the attempts agreed", judge: "a judge checked them" }[p.method];

@@ -32,6 +32,7 @@ from ponder.errors import UpstreamError
 from ponder.formats.clean import clean
 from ponder.modes import answers, choices
 from ponder.modes.base import ModeRequest
+from ponder.modes.confidence import WINDOW
 from ponder.modes.contemplating.agents import run_agents
 from ponder.modes.contemplating.planner import Plan, request_text
 from ponder.modes.contemplating.synthesis import AgentResult, vote
@@ -69,7 +70,8 @@ async def run(
         wave = tuple(replace(t, stop_below=bar) if t.method == "chain" else t for t in wave)
         async for event in run_agents(backend, req, wave, results):
             yield event
-        decision = pooled(results, request_text(req.chat)) or settled(results)
+        last = n == len(waves) - 1 or not waves[n + 1]
+        decision = pooled(results, request_text(req.chat), last) or settled(results)
         if decision is not None:
             break
     results.sort(key=lambda r: r.index)  # finishing order is noise; keep output deterministic
@@ -114,12 +116,14 @@ def settled(results: Sequence[AgentResult]) -> Decision | None:
     return None
 
 
-def pooled(results: Sequence[AgentResult], question: str) -> Decision | None:
+def pooled(results: Sequence[AgentResult], question: str, last: bool = True) -> Decision | None:
     """For a question with lettered options, once its options are scored and the
     direct answer named one of them: the option most likely by the product of every
-    distribution the agents have (the scores, and the letter the direct answer
-    named: `modes.choices`). A direct answer that named no option (the request was
-    not a choice after all, say) leaves it to the next wave."""
+    distribution the agents have (the options' scores, the letter the direct answer
+    named, the letter each chain named: `modes.choices`). Before the `last` wave,
+    only when they all agree: when they do not, the next wave's chains weigh in. A
+    direct answer that named no option (the request was not a choice after all, say)
+    leaves it to the votes."""
     found = choices.parse(question)
     scored = [r for r in results if r.ok and r.method == "options" and r.trace.distribution is not None]
     if found is None or not scored:
@@ -133,7 +137,9 @@ def pooled(results: Sequence[AgentResult], question: str) -> Decision | None:
     best = max(range(len(joint)), key=lambda i: joint[i])
     answer = chr(ord("a") + best)
     tally = {chr(ord("a") + i): round(p, 3) for i, p in enumerate(joint)}
-    agreed = all(letter == answer for letter in named) and all(r.vote == answer for r in scored)
+    agreed = all(r.vote == answer for r in voters(results) + scored) and all(letter == answer for letter in named)
+    if not (agreed or last):
+        return None
     return Decision(answer, "agreement" if agreed else "pooled", _best([r for r in given if r.vote == answer]), tally)
 
 
@@ -158,8 +164,11 @@ def _best(results: Sequence[AgentResult]) -> AgentResult | None:
 
 def _bar(results: Sequence[AgentResult]) -> float | None:
     """The confidence a later chain must keep: the lowest window of the least sure
-    chain that finished, so a chain is stopped only once it is less sure than all of them."""
-    lows = [r.trace.watch.meter.signal().lowest for r in results if r.ok and r.method != "program"]
+    trace of working that finished (a program's code is not one, nor an answer
+    shorter than a window, such as a lone letter), so a chain is stopped only once it
+    is less sure than all of them."""
+    lows = [r.trace.watch.meter.signal().lowest for r in results
+            if r.ok and r.method != "program" and r.trace.watch.meter.tokens >= WINDOW]  # fmt: skip
     lows = [x for x in lows if x > 0]
     return min(lows) if lows else None
 

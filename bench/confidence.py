@@ -1,15 +1,18 @@
-"""How well a direct answer's confidence tells right from wrong: the data for Auto's bar.
+"""How well a first answer's confidence tells right from wrong: the data for Auto's bar.
 
     .venv/bin/python bench/confidence.py [--data gsm8k] [--start 0] [--limit 20]
         [--model qwen2.5-coder-1.5b] [--json bench/results/confidence-gsm8k.json]
 
-Each item's message goes to the model alone, greedy, as Instant sends it, with the
-top-5 log-probabilities of every token; the answer is scored, and its confidence
-taken as Auto takes it (`modes.confidence`: the lowest 32-token window). Printed:
-each item, then for each candidate bar the share of answers at or above it (kept by
-Auto) and how many of those were right, and the share of wrong answers below it
-(sent on to Contemplating). Auto's bar (`[modes] auto_confidence`) is fitted on
-items the mode benchmarks skip (`ponder bench modes --start`).
+Each item's message goes to the model two ways, each from an empty prompt cache,
+with the top-5 log-probabilities of every token: alone, greedy, as Instant sends it
+(the direct answer), and as one Thinking chain (compressed, greedy), as Auto starts
+a question with numbers. Each answer is scored, and these figures taken
+(`modes.confidence`): the direct answer's lowest 32-token window, tail and mean; the
+chain's reasoning's lowest window, and its answer call's lowest window (what Auto
+reads: `modes.auto._signal`). Printed: each item; for each figure the AUROC of right
+against wrong; for Auto's figure of each kind, at each candidate bar, how many
+answers it keeps, how many of those are right, and how many wrong ones it sends on
+to Contemplating. Auto's bar (`[modes] auto_confidence`) is fitted on items 1-20.
 """
 
 from __future__ import annotations
@@ -18,13 +21,15 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from ponder.backends.embedded import EmbeddedBackend
-from ponder.config import load_settings
+from ponder.config import EFFORT_BUDGETS, load_settings
 from ponder.evals import datasets
 from ponder.models import ModelStore
 from ponder.modes.confidence import TOP_K, measure
+from ponder.modes.thinking import Trace, think
 from ponder.types import ChatRequest, Message, SamplingParams, collect
 
 
@@ -44,25 +49,55 @@ async def main() -> int:
     try:
         for n, item in enumerate(items, 1):
             params = SamplingParams(temperature=0.0, max_tokens=512, logprobs=TOP_K)
-            done = await collect(backend.stream(ChatRequest(args.model, (Message("user", item.question),), params)))
-            signal = measure(done.logprobs)
-            rows.append({"id": item.id, "right": item.is_correct(done.text), "lowest": signal.lowest,
-                         "tail": signal.tail, "mean": signal.mean, "tokens": done.usage.completion_tokens})  # fmt: skip
-            print(f"[{n}/{len(items)}] {item.id} right={rows[-1]['right']!s:5} lowest={signal.lowest:.2f} "
-                  f"tail={signal.tail:.2f} {done.usage.completion_tokens} tok",
+            chat = ChatRequest(args.model, (Message("user", item.question),), params)
+            await backend.forget()
+            done = await collect(backend.stream(chat))
+            direct = measure(done.logprobs)
+            await backend.forget()
+            trace = Trace(measure=True)
+            await collect(think(backend, chat, EFFORT_BUDGETS[settings.modes.effort], trace=trace))
+            reasoning, answer = trace.watch.meter.signal(), measure(trace.answer_logprobs)
+            rows.append({"id": item.id, "right": item.is_correct(done.text), "lowest": direct.lowest,
+                         "tail": direct.tail, "mean": direct.mean, "tokens": done.usage.completion_tokens,
+                         "chain_right": item.is_correct(trace.answer), "reasoning_lowest": reasoning.lowest,
+                         "answer_lowest": answer.lowest, "chain_tokens": trace.usage.completion_tokens})  # fmt: skip
+            print(f"[{n}/{len(items)}] {item.id} direct: right={rows[-1]['right']!s:5} lowest={direct.lowest:.2f} "
+                  f"{done.usage.completion_tokens} tok; chain: right={rows[-1]['chain_right']!s:5} reasoning "
+                  f"{reasoning.lowest:.2f} answer {answer.lowest:.2f} {trace.usage.completion_tokens} tok",
                   file=sys.stderr, flush=True)  # fmt: skip
     finally:
         await backend.close()
-    wrong = [r for r in rows if not r["right"]]
-    print(f"{'bar':>6}{'kept':>8}{'right of kept':>15}{'wrong sent on':>15}")
-    for bar in (4.5, 4.8, 5.0, 5.2, 5.3, 5.4, 5.6, 5.8, 6.0):
-        kept = [r for r in rows if r["lowest"] >= bar]
-        caught = sum(r["lowest"] < bar for r in wrong)
-        print(f"{bar:>6.1f}{len(kept):>5}/{len(rows):<3}{sum(r['right'] for r in kept):>9}/{len(kept):<5}"
-              f"{caught:>9}/{len(wrong):<5}")  # fmt: skip
+    print(f"right: direct {sum(r['right'] for r in rows)}/{len(rows)}, chain {sum(r['chain_right'] for r in rows)}"
+          f"/{len(rows)}; mean tokens: direct {_mean(r['tokens'] for r in rows):.0f}, chain "
+          f"{_mean(r['chain_tokens'] for r in rows):.0f}")  # fmt: skip
+    for figure, right in [("lowest", "right"), ("tail", "right"), ("mean", "right"),
+                          ("reasoning_lowest", "chain_right"), ("answer_lowest", "chain_right")]:  # fmt: skip
+        print(f"AUROC {figure:<17} {auroc([r[figure] for r in rows], [r[right] for r in rows]):.2f}")
+    for figure, right in [("lowest", "right"), ("answer_lowest", "chain_right")]:
+        wrong = [r for r in rows if not r[right]]
+        print(f"\n{figure}\n{'bar':>6}{'kept':>8}{'right of kept':>15}{'wrong sent on':>15}")
+        for bar in (4.5, 4.8, 5.0, 5.2, 5.3, 5.4, 5.6, 5.8, 6.0):
+            kept = [r for r in rows if r[figure] >= bar]
+            caught = sum(r[figure] < bar for r in wrong)
+            print(f"{bar:>6.1f}{len(kept):>5}/{len(rows):<3}{sum(r[right] for r in kept):>9}/{len(kept):<5}"
+                  f"{caught:>9}/{len(wrong):<5}")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps({"data": args.data, "start": args.start, "rows": rows}, indent=2) + "\n")
     return 0
+
+
+def auroc(scores: list[float], right: list[bool]) -> float:
+    """The chance that a right answer scores above a wrong one (ties count half); 0.5 when one side is empty."""
+    pos = [x for x, ok in zip(scores, right) if ok]
+    neg = [x for x, ok in zip(scores, right) if not ok]
+    if not pos or not neg:
+        return 0.5
+    return sum((p > q) + 0.5 * (p == q) for p in pos for q in neg) / (len(pos) * len(neg))
+
+
+def _mean(values: Iterable[float]) -> float:
+    got = list(values)
+    return sum(got) / len(got) if got else 0.0
 
 
 if __name__ == "__main__":

@@ -194,15 +194,15 @@ def auto(chat: ChatRequest = ARITHMETIC, bar: float = 5.0) -> ModeRequest:
 
 async def test_auto_answers_a_confident_chain_at_once() -> None:
     def respond(req: ChatRequest) -> Script:
-        if req.prefill == THINK["open"]:  # the reasoning, sure of every token
-            return _tokens("6 * 7 = 42 eggs, so \\boxed{42}")
-        return "There are \\boxed{42} eggs."  # the answer, asked for after it
+        if req.prefill == THINK["open"]:  # the reasoning, unsure: only the answer's confidence counts
+            return _tokens("6 * 7 = 42 eggs, so \\boxed{42}", sure=False)
+        return _tokens("There are \\boxed{42} eggs.")  # the answer, asked for after it, sure of itself
 
     backend = ScriptedBackend(respond=respond)
     events = [e async for e in run(backend, auto())]
     done = await collect(_replay(events))
     reasoning, answer = backend.requests
-    assert reasoning.prefill == THINK["open"] and reasoning.params.logprobs == 5  # one Thinking chain, measured
+    assert reasoning.prefill == THINK["open"] and answer.params.logprobs == 5  # one Thinking chain, its answer measured
     assert done.text == "There are 42 eggs."  # the chain's answer, without its \\boxed
     assert "6 * 7 = 42" in done.reasoning
     report = next(e for e in done.progress if e.kind == "auto").data
@@ -216,10 +216,10 @@ async def test_auto_escalates_an_unsure_chain_with_it_as_the_first_attempt() -> 
     answers = {"program": "42", "equations": "40"}
 
     def respond(req: ChatRequest) -> Script:
-        if agent_of(req) == "direct" and req.prefill == THINK["open"]:  # Auto's chain
-            return _tokens("I think it is 40", sure=False)
+        if agent_of(req) == "direct" and req.prefill == THINK["open"]:  # Auto's chain, sure as it reasons
+            return _tokens("6 * 7 is 40")
         if agent_of(req) == "direct":
-            return "The answer is 40."
+            return _tokens("The answer is 40.", sure=False)  # and unsure of the answer it states
         return scripted(answers)(req)
 
     backend = ScriptedBackend(respond=respond)

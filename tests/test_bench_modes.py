@@ -157,6 +157,13 @@ async def test_modes_and_baselines_run_item_by_item_on_the_same_items_and_resume
         await bench(backend, data_dir, ["bare"], 1, json_out=out, data="hellaswag")
 
 
+async def test_each_contemplating_agents_method_and_vote_is_kept(data_dir: Path) -> None:
+    backend = ScriptedBackend(respond=lambda req: "The answer is 18.")
+    (row,) = await bench(backend, data_dir, ["contemplating"], 1)
+    assert row.agents and row.agents[0] == {"method": "direct", "vote": "18", "confidence": 1.0, "ok": True}
+    assert all(set(a) == {"method", "vote", "confidence", "ok"} for a in row.agents)
+
+
 async def test_a_mode_the_modes_refuse_stops_the_run_before_any_item(data_dir: Path) -> None:
     backend = ScriptedBackend()
     bench_modes.CONFIGS["dreaming"] = {"mode": "dreaming"}

@@ -130,6 +130,7 @@ class Row:
     votes: list[str | None] = field(default_factory=list)  # sc4: each sample's answer
     route: str = ""  # how a mode settled it: "direct" or "escalated" (auto), then agreement | vote | judge
     confidence: float | None = None  # auto: its first answer's, which it escalated on
+    agents: list[dict[str, Any]] = field(default_factory=list)  # each finished agent: method, vote, confidence
 
 
 @dataclass
@@ -144,6 +145,7 @@ class _Outcome:
     failed: bool = False  # an error, not an answer: never scored right
     route: str = ""
     confidence: float | None = None
+    agents: list[dict[str, Any]] = field(default_factory=list)
 
 
 async def run(
@@ -195,7 +197,7 @@ async def run(
                 row = Row(name, item.id, not out.failed and item.is_correct(out.text), item.expected,
                           out.text.strip(), out.reasoning_tokens, out.completion_tokens, latency, out.tool_calls, got,
                           out.finish_reason, out.capped, out.text.count(BOXED), out.text.count(ECHO), data,
-                          out.votes, out.route, out.confidence)  # fmt: skip
+                          out.votes, out.route, out.confidence, out.agents)  # fmt: skip
                 rows.append(row)
                 right[name] += row.correct
                 done[name] += 1
@@ -295,7 +297,9 @@ class _Runner:
         done = await collect(modes.run(self.backend, self._mode_request(name, item)))
         auto = [e.data for e in done.progress if e.kind == "auto"]
         confidence = auto[0].get("confidence") if auto else None
-        return replace(self._outcome(done), route=route(done), confidence=confidence)
+        agents = [{k: e.data.get(k) for k in ("method", "vote", "confidence", "ok")} for e in done.progress
+                  if e.kind == "agent.done"]  # fmt: skip
+        return replace(self._outcome(done), route=route(done), confidence=confidence, agents=agents)
 
     def _outcome(self, done: Completion) -> _Outcome:
         u = done.usage

@@ -28,6 +28,7 @@ def run(backend: Backend, req: ModeRequest) -> AsyncGenerator[Event, None]:
     def one(chat: ChatRequest) -> AsyncGenerator[Event, None]:
         if req.mode in ("instant", "auto"):  # Auto with tools: tool rounds are Instant's
             return instant(backend, chat)
-        return think(backend, chat, req.budget, compression=req.compression, probe_every=req.probe_every)
+        return think(backend, chat, req.budget, compression=req.compression, probe_every=req.probe_every,
+                     steer=req.steer)  # fmt: skip
 
     return with_tools(one, req.chat, req.toolbox) if req.toolbox else one(req.chat)

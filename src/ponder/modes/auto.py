@@ -116,7 +116,7 @@ async def _chain(backend: Backend, req: ModeRequest, out: list[AgentResult]) -> 
     trace = Trace(measure=True)
     try:
         async for event in think(backend, chat, req.budget, compression=req.compression,
-                                 probe_every=req.probe_every, trace=trace):  # fmt: skip
+                                 probe_every=req.probe_every, trace=trace, steer=req.steer):  # fmt: skip
             yield TextDelta(event.text, _for_client(list(event.logprobs), asked)) if isinstance(event, TextDelta) \
                 else event  # fmt: skip
     finally:

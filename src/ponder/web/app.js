@@ -402,9 +402,10 @@ function onProgress(m, p) {
   else if (p.type === "agent.delta" && m.agents[p.agent]) {
     if (p.reasoning) m.agents[p.agent].reasoning += p.reasoning;
   } else if (p.type === "agent.done" && m.agents[p.agent]) {
-    const dropped = !p.ok && p.stopped === "confidence";  // stopped for being less sure than the others
+    const dropped = !p.ok && (p.stopped === "confidence" || p.stopped === "stopped");
+    const why = p.stopped === "stopped" ? "stopped by you" : "less sure than the agents before it";
     Object.assign(m.agents[p.agent], { status: p.ok ? "done" : dropped ? "stopped" : "failed", result: p.answer,
-                                       error: p.error, note: dropped ? "less sure than the agents before it" : null });
+                                       error: p.error, note: dropped ? why : null });
   } else if (p.type === "auto" && p.escalated) {
     const first = p.first === "chain" ? "first chain of reasoning" : "direct answer";
     m.synthesis = `Auto: the ${first} was unsure (confidence ${p.confidence}); checking it…`;

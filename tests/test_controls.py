@@ -209,3 +209,25 @@ async def test_stop_agent_ends_one_agent_which_has_no_vote(server: Callable[...,
     agents = {p["agent"]: p for p in done["ponder"]["progress"] if p["type"] == "agent.done"}
     assert agents[1]["stopped"] == "stopped" and not agents[1]["ok"] and agents[1]["vote"] is None
     assert "Jupiter" in done["choices"][0]["message"]["content"]
+
+
+async def test_a_responses_or_messages_stream_is_steered_by_the_id_it_carries(server: Callable[..., Any]) -> None:
+    backend = ScriptedBackend(respond=thinker(), delay=0.01)
+    client, _ = server(backend)
+    c = client()
+    question = [{"role": "user", "content": "What is 6 * 7?"}]
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+    asks = [("/v1/responses", {"model": "scripted", "input": "What is 6 * 7?", "mode": "thinking", "stream": True},
+             '"id":"resp_'),
+            ("/v1/messages", {"model": "scripted", "max_tokens": 64, "stream": True, "thinking": thinking,
+                              "messages": question}, '"id":"msg_')]  # fmt: skip
+    for path, body, marker in asks:
+        backend.requests.clear()
+        async with c.stream("POST", path, json=body) as r:
+            lines = r.aiter_lines()
+            first = await anext(line async for line in lines if marker in line)
+            run_id = marker.split('"')[-1] + first.split(marker, 1)[1].split('"', 1)[0]
+            await started(backend)
+            assert (await client().post("/v1/control", json={"id": run_id, "action": "answer_now"})).status_code == 200
+            text = "".join([line async for line in lines])
+        assert "The answer is 42." in text, (path, text[-300:])

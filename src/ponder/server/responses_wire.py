@@ -298,9 +298,9 @@ def _format_json(r: ResponsesRequest) -> dict[str, Any]:
     return dict(fmt)
 
 
-def build(req: ResponsesRequest, mode: str, events: list[Item]) -> ResponseBuilder:
-    """A whole (non-streamed) response from all of a run's events."""
-    b = ResponseBuilder(req, mode)
+def build(req: ResponsesRequest, mode: str, events: list[Item], id: str = "") -> ResponseBuilder:
+    """A whole (non-streamed) response from all of a run's events; `id`: its id, if made already."""
+    b = ResponseBuilder(req, mode, id) if id else ResponseBuilder(req, mode)
     for event in events:
         b.event(event)
     if b.usage is None:

@@ -42,6 +42,7 @@ from ponder.modes.steer import Steer
 from ponder.modes.watch import Watch, watched
 from ponder.types import (
     NO_USAGE,
+    AgentEvent,
     ChatRequest,
     Done,
     Event,
@@ -233,6 +234,8 @@ async def _prefilled(r: _Run) -> AsyncGenerator[Event, None]:
         finished = finish == "stop" or usage.completion_tokens == 0 or trace.watch.stopped in ("loop", "answer_now")
         if compression and not finished and trace.reasoning_tokens < trace.budget(budget) and not trace.answer_now:
             finished = await _probe_agrees(backend, chat, opened + trace.reasoning, trace, prompts["answer_now"])
+            if trace.probes[-1] is not None:  # the best answer so far, for a client that shows it live
+                yield AgentEvent("best", None, {"answer": trace.probes[-1], "reasoning_tokens": trace.reasoning_tokens})
     if trace.watch.steered() == "stopped":  # stopped between slices
         trace.watch.stopped = "stopped"
         return

@@ -202,6 +202,37 @@ def test_stop_ends_a_generation_and_the_next_message_works(page: Any) -> None:
     shot(page, "stopped")
 
 
+def test_answer_now_think_longer_and_stop_one_agent_from_the_page(page: Any) -> None:
+    """On the tiny model: a long Thinking run is given more tokens, then told to answer
+    now, and answers; a Contemplating agent is stopped from its card and the rest answer."""
+    settings(page, budget="3000", **{"max-tokens": "60"})
+    page.click("#modes button[data-mode=thinking]")
+    send(page, "Count from 1 to 1000, one number per line, and check each one.")
+    page.wait_for_function("(document.querySelector('.msg.assistant .reasoning')?.textContent || '').length > 30")
+    page.click(".msg.assistant .think-longer")
+    page.wait_for_selector(".msg.assistant .steer .note")  # the server took it
+    page.click(".msg.assistant .answer-now")
+    wait_done(page, timeout=60_000)
+    stats = page.locator(".msg.assistant .stats").inner_text()
+    assert "stopped" not in stats and page.locator(".msg.assistant .error-text").count() == 0
+    reasoning = int(stats.split(" reasoning tokens")[0].split()[-1])
+    assert 0 < reasoning < 3000  # ended long before its budget, by the control
+    assert page.locator(".msg.assistant .answer").inner_text().strip()  # and answered
+    shot(page, "answer-now")
+
+    settings(page, agents="2", budget="3000", **{"max-tokens": "60"})
+    page.click("#modes button[data-mode=contemplating]")
+    send(page, "Count from 1 to 1000, one number per line, and check each one.")
+    page.wait_for_selector('.msg.assistant >> nth=1 >> .agent[data-status="working"] .stop-agent', timeout=120_000)
+    page.locator(".msg.assistant").nth(1).locator(".stop-agent").first.click()
+    page.wait_for_selector('.msg.assistant >> nth=1 >> .agent[data-status="stopped"]', timeout=120_000)
+    page.locator(".msg.assistant").nth(1).locator(".answer-now").click()
+    wait_done(page, 2, timeout=120_000)
+    notes = page.locator(".msg.assistant").nth(1).locator(".agent .note").all_inner_texts()
+    assert "stopped by you" in notes
+    shot(page, "stop-agent")
+
+
 def test_server_errors_are_shown_plainly(page: Any) -> None:
     settings(page, temperature="7")  # out of range: the server says why
     send(page, "hello")

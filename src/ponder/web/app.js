@@ -202,7 +202,8 @@ function assistantView(m, index) {
   if (m.plan || (m.agents && m.agents.length)) view.append(agentsView(m));
   if (m.reasoning) {
     const details = el("details", "thinking");
-    const summary = el("summary", null, m.done ? `Thought for ${m.stats ? m.stats.reasoning_tokens : "?"} tokens` : "Thinking…");
+    const best = !m.done && m.best ? ` (best answer so far: ${m.best})` : "";
+    const summary = el("summary", null, m.done ? `Thought for ${m.stats ? m.stats.reasoning_tokens : "?"} tokens` : `Thinking…${best}`);
     summary.onclick = () => { m.showThinking = !details.open; };  // the reader's choice outlives redraws
     details.append(summary);
     details.append(el("div", "reasoning", m.reasoning));
@@ -210,6 +211,18 @@ function assistantView(m, index) {
     view.append(details);
   }
   for (const t of m.tools || []) view.append(el("div", "tool", `⚒ ${t.name}(${t.arguments}) → ${String(t.output).slice(0, 200)}`));
+  if (!m.done && m.runId && !m.content && m.mode !== "instant") {  // still reasoning: it can be steered
+    const controls = el("div", "actions steer");
+    const now = el("button", "icon answer-now", "⏎ Answer now");
+    now.title = "End the reasoning and answer from what it has";
+    now.onclick = () => steer(m, "answer_now");
+    const longer = el("button", "icon think-longer", "⧗ Think longer");
+    longer.title = "Give the reasoning 512 more tokens";
+    longer.onclick = () => steer(m, "think_longer", { tokens: 512 });
+    controls.append(now, longer);
+    if (m.note) controls.append(el("span", "note", m.note));
+    view.append(controls);
+  }
   const answer = el("div", "answer");
   renderMarkdown(answer, m.content || "");
   view.append(answer);
@@ -240,6 +253,12 @@ function agentsView(m) {
     card.dataset.agent = i;
     const head = el("div", "head");
     head.append(el("b", null, `Agent ${i + 1}`), el("span", null, a.title || ""), el("span", "status", a.status));
+    if (a.status === "working" && !m.done && m.runId) {
+      const halt = el("button", "icon stop-agent", "■ stop");
+      halt.title = "Stop this agent; the others go on";
+      halt.onclick = () => steer(m, "stop_agent", { agent: i });
+      head.append(halt);
+    }
     card.append(head);
     if (a.reasoning) card.append(el("div", "reasoning", a.reasoning));
     if (a.result) {
@@ -363,6 +382,7 @@ async function generate() {
           let chunk;
           try { chunk = JSON.parse(line.slice(6)); } catch (_) { throw new ApiError("The server sent a malformed stream."); }
           if (chunk.error) throw new ApiError(chunk.error.message);
+          if (chunk.id && !m.runId) m.runId = chunk.id;  // what the controls name it by
           if (chunk.usage) usage = chunk.usage;
           if (chunk.ponder) onProgress(m, chunk.ponder);
           const delta = chunk.choices && chunk.choices[0] && chunk.choices[0].delta;
@@ -413,9 +433,22 @@ function onProgress(m, p) {
     const tally = Object.entries(p.tally || {}).map(([answer, weight]) => `${answer}: ${Number(weight).toFixed(2)}`);
     const how = { vote: "a vote", agreement: "the attempts agreed", judge: "a judge checked them" }[p.method];
     m.synthesis = how ? `Synthesis: ${how} (${tally.join(", ")})` : "Synthesis: writing the answer…";
+  } else if (p.type === "best") {
+    m.best = p.answer;
   } else if (p.type === "tool.call") {
     m.tools.push({ name: p.name, arguments: p.arguments, output: p.output });
   }
+}
+
+// Steer the running answer (POST /v1/control): answer now, think longer, stop one agent.
+async function steer(m, action, extra = {}) {
+  if (!m.runId || m.done) return;
+  try {
+    await api("/v1/control", { method: "POST", body: JSON.stringify({ id: m.runId, action, ...extra }) });
+    if (action === "think_longer") m.note = "Thinking longer…";
+    if (action === "answer_now") m.note = "Answering now…";
+  } catch (e) { showError(`Could not steer the answer: ${e.message}`); }
+  redrawLast();
 }
 
 function setBusy(busy) {

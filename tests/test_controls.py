@@ -231,3 +231,39 @@ async def test_a_responses_or_messages_stream_is_steered_by_the_id_it_carries(se
             assert (await client().post("/v1/control", json={"id": run_id, "action": "answer_now"})).status_code == 200
             text = "".join([line async for line in lines])
         assert "The answer is 42." in text, (path, text[-300:])
+
+
+async def test_ponder_chat_steers_by_keys_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ponder chat` (the terminal Answerer, local modes): the key "a" on a terminal
+    answers now; keys are read only while the answer runs, and the terminal is restored."""
+    import io
+    import os
+    import pty
+    import termios
+
+    from ponder.config import ModeSettings
+    from ponder.terminal import Answerer, ModeChoice
+    from ponder.types import Message, SamplingParams
+
+    master, slave = pty.openpty()
+    stdin = os.fdopen(slave, "r")
+    monkeypatch.setattr("sys.stdin", stdin)
+    before = termios.tcgetattr(slave)
+    backend = ScriptedBackend(respond=thinker(), delay=0.01)
+    out, err = io.StringIO(), io.StringIO()
+    answerer = Answerer(backend, "scripted", SamplingParams(), ModeSettings(), ModeChoice(mode="thinking"),
+                        out=out, err=err)  # fmt: skip
+
+    async def press() -> None:
+        await started(backend)
+        os.write(master, b"a")
+
+    t0 = time.perf_counter()
+    pressing = asyncio.ensure_future(press())
+    text = await answerer.answer([Message("user", "What is 6 * 7?")], keys=True)
+    await pressing
+    assert text == "The answer is 42." and time.perf_counter() - t0 < 4  # 400 reasoning steps take 4 s and more
+    assert "[answering now]" in err.getvalue() and "keys while it reasons" in err.getvalue()
+    assert termios.tcgetattr(slave) == before  # the terminal is as it was
+    stdin.close()
+    os.close(master)

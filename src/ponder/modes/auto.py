@@ -31,9 +31,9 @@ from dataclasses import replace
 
 from ponder.backends.base import Backend
 from ponder.formats.clean import clean
-from ponder.modes import choices
+from ponder.modes import choices, evidence
 from ponder.modes.base import ModeRequest
-from ponder.modes.confidence import TOP_K, Signal, measure
+from ponder.modes.confidence import TOP_K, Signal, for_client, measure
 from ponder.modes.contemplating import contemplate
 from ponder.modes.contemplating.planner import options, quantitative, request_text
 from ponder.modes.contemplating.synthesis import AgentResult
@@ -72,6 +72,7 @@ async def auto(backend: Backend, req: ModeRequest) -> AsyncGenerator[Event, None
         yield AgentEvent("auto", None, {"escalated": False, **report})
         for event in answer:
             yield event
+        yield evidence.event(evidence.of_direct(result.trace) if lettered else evidence.of_chain(result.trace))
         yield done
         return
 
@@ -105,7 +106,7 @@ async def _direct(
     trace.distribution = choices.named(question, trace.answer, logprobs)
     trace.reasoning_tokens = done.usage.completion_tokens  # work toward the answer, if it escalates
     out.append(AgentResult(0, "direct", trace, method="direct"))
-    yield TextDelta(clean(trace.answer).strip(), _for_client(logprobs, asked))
+    yield TextDelta(clean(trace.answer).strip(), for_client(logprobs, asked))
     yield done
 
 
@@ -117,7 +118,7 @@ async def _chain(backend: Backend, req: ModeRequest, out: list[AgentResult]) -> 
     try:
         async for event in think(backend, chat, req.budget, compression=req.compression,
                                  probe_every=req.probe_every, trace=trace, steer=req.steer):  # fmt: skip
-            yield TextDelta(event.text, _for_client(list(event.logprobs), asked)) if isinstance(event, TextDelta) \
+            yield TextDelta(event.text, for_client(list(event.logprobs), asked)) if isinstance(event, TextDelta) \
                 else event  # fmt: skip
     finally:
         out.append(AgentResult(0, "chain", trace, method="chain"))
@@ -132,10 +133,3 @@ def _signal(first: AgentResult) -> Signal:
     if first.method == "chain":
         return measure(first.trace.answer_logprobs)
     return first.trace.watch.meter.signal()
-
-
-def _for_client(logprobs: list[TokenLogprob], asked: int | None) -> tuple[TokenLogprob, ...]:
-    """The log-probabilities the client asked for: none, or its number of alternatives."""
-    if asked is None:
-        return ()
-    return tuple(replace(lp, top=lp.top[:asked]) for lp in logprobs)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from ponder.backends.base import Backend
 from ponder.errors import UpstreamError
 from ponder.formats.clean import clean
-from ponder.modes import answers, choices
+from ponder.modes import answers, choices, evidence
 from ponder.modes.base import ModeRequest
 from ponder.modes.confidence import WINDOW
 from ponder.modes.contemplating.agents import run_agents
@@ -51,7 +51,8 @@ class Decision:
     answer: str | None  # the vote that won
     method: str  # "agreement" | "pooled" | "vote" | "judge"
     winner: AgentResult | None
-    tally: dict[str, float]
+    tally: dict[str, float]  # votes, or (`pooled`) the options' pooled probabilities
+    pooled: bool = False
 
 
 async def run(
@@ -95,6 +96,7 @@ async def run(
         decision = judged[0]
     yield AgentEvent("synthesis.start", None, {"method": decision.method, "tally": decision.tally,
                                                "answer": decision.answer})  # fmt: skip
+    yield evidence.event(evidence.of_attempts(decision, voters(results)))
     async for event in _final(backend, req.chat, decision, results, quick=req.steer.answering):
         if isinstance(event, Done):
             usage += event.usage
@@ -143,7 +145,8 @@ def pooled(results: Sequence[AgentResult], question: str, last: bool = True) -> 
     agreed = all(r.vote == answer for r in voters(results) + scored) and all(letter == answer for letter in named)
     if not (agreed or last):
         return None
-    return Decision(answer, "agreement" if agreed else "pooled", _best([r for r in given if r.vote == answer]), tally)
+    return Decision(answer, "agreement" if agreed else "pooled", _best([r for r in given if r.vote == answer]), tally,
+                    pooled=True)  # fmt: skip
 
 
 def plurality(results: Sequence[AgentResult]) -> Decision | None:

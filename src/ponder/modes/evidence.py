@@ -1,7 +1,8 @@
 """The evidence behind an answer: the figures a mode had when it settled it.
 
 Every Thinking, Contemplating and Auto answer ends with one `evidence` progress event
-(before its Done). Its fields, where they apply:
+(before its Done): `confidence`, how likely the answer is right by the fitted
+calibration (`modes.calibration`), and the figures behind it, where they apply:
 
 - `answer_window`: the lowest 32-token window of the answer as stated (a chain's
   answer call, or a direct answer's whole text): how sure the model was as it
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ponder.modes import calibration
 from ponder.modes.confidence import measure
 from ponder.types import AgentEvent
 
@@ -33,7 +35,10 @@ if TYPE_CHECKING:
 
 
 def event(fields: dict[str, Any]) -> AgentEvent:
-    return AgentEvent("evidence", None, {k: _round(v) for k, v in fields.items()})
+    """The evidence, and the confidence in [0, 1] the fitted calibration gives it
+    (`modes.calibration`; None where no model is fitted for its kind)."""
+    chance = calibration.confidence(fields)
+    return AgentEvent("evidence", None, {"confidence": _round(chance), **{k: _round(v) for k, v in fields.items()}})
 
 
 def of_chain(trace: Trace) -> dict[str, Any]:

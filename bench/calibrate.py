@@ -80,7 +80,8 @@ def main() -> int:
         if not pairs:
             continue
         e, a = ece(pairs), auroc(pairs)
-        report.append({"mode": mode, "rows": len(pairs), "ece": round(e, 3), "auroc": None if a is None else round(a, 3),
+        report.append({"mode": mode, "rows": len(pairs), "ece": round(e, 3),
+                       "auroc": None if a is None else round(a, 3),
                        "pairs": [[round(p, 4), r] for p, r in pairs]})  # fmt: skip
         print(f"{mode:<14} held-out GSM8K rows {len(pairs):>3}  ECE {e:.3f}  AUROC "
               f"{'n/a' if a is None else f'{a:.3f}'}")  # fmt: skip

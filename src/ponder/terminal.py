@@ -104,7 +104,10 @@ class Answerer:
             self.out.flush()
         elif isinstance(event, ReasoningDelta):
             self._note(event.text, dim=True)
-        elif isinstance(event, AgentEvent) and event.kind != "agent.delta":
+        elif isinstance(event, AgentEvent) and event.kind == "evidence":
+            if event.data.get("confidence") is not None:
+                self._note(f"\n[confidence {event.data['confidence']:.0%}]", dim=False)
+        elif isinstance(event, AgentEvent) and event.kind not in ("agent.delta", "best"):
             self._note(_progress_line(event) + "\n", dim=False)
         elif isinstance(event, ToolRun):
             who = "" if event.agent is None else f"agent {event.agent + 1}, "

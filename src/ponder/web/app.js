@@ -228,6 +228,12 @@ function assistantView(m, index) {
   view.append(answer);
   if (m.error) view.append(el("div", "error-text", m.error));
   if (m.done) {
+    if (typeof m.confidence === "number") {
+      const sure = el("div", "confidence", `confidence ${Math.round(m.confidence * 100)}%`);
+      sure.title = Object.entries(m.evidence || {}).filter(([, v]) => v !== null)
+        .map(([k, v]) => `${k.replace(/_/g, " ")}: ${v}`).join("\n");  // the evidence, on hover
+      view.append(sure);
+    }
     if (m.stats) view.append(el("div", "stats", statsLine(m)));
     const actions = el("div", "actions");
     const speak = el("button", "icon speak", "▶ read aloud");
@@ -435,6 +441,10 @@ function onProgress(m, p) {
     m.synthesis = how ? `Synthesis: ${how} (${tally.join(", ")})` : "Synthesis: writing the answer…";
   } else if (p.type === "best") {
     m.best = p.answer;
+  } else if (p.type === "evidence") {
+    const { type, confidence, ...figures } = p;
+    m.confidence = confidence;
+    m.evidence = figures;
   } else if (p.type === "tool.call") {
     m.tools.push({ name: p.name, arguments: p.arguments, output: p.output });
   }

@@ -50,6 +50,10 @@ def page(browser: Any, ponder_server: str) -> Iterator[Any]:
     # bypass_csp: Playwright's own checks evaluate strings, which the page's CSP forbids
     context = browser.new_context(viewport={"width": 1280, "height": 800}, bypass_csp=True)
     context.set_default_timeout(WAIT_MS)
+    # An answer limit unless a test sets its own: the tiny model can ramble on to the
+    # context limit, which took a test past its wait in CI.
+    context.add_init_script("if (!localStorage.getItem('ponder.settings')) "
+                            "localStorage.setItem('ponder.settings', JSON.stringify({maxTokens: '200'}));")  # fmt: skip
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))

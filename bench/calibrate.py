@@ -39,9 +39,13 @@ def load(paths: list[Path]) -> list[dict[str, Any]]:
 
 def split(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Fitting rows (every multiple-choice row; GSM8K items in even places) and held-out ones."""
-    gsm = sorted({r["id"] for r in rows if r.get("data", "gsm8k") == "gsm8k"})
-    held = set(gsm[1::2])
-    return [r for r in rows if r["id"] not in held], [r for r in rows if r["id"] in held]
+    gsm = list(dict.fromkeys(r["id"] for r in rows if r.get("data", "gsm8k") == "gsm8k"))  # in sample order
+    held = {("gsm8k", i) for i in gsm[1::2]}
+
+    def key(r: dict[str, Any]) -> tuple[str, str]:
+        return r.get("data", "gsm8k"), r["id"]
+
+    return [r for r in rows if key(r) not in held], [r for r in rows if key(r) in held]
 
 
 def ece(pairs: list[tuple[float, bool]], bins: int = 10) -> float:

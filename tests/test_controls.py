@@ -25,7 +25,7 @@ from ponder.store import ApiKey, SqliteStore
 from tests.conftest import free_port
 
 THINK = load("thinking")
-LONG = " ".join(f"step{i}" for i in range(400))  # reasoning that would run on for a while
+LONG = " ".join(f"step{i}" for i in range(2000))  # reasoning that would run on for 20 s and more
 
 
 def thinker(reasoning: str = LONG, answer: str = "The answer is 42.") -> Callable[[Any], Script]:
@@ -35,7 +35,8 @@ def thinker(reasoning: str = LONG, answer: str = "The answer is 42.") -> Callabl
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
-    """server(backend, auth=...) -> (client factory: client(secret) -> AsyncClient, secrets of keys a and b).
+    """server(backend, auth=...) -> (client factory: client(secret) -> AsyncClient, secrets of keys a and b,
+    each allowed one request at a time).
     A real server on loopback (uvicorn, in a thread), so streams arrive as they are written."""
     opened: list[httpx.AsyncClient] = []
     running: list[tuple[uvicorn.Server, threading.Thread]] = []
@@ -47,7 +48,7 @@ async def server(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
         secrets = []
         for name in ("a", "b"):
             secret = f"pdr-secret-{name}-" + "x" * 20
-            store.add_key(ApiKey(f"key_{name}", name, secret[:8], time.time(), None), secret)
+            store.add_key(ApiKey(f"key_{name}", name, secret[:8], time.time(), None, concurrency=1), secret)
             secrets.append(secret)
         web = uvicorn.Server(uvicorn.Config(create_app(registry, store=store), host="127.0.0.1", port=free_port(),
                                             log_level="warning"))  # fmt: skip
@@ -102,8 +103,8 @@ async def test_answer_now_ends_the_reasoning_and_the_answer_follows(server: Call
     done = (await run).json()
     message = done["choices"][0]["message"]
     assert message["content"] == "The answer is 42."  # answered from what it had
-    assert len(message["reasoning_content"].split()) < 100  # cut long before its 400 steps
-    assert time.perf_counter() - t0 < 4  # 400 steps would take 4 s and more
+    assert len(message["reasoning_content"].split()) < 1000  # cut long before its 2,000 steps
+    assert time.perf_counter() - t0 < 10  # 2,000 steps would take 20 s and more
     r = await c.post("/v1/control", json={"id": "req_answer_now", "action": "answer_now"})
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"  # it has ended
 
@@ -127,22 +128,23 @@ async def test_llama_servers_reasoning_end_by_the_completion_id_in_the_stream(se
 
 
 async def test_think_longer_lets_a_budget_cut_reasoning_go_on(server: Callable[..., Any]) -> None:
-    backend = ScriptedBackend(respond=thinker(answer="Still thinking; say 42."), delay=0.02)
+    backend = ScriptedBackend(respond=thinker(answer="Still thinking; say 42."), delay=0.1)  # 8 tokens: 0.8 s
     client, _ = server(backend)
     c = client()
-    body = ask("thinking", thinking_budget=16, thought_compression=False)
+    body = ask("thinking", thinking_budget=8, thought_compression=False)
     alone = (await c.post("/v1/chat/completions", json=body)).json()
-    assert alone["usage"]["completion_tokens_details"]["reasoning_tokens"] == 16  # cut at its budget
+    assert alone["usage"]["completion_tokens_details"]["reasoning_tokens"] == 8  # cut at its budget
     backend.requests.clear()
     run = asyncio.ensure_future(c.post("/v1/chat/completions", json=body, headers={"X-Request-Id": "req_longer"}))
     await started(backend)
-    r = await c.post("/v1/control", json={"id": "req_longer", "action": "think_longer", "tokens": 32})
+    r = await c.post("/v1/control", json={"id": "req_longer", "action": "think_longer", "tokens": 16})
     assert r.json() == {"success": True}
     longer = (await run).json()
-    assert longer["usage"]["completion_tokens_details"]["reasoning_tokens"] == 48  # 16 + 32
+    assert longer["usage"]["completion_tokens_details"]["reasoning_tokens"] == 24  # 8 + 16
 
 
 async def test_only_the_key_that_made_a_request_may_steer_it(server: Callable[..., Any]) -> None:
+    """...even when the key may run only one request at a time: a control is no second request."""
     backend = ScriptedBackend(respond=thinker(), delay=0.01)
     client, (a, b) = server(backend, auth="required")
     run = asyncio.ensure_future(client(a).post("/v1/chat/completions", json=ask("thinking"),
@@ -191,7 +193,7 @@ async def test_answer_now_in_contemplating_ends_every_agent_and_decides(server: 
     assert (await c.post("/v1/control", json={"id": "req_all", "action": "answer_now"})).status_code == 200
     done = (await run).json()
     assert "Jupiter" in done["choices"][0]["message"]["content"]
-    assert time.perf_counter() - t0 < 4
+    assert time.perf_counter() - t0 < 10  # each agent's 2,000 steps would take 20 s and more
     agents = [p for p in done["ponder"]["progress"] if p["type"] == "agent.done"]
     assert agents and all(a["stopped"] in ("answer_now", "") for a in agents)
 
@@ -262,7 +264,7 @@ async def test_ponder_chat_steers_by_keys_on_a_terminal(monkeypatch: pytest.Monk
     pressing = asyncio.ensure_future(press())
     text = await answerer.answer([Message("user", "What is 6 * 7?")], keys=True)
     await pressing
-    assert text == "The answer is 42." and time.perf_counter() - t0 < 4  # 400 reasoning steps take 4 s and more
+    assert text == "The answer is 42." and time.perf_counter() - t0 < 10  # 2,000 reasoning steps take 20 s
     assert "[answering now]" in err.getvalue() and "keys while it reasons" in err.getvalue()
     assert termios.tcgetattr(slave) == before  # the terminal is as it was
     stdin.close()

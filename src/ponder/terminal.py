@@ -90,11 +90,17 @@ class Answerer:
         on a terminal, local modes), keys steer the run while it reasons (`KEYS`)."""
         text: list[str] = []
         steer = Steer()
+        sure: float | None = None
         with _keys(steer, self.err) if keys and self.local_modes else nullcontext():
             async for event in self.events(messages, steer):  # type: ignore[attr-defined]
-                self._show(event, text)
+                if isinstance(event, AgentEvent) and event.kind == "evidence":
+                    sure = event.data.get("confidence")
+                else:
+                    self._show(event, text)
         self.out.write("\n")
         self.out.flush()
+        if sure is not None:  # after the answer, which Contemplating writes after its evidence
+            self._note(f"[confidence {sure:.0%}]\n", dim=False)
         return "".join(text)
 
     def _show(self, event: Event, text: list[str]) -> None:
@@ -104,9 +110,6 @@ class Answerer:
             self.out.flush()
         elif isinstance(event, ReasoningDelta):
             self._note(event.text, dim=True)
-        elif isinstance(event, AgentEvent) and event.kind == "evidence":
-            if event.data.get("confidence") is not None:
-                self._note(f"\n[confidence {event.data['confidence']:.0%}]", dim=False)
         elif isinstance(event, AgentEvent) and event.kind not in ("agent.delta", "best"):
             self._note(_progress_line(event) + "\n", dim=False)
         elif isinstance(event, ToolRun):
@@ -131,6 +134,8 @@ def _progress_line(e: AgentEvent) -> str:
     if e.kind == "agent.start":
         return f"[agent {(e.agent or 0) + 1}] {d['title']}: started"
     if e.kind == "agent.done":
+        if d.get("stopped") == "stopped":
+            return f"[agent {(e.agent or 0) + 1}] stopped"
         return f"[agent {(e.agent or 0) + 1}] " + (
             f"answer: {d['vote'] or d['answer'][:60]}" if d["ok"] else f"failed: {d['error']}"
         )
@@ -143,11 +148,14 @@ KEYS = "keys while it reasons: a answer now, l think longer (+512 tokens), 1-9 s
 @contextmanager
 def _keys(steer: Steer, err: TextIO) -> Iterator[None]:
     """Read single keys from a terminal stdin while the run goes on, and steer it by them."""
-    if not sys.stdin.isatty():
+    try:
+        import termios
+        import tty
+    except ImportError:  # not a POSIX terminal: no keys
+        termios = None  # type: ignore[assignment]
+    if termios is None or not sys.stdin.isatty():
         yield
         return
-    import termios
-    import tty
 
     fd = sys.stdin.fileno()
     saved = termios.tcgetattr(fd)

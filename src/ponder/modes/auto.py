@@ -68,7 +68,8 @@ async def auto(backend: Backend, req: ModeRequest) -> AsyncGenerator[Event, None
     # engine that returns no log-probabilities gives nothing to measure, and nothing
     # is spent on a check that no measurement asked for.
     report = {"first": result.method, "confidence": round(signal.lowest, 3)}
-    if not signal.known or signal.lowest >= req.auto_confidence or result.trace.watch.stopped == "loop":
+    settled = not signal.known or signal.lowest >= req.auto_confidence or result.trace.watch.stopped == "loop"
+    if settled or req.steer.answering:  # (the client asked for the answer now: no checking it further)
         yield AgentEvent("auto", None, {"escalated": False, **report})
         for event in answer:
             yield event

@@ -48,8 +48,8 @@ def of_chain(trace: Trace) -> dict[str, Any]:
         "answer_window": answer.lowest if answer.known else None,
         "reasoning_window": reasoning.lowest if reasoning.known else None,
         "forced": trace.forced,
-        "settled": bool(trace.probes) and not trace.forced and trace.probes[-1] is not None,
-        "option_probability": max(trace.distribution) if trace.distribution else None,
+        "settled": trace.settled,
+        "option_probability": _chosen(trace.pooled or trace.distribution),
     }
 
 
@@ -57,7 +57,7 @@ def of_direct(trace: Trace) -> dict[str, Any]:
     signal = trace.watch.meter.signal()
     return {
         "answer_window": signal.lowest if signal.known else None,
-        "option_probability": max(trace.distribution) if trace.distribution else None,
+        "option_probability": _chosen(trace.distribution),
     }
 
 
@@ -73,6 +73,11 @@ def of_attempts(decision: Decision, voters: list[AgentResult]) -> dict[str, Any]
         "winner_confidence": decision.winner.confidence if decision.winner else None,
         "option_probability": decision.tally.get(decision.answer) if decision.pooled and decision.answer else None,
     }
+
+
+def _chosen(distribution: list[float] | None) -> float | None:
+    """The chosen option's probability: the answer is the likeliest option."""
+    return max(distribution) if distribution else None
 
 
 def _round(value: Any) -> Any:

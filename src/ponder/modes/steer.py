@@ -25,6 +25,7 @@ class Steer:
     answering: bool = False  # answer_now was asked
     extra: int = 0  # tokens think_longer added to the budget
     stopped: set[int] = field(default_factory=set)  # agents stop_agent ended
+    ceiling: int | None = None  # the most a budget may grow to (the server's max_tokens)
 
     def answer_now(self) -> None:
         self.answering = True
@@ -36,4 +37,6 @@ class Steer:
         self.stopped.add(index)
 
     def budget(self, base: int) -> int:
-        return base + self.extra
+        """`base` and what think_longer added, never past the ceiling (nor below `base`)."""
+        raised = base + self.extra
+        return raised if self.ceiling is None else max(base, min(raised, self.ceiling))

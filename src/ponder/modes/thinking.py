@@ -67,7 +67,8 @@ class Trace:
     reasoning: str = ""
     answer: str = ""
     reasoning_tokens: int = 0
-    forced: bool = False  # the budget ran out before the model finished thinking
+    forced: bool = False  # the budget ran out (or the client asked for the answer) before the model finished thinking
+    settled: bool = False  # an answer probe confirmed the conclusion the reasoning had stated
     probes: list[str | None] = field(default_factory=list)
     usage: Usage = NO_USAGE
     tool_calls: list[ToolCall] = field(default_factory=list)
@@ -80,6 +81,7 @@ class Trace:
     # own evidence (the letter it named, or its options' likelihood: `modes.choices`),
     # not yet pooled with any other
     distribution: list[float] | None = None
+    pooled: list[float] | None = None  # Thinking on a lettered question: its letter pooled with the options' words
     answer_logprobs: list[TokenLogprob] = field(default_factory=list)  # of the answer call, when asked for
 
     @property
@@ -180,6 +182,7 @@ async def _weighed(
             trace.usage += Usage(read, 0)
             joint = choices.pool(letter, choices.softmax(values))
             trace.distribution = letter  # this run's own evidence (Contemplating pools it with the scores once)
+            trace.pooled = joint
             best = found.letter(max(range(n), key=lambda i: joint[i]))
             if best != named:
                 shown = clean(trace.answer).strip()
@@ -233,13 +236,15 @@ async def _prefilled(r: _Run) -> AsyncGenerator[Event, None]:
             return
         finished = finish == "stop" or usage.completion_tokens == 0 or trace.watch.stopped in ("loop", "answer_now")
         if compression and not finished and trace.reasoning_tokens < trace.budget(budget) and not trace.answer_now:
-            finished = await _probe_agrees(backend, chat, opened + trace.reasoning, trace, prompts["answer_now"])
+            finished = trace.settled = await _probe_agrees(backend, chat, opened + trace.reasoning, trace,
+                                                           prompts["answer_now"])  # fmt: skip
             if trace.probes[-1] is not None:  # the best answer so far, for a client that shows it live
                 yield AgentEvent("best", None, {"answer": trace.probes[-1], "reasoning_tokens": trace.reasoning_tokens})
     if trace.watch.steered() == "stopped":  # stopped between slices
         trace.watch.stopped = "stopped"
         return
-    trace.forced = not finished and trace.reasoning_tokens >= trace.budget(budget)
+    cut = trace.watch.stopped == "answer_now" or (trace.answer_now and not trace.settled)  # by the client
+    trace.forced = cut or (not finished and trace.reasoning_tokens >= trace.budget(budget))
     # 3. the answer, always
     async for answer_event in _answer(
         backend, chat, opened + trace.reasoning.rstrip() + closed.rstrip(), trace, prompts
@@ -313,6 +318,8 @@ async def _single_call(r: _Run) -> AsyncGenerator[Event, None]:
                 yield event
                 continue
             reasoning, answer = _split(event, splitter)
+            if answer:
+                trace.watch.reasoning = False  # the answer has begun: answer_now no longer cuts it
             if reasoning:
                 trace.reasoning += reasoning
                 trace.reasoning_tokens += 1  # one streamed delta is one token for every engine we know

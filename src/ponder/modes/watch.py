@@ -32,6 +32,7 @@ class Watch:
     stop_below: float | None = None  # cut once a full window's confidence falls below this
     steer: Steer | None = None  # the client's controls on the run (`modes.steer`)
     agent: int | None = None  # which Contemplating agent this is, for stop_agent
+    reasoning: bool = True  # answer_now cuts this stream (reasoning, or a program); not an answer being written
     loops: bool = True  # cut a loop (off for output held to a grammar: a cut would break its syntax)
     stopped: Stop = ""
 
@@ -51,7 +52,7 @@ class Watch:
             return ""
         if self.agent is not None and self.agent in self.steer.stopped:
             return "stopped"
-        return "answer_now" if self.steer.answering else ""
+        return "answer_now" if self.steer.answering and self.reasoning else ""
 
 
 async def watched(events: AsyncIterator[Event], watch: Watch) -> AsyncGenerator[Event, None]:

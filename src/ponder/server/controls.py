@@ -43,30 +43,35 @@ class ControlRequest(BaseModel):
 
 
 class Controls:
-    """The running requests, by every id they can be named by, with their owner and mode."""
+    """The running requests, by every id they can be named by, with their owner and mode
+    (two requests may share an X-Request-Id a client chose: each key finds its own)."""
 
     def __init__(self) -> None:
-        self._runs: dict[str, tuple[str, str, Steer]] = {}
+        self._runs: dict[str, list[tuple[str, str, Steer]]] = {}
 
     @contextmanager
     def running(self, ids: Sequence[str], key: str, mode: str, steer: Steer) -> Iterator[None]:
         named = [i for i in ids if i]
+        entry = (key, mode, steer)
         for i in named:
-            self._runs[i] = (key, mode, steer)
+            self._runs.setdefault(i, []).append(entry)
         try:
             yield
         finally:
             for i in named:
-                if self._runs.get(i, (None, None, None))[2] is steer:
-                    del self._runs[i]
+                runs = self._runs.get(i, [])
+                if entry in runs:
+                    runs.remove(entry)
+                if not runs:
+                    self._runs.pop(i, None)
 
     def find(self, run_id: str, key: str) -> tuple[str, Steer]:
         """The mode and controls of the request `run_id` that `key` made, or NotFound."""
-        found = self._runs.get(run_id)
-        if found is None or found[0] != key:
-            raise NotFound(f"No running request '{run_id}' of yours on this server: it has ended, or never ran here.",
-                           param="id")  # fmt: skip
-        return found[1], found[2]
+        for owner_, mode, steer in reversed(self._runs.get(run_id, [])):
+            if owner_ == key:
+                return mode, steer
+        raise NotFound(f"No running request '{run_id}' of yours on this server: it has ended, or never ran here.",
+                       param="id")  # fmt: skip
 
 
 @router.post("/v1/chat/completions/control")

@@ -111,24 +111,25 @@ async def _run(
     steered: AbstractContextManager[None],
 ) -> AsyncGenerator[tuple[int, Event], None]:
     deadline = limits.deadline()
-    tally = await limits.hold(key, lease, mode, n)
-    try:
-        ticket = await limits.admit(backend, deadline)
+    mode.steer.ceiling = limits.settings.max_tokens
+    with steered:  # the client may steer it from now on, while it waits for the engine too
+        tally = await limits.hold(key, lease, mode, n)
         try:
-            streams: list[AsyncGenerator[Any, None]] = []
-            for i in range(n):
-                one = _choice(mode, i)
-                events = modes.run(backend, one)
-                streams.append(limits.metered(wrap(events, one) if wrap else events, tally, deadline,
-                                              mode.chat.model, mode.mode))  # fmt: skip
-            with steered:  # the client may steer it while it runs
+            ticket = await limits.admit(backend, deadline)
+            try:
+                streams: list[AsyncGenerator[Any, None]] = []
+                for i in range(n):
+                    one = _choice(mode, i)
+                    events = modes.run(backend, one)
+                    streams.append(limits.metered(wrap(events, one) if wrap else events, tally, deadline,
+                                                  mode.chat.model, mode.mode))  # fmt: skip
                 async with aclosing(interleave(streams)) as tagged:
                     async for item in tagged:
                         yield item
+            finally:
+                ticket.release()
         finally:
-            ticket.release()
-    finally:
-        limits.settle(tally)
+            limits.settle(tally)
 
 
 def _choice(mode: ModeRequest, index: int) -> ModeRequest:

@@ -215,10 +215,10 @@ function assistantView(m, index) {
     const controls = el("div", "actions steer");
     const now = el("button", "icon answer-now", "⏎ Answer now");
     now.title = "End the reasoning and answer from what it has";
-    now.onclick = () => steer(m, "answer_now");
+    onPress(now, () => steer(m, "answer_now"));
     const longer = el("button", "icon think-longer", "⧗ Think longer");
     longer.title = "Give the reasoning 512 more tokens";
-    longer.onclick = () => steer(m, "think_longer", { tokens: 512 });
+    onPress(longer, () => steer(m, "think_longer", { tokens: 512 }));
     controls.append(now, longer);
     if (m.note) controls.append(el("span", "note", m.note));
     view.append(controls);
@@ -262,7 +262,7 @@ function agentsView(m) {
     if (a.status === "working" && !m.done && m.runId) {
       const halt = el("button", "icon stop-agent", "■ stop");
       halt.title = "Stop this agent; the others go on";
-      halt.onclick = () => steer(m, "stop_agent", { agent: i });
+      onPress(halt, () => steer(m, "stop_agent", { agent: i }));
       head.append(halt);
     }
     card.append(head);
@@ -448,6 +448,13 @@ function onProgress(m, p) {
   } else if (p.type === "tool.call") {
     m.tools.push({ name: p.name, arguments: p.arguments, output: p.output });
   }
+}
+
+// A button that acts on press (the view is redrawn while tokens stream, so a click
+// could land on a replaced button), and on Enter or Space from the keyboard.
+function onPress(button, act) {
+  button.onpointerdown = act;
+  button.onclick = (e) => { if (e.detail === 0) act(); };
 }
 
 // Steer the running answer (POST /v1/control): answer now, think longer, stop one agent.

@@ -47,6 +47,7 @@ async def run_agents(
             rounds.append(Trace(measure=True))
             watch = rounds[-1].watch
             watch.stop_below, watch.steer, watch.agent = task.stop_below, req.steer, task.index
+            watch.reasoning = task.method != "direct"  # a direct answer is an answer: answer_now lets it finish
             if task.method == "program":
                 return program(backend, chat, request_text(req.chat), rounds[-1])
             if task.method == "direct":

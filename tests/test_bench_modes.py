@@ -162,6 +162,7 @@ async def test_each_contemplating_agents_method_and_vote_is_kept(data_dir: Path)
     (row,) = await bench(backend, data_dir, ["contemplating"], 1)
     assert row.agents and row.agents[0] == {"method": "direct", "vote": "18", "confidence": 1.0, "ok": True}
     assert all(set(a) == {"method", "vote", "confidence", "ok"} for a in row.agents)
+    assert row.evidence["voters"] >= 1 and row.evidence["method"] in ("agreement", "vote", "judge")
 
 
 async def test_a_mode_the_modes_refuse_stops_the_run_before_any_item(data_dir: Path) -> None:

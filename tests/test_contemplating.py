@@ -66,6 +66,11 @@ def contemplation(chat: ChatRequest = ARITHMETIC, **kw: Any) -> ModeRequest:
     return replace(resolve(chat, ModeSettings(), mode="contemplating"), compression=False, **kw)
 
 
+def synthesis(done: Any) -> dict[str, Any]:
+    """What the synthesis.start event said: how the answer was settled."""
+    return next(e.data for e in done.progress if e.kind == "synthesis.start")
+
+
 def methods(done: Any) -> list[str]:
     return [e.data["method"] for e in done.progress if e.kind == "agent.start"]
 
@@ -82,7 +87,13 @@ async def test_a_chain_and_a_program_that_agree_settle_it_in_one_wave() -> None:
     done = await collect(run(backend, contemplation()))
     assert methods(done) == ["direct", "program"]  # the second wave never ran
     assert done.text == "The answer is 42."
-    assert done.progress[-1].data == {"method": "agreement", "tally": {"42": 2.0}, "answer": "42"}
+    assert synthesis(done) == {"method": "agreement", "tally": {"42": 2.0}, "answer": "42"}
+    evidence = done.progress[-1]
+    chance = evidence.data.pop("confidence")
+    assert chance is None or 0 <= chance <= 1  # None until a calibration is fitted for its kind
+    assert evidence.kind == "evidence" and evidence.data == {
+        "method": "agreement", "voters": 2, "agreeing": 2, "answers": 1, "program_agrees": True,
+        "winner_confidence": 1.0, "option_probability": None}  # fmt: skip
     assert "It printed:\n42" in done.reasoning  # the program really ran, in the sandbox
     assert done.usage.tool_calls == 1
 
@@ -93,7 +104,7 @@ async def test_disagreement_runs_the_second_wave_and_the_majority_wins() -> None
     backend = ScriptedBackend(respond=scripted(answers))
     done = await collect(run(backend, contemplation()))
     assert methods(done) == ["direct", "program", "chain", "program"]
-    assert done.progress[-1].data["method"] == "vote" and done.progress[-1].data["tally"] == {"42": 3.0, "40": 1.0}
+    assert synthesis(done)["method"] == "vote" and synthesis(done)["tally"] == {"42": 3.0, "40": 1.0}
     assert done.text == "The answer is 42."  # the chain that reached it words the answer
 
 
@@ -114,7 +125,7 @@ async def test_a_failing_program_is_shown_its_error_and_fixed_once() -> None:
     backend.respond = respond
     done = await collect(run(backend, contemplation()))
     assert len(calls) == 1 and "NameError" in calls[0]
-    assert done.progress[-1].data["method"] == "agreement"
+    assert synthesis(done)["method"] == "agreement"
 
 
 @needs_sandbox
@@ -128,13 +139,13 @@ async def test_a_tie_goes_to_the_judge_which_must_name_a_candidate() -> None:
     judged = next(r for r in backend.requests if agent_of(r) == "judge")
     assert "Attempt 1 (answer: 40)" in judged.messages[-1].content  # a chain is quoted first for its answer
     assert "(answer: 42)" in judged.messages[-1].content and judged.params.temperature == 0.0
-    assert done.progress[-1].data["method"] == "judge" and done.progress[-1].data["answer"] == "42"
+    assert synthesis(done)["method"] == "judge" and synthesis(done)["answer"] == "42"
     assert done.text == "There are 42 eggs."  # only programs reached it: one short call words it
 
     # a judge that names an answer no agent reached is not taken: the weighted vote decides
     backend = ScriptedBackend(respond=scripted(answers, judge="The correct answer is 41.", code=code))
     done = await collect(run(backend, contemplation()))
-    assert done.progress[-1].data["method"] == "vote" and done.progress[-1].data["answer"] in ("40", "42")
+    assert synthesis(done)["method"] == "vote" and synthesis(done)["answer"] in ("40", "42")
 
 
 def _tokens(text: str, sure: bool = True) -> list[Any]:
@@ -165,7 +176,7 @@ async def test_a_chain_less_sure_than_the_first_wave_is_stopped_and_has_no_vote(
     outcomes = {e.agent: e.data for e in done.progress if e.kind == "agent.done"}
     assert outcomes[3]["stopped"] == "confidence" and outcomes[3]["ok"] is False
     assert outcomes[3]["reasoning_tokens"] == 32  # stopped at its first full window, not at its end
-    assert done.progress[-1].data["method"] == "vote" and done.text == "The answer is 41."
+    assert synthesis(done)["method"] == "vote" and done.text == "The answer is 41."
     assert not any(agent_of(r) == "judge" for r in backend.requests)
     # it never got to an answer phase
     assert sum(1 for r in backend.requests if agent_of(r) == "fresh-eyes") == 1

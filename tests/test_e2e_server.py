@@ -238,7 +238,7 @@ def test_the_default_models_planner_splits_separate_questions(default_server: st
     progress = [c.model_extra["ponder"] for c in chunks if c.model_extra and "ponder" in c.model_extra]
     plan = next(p for p in progress if p["type"] == "plan")
     assert plan["strategy"] == "subtasks" and len(plan["agents"]) == 2, plan
-    assert progress[-1]["type"] == "synthesis.start" and progress[-1]["method"] == "written"
+    assert progress[-1]["type"] == "synthesis.start" and progress[-1]["method"] == "written"  # nothing to weigh
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).strip()
 
 
@@ -262,7 +262,9 @@ def test_the_default_models_program_agent_computes_in_the_sandbox(default_server
     assert program["ok"] and program["vote"] == "504", program
     reasoning = "".join(getattr(c.choices[0].delta, "reasoning_content", None) or "" for c in chunks if c.choices)
     assert "It printed:\n504" in reasoning  # the program's own output, from the sandbox
-    assert progress[-1]["type"] == "synthesis.start" and progress[-1]["method"] in ("agreement", "vote", "judge")
+    settled = next(p for p in progress if p["type"] == "synthesis.start")
+    assert settled["method"] in ("agreement", "vote", "judge")
+    assert progress[-1]["type"] == "evidence" and progress[-1]["voters"] >= 1  # what the answer rests on
     usage = chunks[-1].usage
     assert usage is not None and usage.completion_tokens > 0
 

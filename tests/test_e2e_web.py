@@ -50,6 +50,10 @@ def page(browser: Any, ponder_server: str) -> Iterator[Any]:
     # bypass_csp: Playwright's own checks evaluate strings, which the page's CSP forbids
     context = browser.new_context(viewport={"width": 1280, "height": 800}, bypass_csp=True)
     context.set_default_timeout(WAIT_MS)
+    # An answer limit unless a test sets its own: the tiny model can ramble on to the
+    # context limit, which took a test past its wait in CI.
+    context.add_init_script("if (!localStorage.getItem('ponder.settings')) "
+                            "localStorage.setItem('ponder.settings', JSON.stringify({maxTokens: '200'}));")  # fmt: skip
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -200,6 +204,36 @@ def test_stop_ends_a_generation_and_the_next_message_works(page: Any) -> None:
     wait_done(page, 2)
     assert page.locator(".msg.assistant .error-text").count() == 0
     shot(page, "stopped")
+
+
+def test_answer_now_think_longer_and_stop_one_agent_from_the_page(page: Any) -> None:
+    """On the tiny model: a long Thinking run is given more tokens, then told to answer
+    now, and answers; a Contemplating agent is stopped from its card and the rest answer."""
+    settings(page, budget="3000", **{"max-tokens": "60"})
+    page.click("#modes button[data-mode=thinking]")
+    send(page, "Count from 1 to 1000, one number per line, and check each one.")
+    page.wait_for_function("(document.querySelector('.msg.assistant .reasoning')?.textContent || '').length > 30")
+    page.click(".msg.assistant .think-longer")
+    page.wait_for_selector(".msg.assistant .steer .note")  # the server took it
+    page.click(".msg.assistant .answer-now")
+    wait_done(page, timeout=60_000)
+    stats = page.locator(".msg.assistant .stats").inner_text()
+    assert "stopped" not in stats and page.locator(".msg.assistant .error-text").count() == 0
+    reasoning = int(stats.split(" reasoning tokens")[0].split()[-1])
+    assert 0 < reasoning < 3000  # ended long before its budget, by the control
+    assert page.locator(".msg.assistant .answer").inner_text().strip()  # and answered
+    shot(page, "answer-now")
+
+    # no numbers and no options: agent 1 is a chain of reasoning with a long budget, stopped from its card
+    settings(page, agents="2", budget="3000", **{"max-tokens": "60"})
+    page.click("#modes button[data-mode=contemplating]")
+    send(page, "Tell the story of the sea, chapter by chapter, in great detail.")
+    chain = page.locator(".msg.assistant").nth(1).locator('.agent[data-agent="1"]')
+    chain.locator(".stop-agent").click(timeout=120_000)
+    wait_done(page, 2, timeout=120_000)
+    assert chain.get_attribute("data-status") == "stopped" and chain.locator(".note").inner_text() == "stopped by you"
+    assert page.locator(".msg.assistant").nth(1).locator(".answer").inner_text().strip()  # the other agent answered
+    shot(page, "stop-agent")
 
 
 def test_server_errors_are_shown_plainly(page: Any) -> None:

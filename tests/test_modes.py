@@ -116,6 +116,8 @@ async def test_compression_stops_once_a_probe_confirms_the_stated_conclusion() -
     assert probe.params.temperature == 0 and probe.prefill == ""
     assert trace.answer == "41 it is"
     assert events[-1].usage.reasoning_tokens == 6
+    best = [e.data for e in events if isinstance(e, AgentEvent) and e.kind == "best"]
+    assert best == [{"answer": "41", "reasoning_tokens": 3}, {"answer": "41", "reasoning_tokens": 6}]  # live, per probe
 
 
 async def test_probes_repeating_an_intermediate_value_do_not_stop_it() -> None:

@@ -131,6 +131,7 @@ class Row:
     route: str = ""  # how a mode settled it: "direct" or "escalated" (auto), then agreement | vote | judge
     confidence: float | None = None  # auto: its first answer's, which it escalated on
     agents: list[dict[str, Any]] = field(default_factory=list)  # each finished agent: method, vote, confidence
+    evidence: dict[str, Any] = field(default_factory=dict)  # what the mode's answer rested on (`modes.evidence`)
 
 
 @dataclass
@@ -146,6 +147,7 @@ class _Outcome:
     route: str = ""
     confidence: float | None = None
     agents: list[dict[str, Any]] = field(default_factory=list)
+    evidence: dict[str, Any] = field(default_factory=dict)
 
 
 async def run(
@@ -197,7 +199,7 @@ async def run(
                 row = Row(name, item.id, not out.failed and item.is_correct(out.text), item.expected,
                           out.text.strip(), out.reasoning_tokens, out.completion_tokens, latency, out.tool_calls, got,
                           out.finish_reason, out.capped, out.text.count(BOXED), out.text.count(ECHO), data,
-                          out.votes, out.route, out.confidence, out.agents)  # fmt: skip
+                          out.votes, out.route, out.confidence, out.agents, out.evidence)  # fmt: skip
                 rows.append(row)
                 right[name] += row.correct
                 done[name] += 1
@@ -299,7 +301,9 @@ class _Runner:
         confidence = auto[0].get("confidence") if auto else None
         agents = [{k: e.data.get(k) for k in ("method", "vote", "confidence", "ok")} for e in done.progress
                   if e.kind == "agent.done"]  # fmt: skip
-        return replace(self._outcome(done), route=route(done), confidence=confidence, agents=agents)
+        found = [e.data for e in done.progress if e.kind == "evidence"]
+        return replace(self._outcome(done), route=route(done), confidence=confidence, agents=agents,
+                       evidence=found[-1] if found else {})  # fmt: skip
 
     def _outcome(self, done: Completion) -> _Outcome:
         u = done.usage

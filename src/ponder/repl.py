@@ -18,7 +18,8 @@ HELP = """\
 /clear           forget the conversation so far
 /system TEXT     set the system prompt (and clear the conversation)
 /history         show the conversation so far
-/exit, /quit     leave (Ctrl-D works too)"""
+/exit, /quit     leave (Ctrl-D works too)
+While an answer reasons: a answers now, l thinks longer (+512 tokens), 1-9 stops that agent."""
 
 
 class Repl:
@@ -48,7 +49,7 @@ class Repl:
                 continue
             self.history.append(Message("user", line))
             try:
-                text = await self.answerer.answer(self._messages())
+                text = await self.answerer.answer(self._messages(), keys=True)
             except KeyboardInterrupt:
                 print("\n[interrupted]", file=sys.stderr)
                 self.history.pop()

@@ -6,13 +6,18 @@ stderr, so `ponder run ... > answer.txt` keeps only the answer.
 
 from __future__ import annotations
 
+import asyncio
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any, TextIO
 
 from ponder import modes
 from ponder.backends.base import Backend
 from ponder.config import ModeSettings
+from ponder.modes.steer import Steer
 from ponder.tools import Toolbox, ToolHost
 from ponder.types import (
     AgentEvent,
@@ -63,13 +68,16 @@ class Answerer:
     toolbox: Toolbox = field(default_factory=Toolbox)  # server-side tools (`--tools`), run in-process
     tools: ToolHost | None = None
 
-    def events(self, messages: list[Message]) -> object:
+    def events(self, messages: list[Message], steer: Steer | None = None) -> object:
+        """The run's events; `steer` (local modes only) takes the controls while it runs."""
         chat = ChatRequest(self.model, tuple(messages), self.params, tools=self.toolbox.specs)
         if not self.local_modes:
             return self.backend.stream(chat)
         c = self.choice
         req = modes.resolve(chat, self.settings, mode=c.mode, effort=c.effort, budget=c.budget,
                             agents=c.agents, compression=c.compression, toolbox=self.toolbox)  # fmt: skip
+        if steer is not None:
+            req = replace(req, steer=steer)
         return modes.run(self.backend, req)
 
     async def close(self) -> None:
@@ -77,13 +85,22 @@ class Answerer:
             await self.tools.close()
         await self.backend.close()
 
-    async def answer(self, messages: list[Message]) -> str:
-        """Print the answer as it streams; return the answer text."""
+    async def answer(self, messages: list[Message], keys: bool = False) -> str:
+        """Print the answer as it streams; return the answer text. With `keys` (a chat
+        on a terminal, local modes), keys steer the run while it reasons (`KEYS`)."""
         text: list[str] = []
-        async for event in self.events(messages):  # type: ignore[attr-defined]
-            self._show(event, text)
+        steer = Steer()
+        sure: float | None = None
+        with _keys(steer, self.err) if keys and self.local_modes else nullcontext():
+            async for event in self.events(messages, steer):  # type: ignore[attr-defined]
+                if isinstance(event, AgentEvent) and event.kind == "evidence":
+                    sure = event.data.get("confidence")
+                else:
+                    self._show(event, text)
         self.out.write("\n")
         self.out.flush()
+        if sure is not None:  # after the answer, which Contemplating writes after its evidence
+            self._note(f"[confidence {sure:.0%}]\n", dim=False)
         return "".join(text)
 
     def _show(self, event: Event, text: list[str]) -> None:
@@ -93,7 +110,7 @@ class Answerer:
             self.out.flush()
         elif isinstance(event, ReasoningDelta):
             self._note(event.text, dim=True)
-        elif isinstance(event, AgentEvent) and event.kind != "agent.delta":
+        elif isinstance(event, AgentEvent) and event.kind not in ("agent.delta", "best"):
             self._note(_progress_line(event) + "\n", dim=False)
         elif isinstance(event, ToolRun):
             who = "" if event.agent is None else f"agent {event.agent + 1}, "
@@ -117,7 +134,50 @@ def _progress_line(e: AgentEvent) -> str:
     if e.kind == "agent.start":
         return f"[agent {(e.agent or 0) + 1}] {d['title']}: started"
     if e.kind == "agent.done":
+        if d.get("stopped") == "stopped":
+            return f"[agent {(e.agent or 0) + 1}] stopped"
         return f"[agent {(e.agent or 0) + 1}] " + (
             f"answer: {d['vote'] or d['answer'][:60]}" if d["ok"] else f"failed: {d['error']}"
         )
     return f"[synthesis] {d.get('method')}" + (f": {d['answer']}" if d.get("answer") else "")
+
+
+KEYS = "keys while it reasons: a answer now, l think longer (+512 tokens), 1-9 stop that agent"
+
+
+@contextmanager
+def _keys(steer: Steer, err: TextIO) -> Iterator[None]:
+    """Read single keys from a terminal stdin while the run goes on, and steer it by them."""
+    try:
+        import termios
+        import tty
+    except ImportError:  # not a POSIX terminal: no keys
+        termios = None  # type: ignore[assignment]
+    if termios is None or not sys.stdin.isatty():
+        yield
+        return
+
+    fd = sys.stdin.fileno()
+    saved = termios.tcgetattr(fd)
+    loop = asyncio.get_running_loop()
+
+    def pressed() -> None:
+        key = os.read(fd, 1).decode(errors="ignore")
+        if key == "a":
+            steer.answer_now()
+            err.write("\n[answering now]\n")
+        elif key == "l":
+            steer.think_longer(512)
+            err.write("\n[thinking 512 tokens longer]\n")
+        elif key.isdigit() and key != "0":
+            steer.stop_agent(int(key) - 1)
+            err.write(f"\n[stopping agent {key}]\n")
+
+    tty.setcbreak(fd)
+    loop.add_reader(fd, pressed)
+    err.write(f"({KEYS})\n")
+    try:
+        yield
+    finally:
+        loop.remove_reader(fd)
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)

@@ -15,6 +15,8 @@ Role = Literal["system", "developer", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "cancelled", "tool_calls"]
 ToolChoice = Literal["auto", "none", "required"]
 
+LIVE_ONLY = ("agent.delta", "best")  # progress that only matters while it streams: never kept
+
 
 @dataclass(frozen=True)
 class ToolCall:
@@ -229,7 +231,7 @@ async def collect(events: object) -> Completion:
         elif isinstance(event, ToolRun):
             runs.append(event)
         elif isinstance(event, AgentEvent):
-            if event.kind != "agent.delta":  # live deltas only matter to a live stream
+            if event.kind not in LIVE_ONLY:  # live deltas only matter to a live stream
                 progress.append(event)
         elif isinstance(event, Done):
             done = event

@@ -1,19 +1,22 @@
 """The modes: Instant, Thinking and Contemplating, each a small strategy over the
-backend seam, and Auto, which starts as Instant and escalates to Contemplating when
-the answer is unsure. `run` picks one from a resolved `ModeRequest`."""
+backend seam, and Auto, which answers cheaply first and escalates to Contemplating
+when the answer is unsure. `run` picks one from a resolved `ModeRequest`."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from dataclasses import replace
 
 from ponder.backends.base import Backend
+from ponder.modes import evidence
 from ponder.modes.auto import auto
 from ponder.modes.base import MODES, ModeName, ModeRequest, resolve
+from ponder.modes.confidence import TOP_K, for_client
 from ponder.modes.contemplating import contemplate
 from ponder.modes.instant import instant
-from ponder.modes.thinking import think
+from ponder.modes.thinking import Trace, think
 from ponder.modes.tools import run as with_tools
-from ponder.types import ChatRequest, Event
+from ponder.types import ChatRequest, Done, Event, TextDelta
 
 __all__ = ["MODES", "ModeName", "ModeRequest", "resolve", "run"]
 
@@ -28,6 +31,19 @@ def run(backend: Backend, req: ModeRequest) -> AsyncGenerator[Event, None]:
     def one(chat: ChatRequest) -> AsyncGenerator[Event, None]:
         if req.mode in ("instant", "auto"):  # Auto with tools: tool rounds are Instant's
             return instant(backend, chat)
-        return think(backend, chat, req.budget, compression=req.compression, probe_every=req.probe_every)
+        return _thinking(backend, req, chat)
 
     return with_tools(one, req.chat, req.toolbox) if req.toolbox else one(req.chat)
+
+
+async def _thinking(backend: Backend, req: ModeRequest, chat: ChatRequest) -> AsyncGenerator[Event, None]:
+    """A Thinking run, measured: its tokens' log-probabilities are asked for (the
+    client gets those it asked for), and the evidence behind its answer comes last."""
+    asked = chat.params.logprobs
+    measured = replace(chat, params=replace(chat.params, logprobs=max(TOP_K, asked or 0)))
+    trace = Trace(measure=True)
+    async for event in think(backend, measured, req.budget, compression=req.compression, probe_every=req.probe_every,
+                             trace=trace, steer=req.steer):  # fmt: skip
+        if isinstance(event, Done) and not trace.tool_calls:
+            yield evidence.event(evidence.of_chain(trace))
+        yield TextDelta(event.text, for_client(event.logprobs, asked)) if isinstance(event, TextDelta) else event

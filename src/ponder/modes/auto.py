@@ -31,9 +31,9 @@ from dataclasses import replace
 
 from ponder.backends.base import Backend
 from ponder.formats.clean import clean
-from ponder.modes import choices
+from ponder.modes import choices, evidence
 from ponder.modes.base import ModeRequest
-from ponder.modes.confidence import TOP_K, Signal, measure
+from ponder.modes.confidence import TOP_K, Signal, for_client, measure
 from ponder.modes.contemplating import contemplate
 from ponder.modes.contemplating.planner import options, quantitative, request_text
 from ponder.modes.contemplating.synthesis import AgentResult
@@ -68,10 +68,12 @@ async def auto(backend: Backend, req: ModeRequest) -> AsyncGenerator[Event, None
     # engine that returns no log-probabilities gives nothing to measure, and nothing
     # is spent on a check that no measurement asked for.
     report = {"first": result.method, "confidence": round(signal.lowest, 3)}
-    if not signal.known or signal.lowest >= req.auto_confidence or result.trace.watch.stopped == "loop":
+    settled = not signal.known or signal.lowest >= req.auto_confidence or result.trace.watch.stopped == "loop"
+    if settled or req.steer.answering:  # (the client asked for the answer now: no checking it further)
         yield AgentEvent("auto", None, {"escalated": False, **report})
         for event in answer:
             yield event
+        yield evidence.event(evidence.of_direct(result.trace) if lettered else evidence.of_chain(result.trace))
         yield done
         return
 
@@ -105,7 +107,7 @@ async def _direct(
     trace.distribution = choices.named(question, trace.answer, logprobs)
     trace.reasoning_tokens = done.usage.completion_tokens  # work toward the answer, if it escalates
     out.append(AgentResult(0, "direct", trace, method="direct"))
-    yield TextDelta(clean(trace.answer).strip(), _for_client(logprobs, asked))
+    yield TextDelta(clean(trace.answer).strip(), for_client(logprobs, asked))
     yield done
 
 
@@ -116,8 +118,8 @@ async def _chain(backend: Backend, req: ModeRequest, out: list[AgentResult]) -> 
     trace = Trace(measure=True)
     try:
         async for event in think(backend, chat, req.budget, compression=req.compression,
-                                 probe_every=req.probe_every, trace=trace):  # fmt: skip
-            yield TextDelta(event.text, _for_client(list(event.logprobs), asked)) if isinstance(event, TextDelta) \
+                                 probe_every=req.probe_every, trace=trace, steer=req.steer):  # fmt: skip
+            yield TextDelta(event.text, for_client(list(event.logprobs), asked)) if isinstance(event, TextDelta) \
                 else event  # fmt: skip
     finally:
         out.append(AgentResult(0, "chain", trace, method="chain"))
@@ -132,10 +134,3 @@ def _signal(first: AgentResult) -> Signal:
     if first.method == "chain":
         return measure(first.trace.answer_logprobs)
     return first.trace.watch.meter.signal()
-
-
-def _for_client(logprobs: list[TokenLogprob], asked: int | None) -> tuple[TokenLogprob, ...]:
-    """The log-probabilities the client asked for: none, or its number of alternatives."""
-    if asked is None:
-        return ()
-    return tuple(replace(lp, top=lp.top[:asked]) for lp in logprobs)

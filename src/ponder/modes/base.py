@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from ponder.config import EFFORT_BUDGETS, MODE_NAMES, ModeName, ModeSettings
 from ponder.errors import InvalidRequest, Unsupported
+from ponder.modes.steer import Steer
 from ponder.tools.base import Toolbox
 from ponder.types import ChatRequest
 
@@ -32,6 +33,7 @@ class ModeRequest:
     programs: bool = True  # Contemplating: a program agent for questions with numbers
     auto_confidence: float = 0.0  # Auto: escalate an answer less confident than this
     toolbox: Toolbox = field(default_factory=Toolbox)  # server-side tools; their functions are in chat.tools
+    steer: Steer = field(default_factory=Steer)  # the client's controls on the running request (`modes.steer`)
 
 
 def resolve(

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ponder.types import TokenLogprob
 
@@ -90,3 +90,11 @@ def measure(logprobs: Iterable[TokenLogprob], window: int = WINDOW) -> Signal:
     meter = Meter(window)
     meter.add(logprobs)
     return meter.signal()
+
+
+def for_client(logprobs: Iterable[TokenLogprob], asked: int | None) -> tuple[TokenLogprob, ...]:
+    """The log-probabilities a client asked for (`logprobs`/`top_logprobs`), of those a
+    mode asked the engine for to measure: none, or its number of alternatives."""
+    if asked is None:
+        return ()
+    return tuple(replace(lp, top=lp.top[:asked]) for lp in logprobs)

@@ -38,9 +38,11 @@ from ponder.modes.confidence import TOP_K
 from ponder.modes.instant import instant
 from ponder.modes.messages import with_system, with_user_note
 from ponder.modes.prompts import load
+from ponder.modes.steer import Steer
 from ponder.modes.watch import Watch, watched
 from ponder.types import (
     NO_USAGE,
+    AgentEvent,
     ChatRequest,
     Done,
     Event,
@@ -65,7 +67,8 @@ class Trace:
     reasoning: str = ""
     answer: str = ""
     reasoning_tokens: int = 0
-    forced: bool = False  # the budget ran out before the model finished thinking
+    forced: bool = False  # the budget ran out (or the client asked for the answer) before the model finished thinking
+    settled: bool = False  # an answer probe confirmed the conclusion the reasoning had stated
     probes: list[str | None] = field(default_factory=list)
     usage: Usage = NO_USAGE
     tool_calls: list[ToolCall] = field(default_factory=list)
@@ -78,11 +81,22 @@ class Trace:
     # own evidence (the letter it named, or its options' likelihood: `modes.choices`),
     # not yet pooled with any other
     distribution: list[float] | None = None
+    pooled: list[float] | None = None  # Thinking on a lettered question: its letter pooled with the options' words
     answer_logprobs: list[TokenLogprob] = field(default_factory=list)  # of the answer call, when asked for
 
     @property
     def dropped(self) -> bool:
-        return self.watch.stopped == "confidence"
+        """Ended with no answer: less sure than the bar, or stopped by the client."""
+        return self.watch.stopped in ("confidence", "stopped")
+
+    def budget(self, base: int) -> int:
+        """The reasoning budget now: `base`, and what the client added (think_longer)."""
+        return self.watch.steer.budget(base) if self.watch.steer else base
+
+    @property
+    def answer_now(self) -> bool:
+        """The client asked for the answer now (or stopped this agent)."""
+        return bool(self.watch.steered())
 
 
 async def think(
@@ -93,9 +107,13 @@ async def think(
     compression: bool = True,
     probe_every: int = 64,
     trace: Trace | None = None,
+    steer: Steer | None = None,
 ) -> AsyncGenerator[Event, None]:
-    """Stream one Thinking run: ReasoningDeltas, then TextDeltas, then one Done."""
+    """Stream one Thinking run: ReasoningDeltas, then TextDeltas, then one Done.
+    `steer`: the client's controls (answer now, think longer), if not on `trace` already."""
     trace = trace if trace is not None else Trace()
+    if steer is not None:
+        trace.watch.steer = steer
     if chat.tools and (chat.tool_name or chat.tool_choice == "required"):
         # A call is forced (asked for in words, or by the client): there is nothing to
         # think out before it, and reasoning first only tempted the model to work the
@@ -164,6 +182,7 @@ async def _weighed(
             trace.usage += Usage(read, 0)
             joint = choices.pool(letter, choices.softmax(values))
             trace.distribution = letter  # this run's own evidence (Contemplating pools it with the scores once)
+            trace.pooled = joint
             best = found.letter(max(range(n), key=lambda i: joint[i]))
             if best != named:
                 shown = clean(trace.answer).strip()
@@ -195,8 +214,9 @@ async def _prefilled(r: _Run) -> AsyncGenerator[Event, None]:
     opened, closed = prompts["open"], prompts["close"]
     finished = False
     # 1-2. reasoning, in slices between answer probes
-    while not finished and trace.reasoning_tokens < budget:
-        step = min(probe_every, budget - trace.reasoning_tokens) if compression else budget - trace.reasoning_tokens
+    while not finished and trace.reasoning_tokens < trace.budget(budget) and not trace.answer_now:
+        left = trace.budget(budget) - trace.reasoning_tokens
+        step = min(probe_every, left) if compression else left
         params = replace(chat.params, max_tokens=step, stop=("</think>",), response_format=None,
                          logprobs=TOP_K if trace.measure else None)  # fmt: skip
         finish: FinishReason = "length"
@@ -214,10 +234,17 @@ async def _prefilled(r: _Run) -> AsyncGenerator[Event, None]:
             trace.reasoning = trace.watch.guard.settled_text
         if trace.dropped:
             return
-        finished = finish == "stop" or usage.completion_tokens == 0 or trace.watch.stopped == "loop"
-        if compression and not finished and trace.reasoning_tokens < budget:
-            finished = await _probe_agrees(backend, chat, opened + trace.reasoning, trace, prompts["answer_now"])
-    trace.forced = not finished and trace.reasoning_tokens >= budget
+        finished = finish == "stop" or usage.completion_tokens == 0 or trace.watch.stopped in ("loop", "answer_now")
+        if compression and not finished and trace.reasoning_tokens < trace.budget(budget) and not trace.answer_now:
+            finished = trace.settled = await _probe_agrees(backend, chat, opened + trace.reasoning, trace,
+                                                           prompts["answer_now"])  # fmt: skip
+            if trace.probes[-1] is not None:  # the best answer so far, for a client that shows it live
+                yield AgentEvent("best", None, {"answer": trace.probes[-1], "reasoning_tokens": trace.reasoning_tokens})
+    if trace.watch.steered() == "stopped":  # stopped between slices
+        trace.watch.stopped = "stopped"
+        return
+    cut = trace.watch.stopped == "answer_now" or (trace.answer_now and not trace.settled)  # by the client
+    trace.forced = cut or (not finished and trace.reasoning_tokens >= trace.budget(budget))
     # 3. the answer, always
     async for answer_event in _answer(
         backend, chat, opened + trace.reasoning.rstrip() + closed.rstrip(), trace, prompts
@@ -291,6 +318,8 @@ async def _single_call(r: _Run) -> AsyncGenerator[Event, None]:
                 yield event
                 continue
             reasoning, answer = _split(event, splitter)
+            if answer:
+                trace.watch.reasoning = False  # the answer has begun: answer_now no longer cuts it
             if reasoning:
                 trace.reasoning += reasoning
                 trace.reasoning_tokens += 1  # one streamed delta is one token for every engine we know
@@ -298,7 +327,7 @@ async def _single_call(r: _Run) -> AsyncGenerator[Event, None]:
             if answer:
                 trace.answer += answer
                 yield TextDelta(answer)
-            if trace.reasoning_tokens >= budget and not trace.answer:
+            if (trace.reasoning_tokens >= trace.budget(budget) or trace.answer_now) and not trace.answer:
                 over_budget = True
                 break  # leaving the block closes the stream, which stops the engine
     reasoning, answer = splitter.flush()
@@ -309,6 +338,10 @@ async def _single_call(r: _Run) -> AsyncGenerator[Event, None]:
     if trace.watch.stopped == "loop" and not trace.answer.strip():  # it looped in its reasoning
         trace.reasoning = trace.watch.guard.settled_text
         over_budget = True
+    if trace.watch.stopped == "answer_now" and not trace.answer.strip():
+        over_budget = True
+    if trace.watch.steered() == "stopped":
+        trace.watch.stopped = "stopped"
     if trace.dropped:
         return
     if over_budget:

@@ -2,8 +2,9 @@
 
 `watched` passes a backend's events through and feeds the text to a `LoopGuard`
 and the token log-probabilities to a confidence `Meter`. It cuts the generation
-(closing the stream stops the engine) when the text has looped, or, with a bar set,
-when a full window of tokens falls below it (DeepConf's online stop). A cut stream
+(closing the stream stops the engine) when the text has looped, with a bar set when
+a full window of tokens falls below it (DeepConf's online stop), or when the client
+steers the run (`modes.steer`: answer now, or stop this agent). A cut stream
 still ends with one `Done`: finish "stop", the tokens counted from what arrived.
 The caller reads `Watch.stopped` to tell a cut from a normal end, and settles the
 answer from what exists (`LoopGuard.settled_text`).
@@ -18,9 +19,10 @@ from typing import Literal
 
 from ponder.formats.loops import LoopGuard
 from ponder.modes.confidence import Meter
+from ponder.modes.steer import Steer
 from ponder.types import Done, Event, TextDelta, Usage
 
-Stop = Literal["", "loop", "confidence"]
+Stop = Literal["", "loop", "confidence", "answer_now", "stopped"]
 
 
 @dataclass
@@ -28,6 +30,9 @@ class Watch:
     guard: LoopGuard = field(default_factory=LoopGuard)
     meter: Meter = field(default_factory=Meter)
     stop_below: float | None = None  # cut once a full window's confidence falls below this
+    steer: Steer | None = None  # the client's controls on the run (`modes.steer`)
+    agent: int | None = None  # which Contemplating agent this is, for stop_agent
+    reasoning: bool = True  # answer_now cuts this stream (reasoning, or a program); not an answer being written
     loops: bool = True  # cut a loop (off for output held to a grammar: a cut would break its syntax)
     stopped: Stop = ""
 
@@ -37,7 +42,17 @@ class Watch:
             self.stopped = "loop"
         elif self.stop_below is not None and self.meter.lowest < self.stop_below:
             self.stopped = "confidence"
+        else:
+            self.stopped = self.steered()
         return self.stopped
+
+    def steered(self) -> Stop:
+        """What the client asked of this run: "stopped" (this agent), "answer_now", or nothing."""
+        if self.steer is None:
+            return ""
+        if self.agent is not None and self.agent in self.steer.stopped:
+            return "stopped"
+        return "answer_now" if self.steer.answering and self.reasoning else ""
 
 
 async def watched(events: AsyncIterator[Event], watch: Watch) -> AsyncGenerator[Event, None]:

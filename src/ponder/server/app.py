@@ -20,6 +20,8 @@ from ponder.media.perceive import Perception
 from ponder.server.admission import Gates, Limits
 from ponder.server.audio import router as audio_router
 from ponder.server.chat import router as chat_router
+from ponder.server.controls import Controls
+from ponder.server.controls import router as controls_router
 from ponder.server.dialects import error_body
 from ponder.server.guard import Guard
 from ponder.server.messages import router as messages_router
@@ -59,7 +61,9 @@ def create_app(registry: Registry, preload: str | None = None, store: Store | No
     gates = Gates(registry.settings.server)
     app.state.observer = Observer(registry, gates)
     app.state.limits = Limits(registry.settings.server, store, gates, app.state.observer)
+    app.state.controls = Controls()
     app.include_router(chat_router)
+    app.include_router(controls_router)
     app.include_router(responses_router)
     app.include_router(messages_router)
     app.include_router(ollama_router)

@@ -14,7 +14,7 @@ from ponder.errors import InvalidRequest, PonderError
 from ponder.media.perceive import Perception
 from ponder.server import pipeline
 from ponder.server.audio import check_voice, spoken
-from ponder.server.encode import ChunkEncoder, completion_json
+from ponder.server.encode import ChunkEncoder, completion_id, completion_json
 from ponder.server.guard import owner
 from ponder.server.pipeline import mode_request, unless_disconnected
 from ponder.server.protocol import ChatCompletionRequest, ToolDef
@@ -38,13 +38,15 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> JSO
     mode = mode_request(registry, chat, body.model, body.mode, body.reasoning_effort, body.thinking_budget,
                         body.thought_compression, body.contemplation, box)  # fmt: skip
     # n > 1: n runs of the mode at once (the batched engine decodes them together)
-    run = await pipeline.start(request, backend, mode, n=body.n)
+    run_id = completion_id()
+    run = await pipeline.start(request, backend, mode, n=body.n, run_id=run_id)
 
     if not body.stream:
         completions = await unless_disconnected(request, run.completions())
         audio = [await spoken(perception, c.text, speak.format, owner(request)) if speak else None
                  for c in completions]  # fmt: skip
-        return JSONResponse(completion_json(body.model, completions, run.mode.mode, bool(body.logprobs), audio))
+        return JSONResponse(completion_json(body.model, completions, run.mode.mode, bool(body.logprobs), audio,
+                                            run_id))  # fmt: skip
 
     # Pull the first event before answering 200, so request errors the backend
     # finds up front (context too long, say) still get their HTTP status.
@@ -55,7 +57,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> JSO
         await events.aclose()  # stops the other choices
         raise
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    encoder = ChunkEncoder(body.model, include_usage, run.mode.mode, body.n)
+    encoder = ChunkEncoder(body.model, include_usage, run.mode.mode, body.n, run_id)
     voice = (perception, speak.format, owner(request)) if speak else None
     return pipeline.sse_response(_sse(encoder, first, events, voice))
 

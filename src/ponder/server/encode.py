@@ -48,9 +48,14 @@ def logprob_json(lp: TokenLogprob) -> dict[str, Any]:
     return {**one(lp.token, lp.logprob), "top_logprobs": [one(t, x) for t, x in lp.top]}
 
 
+def completion_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex}"
+
+
 def completion_json(model: str, completions: list[Completion], mode: str, logprobs: bool = False,
-                    audio: Sequence[dict[str, Any] | None] = ()) -> dict[str, Any]:  # fmt: skip
-    """`audio`: each choice's spoken answer, where the request asked for one."""
+                    audio: Sequence[dict[str, Any] | None] = (), id: str = "") -> dict[str, Any]:  # fmt: skip
+    """`audio`: each choice's spoken answer, where the request asked for one; `id`: the
+    completion's id (a new one when not given)."""
     choices = []
     for i, c in enumerate(completions):
         message: dict[str, Any] = {"role": "assistant", "content": c.text, "refusal": None}
@@ -70,7 +75,7 @@ def completion_json(model: str, completions: list[Completion], mode: str, logpro
     progress = [{**progress_json(e), **choice(i)} for i, c in enumerate(completions) for e in c.progress]
     progress += [{**run_json(r), **choice(i)} for i, c in enumerate(completions) for r in c.tool_runs]
     return {
-        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "id": id or completion_id(),
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
@@ -113,11 +118,11 @@ class ChunkEncoder:
     """Turns one request's events into SSE `data:` lines, in order. With n > 1 the
     events of all choices come interleaved, each with its choice's index."""
 
-    def __init__(self, model: str, include_usage: bool, mode: str = "instant", n: int = 1):
+    def __init__(self, model: str, include_usage: bool, mode: str = "instant", n: int = 1, id: str = ""):
         self.model = model
         self.mode = mode
         self.include_usage = include_usage
-        self.id = f"chatcmpl-{uuid.uuid4().hex}"
+        self.id = id or completion_id()
         self.created = int(time.time())
         self._open = n
         self._usage = NO_USAGE

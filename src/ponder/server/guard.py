@@ -51,6 +51,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 log = logging.getLogger("ponder.guard")
 
+CONTROL_PATHS = ("/v1/control", "/v1/chat/completions/control")  # server/controls.py
+
 
 def keys_required(settings: Settings) -> bool:
     """Keys are required when config says "required", or "auto" off loopback."""
@@ -106,7 +108,8 @@ class Guard:
         state = scope.setdefault("state", {})
         state["owner"] = key.id if key else ""
         lease = None
-        if key is not None and scope["method"] in ("POST", "PUT", "PATCH", "DELETE"):  # what makes work or data
+        steering = path in CONTROL_PATHS  # a control steers a request that holds its lease already
+        if key is not None and scope["method"] in ("POST", "PUT", "PATCH", "DELETE") and not steering:
             try:
                 lease = await self.leases.take(key)  # counts it against the key's limits, or raises
             except PonderError as e:

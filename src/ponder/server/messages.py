@@ -12,7 +12,7 @@ from pydantic import Field
 
 from ponder.backends.registry import Registry
 from ponder.server import pipeline
-from ponder.server.messages_wire import HOSTED, MessagesRequest, StreamEncoder, message_json
+from ponder.server.messages_wire import HOSTED, MessagesRequest, StreamEncoder, message_id, message_json
 from ponder.server.pipeline import mode_request, unless_disconnected
 from ponder.tools import check_names
 
@@ -30,13 +30,14 @@ async def create_message(body: MessagesRequest, request: Request) -> JSONRespons
     mode_name, budget = body.chosen_mode()
     mode = mode_request(registry, chat, body.model, mode_name, body.effort, budget, body.thought_compression,
                         body.contemplation, box)  # fmt: skip
-    run = await pipeline.start(request, backend, mode)
+    run_id = message_id()
+    run = await pipeline.start(request, backend, mode, run_id=run_id)
     events = run.single()
     if not body.stream:
         (completion,) = await unless_disconnected(request, run.completions())
-        return JSONResponse(message_json(body.model, completion, run.mode.mode))
+        return JSONResponse(message_json(body.model, completion, run.mode.mode, run_id))
     first = await unless_disconnected(request, anext(events))  # request errors keep their HTTP status
-    encoder = StreamEncoder(body.model, run.mode.mode)
+    encoder = StreamEncoder(body.model, run.mode.mode, run_id)
     return pipeline.sse_response(pipeline.encoded(first, events, encoder.start(), encoder.event, encoder.error))
 
 

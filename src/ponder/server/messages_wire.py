@@ -329,7 +329,7 @@ def tool_use_json(call: ToolCall) -> dict[str, Any]:
             {"value": args}}  # fmt: skip
 
 
-def message_json(model: str, c: Completion, mode: str) -> dict[str, Any]:
+def message_json(model: str, c: Completion, mode: str, id: str = "") -> dict[str, Any]:
     content: list[dict[str, Any]] = []
     if c.reasoning:
         content.append({"type": "thinking", "thinking": c.reasoning, "signature": ""})
@@ -337,7 +337,7 @@ def message_json(model: str, c: Completion, mode: str) -> dict[str, Any]:
         content.append({"type": "text", "text": c.text})
     content += [tool_use_json(call) for call in c.tool_calls]
     progress = [progress_json(e) for e in c.progress] + [run_json(r) for r in c.tool_runs]
-    return {"id": message_id(), "type": "message", "role": "assistant", "model": model, "content": content,
+    return {"id": id or message_id(), "type": "message", "role": "assistant", "model": model, "content": content,
             "stop_reason": stop_reason(c.finish_reason), "stop_sequence": None,
             "usage": usage_json(c.usage), "ponder": {"mode": mode, "progress": progress}}  # fmt: skip
 
@@ -357,9 +357,9 @@ class StreamEncoder:
     """One request's events as Anthropic's SSE events, in order: a block is opened
     when its kind of content starts and closed when another starts."""
 
-    def __init__(self, model: str, mode: str):
+    def __init__(self, model: str, mode: str, id: str = ""):
         self.model, self.mode = model, mode
-        self.id = message_id()
+        self.id = id or message_id()
         self._index = -1
         self._open: str | None = None  # the kind of the open block: thinking | text
         self._usage = NO_USAGE

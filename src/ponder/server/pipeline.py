@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
-from contextlib import aclosing
+from contextlib import AbstractContextManager, aclosing
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -81,11 +81,13 @@ async def start(
     tokens_param: str = "max_tokens",
     perceive_from: int = 0,
     wrap: Wrap | None = None,
+    run_id: str = "",
 ) -> Run:
     """Steps 1-3 now (their errors are the request's); 4-5 when the events are read.
     Messages before `perceive_from` are history the model already took as it stands.
     `wrap(events, mode)` goes around each run's events inside the meter (a reasoning
-    summary, say)."""
+    summary, say). While it runs, the request can be steered (`server/controls.py`)
+    by its `X-Request-Id` and by `run_id`, the id its dialect's response carries."""
     limits: Limits = request.app.state.limits
     perception: Perception = request.app.state.perception
     limits.check(mode, n, tokens_param)
@@ -93,30 +95,41 @@ async def start(
     fresh = await perception.prepare(messages[perceive_from:], backend.capabilities)
     mode = replace(mode, chat=replace(mode.chat, messages=(*messages[:perceive_from], *fresh)))
     backend.check(mode.chat)
-    return Run(mode, n, _run(limits, backend, mode, n, owner(request), lease_of(request), wrap))
+    ids = (str(request.scope.get("state", {}).get("request_id", "")), run_id)
+    steered = request.app.state.controls.running(ids, owner(request), mode.mode, mode.steer)
+    return Run(mode, n, _run(limits, backend, mode, n, owner(request), lease_of(request), wrap, steered))
 
 
 async def _run(
-    limits: Limits, backend: Backend, mode: ModeRequest, n: int, key: str, lease: Lease | None, wrap: Wrap | None
+    limits: Limits,
+    backend: Backend,
+    mode: ModeRequest,
+    n: int,
+    key: str,
+    lease: Lease | None,
+    wrap: Wrap | None,
+    steered: AbstractContextManager[None],
 ) -> AsyncGenerator[tuple[int, Event], None]:
     deadline = limits.deadline()
-    tally = await limits.hold(key, lease, mode, n)
-    try:
-        ticket = await limits.admit(backend, deadline)
+    mode.steer.ceiling = limits.settings.max_tokens
+    with steered:  # the client may steer it from now on, while it waits for the engine too
+        tally = await limits.hold(key, lease, mode, n)
         try:
-            streams: list[AsyncGenerator[Any, None]] = []
-            for i in range(n):
-                one = _choice(mode, i)
-                events = modes.run(backend, one)
-                streams.append(limits.metered(wrap(events, one) if wrap else events, tally, deadline,
-                                              mode.chat.model, mode.mode))  # fmt: skip
-            async with aclosing(interleave(streams)) as tagged:
-                async for item in tagged:
-                    yield item
+            ticket = await limits.admit(backend, deadline)
+            try:
+                streams: list[AsyncGenerator[Any, None]] = []
+                for i in range(n):
+                    one = _choice(mode, i)
+                    events = modes.run(backend, one)
+                    streams.append(limits.metered(wrap(events, one) if wrap else events, tally, deadline,
+                                                  mode.chat.model, mode.mode))  # fmt: skip
+                async with aclosing(interleave(streams)) as tagged:
+                    async for item in tagged:
+                        yield item
+            finally:
+                ticket.release()
         finally:
-            ticket.release()
-    finally:
-        limits.settle(tally)
+            limits.settle(tally)
 
 
 def _choice(mode: ModeRequest, index: int) -> ModeRequest:

@@ -25,6 +25,7 @@ from ponder.server.responses_request import (
     function_tools,
     hosted_entries,
     input_items,
+    item_id,
     message_json,
     message_of,
     messages_of,
@@ -60,9 +61,10 @@ async def create_response(body: ResponsesRequest, request: Request) -> JSONRespo
                        tool_name=forced, parallel_tool_calls=body.parallel_tool_calls is not False)  # fmt: skip
     summary = body.reasoning.summary if body.reasoning else None
     wrap = (lambda events, mode: with_summary(events, backend, mode.chat, summary)) if summary else None
+    response_id = item_id("resp")
     run = await pipeline.start(request, backend, _mode_request(body, chat, registry, box),
                                tokens_param="max_output_tokens", perceive_from=len(instructions) + len(history),
-                               wrap=wrap)  # fmt: skip
+                               wrap=wrap, run_id=response_id)  # fmt: skip
     mode = run.mode
     events = run.single()
     # what a follow-up continues from: the conversation as the model took it, media perceived
@@ -70,12 +72,12 @@ async def create_response(body: ResponsesRequest, request: Request) -> JSONRespo
 
     if not body.stream:
         got = await unless_disconnected(request, _drain(events))
-        builder = build(body, mode.mode, got)
+        builder = build(body, mode.mode, got, response_id)
         await keep(builder)
         return JSONResponse(builder.body())
 
     first = await unless_disconnected(request, anext(events))
-    builder = ResponseBuilder(body, mode.mode)
+    builder = ResponseBuilder(body, mode.mode, response_id)
     # nothing is stored for a response nobody received (a client that left)
     stream = pipeline.encoded(first, events, builder.start(), builder.event,
                               lambda e: builder.fail(e.code or e.type, e.message), lambda: keep(builder))  # fmt: skip

@@ -14,6 +14,7 @@ from ponder.server import tool_search
 from ponder.server.encode import citations, progress_json, run_json
 from ponder.server.responses_request import ResponsesRequest, item_id
 from ponder.types import (
+    LIVE_ONLY,
     NO_USAGE,
     AgentEvent,
     Done,
@@ -133,7 +134,7 @@ class ResponseBuilder:
         if isinstance(event, ToolCallEvent):
             return self._close() + self._call(event.call)
         if isinstance(event, AgentEvent):
-            if event.kind == "agent.delta":  # live only: not kept in the stored body
+            if event.kind in LIVE_ONLY:  # live only: not kept in the stored body
                 return self._event("ponder.progress", progress=progress_json(event))
             self.progress.append(progress_json(event))
             return self._event("ponder.progress", progress=self.progress[-1])
@@ -298,9 +299,9 @@ def _format_json(r: ResponsesRequest) -> dict[str, Any]:
     return dict(fmt)
 
 
-def build(req: ResponsesRequest, mode: str, events: list[Item]) -> ResponseBuilder:
-    """A whole (non-streamed) response from all of a run's events."""
-    b = ResponseBuilder(req, mode)
+def build(req: ResponsesRequest, mode: str, events: list[Item], id: str = "") -> ResponseBuilder:
+    """A whole (non-streamed) response from all of a run's events; `id`: its id, if made already."""
+    b = ResponseBuilder(req, mode, id) if id else ResponseBuilder(req, mode)
     for event in events:
         b.event(event)
     if b.usage is None:

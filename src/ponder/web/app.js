@@ -202,7 +202,8 @@ function assistantView(m, index) {
   if (m.plan || (m.agents && m.agents.length)) view.append(agentsView(m));
   if (m.reasoning) {
     const details = el("details", "thinking");
-    const summary = el("summary", null, m.done ? `Thought for ${m.stats ? m.stats.reasoning_tokens : "?"} tokens` : "Thinking…");
+    const best = !m.done && m.best ? ` (best answer so far: ${m.best})` : "";
+    const summary = el("summary", null, m.done ? `Thought for ${m.stats ? m.stats.reasoning_tokens : "?"} tokens` : `Thinking…${best}`);
     summary.onclick = () => { m.showThinking = !details.open; };  // the reader's choice outlives redraws
     details.append(summary);
     details.append(el("div", "reasoning", m.reasoning));
@@ -210,11 +211,29 @@ function assistantView(m, index) {
     view.append(details);
   }
   for (const t of m.tools || []) view.append(el("div", "tool", `⚒ ${t.name}(${t.arguments}) → ${String(t.output).slice(0, 200)}`));
+  if (!m.done && m.runId && !m.content && m.mode !== "instant") {  // still reasoning: it can be steered
+    const controls = el("div", "actions steer");
+    const now = el("button", "icon answer-now", "⏎ Answer now");
+    now.title = "End the reasoning and answer from what it has";
+    onPress(now, () => steer(m, "answer_now"));
+    const longer = el("button", "icon think-longer", "⧗ Think longer");
+    longer.title = "Give the reasoning 512 more tokens";
+    onPress(longer, () => steer(m, "think_longer", { tokens: 512 }));
+    controls.append(now, longer);
+    if (m.note) controls.append(el("span", "note", m.note));
+    view.append(controls);
+  }
   const answer = el("div", "answer");
   renderMarkdown(answer, m.content || "");
   view.append(answer);
   if (m.error) view.append(el("div", "error-text", m.error));
   if (m.done) {
+    if (typeof m.confidence === "number") {
+      const sure = el("div", "confidence", `confidence ${Math.round(m.confidence * 100)}%`);
+      sure.title = Object.entries(m.evidence || {}).filter(([, v]) => v !== null)
+        .map(([k, v]) => `${k.replace(/_/g, " ")}: ${v}`).join("\n");  // the evidence, on hover
+      view.append(sure);
+    }
     if (m.stats) view.append(el("div", "stats", statsLine(m)));
     const actions = el("div", "actions");
     const speak = el("button", "icon speak", "▶ read aloud");
@@ -240,6 +259,12 @@ function agentsView(m) {
     card.dataset.agent = i;
     const head = el("div", "head");
     head.append(el("b", null, `Agent ${i + 1}`), el("span", null, a.title || ""), el("span", "status", a.status));
+    if (a.status === "working" && !m.done && m.runId) {
+      const halt = el("button", "icon stop-agent", "■ stop");
+      halt.title = "Stop this agent; the others go on";
+      onPress(halt, () => steer(m, "stop_agent", { agent: i }));
+      head.append(halt);
+    }
     card.append(head);
     if (a.reasoning) card.append(el("div", "reasoning", a.reasoning));
     if (a.result) {
@@ -363,6 +388,7 @@ async function generate() {
           let chunk;
           try { chunk = JSON.parse(line.slice(6)); } catch (_) { throw new ApiError("The server sent a malformed stream."); }
           if (chunk.error) throw new ApiError(chunk.error.message);
+          if (chunk.id && !m.runId) m.runId = chunk.id;  // what the controls name it by
           if (chunk.usage) usage = chunk.usage;
           if (chunk.ponder) onProgress(m, chunk.ponder);
           const delta = chunk.choices && chunk.choices[0] && chunk.choices[0].delta;
@@ -402,9 +428,10 @@ function onProgress(m, p) {
   else if (p.type === "agent.delta" && m.agents[p.agent]) {
     if (p.reasoning) m.agents[p.agent].reasoning += p.reasoning;
   } else if (p.type === "agent.done" && m.agents[p.agent]) {
-    const dropped = !p.ok && p.stopped === "confidence";  // stopped for being less sure than the others
+    const dropped = !p.ok && (p.stopped === "confidence" || p.stopped === "stopped");
+    const why = p.stopped === "stopped" ? "stopped by you" : "less sure than the agents before it";
     Object.assign(m.agents[p.agent], { status: p.ok ? "done" : dropped ? "stopped" : "failed", result: p.answer,
-                                       error: p.error, note: dropped ? "less sure than the agents before it" : null });
+                                       error: p.error, note: dropped ? why : null });
   } else if (p.type === "auto" && p.escalated) {
     const first = p.first === "chain" ? "first chain of reasoning" : "direct answer";
     m.synthesis = `Auto: the ${first} was unsure (confidence ${p.confidence}); checking it…`;
@@ -412,9 +439,33 @@ function onProgress(m, p) {
     const tally = Object.entries(p.tally || {}).map(([answer, weight]) => `${answer}: ${Number(weight).toFixed(2)}`);
     const how = { vote: "a vote", agreement: "the attempts agreed", judge: "a judge checked them" }[p.method];
     m.synthesis = how ? `Synthesis: ${how} (${tally.join(", ")})` : "Synthesis: writing the answer…";
+  } else if (p.type === "best") {
+    m.best = p.answer;
+  } else if (p.type === "evidence") {
+    const { type, confidence, ...figures } = p;
+    m.confidence = confidence;
+    m.evidence = figures;
   } else if (p.type === "tool.call") {
     m.tools.push({ name: p.name, arguments: p.arguments, output: p.output });
   }
+}
+
+// A button that acts on press (the view is redrawn while tokens stream, so a click
+// could land on a replaced button), and on Enter or Space from the keyboard.
+function onPress(button, act) {
+  button.onpointerdown = act;
+  button.onclick = (e) => { if (e.detail === 0) act(); };
+}
+
+// Steer the running answer (POST /v1/control): answer now, think longer, stop one agent.
+async function steer(m, action, extra = {}) {
+  if (!m.runId || m.done) return;
+  try {
+    await api("/v1/control", { method: "POST", body: JSON.stringify({ id: m.runId, action, ...extra }) });
+    if (action === "think_longer") m.note = "Thinking longer…";
+    if (action === "answer_now") m.note = "Answering now…";
+  } catch (e) { showError(`Could not steer the answer: ${e.message}`); }
+  redrawLast();
 }
 
 function setBusy(busy) {

@@ -23,7 +23,7 @@ from ponder.modes.contemplating import attempts
 from ponder.modes.contemplating.agents import run_agents
 from ponder.modes.contemplating.planner import plan, request_text
 from ponder.modes.contemplating.synthesis import AgentResult, written
-from ponder.types import AgentEvent, Done, Event, ReasoningDelta
+from ponder.types import AgentEvent, Done, Event, ReasoningDelta, TextDelta
 
 
 async def contemplate(
@@ -48,6 +48,10 @@ async def contemplate(
     for r in results:
         usage += replace(r.trace.usage, reasoning_tokens=0)
     ok = [r for r in results if r.ok]
+    if not ok and all(r.trace.watch.stopped == "stopped" for r in results):  # the client stopped every one
+        yield TextDelta("Every sub-agent was stopped before it had an answer.")
+        yield Done("stop", replace(usage, reasoning_tokens=sum(r.trace.reasoning_tokens for r in results)))
+        return
     if not ok:
         raise UpstreamError("every sub-agent failed: " + "; ".join(f"agent {r.index}: {r.error}" for r in results))
 

@@ -45,7 +45,9 @@ async def run_agents(
 
         def one(chat: ChatRequest) -> AsyncGenerator[Event, None]:
             rounds.append(Trace(measure=True))
-            rounds[-1].watch.stop_below = task.stop_below
+            watch = rounds[-1].watch
+            watch.stop_below, watch.steer, watch.agent = task.stop_below, req.steer, task.index
+            watch.reasoning = task.method != "direct"  # a direct answer is an answer: answer_now lets it finish
             if task.method == "program":
                 return program(backend, chat, request_text(req.chat), rounds[-1])
             if task.method == "direct":
@@ -169,6 +171,8 @@ def summary(r: AgentResult) -> str:
     head = f"[agent {r.index + 1}: {r.title}]"
     if r.error is not None:
         return f"{head} failed: {r.error}\n\n"
+    if r.trace.watch.stopped == "stopped":
+        return f"{head} stopped by the client\n\n"
     if r.trace.dropped:
         return f"{head} stopped: its confidence fell below the others'\n\n"
     return f"{head}\n{r.trace.reasoning.strip()}\n=> {r.trace.answer.strip()}\n\n"

@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from ponder.backends.base import Backend
 from ponder.errors import UpstreamError
 from ponder.formats.clean import clean
-from ponder.modes import answers, choices
+from ponder.modes import answers, choices, evidence
 from ponder.modes.base import ModeRequest
 from ponder.modes.confidence import WINDOW
 from ponder.modes.contemplating.agents import run_agents
@@ -51,7 +51,8 @@ class Decision:
     answer: str | None  # the vote that won
     method: str  # "agreement" | "pooled" | "vote" | "judge"
     winner: AgentResult | None
-    tally: dict[str, float]
+    tally: dict[str, float]  # votes, or (`pooled`) the options' pooled probabilities
+    pooled: bool = False
 
 
 async def run(
@@ -71,8 +72,8 @@ async def run(
         async for event in run_agents(backend, req, wave, results):
             yield event
         last = n == len(waves) - 1 or not waves[n + 1]
-        decision = pooled(results, request_text(req.chat), last) or settled(results)
-        if decision is not None:
+        decision = pooled(results, request_text(req.chat), last or req.steer.answering) or settled(results)
+        if decision is not None or req.steer.answering:  # settled, or the client wants the answer now
             break
     results.sort(key=lambda r: r.index)  # finishing order is noise; keep output deterministic
     if all(r.error is not None for r in results):
@@ -82,6 +83,9 @@ async def run(
     reasoning_tokens = sum(r.trace.reasoning_tokens for r in results)
     if decision is None:
         decision = plurality(results)
+    if decision is None and req.steer.answering:  # no time for a judge: the confidence-weighted vote
+        verdict = vote(voters(results))
+        decision = Decision(verdict.answer, "vote", verdict.winner, verdict.tally)
     if decision is None:
         judged: list[Decision] = []
         async for event in judge(backend, req.chat, results, judged):
@@ -92,7 +96,8 @@ async def run(
         decision = judged[0]
     yield AgentEvent("synthesis.start", None, {"method": decision.method, "tally": decision.tally,
                                                "answer": decision.answer})  # fmt: skip
-    async for event in _final(backend, req.chat, decision, results):
+    yield evidence.event(evidence.of_attempts(decision, voters(results)))
+    async for event in _final(backend, req.chat, decision, results, quick=req.steer.answering):
         if isinstance(event, Done):
             usage += event.usage
         else:
@@ -140,7 +145,8 @@ def pooled(results: Sequence[AgentResult], question: str, last: bool = True) -> 
     agreed = all(r.vote == answer for r in voters(results) + scored) and all(letter == answer for letter in named)
     if not (agreed or last):
         return None
-    return Decision(answer, "agreement" if agreed else "pooled", _best([r for r in given if r.vote == answer]), tally)
+    return Decision(answer, "agreement" if agreed else "pooled", _best([r for r in given if r.vote == answer]), tally,
+                    pooled=True)  # fmt: skip
 
 
 def plurality(results: Sequence[AgentResult]) -> Decision | None:
@@ -226,9 +232,10 @@ def _work(r: AgentResult) -> str:
 
 
 async def _final(
-    backend: Backend, chat: ChatRequest, decision: Decision, results: Sequence[AgentResult]
+    backend: Backend, chat: ChatRequest, decision: Decision, results: Sequence[AgentResult], quick: bool = False
 ) -> AsyncGenerator[Event, None]:
-    """The answer the user reads: the winning chain's, or a sentence around a program's."""
+    """The answer the user reads: the winning chain's, or a sentence around a program's
+    (with `quick`, when the client asked for the answer now, the program's answer alone)."""
     chains = [r for r in results if r.ok and r.method not in ("program", "options") and r.vote == decision.answer]
     winner = _best(chains) or decision.winner
     if decision.method == "pooled" and decision.answer and not chains:  # no agent wrote this option in words
@@ -240,8 +247,8 @@ async def _final(
     if winner is not None and winner.method != "program":
         yield TextDelta(clean(winner.trace.answer).strip())
         return
-    if winner is None:
-        yield TextDelta("")
+    if winner is None or quick:
+        yield TextDelta(winner.trace.answer.strip() if winner else "")
         return
     ask = render(load("contemplating")["program"]["answer"], output=winner.trace.answer)
     messages = (*chat.messages, Message("user", ask))

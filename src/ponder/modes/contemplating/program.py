@@ -48,6 +48,8 @@ async def program(
     params = SamplingParams(max_tokens=PROGRAM_TOKENS, temperature=chat.params.temperature, seed=chat.params.seed,
                             stop=("```",) if fence else (), logprobs=TOP_K)  # fmt: skip
     for attempt in range(repairs + 1):
+        if trace.answer_now:  # the client wants the answer now: no program still to write
+            break
         reply = ""
         if attempt:
             yield ReasoningDelta("\n")

@@ -1,0 +1,84 @@
+"""The evidence behind an answer: the figures a mode had when it settled it.
+
+Every Thinking, Contemplating and Auto answer ends with one `evidence` progress event
+(before its Done): `confidence`, how likely the answer is right by the fitted
+calibration (`modes.calibration`), and the figures behind it, where they apply:
+
+- `answer_window`: the lowest 32-token window of the answer as stated (a chain's
+  answer call, or a direct answer's whole text): how sure the model was as it
+  committed (`modes.confidence`);
+- `reasoning_window`: the lowest window of the chain's reasoning;
+- `forced`: the budget (or the client) ended the reasoning before it finished;
+- `settled`: an answer probe confirmed the conclusion the reasoning had stated;
+- `option_probability`: for a lettered question, the chosen option's share of the
+  pooled distribution (`modes.choices`);
+- for Contemplating: `method` (agreement, pooled, vote, judge), `voters`, `agreeing`
+  (voters that reached the answer), `answers` (distinct answers among the voters),
+  `program_agrees` (a program's answer was the answer; None without a program),
+  `winner_confidence` (the trace confidence of the attempt quoted).
+
+Figures that are unknown (an engine that returns no log-probabilities) are None.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ponder.modes import calibration
+from ponder.modes.confidence import measure
+from ponder.types import AgentEvent
+
+if TYPE_CHECKING:
+    from ponder.modes.contemplating.attempts import Decision
+    from ponder.modes.contemplating.synthesis import AgentResult
+    from ponder.modes.thinking import Trace
+
+
+def event(fields: dict[str, Any]) -> AgentEvent:
+    """The evidence, and the confidence in [0, 1] the fitted calibration gives it
+    (`modes.calibration`; None where no model is fitted for its kind)."""
+    chance = calibration.confidence(fields)
+    return AgentEvent("evidence", None, {"confidence": _round(chance), **{k: _round(v) for k, v in fields.items()}})
+
+
+def of_chain(trace: Trace) -> dict[str, Any]:
+    answer = measure(trace.answer_logprobs)
+    reasoning = trace.watch.meter.signal()
+    return {
+        "answer_window": answer.lowest if answer.known else None,
+        "reasoning_window": reasoning.lowest if reasoning.known else None,
+        "forced": trace.forced,
+        "settled": trace.settled,
+        "option_probability": _chosen(trace.pooled or trace.distribution),
+    }
+
+
+def of_direct(trace: Trace) -> dict[str, Any]:
+    signal = trace.watch.meter.signal()
+    return {
+        "answer_window": signal.lowest if signal.known else None,
+        "option_probability": _chosen(trace.distribution),
+    }
+
+
+def of_attempts(decision: Decision, voters: list[AgentResult]) -> dict[str, Any]:
+    agreeing = [r for r in voters if r.vote == decision.answer]
+    programs = [r for r in voters if r.method == "program"]
+    return {
+        "method": decision.method,
+        "voters": len(voters),
+        "agreeing": len(agreeing),
+        "answers": len({r.vote for r in voters}),
+        "program_agrees": any(r.vote == decision.answer for r in programs) if programs else None,
+        "winner_confidence": decision.winner.confidence if decision.winner else None,
+        "option_probability": decision.tally.get(decision.answer) if decision.pooled and decision.answer else None,
+    }
+
+
+def _chosen(distribution: list[float] | None) -> float | None:
+    """The chosen option's probability: the answer is the likeliest option."""
+    return max(distribution) if distribution else None
+
+
+def _round(value: Any) -> Any:
+    return round(value, 4) if isinstance(value, float) else value

@@ -1,0 +1,47 @@
+"""The calibrated confidence (`modes.calibration`): features per kind of evidence, the
+fit, and no confidence where no model is fitted."""
+
+from __future__ import annotations
+
+import random
+
+from ponder.modes import calibration
+
+
+def chain(window: float, forced: bool = False) -> dict[str, object]:
+    return {"answer_window": window, "reasoning_window": 5.0, "forced": forced, "settled": True,
+            "option_probability": None}  # fmt: skip
+
+
+def test_each_kind_has_its_features_and_missing_figures_are_flagged() -> None:
+    assert calibration.kind(chain(6.0)) == "chain"
+    assert calibration.kind({"answer_window": 6.0, "option_probability": 0.7}) == "direct"
+    assert calibration.kind({"method": "vote", "voters": 3, "agreeing": 2}) == "attempts"
+    assert calibration.features(chain(6.0)) == [6.0, 0.0, 5.0, 0.0, 0.0, 1.0, 0.0, 1.0]
+    unknown = calibration.features({"answer_window": None, "option_probability": None})
+    assert unknown == [0.0, 1.0, 0.0, 1.0]
+    judged = {"method": "judge", "voters": 4, "agreeing": 1, "answers": 3, "program_agrees": None,
+              "winner_confidence": 5.5, "option_probability": None}  # fmt: skip
+    attempts = calibration.features(judged)
+    assert attempts == [5.5, 0.0, 0.0, 1.0, 0.0, 1.0, 0.25, 3.0, 0.0, 0.0, 0.0, 1.0]
+
+
+def test_the_fit_ranks_and_calibrates_what_separates_right_from_wrong() -> None:
+    rng = random.Random(7)
+    rows = []
+    for _ in range(300):  # right answers were stated surely, wrong ones less so, with overlap
+        right = rng.random() < 0.6
+        rows.append((chain(rng.gauss(6.5 if right else 5.0, 0.6), forced=not right and rng.random() < 0.3), right))
+    models = calibration.fit(rows)
+    assert set(models) == {"chain"} and models["chain"]["rows"] == 300
+    sure, unsure = calibration.confidence(chain(7.5), models), calibration.confidence(chain(4.0), models)
+    assert sure is not None and unsure is not None and sure > 0.9 and unsure < 0.1
+    # calibrated: among the rows it gives about 0.6-0.8, about that share is right
+    middle = [(p, right) for e, right in rows if 0.6 <= (p := calibration.confidence(e, models) or 0) <= 0.8]
+    assert len(middle) >= 15
+    assert abs(sum(r for _, r in middle) / len(middle) - sum(p for p, _ in middle) / len(middle)) < 0.2
+
+
+def test_no_model_no_confidence() -> None:
+    assert calibration.confidence(chain(6.0), {}) is None
+    assert calibration.fit([(chain(6.0), True)] * 20) == {}  # all right: nothing to tell apart

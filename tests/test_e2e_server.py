@@ -216,7 +216,7 @@ def test_contemplating_mode_streams_agent_progress(client: openai.OpenAI) -> Non
     kinds = [p["type"] for p in progress]
     assert kinds[0] == "mode" and kinds[1] == "plan"
     assert kinds.count("agent.start") == 2 and kinds.count("agent.done") == 2 and "agent.delta" in kinds
-    assert kinds[-1] == "synthesis.start"
+    assert kinds[-2:] == ["synthesis.start", "evidence"]
     content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert content.strip()
     done = [p for p in progress if p["type"] == "agent.done"]

@@ -232,7 +232,7 @@ def test_answer_now_think_longer_and_stop_one_agent_from_the_page(page: Any) -> 
     chain.locator(".stop-agent").click(timeout=120_000)
     wait_done(page, 2, timeout=120_000)
     assert chain.get_attribute("data-status") == "stopped" and chain.locator(".note").inner_text() == "stopped by you"
-    assert page.locator(".msg.assistant").nth(1).locator(".answer").inner_text().strip()  # the other agent answered
+    assert page.locator(".msg.assistant").nth(1).locator(":scope > .answer").inner_text().strip()  # the other answered
     shot(page, "stop-agent")
 
 

@@ -348,6 +348,7 @@ def test_answers_cannot_take_over_the_page_and_math_stays_out_of_code(browser: A
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(echo_server + "/")
     page.wait_for_selector("#model option", state="attached")
+    page.click("#modes button[data-mode=instant]")  # the echo model's answer is the message itself
     hostile = ('Hi <input id="input" value="hijack"> <span id="stop">x</span> <style>#composer{display:none}</style> '
                '<a href="https://example.org">a link</a> @@MATH0@@ <span data-math="0"></span> $x^2$ and '
                '`$$ not math $$` and <img src=x onerror="document.body.remove()">')  # fmt: skip

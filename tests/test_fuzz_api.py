@@ -46,6 +46,8 @@ OPERATIONS = [
     ("GET", "/v1/models/{model_id}"),
     ("POST", "/v1/messages"),
     ("POST", "/v1/messages/count_tokens"),
+    ("POST", "/v1/control"),
+    ("POST", "/v1/chat/completions/control"),
 ]
 # Ollama's, likewise.
 OLLAMA = [

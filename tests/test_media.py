@@ -23,7 +23,7 @@ from ponder.backends.registry import Registry
 from ponder.backends.remote import RemoteBackend
 from ponder.backends.scripted import ScriptedBackend
 from ponder.bench_audio import clips, normalise, wer
-from ponder.config import MediaSettings, ServerSettings, Settings
+from ponder.config import MediaSettings, ModeSettings, ServerSettings, Settings
 from ponder.media import audio
 from ponder.models import ModelStore
 from ponder.server.app import create_app
@@ -36,8 +36,10 @@ RECEIPT = ["CORNER SHOP", "Milk 2.49", "Bread 3.10", "TOTAL 5.59"]
 def _app(
     data_dir: Path, backends: dict[str, Any], media: MediaSettings | None = None, server: ServerSettings | None = None
 ) -> Any:
+    # Instant by default: these tests read the message the model was given, and Auto's
+    # chain of reasoning would put its own calls after it.
     settings = Settings(data_dir=data_dir, default_model="scripted", media=media or MediaSettings(),
-                        server=server or ServerSettings())  # fmt: skip
+                        server=server or ServerSettings(), modes=ModeSettings(default="instant"))  # fmt: skip
     return create_app(Registry(settings, ModelStore(settings.models_dir, settings.cache_dir), backends))
 
 

@@ -155,7 +155,9 @@ async def test_an_image_is_perceived_and_counted(client: anthropic.AsyncAnthropi
     both = await client.messages.count_tokens(model="scripted", messages=turn)
     assert both.input_tokens > alone.input_tokens > 0
     backend.enqueue("It says PONDER 42.")
-    r = await client.messages.create(model="scripted", max_tokens=32, messages=[{"role": "user", "content": content}])
+    instant = {"mode": "instant"}  # one call: the message as the model was given it
+    r = await client.messages.create(model="scripted", max_tokens=32, messages=[{"role": "user", "content": content}],
+                                     extra_body=instant)  # fmt: skip
     assert [b.text for b in r.content if b.type == "text"] == ["It says PONDER 42."]
     assert "PONDER" in backend.requests[-1].messages[-1].content  # the scripted model has no eyes: it read the text
 

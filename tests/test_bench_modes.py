@@ -7,14 +7,11 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import threading
-import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from ponder import bench_modes, cli_bench, results
 from ponder.backends.registry import Registry
@@ -25,7 +22,7 @@ from ponder.evals import Item, datasets, gsm8k, multichoice
 from ponder.models import ModelStore
 from ponder.server.app import create_app
 from ponder.types import ChatRequest, Message
-from tests.conftest import BIN, free_port, ponder_env
+from tests.conftest import BIN, live, ponder_env
 
 ECHO_CONFIG = '[models.echo]\nbackend = "scripted"\n[media]\nspeech_to_text = ""\ntext_to_speech = ""\n'
 
@@ -241,17 +238,8 @@ def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Sc
                         media=MediaSettings(speech_to_text="", text_to_speech=""))  # fmt: skip
     engine = ScriptedBackend()
     app = create_app(Registry(settings, ModelStore(settings.models_dir, settings.cache_dir), {"echo": engine}))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(400):
-        if server.started:
-            break
-        time.sleep(0.05)
-    assert server.started, "the server did not start"
-    yield f"http://127.0.0.1:{server.config.port}/v1", engine
-    server.should_exit = True
-    thread.join(10)
+    with live(app) as url:
+        yield url + "/v1", engine
 
 
 LONG = " ".join(f"w{i}" for i in range(40))  # 40 tokens, none repeated

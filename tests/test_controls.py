@@ -5,15 +5,14 @@ and only for the key that made the request."""
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from ponder.backends.registry import Registry
 from ponder.backends.scripted import Script, ScriptedBackend
@@ -22,7 +21,7 @@ from ponder.models import ModelStore
 from ponder.modes.prompts import load
 from ponder.server.app import create_app
 from ponder.store import ApiKey, SqliteStore
-from tests.conftest import free_port
+from tests.conftest import live
 
 THINK = load("thinking")
 LONG = " ".join(f"step{i}" for i in range(2000))  # reasoning that would run on for 20 s and more
@@ -36,45 +35,32 @@ def thinker(reasoning: str = LONG, answer: str = "The answer is 42.") -> Callabl
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     """server(backend, auth=...) -> (client factory: client(secret) -> AsyncClient, secrets of keys a and b,
-    each allowed one request at a time).
-    A real server on loopback (uvicorn, in a thread), so streams arrive as they are written."""
-    opened: list[httpx.AsyncClient] = []
-    running: list[tuple[uvicorn.Server, threading.Thread]] = []
+    each allowed one request at a time). A real server on loopback, so streams arrive as they are written."""
+    with ExitStack() as servers:
+        opened: list[httpx.AsyncClient] = []
 
-    def build(backend: ScriptedBackend, auth: str = "off") -> tuple[Callable[..., httpx.AsyncClient], list[str]]:
-        settings = Settings(data_dir=tmp_path, default_model="scripted", server=ServerSettings(auth=auth))
-        registry = Registry(settings, ModelStore(settings.models_dir, settings.cache_dir), {"scripted": backend})
-        store = SqliteStore(tmp_path / "ponder.db")
-        secrets = []
-        for name in ("a", "b"):
-            secret = f"pdr-secret-{name}-" + "x" * 20
-            store.add_key(ApiKey(f"key_{name}", name, secret[:8], time.time(), None, concurrency=1), secret)
-            secrets.append(secret)
-        web = uvicorn.Server(uvicorn.Config(create_app(registry, store=store), host="127.0.0.1", port=free_port(),
-                                            log_level="warning"))  # fmt: skip
-        thread = threading.Thread(target=web.run, daemon=True)
-        thread.start()
-        running.append((web, thread))
-        for _ in range(400):
-            if web.started:
-                break
-            time.sleep(0.05)
-        assert web.started, "the server did not start"
+        def build(backend: ScriptedBackend, auth: str = "off") -> tuple[Callable[..., httpx.AsyncClient], list[str]]:
+            settings = Settings(data_dir=tmp_path, default_model="scripted", server=ServerSettings(auth=auth))
+            registry = Registry(settings, ModelStore(settings.models_dir, settings.cache_dir), {"scripted": backend})
+            store = SqliteStore(tmp_path / "ponder.db")
+            secrets = []
+            for name in ("a", "b"):
+                secret = f"pdr-secret-{name}-" + "x" * 20
+                store.add_key(ApiKey(f"key_{name}", name, secret[:8], time.time(), None, concurrency=1), secret)
+                secrets.append(secret)
+            url = servers.enter_context(live(create_app(registry, store=store)))
 
-        def client(secret: str | None = None) -> httpx.AsyncClient:
-            headers = {"Authorization": f"Bearer {secret}"} if secret else {}
-            c = httpx.AsyncClient(base_url=f"http://127.0.0.1:{web.config.port}", headers=headers, timeout=30)
-            opened.append(c)
-            return c
+            def client(secret: str | None = None) -> httpx.AsyncClient:
+                headers = {"Authorization": f"Bearer {secret}"} if secret else {}
+                c = httpx.AsyncClient(base_url=url, headers=headers, timeout=30)
+                opened.append(c)
+                return c
 
-        return client, secrets
+            return client, secrets
 
-    yield build
-    for c in opened:
-        await c.aclose()
-    for web, thread in running:
-        web.should_exit = True
-        thread.join(10)
+        yield build
+        for c in opened:
+            await c.aclose()
 
 
 async def started(backend: ScriptedBackend, calls: int = 1) -> None:
@@ -94,7 +80,6 @@ async def test_answer_now_ends_the_reasoning_and_the_answer_follows(server: Call
     backend = ScriptedBackend(respond=thinker(), delay=0.01)
     client, _ = server(backend)
     c = client()
-    t0 = time.perf_counter()
     run = asyncio.ensure_future(c.post("/v1/chat/completions", json=ask("thinking"),
                                        headers={"X-Request-Id": "req_answer_now"}))  # fmt: skip
     await started(backend)
@@ -104,7 +89,7 @@ async def test_answer_now_ends_the_reasoning_and_the_answer_follows(server: Call
     message = done["choices"][0]["message"]
     assert message["content"] == "The answer is 42."  # answered from what it had
     assert len(message["reasoning_content"].split()) < 1000  # cut long before its 2,000 steps
-    assert time.perf_counter() - t0 < 10  # 2,000 steps would take 20 s and more
+    assert done["usage"]["completion_tokens_details"]["reasoning_tokens"] < 1000
     r = await c.post("/v1/control", json={"id": "req_answer_now", "action": "answer_now"})
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"  # it has ended
 
@@ -187,13 +172,12 @@ async def test_answer_now_in_contemplating_ends_every_agent_and_decides(server: 
                               delay=0.01)  # fmt: skip
     client, _ = server(backend)
     c = client()
-    t0 = time.perf_counter()
     run = asyncio.ensure_future(c.post("/v1/chat/completions", json=QUESTION, headers={"X-Request-Id": "req_all"}))
     await started(backend, calls=2)  # the direct answer and the first chain
     assert (await c.post("/v1/control", json={"id": "req_all", "action": "answer_now"})).status_code == 200
     done = (await run).json()
     assert "Jupiter" in done["choices"][0]["message"]["content"]
-    assert time.perf_counter() - t0 < 10  # each agent's 2,000 steps would take 20 s and more
+    assert done["usage"]["completion_tokens_details"]["reasoning_tokens"] < 3 * 1000  # each cut long before 2,000
     agents = [p for p in done["ponder"]["progress"] if p["type"] == "agent.done"]
     assert agents and all(a["stopped"] in ("answer_now", "") for a in agents)
 
@@ -260,11 +244,10 @@ async def test_ponder_chat_steers_by_keys_on_a_terminal(monkeypatch: pytest.Monk
         await started(backend)
         os.write(master, b"a")
 
-    t0 = time.perf_counter()
     pressing = asyncio.ensure_future(press())
     text = await answerer.answer([Message("user", "What is 6 * 7?")], keys=True)
     await pressing
-    assert text == "The answer is 42." and time.perf_counter() - t0 < 10  # 2,000 reasoning steps take 20 s
+    assert text == "The answer is 42." and len(err.getvalue().split()) < 1000  # its 2,000 reasoning steps were cut
     assert "[answering now]" in err.getvalue() and "keys while it reasons" in err.getvalue()
     assert termios.tcgetattr(slave) == before  # the terminal is as it was
     stdin.close()

@@ -5,8 +5,9 @@
        gives it (often the letter alone: one token), weighed against the options'
        words when the engine can score them (`modes.choices`);
      - for a question with numbers to work with, one Thinking chain (compressed: the
-       working as terse notes, stopped once it has settled), which on the default
-       model cost 0.7x the bare model's answer for the same accuracy (docs/modes.md).
+       working as terse notes, stopped once it has settled): on GSM8K's items 1-20 it
+       was right on 10 where the bare answer was right on 7, at 199 tokens against
+       288 (`bench/confidence.py`, docs/modes.md).
      Its reasoning streams as reasoning, and so does a direct answer while it is
      written, since it may not be the reply yet.
   2. Its confidence is the lowest 32-token window of the answer it would show: the

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -219,22 +219,34 @@ async def test_a_responses_or_messages_stream_is_steered_by_the_id_it_carries(se
         assert "The answer is 42." in text, (path, text[-300:])
 
 
-async def test_ponder_chat_steers_by_keys_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`ponder chat` (the terminal Answerer, local modes): the key "a" on a terminal
-    answers now; keys are read only while the answer runs, and the terminal is restored."""
-    import io
+@pytest.fixture
+def keyboard(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    """A terminal as stdin; yields the fd its keys are typed into, and checks the
+    terminal is left as it was."""
     import os
     import pty
     import termios
-
-    from ponder.config import ModeSettings
-    from ponder.terminal import Answerer, ModeChoice
-    from ponder.types import Message, SamplingParams
 
     master, slave = pty.openpty()
     stdin = os.fdopen(slave, "r")
     monkeypatch.setattr("sys.stdin", stdin)
     before = termios.tcgetattr(slave)
+    yield master
+    assert termios.tcgetattr(slave) == before  # the terminal is as it was
+    stdin.close()
+    os.close(master)
+
+
+async def test_ponder_chat_steers_by_keys_on_a_terminal(keyboard: int) -> None:
+    """`ponder chat` (the terminal Answerer, local modes): the key "a" on a terminal
+    answers now; keys are read only while the answer runs, and the terminal is restored."""
+    import io
+    import os
+
+    from ponder.config import ModeSettings
+    from ponder.terminal import Answerer, ModeChoice
+    from ponder.types import Message, SamplingParams
+
     backend = ScriptedBackend(respond=thinker(), delay=0.01)
     out, err = io.StringIO(), io.StringIO()
     answerer = Answerer(backend, "scripted", SamplingParams(), ModeSettings(), ModeChoice(mode="thinking"),
@@ -242,13 +254,65 @@ async def test_ponder_chat_steers_by_keys_on_a_terminal(monkeypatch: pytest.Monk
 
     async def press() -> None:
         await started(backend)
-        os.write(master, b"a")
+        os.write(keyboard, b"a")
 
     pressing = asyncio.ensure_future(press())
     text = await answerer.answer([Message("user", "What is 6 * 7?")], keys=True)
     await pressing
     assert text == "The answer is 42." and len(err.getvalue().split()) < 1000  # its 2,000 reasoning steps were cut
     assert "[answering now]" in err.getvalue() and "keys while it reasons" in err.getvalue()
-    assert termios.tcgetattr(slave) == before  # the terminal is as it was
-    stdin.close()
-    os.close(master)
+
+
+async def test_ponder_chat_url_steers_the_servers_run_by_keys(server: Callable[..., Any], keyboard: int) -> None:
+    """`ponder chat --url`: the keys reach the server's control endpoint, naming the run
+    by the id its stream began with."""
+    import io
+    import os
+
+    from ponder.backends.remote import RemoteBackend
+    from ponder.config import ModeSettings
+    from ponder.terminal import Answerer, ModeChoice
+    from ponder.types import Message, SamplingParams
+
+    backend = ScriptedBackend(respond=thinker(), delay=0.01)
+    client, _ = server(backend)
+    url = str(client().base_url)
+    choice = ModeChoice(mode="thinking")
+    remote = RemoteBackend(url, "scripted", extra_body=choice.wire_fields(), progress=True)
+    out, err = io.StringIO(), io.StringIO()
+    answerer = Answerer(remote, "scripted", SamplingParams(), ModeSettings(), choice, local_modes=False,
+                        out=out, err=err)  # fmt: skip
+
+    async def press() -> None:
+        await started(backend)
+        await asyncio.sleep(0.2)  # the stream's first chunk, with its id, has reached the terminal
+        os.write(keyboard, b"a")
+
+    pressing = asyncio.ensure_future(press())
+    try:
+        text = await answerer.answer([Message("user", "What is 6 * 7?")], keys=True)
+    finally:
+        await remote.close()
+    await pressing
+    assert text == "The answer is 42.", err.getvalue()[-300:]
+    assert "[answering now]" in err.getvalue() and "not taken" not in err.getvalue()
+    assert len(err.getvalue().split()) < 1000  # the server's 2,000 reasoning steps were cut
+
+
+async def test_a_control_for_a_run_that_ended_is_reported_not_raised(server: Callable[..., Any]) -> None:
+    """A key pressed as the run ends: the server answers 404, the terminal says so."""
+    import io
+
+    from ponder.backends.remote import RemoteBackend
+    from ponder.terminal import RemoteSteer
+
+    client, _ = server(ScriptedBackend(respond=thinker()))
+    remote = RemoteBackend(str(client().base_url), "scripted", progress=True)
+    err = io.StringIO()
+    steer = RemoteSteer(remote, err)
+    steer.run_id = "chatcmpl-gone"
+    steer.answer_now()
+    await steer.sent()
+    await remote.close()
+    said = err.getvalue()
+    assert "[answer_now not taken: " in said and "No running request 'chatcmpl-gone'" in said

@@ -222,7 +222,9 @@ async def _answerer(args: argparse.Namespace, settings: Settings) -> Answerer:
             raise InvalidRequest("--tools runs the tools in-process; leave out --url (a server's clients name "
                                  "tools in their requests)", param="--tools")  # fmt: skip
         name = args.model or settings.default_model
-        remote = RemoteBackend(args.url, name, os.environ.get("PONDER_API_KEY"), extra_body=choice.wire_fields())
+        remote = RemoteBackend(
+            args.url, name, os.environ.get("PONDER_API_KEY"), extra_body=choice.wire_fields(), progress=True
+        )
         return Answerer(remote, name, params, settings.modes, choice, local_modes=False)
     settings, name = choose_model(args.model, settings)
     ensure_pulled(settings, name)

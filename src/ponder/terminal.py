@@ -17,6 +17,7 @@ from typing import Any, TextIO
 from ponder import modes
 from ponder.backends.base import Backend
 from ponder.config import ModeSettings
+from ponder.errors import PonderError
 from ponder.modes.steer import Steer
 from ponder.tools import Toolbox, ToolHost
 from ponder.types import (
@@ -67,6 +68,7 @@ class Answerer:
     err: TextIO = sys.stderr
     toolbox: Toolbox = field(default_factory=Toolbox)  # server-side tools (`--tools`), run in-process
     tools: ToolHost | None = None
+    _mid_line: bool = field(default=False, repr=False)  # stderr's last write left a line open
 
     def events(self, messages: list[Message], steer: Steer | None = None) -> object:
         """The run's events; `steer` (local modes only) takes the controls while it runs."""
@@ -87,16 +89,21 @@ class Answerer:
 
     async def answer(self, messages: list[Message], keys: bool = False) -> str:
         """Print the answer as it streams; return the answer text. With `keys` (a chat
-        on a terminal, local modes), keys steer the run while it reasons (`KEYS`)."""
+        on a terminal), keys steer the run while it reasons (`KEYS`): in-process, or
+        through a Ponder server's control endpoint."""
         text: list[str] = []
-        steer = Steer()
+        steer: Steer | RemoteSteer = Steer() if self.local_modes else RemoteSteer(self.backend, self.err)
         sure: float | None = None
-        with _keys(steer, self.err) if keys and self.local_modes else nullcontext():
-            async for event in self.events(messages, steer):  # type: ignore[attr-defined]
+        with _keys(steer, self.err) if keys else nullcontext():
+            async for event in self.events(messages, steer if isinstance(steer, Steer) else None):  # type: ignore[attr-defined]
                 if isinstance(event, AgentEvent) and event.kind == "evidence":
                     sure = event.data.get("confidence")
+                elif isinstance(event, AgentEvent) and event.kind == "run" and isinstance(steer, RemoteSteer):
+                    steer.run_id = event.data.get("id", "")
                 else:
                     self._show(event, text)
+        if isinstance(steer, RemoteSteer):
+            await steer.sent()
         self.out.write("\n")
         self.out.flush()
         if sure is not None:  # after the answer, which Contemplating writes after its evidence
@@ -110,8 +117,10 @@ class Answerer:
             self.out.flush()
         elif isinstance(event, ReasoningDelta):
             self._note(event.text, dim=True)
-        elif isinstance(event, AgentEvent) and event.kind not in ("agent.delta", "best"):
-            self._note(_progress_line(event) + "\n", dim=False)
+        elif isinstance(event, AgentEvent) and event.kind == "judge.delta":
+            self._note(event.data.get("text", ""), dim=True)
+        elif isinstance(event, AgentEvent) and (line := _progress_line(event)):
+            self._note(("\n" if self._mid_line else "") + line + "\n", dim=False)
         elif isinstance(event, ToolRun):
             who = "" if event.agent is None else f"agent {event.agent + 1}, "
             output = event.output if len(event.output) <= 200 else event.output[:200] + "…"
@@ -120,6 +129,8 @@ class Answerer:
             self._note("\n[stopped: max_tokens reached]", dim=False)
 
     def _note(self, text: str, dim: bool) -> None:
+        if text:
+            self._mid_line = not text.endswith("\n")
         self.err.write(f"\x1b[2m{text}\x1b[0m" if dim and self.err.isatty() else text)
         self.err.flush()
 
@@ -128,25 +139,72 @@ class Answerer:
 
 
 def _progress_line(e: AgentEvent) -> str:
+    """One line for a progress event; "" for those that have none (live deltas, the
+    best answer so far, which the answer itself follows)."""
     d = e.data
+    who = f"[agent {(e.agent or 0) + 1}]"
     if e.kind == "plan":
         return f"[plan] {d['strategy']}: {', '.join(d['agents'])}"
     if e.kind == "agent.start":
-        return f"[agent {(e.agent or 0) + 1}] {d['title']}: started"
+        return f"{who} {d['title']}: started"
     if e.kind == "agent.done":
         if d.get("stopped") == "stopped":
-            return f"[agent {(e.agent or 0) + 1}] stopped"
-        return f"[agent {(e.agent or 0) + 1}] " + (
-            f"answer: {d['vote'] or d['answer'][:60]}" if d["ok"] else f"failed: {d['error']}"
-        )
-    return f"[synthesis] {d.get('method')}" + (f": {d['answer']}" if d.get("answer") else "")
+            return f"{who} stopped"
+        return f"{who} " + (f"answer: {d['vote'] or d['answer'][:60]}" if d["ok"] else f"failed: {d['error']}")
+    if e.kind == "auto":
+        return "[auto] not sure: checking with more attempts" if d.get("escalated") else ""
+    if e.kind == "judge.start":
+        return f"[judge] checking {', '.join(map(str, d.get('answers', [])))}"
+    if e.kind == "synthesis.start":
+        return f"[synthesis] {d.get('method')}" + (f": {d['answer']}" if d.get("answer") else "")
+    if e.kind == "tool.call":  # a Ponder server's tool run (ponder chat --url)
+        output = str(d.get("output", ""))
+        return f"[{d.get('name')}] {d.get('arguments')} -> {output if len(output) <= 200 else output[:200] + '…'}"
+    return ""
 
 
 KEYS = "keys while it reasons: a answer now, l think longer (+512 tokens), 1-9 stop that agent"
 
 
+class RemoteSteer:
+    """The keys' controls for a run on a Ponder server: each is sent to its control
+    endpoint, naming the run by the id its stream began with."""
+
+    def __init__(self, backend: Backend, err: TextIO):
+        self.backend = backend
+        self.err = err
+        self.run_id = ""
+        self._sending: list[asyncio.Task[None]] = []
+
+    def answer_now(self) -> None:
+        self._send("answer_now")
+
+    def think_longer(self, tokens: int) -> None:
+        self._send("think_longer", tokens=tokens)
+
+    def stop_agent(self, index: int) -> None:
+        self._send("stop_agent", agent=index)
+
+    def _send(self, action: str, **fields: int) -> None:
+        control = getattr(self.backend, "control", None)
+        if control is None or not self.run_id:
+            self.err.write(f"\n[{action}: this server takes no controls]\n")
+            return
+
+        async def send() -> None:
+            try:
+                await control(self.run_id, action, **fields)
+            except PonderError as e:  # the run may have ended meanwhile: say so, and go on
+                self.err.write(f"\n[{action} not taken: {e.message}]\n")
+
+        self._sending.append(asyncio.ensure_future(send()))
+
+    async def sent(self) -> None:
+        await asyncio.gather(*self._sending)
+
+
 @contextmanager
-def _keys(steer: Steer, err: TextIO) -> Iterator[None]:
+def _keys(steer: Steer | RemoteSteer, err: TextIO) -> Iterator[None]:
     """Read single keys from a terminal stdin while the run goes on, and steer it by them."""
     try:
         import termios

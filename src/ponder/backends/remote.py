@@ -20,6 +20,7 @@ from ponder.backends.base import Backend, Capabilities, api_base, public_url
 from ponder.errors import InvalidRequest, ModelNotFound, PonderError, Unsupported, UpstreamError
 from ponder.formats import openai, toolcalls
 from ponder.types import (
+    AgentEvent,
     ChatRequest,
     Done,
     Event,
@@ -48,6 +49,7 @@ class RemoteBackend(Backend):
         audio: bool = False,
         max_concurrency: int = 64,
         thinking: str = "",
+        progress: bool = False,
     ):
         # vLLM and SGLang continue a final assistant message with continue_final_message;
         # other engines may not, so it is opt-in per model (`prefill = true` in config).
@@ -60,6 +62,10 @@ class RemoteBackend(Backend):
         self.upstream_model = upstream_model
         self.extra_body = extra_body or {}  # fields sent with every request (e.g. Ponder's mode)
         self.max_concurrency = max_concurrency
+        # A Ponder server's stream carries its progress in a `ponder` field (`server/encode.py`).
+        # With `progress` (ponder chat --url) it arrives as AgentEvents, first a "run" event
+        # with the id that names the request to `control`.
+        self.progress = progress
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.AsyncClient(
             base_url=self.base_url, headers=headers, timeout=httpx.Timeout(timeout, connect=10.0)
@@ -118,6 +124,8 @@ class RemoteBackend(Backend):
                 if resp.status_code >= 400:
                     raise _upstream_error(resp.status_code, await resp.aread(), self.where)
                 async for chunk in _sse_json(resp):
+                    if self.progress and (ext := _progress(chunk)) is not None:
+                        yield ext
                     if chunk.get("usage"):
                         usage = _usage(chunk["usage"])
                     for choice in chunk.get("choices") or []:
@@ -144,6 +152,15 @@ class RemoteBackend(Backend):
             finish = "tool_calls"
         yield Done(finish, usage or Usage(prompt_tokens=0, completion_tokens=n_chunks))
 
+    async def control(self, run_id: str, action: str, **fields: int) -> None:
+        """Steer a running request of a Ponder server (`server/controls.py`)."""
+        try:
+            resp = await self._client.post("/control", json={"id": run_id, "action": action, **fields})
+        except httpx.HTTPError as e:
+            raise UpstreamError(f"{self.where} did not take the control: {type(e).__name__}: {e}") from e
+        if resp.status_code >= 400:
+            raise _upstream_error(resp.status_code, resp.content, self.where)
+
     async def healthy(self, timeout: float = 5.0) -> bool:
         """The engine lists its models (vLLM, SGLang, llama-server and Ollama all answer /models)."""
         try:
@@ -166,6 +183,19 @@ def _thinking_fields(flavor: str, budget: int, kwargs: Any) -> dict[str, Any]:
     if flavor == "vllm" and budget > 0:
         out["thinking_token_budget"] = budget
     return out
+
+
+def _progress(chunk: dict[str, Any]) -> AgentEvent | None:
+    """A Ponder server's progress event in `chunk`, as the AgentEvent it was: its first
+    chunk (type "mode") becomes a "run" event that carries the request's id."""
+    ext = chunk.get("ponder")
+    if not isinstance(ext, dict) or not isinstance(ext.get("type"), str):
+        return None
+    data = {k: v for k, v in ext.items() if k not in ("type", "agent", "choice")}
+    if ext["type"] == "mode":
+        return AgentEvent("run", None, {"id": chunk.get("id", ""), **data})
+    agent = ext.get("agent")
+    return AgentEvent(ext["type"], agent if isinstance(agent, int) else None, data)
 
 
 def _logprobs(value: Any) -> tuple[TokenLogprob, ...]:

@@ -1,10 +1,12 @@
 """Shared fixtures: an isolated data dir with the tiny real model, real servers
-started on free loopback ports (each wrapped in `timeout`, so it stops by itself even
-if the test run dies), and the app in process on a scripted backend."""
+started on free loopback ports (each stops by itself when the test run ends, however
+it ends: `outlive_no_run`), and the app in process on a scripted backend."""
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -28,7 +30,23 @@ from ponder.store import SqliteStore
 TINY = "smollm2-135m"
 DEFAULT = "qwen2.5-coder-1.5b"
 BIN = Path(sys.executable).parent
-SERVER_LIFETIME_S = "900"
+# Every process a test starts gets a signal when the test run ends (`outlive_no_run`)
+# and, as a last resort, `timeout`'s ceiling: far longer than any run of the suite
+# (CI allows 90 minutes), because a session-wide server lives as long as the run, and
+# a loaded machine runs the suite at half speed or less.
+LIFETIME_S = "10800"
+
+
+def outlive_no_run(sig: int = signal.SIGTERM) -> Any:
+    """A `preexec_fn` that has the kernel send the child `sig` when the test run's
+    process dies (Linux's PR_SET_PDEATHSIG), even by SIGKILL. `timeout`, which wraps
+    every server here, passes the signal on to the server. Servers are started
+    from the main thread, which lives as long as the run."""
+
+    def set_signal() -> None:
+        ctypes.CDLL(None, use_errno=True).prctl(1, sig)  # 1: PR_SET_PDEATHSIG
+
+    return set_signal
 
 
 # Tests that use these run a real model, a browser or a database server: they are
@@ -112,7 +130,8 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: fl
 
 def start(cmd: list[str], env: dict[str, str], health_url: str, log: Path) -> subprocess.Popen[bytes]:
     out = log.open("wb")
-    proc = subprocess.Popen(["timeout", SERVER_LIFETIME_S, *cmd], env=env, stdout=out, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(["timeout", LIFETIME_S, *cmd], env=env, stdout=out, stderr=subprocess.STDOUT,
+                            preexec_fn=outlive_no_run())  # fmt: skip
     up = False
     try:
         wait_healthy(health_url, proc, log)
@@ -211,12 +230,11 @@ def default_server(
 
 # --- PostgreSQL: a private server for the shared-store tests ------------------------
 # initdb into a temporary dir, then `postgres` on a free loopback port, wrapped in
-# `timeout` like the servers above, so it stops by itself even if the test run dies.
+# `timeout` and `outlive_no_run` like the servers above, so it stops by itself even if
+# the test run dies.
 # The binaries are Debian's postgresql package (`make test-data` installs it); the
 # system's own cluster is never used. PostgreSQL refuses to run as root: as root,
 # the cluster belongs to the `postgres` user, and its programs run as that user.
-
-POSTGRES_LIFETIME_S = "3600"
 
 
 def postgres_bin() -> Path:
@@ -260,11 +278,12 @@ def postgres() -> Iterator[str]:
     port = free_port()
     log = root / "postgres.log"
     # SIGINT is PostgreSQL's fast shutdown; `timeout` passes on the one it gets, too.
-    cmd = ["timeout", "-s", "INT", "-k", "10", POSTGRES_LIFETIME_S, *as_postgres, str(bindir / "postgres"),
+    cmd = ["timeout", "-s", "INT", "-k", "10", LIFETIME_S, *as_postgres, str(bindir / "postgres"),
            "-D", str(root / "data"), "-p", str(port), "-h", "127.0.0.1", "-k", str(root),
            "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]  # fmt: skip
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=root, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=root, stdout=out, stderr=subprocess.STDOUT,
+                                preexec_fn=outlive_no_run(signal.SIGINT))  # fmt: skip
     url = f"postgresql://ponder:{password}@127.0.0.1:{port}/postgres"
     try:
         deadline = time.monotonic() + 60

@@ -188,7 +188,8 @@ class RemoteSteer:
     def _send(self, action: str, **fields: int) -> None:
         control = getattr(self.backend, "control", None)
         if control is None or not self.run_id:
-            self.err.write(f"\n[{action}: this server takes no controls]\n")
+            self.err.write(f"\n[{action} not taken: the server named no run to steer (not a Ponder server, "
+                           "or the answer has not started)]\n")  # fmt: skip
             return
 
         async def send() -> None:

@@ -305,6 +305,8 @@ def nested(levels: int) -> dict[str, Any]:
                  id="an input item's type a list"),
     pytest.param("/v1/responses", response([{"role": "user", "content": "hi", "id": 5}]), "input.0.id",
                  "invalid_value", id="an input item's id a number"),
+    pytest.param("/v1/responses", response(metadata={"": {"a": [None]}}), "metadata", "invalid_value",
+                 id="a metadata key that is empty, its value not a string (found by the fuzzer)"),
 ])  # fmt: skip
 def test_refused_with_a_400(echo_api: str, path: str, body: Any, param: str, code: str) -> None:
     r = post(echo_api, path, body)

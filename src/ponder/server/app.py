@@ -150,7 +150,8 @@ def _validation_message(errors: Any) -> InvalidRequest:
         )
     loc = [str(x) for x in first.get("loc", ()) if x != "body"]
     # Union members add their type name to the path ("content.str"): keep it readable.
-    param = ".".join(x for x in loc if not x[0].isupper() and x not in {"str", "list", "int", "float", "bool"})
+    # (A user's own key may be "": metadata {"": 5}, say. It is left out of the path too.)
+    param = ".".join(x for x in loc if x and not x[0].isupper() and x not in {"str", "list", "int", "float", "bool"})
     if first.get("type") == "missing":
         return InvalidRequest(
             f"Missing required parameter: '{param}'.", param=param or None, code="missing_required_parameter"

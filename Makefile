@@ -6,7 +6,7 @@ MODEL   ?= qwen2.5-coder-1.5b
 HOST    ?= 127.0.0.1
 PORT    ?= 8000
 
-.PHONY: install install-dev serve test unit test-data lint bench vendor clean
+.PHONY: install install-dev serve test unit fuzz test-data lint bench vendor clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -89,6 +89,10 @@ test: install-dev lint test-data
 # The fast suite: no model, no browser, no database server (the tests marked e2e are left out).
 unit: install-dev
 	$(BIN)/pytest -q -m "not e2e"
+
+# The API fuzzed with new examples each run, ten times as many as `make test` sends.
+fuzz: install-dev test-data
+	PONDER_FUZZ=explore $(BIN)/pytest -q tests/test_fuzz_api.py
 
 bench: install
 	$(BIN)/python bench/overhead.py

@@ -283,9 +283,8 @@ async def test_ponder_chat_url_steers_the_servers_run_by_keys(server: Callable[.
     answerer = Answerer(remote, "scripted", SamplingParams(), ModeSettings(), choice, local_modes=False,
                         out=out, err=err)  # fmt: skip
 
-    async def press() -> None:
+    async def press() -> None:  # (the id may not have reached the terminal yet: the key waits for it)
         await started(backend)
-        await asyncio.sleep(0.2)  # the stream's first chunk, with its id, has reached the terminal
         os.write(keyboard, b"a")
 
     pressing = asyncio.ensure_future(press())
@@ -300,7 +299,9 @@ async def test_ponder_chat_url_steers_the_servers_run_by_keys(server: Callable[.
 
 
 async def test_a_control_for_a_run_that_ended_is_reported_not_raised(server: Callable[..., Any]) -> None:
-    """A key pressed as the run ends: the server answers 404, the terminal says so."""
+    """A key pressed before the stream named its run waits for the name; pressed as the
+    run ends, the server answers 404 and the terminal says so. One never named (not a
+    Ponder server) is reported at the end."""
     import io
 
     from ponder.backends.remote import RemoteBackend
@@ -310,9 +311,13 @@ async def test_a_control_for_a_run_that_ended_is_reported_not_raised(server: Cal
     remote = RemoteBackend(str(client().base_url), "scripted", progress=True)
     err = io.StringIO()
     steer = RemoteSteer(remote, err)
-    steer.run_id = "chatcmpl-gone"
-    steer.answer_now()
+    steer.answer_now()  # before the name
+    steer.named("chatcmpl-gone")
     await steer.sent()
-    await remote.close()
     said = err.getvalue()
     assert "[answer_now not taken: " in said and "No running request 'chatcmpl-gone'" in said
+    unnamed = RemoteSteer(remote, io.StringIO())
+    unnamed.think_longer(512)
+    await unnamed.sent()
+    await remote.close()
+    assert "[think_longer not taken: the server named no run to steer" in unnamed.err.getvalue()  # type: ignore[attr-defined]

@@ -99,7 +99,7 @@ class Answerer:
                 if isinstance(event, AgentEvent) and event.kind == "evidence":
                     sure = event.data.get("confidence")
                 elif isinstance(event, AgentEvent) and event.kind == "run" and isinstance(steer, RemoteSteer):
-                    steer.run_id = event.data.get("id", "")
+                    steer.named(event.data.get("id", ""))
                 else:
                     self._show(event, text)
         if isinstance(steer, RemoteSteer):
@@ -168,12 +168,14 @@ KEYS = "keys while it reasons: a answer now, l think longer (+512 tokens), 1-9 s
 
 class RemoteSteer:
     """The keys' controls for a run on a Ponder server: each is sent to its control
-    endpoint, naming the run by the id its stream began with."""
+    endpoint, naming the run by the id its stream began with. A key pressed before
+    that id has arrived waits for it."""
 
     def __init__(self, backend: Backend, err: TextIO):
         self.backend = backend
         self.err = err
         self.run_id = ""
+        self._waiting: list[tuple[str, dict[str, int]]] = []  # pressed before the run was named
         self._sending: list[asyncio.Task[None]] = []
 
     def answer_now(self) -> None:
@@ -185,11 +187,17 @@ class RemoteSteer:
     def stop_agent(self, index: int) -> None:
         self._send("stop_agent", agent=index)
 
+    def named(self, run_id: str) -> None:
+        """The stream has named its run: send what was pressed before."""
+        self.run_id = run_id
+        waiting, self._waiting = self._waiting, []
+        for action, fields in waiting:
+            self._send(action, **fields)
+
     def _send(self, action: str, **fields: int) -> None:
         control = getattr(self.backend, "control", None)
         if control is None or not self.run_id:
-            self.err.write(f"\n[{action} not taken: the server named no run to steer (not a Ponder server, "
-                           "or the answer has not started)]\n")  # fmt: skip
+            self._waiting.append((action, fields))
             return
 
         async def send() -> None:
@@ -202,6 +210,9 @@ class RemoteSteer:
 
     async def sent(self) -> None:
         await asyncio.gather(*self._sending)
+        for action, _ in self._waiting:
+            self.err.write(f"\n[{action} not taken: the server named no run to steer (not a Ponder server)]\n")
+        self._waiting.clear()
 
 
 @contextmanager

@@ -87,8 +87,9 @@ test: install-dev lint test-data
 	OMP_WAIT_POLICY=PASSIVE PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/pytest -q
 
 # The fast suite: no model, no browser, no database server (the tests marked e2e are left out).
+# Two workers: most of its time is spent waiting on timers, processes and sockets.
 unit: install-dev
-	$(BIN)/pytest -q -m "not e2e"
+	$(BIN)/pytest -q -m "not e2e" -n 2
 
 # The API fuzzed with new examples each run, ten times as many as `make test` sends.
 fuzz: install-dev test-data

@@ -21,7 +21,7 @@ from ponder.store.postgres import PostgresStore
 from tests.conftest import postgres_database
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.e2e)])  # postgres: not a unit test
 def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Store]:
     """Opens a store on one SQLite file or one PostgreSQL database, each time it is called."""
     if request.param == "sqlite":

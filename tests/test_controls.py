@@ -88,6 +88,7 @@ async def test_answer_now_ends_the_reasoning_and_the_answer_follows(server: Call
     done = (await run).json()
     message = done["choices"][0]["message"]
     assert message["content"] == "The answer is 42."  # answered from what it had
+    assert backend.requests[-1].messages[-1].content == THINK["answer_brief"]  # briefly: the client is waiting
     assert len(message["reasoning_content"].split()) < 1000  # cut long before its 2,000 steps
     assert done["usage"]["completion_tokens_details"]["reasoning_tokens"] < 1000
     r = await c.post("/v1/control", json={"id": "req_answer_now", "action": "answer_now"})
@@ -180,6 +181,31 @@ async def test_answer_now_in_contemplating_ends_every_agent_and_decides(server: 
     assert done["usage"]["completion_tokens_details"]["reasoning_tokens"] < 3 * 1000  # each cut long before 2,000
     agents = [p for p in done["ponder"]["progress"] if p["type"] == "agent.done"]
     assert agents and all(a["stopped"] in ("answer_now", "") for a in agents)
+
+
+async def test_answer_now_cuts_a_long_direct_answer_and_a_short_one_follows(server: Callable[..., Any]) -> None:
+    # a small model's direct answer is a worked solution: answer_now does not wait for it
+    voted = chains({"direct": "Jupiter", "equations": "Jupiter", "verify": "Jupiter"})
+
+    def respond(req: Any) -> Script:
+        last = req.messages[-1].content
+        if not req.prefill and last == QUESTION["messages"][0]["content"]:  # the direct answer, written at length
+            return LONG
+        return voted(req)
+
+    backend = ScriptedBackend(respond=respond, delay=0.01)
+    client, _ = server(backend)
+    c = client()
+    run = asyncio.ensure_future(c.post("/v1/chat/completions", json=QUESTION, headers={"X-Request-Id": "req_d"}))
+    await started(backend, calls=2)
+    assert (await c.post("/v1/control", json={"id": "req_d", "action": "answer_now"})).status_code == 200
+    done = (await run).json()
+    assert done["choices"][0]["message"]["content"] == "The answer is Jupiter."
+    agents = {p["agent"]: p for p in done["ponder"]["progress"] if p["type"] == "agent.done"}
+    assert agents[0]["method"] == "direct" and agents[0]["stopped"] == "answer_now" and agents[0]["forced"]
+    assert agents[0]["answer"] == "The answer is Jupiter."
+    followed = [r for r in backend.requests if r.messages[-1].content == THINK["answer_brief"]]
+    assert any(len(r.messages[-2].content.split()) < 1000 for r in followed)  # after the direct answer's start
 
 
 async def test_stop_agent_ends_one_agent_which_has_no_vote(server: Callable[..., Any]) -> None:

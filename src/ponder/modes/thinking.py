@@ -246,19 +246,22 @@ async def _prefilled(r: _Run) -> AsyncGenerator[Event, None]:
     cut = trace.watch.stopped == "answer_now" or (trace.answer_now and not trace.settled)  # by the client
     trace.forced = cut or (not finished and trace.reasoning_tokens >= trace.budget(budget))
     # 3. the answer, always
-    async for answer_event in _answer(
-        backend, chat, opened + trace.reasoning.rstrip() + closed.rstrip(), trace, prompts
+    async for answer_event in answer_after(
+        backend, chat, opened + trace.reasoning.rstrip() + closed.rstrip(), trace, brief=cut
     ):
         yield answer_event
 
 
-async def _answer(
-    backend: Backend, chat: ChatRequest, reasoning: str, trace: Trace, prompts: dict[str, str]
+async def answer_after(
+    backend: Backend, chat: ChatRequest, reasoning: str, trace: Trace, *, brief: bool = False
 ) -> AsyncGenerator[Event, None]:
     """Ask for the answer in a new user turn after the reasoning. Continuing the
     reply after "</think>" does not work on models without a thinking mode: Qwen2.5
-    took the reasoning for a draft and wrote the whole solution again."""
-    follow = (*chat.messages, Message("assistant", reasoning), Message("user", prompts["answer_now"]))
+    took the reasoning for a draft and wrote the whole solution again.
+    `brief`: the client asked for the answer now; it gets one short sentence."""
+    prompts = load("thinking")
+    ask = prompts["answer_brief" if brief else "answer_now"]
+    follow = (*chat.messages, Message("assistant", reasoning), Message("user", ask))
     cleaner = AnswerCleaner(echoes=prompts["echoes"])
     watch = Watch()
     async for event in watched(_text(backend, replace(chat, messages=follow, thinking=0)), watch):  # thinking is done
@@ -302,7 +305,7 @@ async def _single_call(r: _Run) -> AsyncGenerator[Event, None]:
     """One streamed call; the budget is enforced by cutting it (no probes: they need prefill).
     An engine that caps thinking itself (vLLM's thinking_token_budget) is asked to, so
     it closes the reasoning and answers in the same call; the cut stays as a backstop."""
-    backend, chat, budget, trace, prompts = r.backend, r.chat, r.budget, r.trace, r.prompts
+    backend, chat, budget, trace = r.backend, r.chat, r.budget, r.trace
     chat = replace(chat, thinking=budget)
     splitter = ThinkSplitter()
     over_budget = False
@@ -338,15 +341,14 @@ async def _single_call(r: _Run) -> AsyncGenerator[Event, None]:
     if trace.watch.stopped == "loop" and not trace.answer.strip():  # it looped in its reasoning
         trace.reasoning = trace.watch.guard.settled_text
         over_budget = True
-    if trace.watch.stopped == "answer_now" and not trace.answer.strip():
-        over_budget = True
+    cut = trace.answer_now and not trace.answer.strip()  # by the client, before the answer began
     if trace.watch.steered() == "stopped":
         trace.watch.stopped = "stopped"
     if trace.dropped:
         return
-    if over_budget:
+    if over_budget or cut:
         trace.forced = True
-        async for event in _answer(backend, chat, trace.reasoning, trace, prompts):
+        async for event in answer_after(backend, chat, trace.reasoning, trace, brief=cut):
             yield event
 
 

@@ -24,7 +24,7 @@ from ponder.modes.contemplating.planner import AgentTask, request_text
 from ponder.modes.contemplating.program import program
 from ponder.modes.contemplating.synthesis import AgentResult
 from ponder.modes.instant import instant
-from ponder.modes.thinking import Trace, think
+from ponder.modes.thinking import Trace, answer_after, think
 from ponder.modes.tools import run as with_tools
 from ponder.types import AgentEvent, ChatRequest, Done, Event, ReasoningDelta, TextDelta, TokenLogprob, ToolRun, Usage
 
@@ -47,7 +47,6 @@ async def run_agents(
             rounds.append(Trace(measure=True))
             watch = rounds[-1].watch
             watch.stop_below, watch.steer, watch.agent = task.stop_below, req.steer, task.index
-            watch.reasoning = task.method != "direct"  # a direct answer is an answer: answer_now lets it finish
             if task.method == "program":
                 return program(backend, chat, request_text(req.chat), rounds[-1])
             if task.method == "direct":
@@ -106,7 +105,10 @@ async def run_agents(
 
 async def direct(backend: Backend, chat: ChatRequest, trace: Trace) -> AsyncGenerator[Event, None]:
     """The model's own answer (Instant's), measured: its text is the agent's answer;
-    for a question with lettered options, also the distribution of the letter it named."""
+    for a question with lettered options, also the distribution of the letter it named.
+    Cut by answer_now, what it wrote is its working, and a short answer follows it, as
+    after a Thinking run's reasoning: a small model's direct answer is a worked solution
+    of hundreds of tokens, which the client has just asked not to wait for."""
     measured = replace(chat, params=replace(chat.params, logprobs=TOP_K))
     logprobs: list[TokenLogprob] = []
     async for event in instant(backend, measured, trace.watch, clean_answer=False):
@@ -116,9 +118,18 @@ async def direct(backend: Backend, chat: ChatRequest, trace: Trace) -> AsyncGene
             yield TextDelta(event.text)
         elif isinstance(event, Done):
             trace.usage = event.usage
-            yield event
+            if trace.watch.stopped != "answer_now":
+                yield event
         else:
             yield event
+    if trace.watch.stopped == "answer_now":
+        trace.reasoning, trace.answer, trace.forced, logprobs = trace.answer, "", True, []
+        yield TextDelta("\n\n")
+        async for event in answer_after(backend, measured, trace.reasoning, trace, brief=True):
+            if isinstance(event, TextDelta):
+                logprobs += event.logprobs
+            yield event
+        yield Done("stop", trace.usage)
     trace.distribution = choices.named(request_text(chat), trace.answer, logprobs)
 
 

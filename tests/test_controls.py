@@ -19,6 +19,7 @@ from ponder.backends.scripted import Script, ScriptedBackend
 from ponder.config import ServerSettings, Settings
 from ponder.models import ModelStore
 from ponder.modes.prompts import load
+from ponder.modes.thinking import BRIEF_TOKENS
 from ponder.server.app import create_app
 from ponder.store import ApiKey, SqliteStore
 from tests.conftest import live
@@ -88,7 +89,8 @@ async def test_answer_now_ends_the_reasoning_and_the_answer_follows(server: Call
     done = (await run).json()
     message = done["choices"][0]["message"]
     assert message["content"] == "The answer is 42."  # answered from what it had
-    assert backend.requests[-1].messages[-1].content == THINK["answer_brief"]  # briefly: the client is waiting
+    asked = backend.requests[-1]  # briefly: the client is waiting
+    assert asked.messages[-1].content == THINK["answer_brief"] and asked.params.max_tokens == BRIEF_TOKENS
     assert len(message["reasoning_content"].split()) < 1000  # cut long before its 2,000 steps
     assert done["usage"]["completion_tokens_details"]["reasoning_tokens"] < 1000
     r = await c.post("/v1/control", json={"id": "req_answer_now", "action": "answer_now"})

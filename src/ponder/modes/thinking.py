@@ -58,6 +58,10 @@ from ponder.types import (
 )
 
 PROBE_TOKENS = 12
+# The most an answer asked for by answer_now may take: a short sentence is 10-30
+# tokens; told to skip the working, the default model still wrote it out again at
+# times (14 s in one Contemplating run of bench/controls.py), and the client waits.
+BRIEF_TOKENS = 48
 
 
 @dataclass
@@ -262,6 +266,9 @@ async def answer_after(
     prompts = load("thinking")
     ask = prompts["answer_brief" if brief else "answer_now"]
     follow = (*chat.messages, Message("assistant", reasoning), Message("user", ask))
+    if brief:
+        chat = replace(chat, params=replace(chat.params, max_tokens=min(chat.params.max_tokens or BRIEF_TOKENS,
+                                                                         BRIEF_TOKENS)))  # fmt: skip
     cleaner = AnswerCleaner(echoes=prompts["echoes"])
     watch = Watch()
     async for event in watched(_text(backend, replace(chat, messages=follow, thinking=0)), watch):  # thinking is done

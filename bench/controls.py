@@ -126,7 +126,7 @@ def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         timed = [r["seconds"] for r in rows if r["mode"] == mode and r["sent"]]
         out.append({"mode": mode, "controlled": len(timed), "finished_first": sum(
             1 for r in rows if r["mode"] == mode and not r["sent"]),
-            "median_s": statistics.median(timed) if timed else None, "worst_s": max(timed, default=None),
+            "median_s": round(statistics.median(timed), 3) if timed else None, "worst_s": max(timed, default=None),
             "answered": sum(1 for r in rows if r["mode"] == mode and r["sent"] and r["answer"])})  # fmt: skip
     cut = [r for r in rows if r["mode"] == "think_longer" and r["plain_forced"]]
     out.append({"mode": "think_longer", "budget_cut": len(cut),

@@ -4,9 +4,11 @@ The server keeps one `Steer` per running request (`server/controls.py`); the mod
 read it as they go:
 
 - `answer_now`: end the reasoning and answer from what exists. A Thinking run cuts
-  the slice it is writing and asks for the answer; Contemplating ends every agent
-  the same way (a program still being written is dropped) and decides from what
-  they have, with no further wave and no judge;
+  the slice it is writing and asks for the answer in one short sentence (at most
+  `thinking.BRIEF_TOKENS`); Contemplating ends every agent the same way, a direct
+  answer still being written included (what it wrote counts as its working; a
+  program still being written is dropped), and decides from what they have, with
+  no further wave and no judge;
 - `think_longer(tokens)`: raise the reasoning budget by that many tokens (every
   agent's, in Contemplating) while the run is still reasoning;
 - `stop_agent(index)`: end one Contemplating agent now; it has no vote.

@@ -15,7 +15,7 @@ from ponder.backends.scripted import Script, ScriptedBackend
 from ponder.config import ModeSettings
 from ponder.errors import InvalidRequest, UpstreamError
 from ponder.formats import structured
-from ponder.modes import ModeRequest, resolve, run
+from ponder.modes import ModeRequest, evidence, resolve, run
 from ponder.modes.contemplating.planner import parse_plan
 from ponder.modes.prompts import load
 from ponder.modes.thinking import Trace, think
@@ -115,6 +115,8 @@ async def test_compression_stops_once_a_probe_confirms_the_stated_conclusion() -
     assert probe.messages[-1] == Message("user", THINK["answer_now"]) and probe.messages[-2].role == "assistant"
     assert probe.params.temperature == 0 and probe.prefill == ""
     assert trace.answer == "41 it is"
+    seen = evidence.of_chain(trace)  # both probes and the reasoning's stated answer are the answer
+    assert (seen["probes"], seen["probes_agreeing"], seen["stated_agrees"]) == (2, 2, True)
     assert events[-1].usage.reasoning_tokens == 6
     best = [e.data for e in events if isinstance(e, AgentEvent) and e.kind == "best"]
     assert best == [{"answer": "41", "reasoning_tokens": 3}, {"answer": "41", "reasoning_tokens": 6}]  # live, per probe
@@ -124,6 +126,9 @@ async def test_probes_repeating_an_intermediate_value_do_not_stop_it() -> None:
     backend = ScriptedBackend("a is 7", "7", "b is a times 2", "7", "so 14", "14")
     _, trace = await run_think(backend, 8, compression=True, probe_every=3)
     assert trace.probes == ["7", "7"] and trace.reasoning_tokens == 8 and trace.forced
+    # the evidence: no probe gave the answer (14), which the reasoning never stated either
+    seen = evidence.of_chain(trace)
+    assert (seen["probes"], seen["probes_agreeing"], seen["stated_agrees"]) == (2, 0, None)
 
 
 async def test_compression_keeps_thinking_while_probes_disagree() -> None:
@@ -131,6 +136,8 @@ async def test_compression_keeps_thinking_while_probes_disagree() -> None:
     _, trace = await run_think(backend, 8, compression=True, probe_every=3)
     assert trace.probes == ["40", "41"] and trace.reasoning_tokens == 8 and trace.forced
     assert trace.answer == "41"
+    seen = evidence.of_chain(trace)
+    assert (seen["probes"], seen["probes_agreeing"], seen["stated_agrees"]) == (2, 1, None)
 
 
 class NoPrefill(ScriptedBackend):

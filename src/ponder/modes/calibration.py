@@ -3,8 +3,10 @@
 The evidence comes in three kinds, each with its own features:
 
 - `chain` (a Thinking run, or Auto's first chain): the answer's and the reasoning's
-  lowest window, whether the budget cut it, whether a probe settled it, and for a
-  lettered question the chosen option's pooled probability;
+  lowest window, whether the budget cut it, whether a probe settled it, the share of
+  answer probes that gave the final answer, whether the reasoning's own stated
+  conclusion is the answer, and for a lettered question the chosen option's pooled
+  probability;
 - `direct` (Auto's first answer to a lettered question): the answer's window, the
   option's probability;
 - `attempts` (Contemplating, or Auto once it escalated): the share of voters that
@@ -42,8 +44,10 @@ def features(evidence: dict[str, Any]) -> list[float]:
     k = kind(evidence)
     names: tuple[str, ...]
     if k == "chain":
-        names = ("answer_window", "reasoning_window", "option_probability")
-        flags = [float(bool(evidence.get("forced"))), float(bool(evidence.get("settled")))]
+        names = ("answer_window", "reasoning_window", "option_probability", "stated_agrees")
+        probes = evidence.get("probes") or 0
+        flags = [float(bool(evidence.get("forced"))), float(bool(evidence.get("settled"))),
+                 (evidence.get("probes_agreeing") or 0) / probes if probes else 0.0, float(probes == 0)]  # fmt: skip
     elif k == "direct":
         names, flags = ("answer_window", "option_probability"), []
     else:

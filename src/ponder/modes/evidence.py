@@ -10,6 +10,10 @@ calibration (`modes.calibration`), and the figures behind it, where they apply:
 - `reasoning_window`: the lowest window of the chain's reasoning;
 - `forced`: the budget (or the client) ended the reasoning before it finished;
 - `settled`: an answer probe confirmed the conclusion the reasoning had stated;
+- `probes`, `probes_agreeing`: how many answer probes ran during the reasoning, and
+  how many of them gave the final answer (a conclusion reached early and kept);
+- `stated_agrees`: the answer is the conclusion the reasoning stated itself (None
+  when the reasoning stated none);
 - `option_probability`: for a lettered question, the chosen option's share of the
   pooled distribution (`modes.choices`);
 - for Contemplating: `method` (agreement, pooled, vote, judge), `voters`, `agreeing`
@@ -24,7 +28,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ponder.modes import calibration
+from ponder.modes import answers, calibration
 from ponder.modes.confidence import measure
 from ponder.types import AgentEvent
 
@@ -44,11 +48,16 @@ def event(fields: dict[str, Any]) -> AgentEvent:
 def of_chain(trace: Trace) -> dict[str, Any]:
     answer = measure(trace.answer_logprobs)
     reasoning = trace.watch.meter.signal()
+    final = answers.extract(trace.answer)
+    stated = answers.stated(trace.reasoning)
     return {
         "answer_window": answer.lowest if answer.known else None,
         "reasoning_window": reasoning.lowest if reasoning.known else None,
         "forced": trace.forced,
         "settled": trace.settled,
+        "probes": len(trace.probes),
+        "probes_agreeing": sum(final is not None and p == final for p in trace.probes),
+        "stated_agrees": None if stated is None else stated == final,
         "option_probability": _chosen(trace.pooled or trace.distribution),
     }
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from ponder.modes import calibration
 
 
@@ -48,3 +50,18 @@ def test_the_fit_ranks_and_calibrates_what_separates_right_from_wrong() -> None:
 def test_no_model_no_confidence() -> None:
     assert calibration.confidence(chain(6.0), {}) is None
     assert calibration.fit([(chain(6.0), True)] * 20) == {}  # all right: nothing to tell apart
+
+
+def test_an_answer_in_parts_is_as_sure_as_all_its_parts_together() -> None:
+    rows = [(chain(6.5 + (i % 3) * 0.1), True) for i in range(12)] + [
+        (chain(5.0 - (i % 3) * 0.1), False) for i in range(12)
+    ]
+    models = calibration.fit(rows)
+    sure, unsure = calibration.confidence(chain(6.6), models), calibration.confidence(chain(5.0), models)
+    assert sure is not None and unsure is not None
+    parts = {"method": "written", "parts": [chain(6.6), chain(5.0)]}
+    assert calibration.kind(parts) == "parts"
+    assert calibration.confidence(parts, models) == pytest.approx(sure * unsure)
+    failed = {"method": "written", "parts": [chain(6.6), {**chain(6.6), "failed": True}]}
+    assert calibration.confidence(failed, models) is None  # no confidence rather than a made-up one
+    assert "parts" not in calibration.fit([(parts, True)] * 10 + [(parts, False)] * 10)  # nothing to fit

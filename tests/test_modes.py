@@ -244,7 +244,11 @@ async def test_a_multipart_request_is_split_into_subtasks_and_synthesised() -> N
     assert structured.gbnf(structured.check(asked))  # one the grammar converter takes
     synthesis = backend.requests[-1].messages[-1].content
     assert "Result: done haiku" in synthesis and "Result: done primes" in synthesis
-    assert done.progress[-1].data == {"type": "written"} or done.progress[-1].data["method"] == "written"
+    assert [e.data["method"] for e in done.progress if e.kind == "synthesis.start"] == ["written"]
+    # the evidence: each part's chain (no log-probabilities from a scripted engine)
+    seen = done.progress[-1]
+    assert seen.kind == "evidence" and seen.data["method"] == "written" and len(seen.data["parts"]) == 2
+    assert all(p["failed"] is False and p["answer_window"] is None for p in seen.data["parts"])
 
 
 async def test_an_engine_that_refuses_the_plan_schema_is_asked_again_without_it() -> None:

@@ -11,7 +11,10 @@ The evidence comes in three kinds, each with its own features:
   option's probability;
 - `attempts` (Contemplating, or Auto once it escalated): the share of voters that
   reached the answer, how many answers there were, whether a program agreed, the
-  quoted attempt's confidence, the option's probability, and how it was decided.
+  quoted attempt's confidence, the option's probability, and how it was decided;
+- `parts` (Contemplating's sub-tasks, written up as one answer): no model of its own.
+  The answer is right when every part is, so its confidence is the product of the
+  parts' (each a chain), and None when any part has none (it failed, or no model).
 
 A figure that is missing (no log-probabilities, no program) counts as 0 with a flag
 that says so. Each kind has a logistic model over its standardised features, fitted
@@ -34,6 +37,8 @@ METHODS = ("agreement", "pooled", "vote", "judge")
 
 
 def kind(evidence: dict[str, Any]) -> str:
+    if "parts" in evidence:
+        return "parts"
     if "voters" in evidence:
         return "attempts"
     return "chain" if "reasoning_window" in evidence else "direct"
@@ -96,6 +101,9 @@ def fit(rows: Sequence[tuple[dict[str, Any], bool]], l2: float = 1.0, steps: int
 def confidence(evidence: dict[str, Any], models: dict[str, Any] | None = None) -> float | None:
     """How likely the answer is right, by the fitted model of its kind; None without one."""
     models = fitted() if models is None else models
+    if kind(evidence) == "parts":
+        each = [None if p.get("failed") else confidence(p, models) for p in evidence["parts"]]
+        return None if not each or None in each else math.prod(p for p in each if p is not None)
     model = models.get(kind(evidence))
     if model is None:
         return None

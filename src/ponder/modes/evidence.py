@@ -19,7 +19,9 @@ calibration (`modes.calibration`), and the figures behind it, where they apply:
 - for Contemplating: `method` (agreement, pooled, vote, judge), `voters`, `agreeing`
   (voters that reached the answer), `answers` (distinct answers among the voters),
   `program_agrees` (a program's answer was the answer; None without a program),
-  `winner_confidence` (the trace confidence of the attempt quoted).
+  `winner_confidence` (the trace confidence of the attempt quoted);
+- for a Contemplating answer written from sub-tasks: `method` "written" and `parts`,
+  each sub-task's chain evidence with its own confidence.
 
 Figures that are unknown (an engine that returns no log-probabilities) are None.
 """
@@ -42,7 +44,11 @@ def event(fields: dict[str, Any]) -> AgentEvent:
     """The evidence, and the confidence in [0, 1] the fitted calibration gives it
     (`modes.calibration`; None where no model is fitted for its kind)."""
     chance = calibration.confidence(fields)
-    return AgentEvent("evidence", None, {"confidence": _round(chance), **{k: _round(v) for k, v in fields.items()}})
+    return AgentEvent("evidence", None, {"confidence": _round(chance), **_rounded(fields)})
+
+
+def _rounded(fields: dict[str, Any]) -> dict[str, Any]:
+    return {k: [_rounded(p) for p in v] if k == "parts" else _round(v) for k, v in fields.items()}
 
 
 def of_chain(trace: Trace) -> dict[str, Any]:
@@ -82,6 +88,13 @@ def of_attempts(decision: Decision, voters: list[AgentResult]) -> dict[str, Any]
         "winner_confidence": decision.winner.confidence if decision.winner else None,
         "option_probability": decision.tally.get(decision.answer) if decision.pooled and decision.answer else None,
     }
+
+
+def of_parts(parts: list[AgentResult]) -> dict[str, Any]:
+    """Sub-tasks written up as one answer: each part's chain evidence, and how sure of
+    it the calibration is. A part that failed has none."""
+    each = [{**of_chain(r.trace), "failed": not r.ok} for r in parts]
+    return {"method": "written", "parts": [{"confidence": calibration.confidence(e), **e} for e in each]}
 
 
 def _chosen(distribution: list[float] | None) -> float | None:

@@ -230,8 +230,7 @@ function assistantView(m, index) {
   if (m.done) {
     if (typeof m.confidence === "number") {
       const sure = el("div", "confidence", `confidence ${Math.round(m.confidence * 100)}%`);
-      sure.title = Object.entries(m.evidence || {}).filter(([, v]) => v !== null)
-        .map(([k, v]) => `${k.replace(/_/g, " ")}: ${v}`).join("\n");  // the evidence, on hover
+      sure.title = evidenceText(m.evidence || {});  // the evidence, on hover
       view.append(sure);
     }
     if (m.stats) view.append(el("div", "stats", statsLine(m)));
@@ -448,6 +447,15 @@ function onProgress(m, p) {
   } else if (p.type === "tool.call") {
     m.tools.push({ name: p.name, arguments: p.arguments, output: p.output });
   }
+}
+
+// The figures behind a confidence, one per line; a Contemplating answer written from
+// sub-tasks lists each part's own.
+function evidenceText(evidence) {
+  return Object.entries(evidence).filter(([, v]) => v !== null).map(([k, v]) => k === "parts"
+    ? v.map((p, i) => `part ${i + 1}: ${p.confidence === null ? "unknown" : `${Math.round(p.confidence * 100)}%`}`)
+      .join("\n")
+    : `${k.replace(/_/g, " ")}: ${v}`).join("\n");
 }
 
 // A button that acts on press (the view is redrawn while tokens stream, so a click

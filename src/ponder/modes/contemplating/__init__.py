@@ -18,6 +18,7 @@ from dataclasses import replace
 
 from ponder.backends.base import Backend
 from ponder.errors import UpstreamError
+from ponder.modes import evidence
 from ponder.modes.base import ModeRequest
 from ponder.modes.contemplating import attempts
 from ponder.modes.contemplating.agents import run_agents
@@ -57,6 +58,7 @@ async def contemplate(
 
     # 3. a written synthesis
     yield AgentEvent("synthesis.start", None, {"method": "written"})
+    yield evidence.event(evidence.of_parts(results))
     async for event in written(backend, req.chat, request_text(req.chat), ok):
         if isinstance(event, Done):
             usage += event.usage

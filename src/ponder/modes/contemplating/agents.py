@@ -161,7 +161,7 @@ def _merge(trace: Trace, rounds: list[Trace]) -> None:
     trace.reasoning_tokens = sum(r.reasoning_tokens for r in rounds)
     last = rounds[-1]
     trace.answer, trace.forced, trace.probes, trace.watch = last.answer, last.forced, last.probes, last.watch
-    trace.distribution = last.distribution
+    trace.distribution, trace.settled, trace.answer_logprobs = last.distribution, last.settled, last.answer_logprobs
     if trace.usage == Usage(0, 0):  # the run ended before its Done (a timeout, a failure)
         trace.usage = sum((r.usage for r in rounds), Usage(0, 0))
 

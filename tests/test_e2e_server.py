@@ -282,6 +282,8 @@ def test_the_default_models_auto_answers_and_reports_its_confidence(default_serv
     auto = next(p for p in progress if p["type"] == "auto")
     assert isinstance(auto["confidence"], float) and auto["confidence"] > 0
     assert any(p["type"] == "plan" for p in progress) == auto["escalated"]
+    sure = next(p for p in progress if p["type"] == "evidence")["confidence"]  # by the shipped calibration
+    assert isinstance(sure, float) and 0 <= sure <= 1
     content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert "42" in content and "\\boxed" not in content
 

@@ -96,9 +96,12 @@ async def test_thinking_with_a_budget(client: anthropic.AsyncAnthropic, backend:
     assert [b.type for b in r.content] == ["thinking", "text"]
     assert r.content[0].thinking == "add seven and five" and r.content[1].text == "12"  # type: ignore[union-attr]
     assert r.model_extra and r.model_extra["ponder"]["mode"] == "thinking"
+    evidence = r.model_extra["ponder"]["progress"][-1]
+    assert evidence["type"] == "evidence" and r.model_extra["ponder"]["confidence"] == evidence["confidence"]
     backend.enqueue("12")
     r = await client.messages.create(model="scripted", max_tokens=64, messages=ASK, thinking={"type": "disabled"})
     assert r.model_extra and r.model_extra["ponder"]["mode"] == "instant"
+    assert r.model_extra["ponder"]["confidence"] is None  # Instant has no evidence
     backend.enqueue("step", "12")
     r = await client.messages.create(model="scripted", max_tokens=1024, messages=ASK, output_config={"effort": "low"},
                                      extra_body={"mode": "thinking", "thought_compression": False})  # fmt: skip

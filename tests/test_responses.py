@@ -245,6 +245,8 @@ async def test_contemplating_progress_rides_along_as_ponder_events(
     progress = [p["type"] for p in final.model_extra["ponder"]["progress"]]  # type: ignore[index]
     assert progress[0] == "plan" and progress.count("agent.done") == 2 and progress[-2:] == ["synthesis.start",
                                                                                               "evidence"]  # fmt: skip
+    ponder = final.model_extra["ponder"]  # type: ignore[index]
+    assert ponder["confidence"] == ponder["progress"][-1]["confidence"]  # the evidence's, on the response itself
 
 
 WEATHER = {

@@ -82,8 +82,15 @@ def completion_json(model: str, completions: list[Completion], mode: str, logpro
         "system_fingerprint": None,
         "choices": choices,
         "usage": usage_json(sum((c.usage for c in completions), NO_USAGE)),
-        "ponder": {"mode": mode, "progress": progress},
+        "ponder": ponder_json(mode, progress),
     }
+
+
+def ponder_json(mode: str, progress: list[dict[str, Any]]) -> dict[str, Any]:
+    """A response's `ponder` field: its mode, how sure of the answer it is (the last
+    evidence's calibrated confidence, in [0, 1]; None without one), and its progress."""
+    sure = [p.get("confidence") for p in progress if p["type"] == "evidence"]
+    return {"mode": mode, "confidence": sure[-1] if sure else None, "progress": progress}
 
 
 def progress_json(e: AgentEvent) -> dict[str, Any]:

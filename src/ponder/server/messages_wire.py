@@ -36,7 +36,7 @@ from ponder.config import TOOL_KINDS, EffortName, ModeName
 from ponder.errors import InvalidRequest, PonderError, Unsupported, invalid_value
 from ponder.formats import structured
 from ponder.media import parts
-from ponder.server.encode import progress_json, run_json
+from ponder.server.encode import ponder_json, progress_json, run_json
 from ponder.server.protocol import BASE64, JSON_SCHEMA, TOOL_NAME, Contemplation, WireRequest, tool_def
 from ponder.types import (
     NO_USAGE,
@@ -339,7 +339,7 @@ def message_json(model: str, c: Completion, mode: str, id: str = "") -> dict[str
     progress = [progress_json(e) for e in c.progress] + [run_json(r) for r in c.tool_runs]
     return {"id": id or message_id(), "type": "message", "role": "assistant", "model": model, "content": content,
             "stop_reason": stop_reason(c.finish_reason), "stop_sequence": None,
-            "usage": usage_json(c.usage), "ponder": {"mode": mode, "progress": progress}}  # fmt: skip
+            "usage": usage_json(c.usage), "ponder": ponder_json(mode, progress)}  # fmt: skip
 
 
 def error_json(e: PonderError) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any
 
 from ponder.modes.summary import SummaryDelta
 from ponder.server import tool_search
-from ponder.server.encode import citations, progress_json, run_json
+from ponder.server.encode import citations, ponder_json, progress_json, run_json
 from ponder.server.responses_request import ResponsesRequest, item_id
 from ponder.types import (
     LIVE_ONLY,
@@ -105,7 +105,7 @@ class ResponseBuilder:
             "store": r.store, "temperature": r.temperature, "text": {"format": _format_json(r)},
             "tool_choice": r.tool_choice or "auto", "tools": r.tools or [], "top_p": r.top_p, "truncation": "disabled",
             "usage": usage_json(self.usage) if self.usage else None, "user": r.user, "metadata": r.metadata or {},
-            "ponder": {"mode": self.mode, "progress": self.progress},
+            "ponder": ponder_json(self.mode, self.progress),
         }  # fmt: skip
 
     @property

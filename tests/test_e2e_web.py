@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -116,6 +117,14 @@ def test_each_mode_streams_an_answer(page: Any) -> None:
         assert stats.startswith(mode) and "answer tokens" in stats and "tokens/s" in stats
         if mode == "thinking":
             assert page.locator(".msg.assistant").nth(n - 1).locator("details.thinking").count() == 1
+        if mode != "instant":  # the confidence beside the answer, its evidence on hover and on a tap
+            sure = page.locator(".msg.assistant").nth(n - 1).locator(".confidence")
+            summary = sure.locator("summary")
+            assert re.fullmatch(r"confidence \d{1,3}%", summary.inner_text()), summary.inner_text()
+            summary.click()
+            figures = sure.locator(".evidence").inner_text()
+            assert figures == summary.get_attribute("title")
+            assert ("forced: " if mode == "thinking" else "method: ") in figures, figures
         shot(page, f"mode-{mode}")
 
 

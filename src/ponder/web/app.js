@@ -228,9 +228,14 @@ function assistantView(m, index) {
   view.append(answer);
   if (m.error) view.append(el("div", "error-text", m.error));
   if (m.done) {
-    if (typeof m.confidence === "number") {
-      const sure = el("div", "confidence", `confidence ${Math.round(m.confidence * 100)}%`);
-      sure.title = evidenceText(m.evidence || {});  // the evidence, on hover
+    if (typeof m.confidence === "number") {  // the evidence on hover, or opened by a tap
+      const figures = evidenceText(m.evidence || {});
+      const sure = el("details", "confidence");
+      const summary = el("summary", null, `confidence ${Math.round(m.confidence * 100)}%`);
+      summary.title = figures;
+      summary.onclick = () => { m.showEvidence = !sure.open; };  // the reader's choice outlives redraws
+      sure.append(summary, el("pre", "evidence", figures));
+      sure.open = Boolean(m.showEvidence);
       view.append(sure);
     }
     if (m.stats) view.append(el("div", "stats", statsLine(m)));

@@ -88,8 +88,9 @@ def completion_json(model: str, completions: list[Completion], mode: str, logpro
 
 def ponder_json(mode: str, progress: list[dict[str, Any]]) -> dict[str, Any]:
     """A response's `ponder` field: its mode, how sure of the answer it is (the last
-    evidence's calibrated confidence, in [0, 1]; None without one), and its progress."""
-    sure = [p.get("confidence") for p in progress if p["type"] == "evidence"]
+    evidence's calibrated confidence, in [0, 1]; None without one; with several
+    choices, the first's: each choice's own is in its evidence), and its progress."""
+    sure = [p.get("confidence") for p in progress if p["type"] == "evidence" and p.get("choice", 0) == 0]
     return {"mode": mode, "confidence": sure[-1] if sure else None, "progress": progress}
 
 

@@ -1,7 +1,7 @@
 """Fit the confidence calibration on benchmark rows, and measure it on rows it never saw.
 
-    .venv/bin/python bench/calibrate.py bench/results/truthfulqa-modes.json \\
-        bench/results/hellaswag-modes.json bench/results/gsm8k-modes.json \\
+    .venv/bin/python bench/calibrate.py bench/results/truthfulqa-modes-100.json \\
+        bench/results/hellaswag-modes-100.json bench/results/gsm8k-modes-100.json \\
         [--write src/ponder/modes/calibration.json] [--plot docs/calibration.png]
         [--json bench/results/calibration.json]
 
@@ -84,11 +84,12 @@ def main() -> int:
         if not pairs:
             continue
         e, a = ece(pairs), auroc(pairs)
+        right, sure = sum(r for _, r in pairs) / len(pairs), sum(p for p, _ in pairs) / len(pairs)
         report.append({"mode": mode, "rows": len(pairs), "ece": round(e, 3),
-                       "auroc": None if a is None else round(a, 3),
-                       "pairs": [[round(p, 4), r] for p, r in pairs]})  # fmt: skip
-        print(f"{mode:<14} held-out GSM8K rows {len(pairs):>3}  ECE {e:.3f}  AUROC "
-              f"{'n/a' if a is None else f'{a:.3f}'}")  # fmt: skip
+                       "auroc": None if a is None else round(a, 3), "right": round(right, 3),
+                       "mean_confidence": round(sure, 3), "pairs": [[round(p, 4), r] for p, r in pairs]})  # fmt: skip
+        print(f"{mode:<14} held-out GSM8K rows {len(pairs):>3}  right {right:.0%}  mean confidence {sure:.0%}  "
+              f"ECE {e:.3f}  AUROC {'n/a' if a is None else f'{a:.3f}'}")  # fmt: skip
     if args.write:
         args.write.write_text(json.dumps({"fitted_on": [str(p) for p in args.results], "models": models},
                                          indent=2) + "\n")  # fmt: skip

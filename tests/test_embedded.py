@@ -6,6 +6,7 @@ none reads an engine's insides."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
@@ -190,3 +191,32 @@ async def test_a_multiple_choice_question_is_settled_by_reading_its_options(back
     synthesis = next(e for e in done.progress if e.kind == "synthesis.start")
     assert synthesis.data["method"] in ("agreement", "pooled") and synthesis.data["answer"] in ("a", "b", "c")
     assert done.text.strip()[0] in "ABC" and done.usage.completion_tokens <= 8
+
+
+async def test_a_scoring_job_whose_caller_left_ends_quietly(tiny_model: Path, engine_settings: EngineSettings) -> None:
+    """Ctrl-C on a bench, or a client gone: the caller of a score is cancelled while
+    the engine still scores, and the job then ends in an error that nobody awaits.
+    asyncio must not be left to print it as "Future exception was never retrieved"."""
+    loop = asyncio.get_running_loop()
+    seen: list[dict[str, object]] = []
+    handler = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _, context: seen.append(context))
+    b = EmbeddedBackend(tiny_model, engine_settings)
+    try:
+        await b.load()
+        long = ChatRequest("tiny", STORY, SamplingParams(), prefill=" bread" * 1500)
+        task = asyncio.create_task(b.score(long))
+        while b.busy == 0:
+            await asyncio.sleep(0.001)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        while b.busy:  # the job sees the cancel at its next step and ends with EngineClosed
+            await asyncio.sleep(0.01)
+        del task
+        gc.collect()
+        await asyncio.sleep(0)
+    finally:
+        await b.close()
+        loop.set_exception_handler(handler)
+    assert [c["message"] for c in seen] == []

@@ -86,11 +86,19 @@ class EmbeddedBackend(Backend):
             self._executor, engine.score, tokens, common_prefix(tokens, context), cancel
         )
         self._jobs.add(future)
-        future.add_done_callback(self._jobs.discard)
+        future.add_done_callback(self._ended)
         try:
             return tuple(await asyncio.shield(future))
         finally:
             cancel.set()  # a caller that went away stops the work; a finished one is untouched
+
+    def _ended(self, future: asyncio.Future[list[float]]) -> None:
+        """A scoring job is over. Its error is read here: a caller that went away (a
+        cancelled request, Ctrl-C on a bench) no longer waits for it, and asyncio would
+        print the engine's EngineClosed as "never retrieved" at shutdown."""
+        self._jobs.discard(future)
+        if not future.cancelled():
+            future.exception()
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
         engine = await self.load()

@@ -238,7 +238,12 @@ def test_the_default_models_planner_splits_separate_questions(default_server: st
     progress = [c.model_extra["ponder"] for c in chunks if c.model_extra and "ponder" in c.model_extra]
     plan = next(p for p in progress if p["type"] == "plan")
     assert plan["strategy"] == "subtasks" and len(plan["agents"]) == 2, plan
-    assert progress[-1]["type"] == "synthesis.start" and progress[-1]["method"] == "written"  # nothing to weigh
+    assert progress[-2]["type"] == "synthesis.start" and progress[-2]["method"] == "written"  # nothing to weigh
+    # the evidence: each part's, and a confidence that all of them are right, no surer than the least sure part
+    evidence = progress[-1]
+    assert evidence["type"] == "evidence" and evidence["method"] == "written" and len(evidence["parts"]) == 2
+    sure = [p["confidence"] for p in evidence["parts"]]
+    assert all(isinstance(c, float) for c in sure) and 0 <= evidence["confidence"] <= min(sure) + 1e-4
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).strip()
 
 

@@ -102,6 +102,14 @@ async def test_an_empty_answer_falls_back_to_the_reasonings_conclusion() -> None
     assert [e.text for e in events if isinstance(e, TextDelta)] == ["42"]
 
 
+async def test_an_answer_with_nothing_to_show_falls_back_too() -> None:
+    # an empty \boxed{} is cleaned away whole: the client would have got no answer at all
+    backend = ScriptedBackend("so the total is 42", "\\boxed{}")
+    events, trace = await run_think(backend, 50, compression=False)
+    assert trace.answer == "42"
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "42"
+
+
 async def test_compression_stops_once_a_probe_confirms_the_stated_conclusion() -> None:
     # slice, probe (41, but the reasoning only worked it out), slice (states the
     # answer), probe (agrees with it): thinking stops; then the answer

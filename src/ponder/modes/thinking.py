@@ -271,11 +271,13 @@ async def answer_after(
                                                                          BRIEF_TOKENS)))  # fmt: skip
     cleaner = AnswerCleaner(echoes=prompts["echoes"])
     watch = Watch()
+    seen = False  # whether the client was shown any of it
     async for event in watched(_text(backend, replace(chat, messages=follow, thinking=0)), watch):  # thinking is done
         if isinstance(event, TextDelta):
             trace.answer += event.text
             trace.answer_logprobs += event.logprobs
             if shown := cleaner.feed(event.text):
+                seen = True
                 yield TextDelta(shown, event.logprobs)
         elif isinstance(event, ToolCallEvent):
             trace.tool_calls.append(event.call)
@@ -285,7 +287,10 @@ async def answer_after(
     if watch.stopped:
         trace.answer = watch.guard.settled_text
     if tail := cleaner.flush():
+        seen = True
         yield TextDelta(tail)
+    if not seen and not trace.tool_calls:  # it only echoed the request back: no answer, so think()'s fallback
+        trace.answer = ""  # (the reasoning's conclusion) gives one
 
 
 async def _probe_agrees(backend: Backend, chat: ChatRequest, reasoning: str, trace: Trace, prompt: str) -> bool:

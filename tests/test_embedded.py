@@ -206,13 +206,14 @@ async def test_a_scoring_job_whose_caller_left_ends_quietly(tiny_model: Path, en
         await b.load()
         long = ChatRequest("tiny", STORY, SamplingParams(), prefill=" bread" * 1500)
         task = asyncio.create_task(b.score(long))
-        while b.busy == 0:
-            await asyncio.sleep(0.001)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        while b.busy:  # the job sees the cancel at its next step and ends with EngineClosed
-            await asyncio.sleep(0.01)
+        async with asyncio.timeout(60):
+            while b.busy == 0 and not task.done():
+                await asyncio.sleep(0.001)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            while b.busy:  # the job sees the cancel at its next step and ends with EngineClosed
+                await asyncio.sleep(0.01)
         del task
         gc.collect()
         await asyncio.sleep(0)

@@ -73,10 +73,10 @@ def features(evidence: dict[str, Any]) -> list[float]:
 
 def fit(rows: Sequence[tuple[dict[str, Any], bool]]) -> dict[str, Any]:
     """A logistic model per kind, from (evidence, right) pairs: weights on standardised
-    features, with an L2 penalty whose strength is chosen by
-    5-fold cross-validation on the rows themselves (the lowest held-out log loss;
-    the strongest of equals; copies of a row in one fold). Kinds with fewer than 10 rows, or with only right or
-    only wrong answers, get no model."""
+    features, with an L2 penalty whose strength is chosen by 5-fold cross-validation
+    on the rows themselves (the lowest held-out log loss; the strongest of equals;
+    copies of a row in one fold). Kinds with fewer than 10 rows, or with only right
+    or only wrong answers, get no model."""
     models: dict[str, Any] = {}
     for k in ("chain", "direct", "attempts"):
         mine = [(features(e), right) for e, right in rows if kind(e) == k]
@@ -108,7 +108,7 @@ def _logistic(z: np.ndarray, y: np.ndarray, l2: float) -> tuple[np.ndarray, floa
     penalty = np.diag([l2] * z.shape[1] + [1e-6])
     theta = np.zeros(x.shape[1])
     for _ in range(100):
-        p = 1.0 / (1.0 + np.exp(-(x @ theta)))
+        p = _sigmoids(x @ theta)
         grad = x.T @ (p - y) + penalty @ theta
         step = np.linalg.solve(x.T @ (x * (p * (1 - p))[:, None]) + penalty, grad)
         theta -= step
@@ -118,7 +118,7 @@ def _logistic(z: np.ndarray, y: np.ndarray, l2: float) -> tuple[np.ndarray, floa
 
 
 def _log_loss(z: np.ndarray, y: np.ndarray, w: np.ndarray, b: float) -> float:
-    p = np.clip(1.0 / (1.0 + np.exp(-(z @ w + b))), 1e-6, 1 - 1e-6)
+    p = np.clip(_sigmoids(z @ w + b), 1e-6, 1 - 1e-6)
     return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).sum())
 
 
@@ -146,6 +146,10 @@ def fitted() -> dict[str, Any]:
         return {}
     data: dict[str, Any] = json.loads(FITTED.read_text())
     return data.get("models", {})
+
+
+def _sigmoids(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -500, 500)))
 
 
 def _sigmoid(z: float) -> float:

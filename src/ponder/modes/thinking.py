@@ -289,8 +289,8 @@ async def answer_after(
     if tail := cleaner.flush():
         seen = True
         yield TextDelta(tail)
-    if not seen and not trace.tool_calls:  # it only echoed the request back: no answer, so think()'s fallback
-        trace.answer = ""  # (the reasoning's conclusion) gives one
+    if not seen and not trace.tool_calls:  # nothing left once cleaned (an empty \boxed{}): no answer, so
+        trace.answer = ""  # think()'s fallback (the reasoning's conclusion) gives one
 
 
 async def _probe_agrees(backend: Backend, chat: ChatRequest, reasoning: str, trace: Trace, prompt: str) -> bool:

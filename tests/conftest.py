@@ -22,7 +22,7 @@ import pytest
 
 from ponder.backends.registry import Registry
 from ponder.backends.scripted import ScriptedBackend
-from ponder.config import EngineSettings, ServerSettings, Settings
+from ponder.config import EngineSettings, ModeSettings, ServerSettings, Settings
 from ponder.models import ModelStore
 from ponder.server.app import create_app
 from ponder.store import SqliteStore
@@ -84,10 +84,16 @@ def backend() -> ScriptedBackend:
     return ScriptedBackend()
 
 
+# A scripted model answers its calls in order from a queue; a program checking a
+# Thinking answer (`modes.check`) runs beside the chain and would take a reply meant
+# for it. Servers of queued replies run without programs; the check has its own tests.
+QUEUED = ModeSettings(programs=False)
+
+
 @pytest.fixture
 def app(tmp_path: Path, backend: ScriptedBackend) -> Any:
     """The server's app, in process, serving `backend` as the model "scripted"."""
-    settings = Settings(data_dir=tmp_path, default_model="scripted")
+    settings = Settings(data_dir=tmp_path, default_model="scripted", modes=QUEUED)
     return create_app(Registry(settings, ModelStore(settings.models_dir, settings.cache_dir), {"scripted": backend}))
 
 
@@ -95,7 +101,9 @@ def keyed_app(data_dir: Path, backend: ScriptedBackend) -> tuple[Any, SqliteStor
     """The app with keys required, serving `backend` as "scripted": (app, its store, a key's secret)."""
     from tests.test_guard import add_key
 
-    settings = Settings(data_dir=data_dir, default_model="scripted", server=ServerSettings(auth="required"))
+    settings = Settings(
+        data_dir=data_dir, default_model="scripted", server=ServerSettings(auth="required"), modes=QUEUED
+    )
     store = SqliteStore(data_dir / "ponder.db")
     _, secret = add_key(store, "test")
     registry = Registry(settings, ModelStore(settings.models_dir, settings.cache_dir), {"scripted": backend})

@@ -267,6 +267,66 @@ async def test_auto_never_escalates_an_open_request() -> None:
     assert not done.reasoning and sum(isinstance(e, TextDelta) for e in events) > 1  # it streamed as written
 
 
+# --- Thinking, checked by a program -------------------------------------------------
+
+
+def thinking(chat: ChatRequest = ARITHMETIC, **kw: Any) -> ModeRequest:
+    return replace(resolve(chat, ModeSettings(), mode="thinking"), compression=False, **kw)
+
+
+@needs_sandbox
+async def test_a_program_checks_a_thinking_answer_to_a_question_with_numbers() -> None:
+    backend = ScriptedBackend(respond=scripted({"direct": "42", "program": "42"}))
+    done = await collect(run(backend, thinking()))
+    assert sorted(agent_of(r) for r in backend.requests) == ["direct", "direct", "program"]  # reasoning, answer, check
+    assert done.text == "The answer is 42."  # the chain's answer, as it wrote it
+    assert next(e.data for e in done.progress if e.kind == "check") == {"method": "program", "answer": "42",
+                                                                       "agrees": True}  # fmt: skip
+    seen = done.progress[-1]
+    assert seen.kind == "evidence" and (seen.data["program_agrees"], seen.data["program_answer"]) == (True, "42")
+    assert "print" not in done.reasoning  # the program's code is not the chain's reasoning
+    # what the check cost counts: one sandbox run, and the program's tokens
+    unchecked = await collect(run(ScriptedBackend(respond=scripted({"direct": "42"})), thinking(programs=False)))
+    assert done.usage.tool_calls == 1 and unchecked.usage.tool_calls == 0
+    extra = done.usage.completion_tokens - unchecked.usage.completion_tokens
+    assert extra > 0 and done.usage.reasoning_tokens - unchecked.usage.reasoning_tokens == extra
+    assert "program_agrees" not in unchecked.progress[-1].data
+
+
+@needs_sandbox
+async def test_a_program_that_disagrees_gives_the_thinking_answer() -> None:
+    backend = ScriptedBackend(respond=scripted({"direct": "40", "program": "42"}))
+    done = await collect(run(backend, thinking()))
+    assert done.text == "There are 42 eggs."  # the program's answer, in the sentence asked for
+    assert "working it out gives 40" in done.reasoning  # the chain's reasoning stays as it was
+    seen = done.progress[-1].data
+    assert (seen["program_agrees"], seen["program_answer"]) == (False, "42")
+    assert next(e.data for e in done.progress if e.kind == "check")["agrees"] is False
+
+
+@needs_sandbox
+async def test_a_program_that_fails_leaves_the_thinking_answer_unchecked() -> None:
+    code = {"greedy": "print(6 * seven)\n"}  # fails, and so does its repair
+    backend = ScriptedBackend(respond=scripted({"direct": "40", "program": "42"}, code=code))
+    done = await collect(run(backend, thinking()))
+    assert done.text == "The answer is 40."
+    assert [agent_of(r) for r in backend.requests].count("program") == 2  # the program, and its repair
+    seen = done.progress[-1].data
+    assert (seen["program_agrees"], seen["program_answer"]) == (None, None)
+
+
+async def test_thinking_checks_only_what_a_program_can_settle() -> None:
+    capital = ChatRequest("m", (Message("user", "Which city is the capital of Australia?"),))
+    backend = ScriptedBackend(respond=lambda r: "Canberra")
+    done = await collect(run(backend, thinking(capital)))
+    assert done.text == "Canberra" and len(backend.requests) == 2  # reasoning and answer: no program
+    assert not any(e.kind == "check" for e in done.progress)
+    lettered = ChatRequest("m", (Message("user", "What is 6 times 7?\nA. 42\nB. 48\nAnswer with the letter."),))
+    backend = ScriptedBackend(respond=lambda r: "A")
+    await collect(run(backend, thinking(lettered)))
+    assert "program" not in [agent_of(r) for r in backend.requests]
+
+
 async def test_instant_cuts_a_loop_and_keeps_what_came_before() -> None:
     loop = "The total is 12 apples. " + "So the answer is 12. " * 60
     backend = ScriptedBackend(loop)

@@ -22,7 +22,7 @@ from ponder.modes.prompts import load
 from ponder.modes.thinking import BRIEF_TOKENS
 from ponder.server.app import create_app
 from ponder.store import ApiKey, SqliteStore
-from tests.conftest import live
+from tests.conftest import QUEUED, live
 
 THINK = load("thinking")
 LONG = " ".join(f"step{i}" for i in range(2000))  # reasoning that would run on for 20 s and more
@@ -41,7 +41,9 @@ async def server(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
         opened: list[httpx.AsyncClient] = []
 
         def build(backend: ScriptedBackend, auth: str = "off") -> tuple[Callable[..., httpx.AsyncClient], list[str]]:
-            settings = Settings(data_dir=tmp_path, default_model="scripted", server=ServerSettings(auth=auth))
+            settings = Settings(
+                data_dir=tmp_path, default_model="scripted", server=ServerSettings(auth=auth), modes=QUEUED
+            )
             registry = Registry(settings, ModelStore(settings.models_dir, settings.cache_dir), {"scripted": backend})
             store = SqliteStore(tmp_path / "ponder.db")
             secrets = []

@@ -20,10 +20,11 @@ from ponder.models import ModelStore
 from ponder.server.app import create_app
 from ponder.store import SqliteStore, Store
 from ponder.types import ChatRequest, TextDelta
+from tests.conftest import QUEUED
 
 
 def make_client(data_dir: Path, backend: ScriptedBackend) -> tuple[openai.AsyncOpenAI, Store]:
-    settings = Settings(data_dir=data_dir, default_model="scripted")
+    settings = Settings(data_dir=data_dir, default_model="scripted", modes=QUEUED)
     registry = Registry(settings, ModelStore(settings.models_dir, settings.cache_dir), {"scripted": backend})
     store = SqliteStore(data_dir / "ponder.db")
     app = create_app(registry, store=store)

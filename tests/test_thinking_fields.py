@@ -48,7 +48,7 @@ class Engine(ScriptedBackend):
 async def test_instant_turns_thinking_off_and_thinking_passes_its_budget() -> None:
     engine = Engine(respond=lambda r: [ReasoningDelta("hmm"), TextDelta("4")] if r.thinking else "4")
     await collect(run(engine, ModeRequest(ASK, "instant", budget=0)))
-    await collect(run(engine, ModeRequest(ASK, "thinking", budget=300, compression=False)))
+    await collect(run(engine, ModeRequest(ASK, "thinking", budget=300, compression=False, programs=False)))
     assert [r.thinking for r in engine.requests] == [0, 300]
 
 

@@ -5,8 +5,8 @@ The evidence comes in three kinds, each with its own features:
 - `chain` (a Thinking run, or Auto's first chain): the answer's and the reasoning's
   lowest window, whether the budget cut it, whether a probe settled it, the share of
   answer probes that gave the final answer, whether the reasoning's own stated
-  conclusion is the answer, and for a lettered question the chosen option's pooled
-  probability;
+  conclusion is the answer, whether a program that checked it agreed (`modes.check`),
+  and for a lettered question the chosen option's pooled probability;
 - `direct` (Auto's first answer to a lettered question): the answer's window, the
   option's probability;
 - `attempts` (Contemplating, or Auto once it escalated): the share of voters that
@@ -52,7 +52,7 @@ def features(evidence: dict[str, Any]) -> list[float]:
     k = kind(evidence)
     names: tuple[str, ...]
     if k == "chain":
-        names = ("answer_window", "reasoning_window", "option_probability", "stated_agrees")
+        names = ("answer_window", "reasoning_window", "option_probability", "stated_agrees", "program_agrees")
         probes = evidence.get("probes") or 0
         flags = [float(bool(evidence.get("forced"))), float(bool(evidence.get("settled"))),
                  (evidence.get("probes_agreeing") or 0) / probes if probes else 0.0, float(probes == 0)]  # fmt: skip

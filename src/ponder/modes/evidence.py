@@ -16,6 +16,8 @@ calibration (`modes.calibration`), and the figures behind it, where they apply:
   when the reasoning stated none);
 - `option_probability`: for a lettered question, the chosen option's share of the
   pooled distribution (`modes.choices`);
+- for a chain a program checked (`modes.check`): `program_agrees` (None when the
+  program got no answer) and `program_answer`;
 - for Contemplating: `method` (agreement, pooled, vote, judge), `voters`, `agreeing`
   (voters that reached the answer), `answers` (distinct answers among the voters),
   `program_agrees` (a program's answer was the answer; None without a program),
@@ -51,7 +53,8 @@ def _rounded(fields: dict[str, Any]) -> dict[str, Any]:
     return {k: [_rounded(p) for p in v] if k == "parts" else _round(v) for k, v in fields.items()}
 
 
-def of_chain(trace: Trace) -> dict[str, Any]:
+def of_chain(trace: Trace, program: AgentResult | None = None) -> dict[str, Any]:
+    """A chain's evidence; with `program`, what the program that checked it got (`modes.check`)."""
     answer = measure(trace.answer_logprobs)
     reasoning = trace.watch.meter.signal()
     final = answers.extract(trace.answer)
@@ -65,7 +68,12 @@ def of_chain(trace: Trace) -> dict[str, Any]:
         "probes_agreeing": sum(final is not None and p == final for p in trace.probes),
         "stated_agrees": None if stated is None else stated == final,
         "option_probability": _chosen(trace.pooled or trace.distribution),
+        **({} if program is None else _checked(program.vote, final)),
     }
+
+
+def _checked(got: str | None, final: str | None) -> dict[str, Any]:
+    return {"program_agrees": None if got is None else got == final, "program_answer": got}
 
 
 def of_direct(trace: Trace) -> dict[str, Any]:

@@ -199,7 +199,7 @@ function userView(m, index) {
 function assistantView(m, index) {
   const view = el("div", "msg assistant");
   view.dataset.index = index;
-  if (m.plan || (m.agents && m.agents.length)) view.append(agentsView(m));
+  if (m.plan || (m.agents && m.agents.length) || m.synthesis) view.append(agentsView(m));
   if (m.reasoning) {
     const details = el("details", "thinking");
     const best = !m.done && m.best ? ` (best answer so far: ${m.best})` : "";
@@ -443,6 +443,9 @@ function onProgress(m, p) {
     const tally = Object.entries(p.tally || {}).map(([answer, weight]) => `${answer}: ${Number(weight).toFixed(2)}`);
     const how = { vote: "a vote", agreement: "the attempts agreed", judge: "a judge checked them" }[p.method];
     m.synthesis = how ? `Synthesis: ${how} (${tally.join(", ")})` : "Synthesis: writing the answer…";
+  } else if (p.type === "check" && p.answer !== null) {
+    m.synthesis = p.agrees ? `A program checked the answer: it got ${p.answer} too.`
+      : `A program got ${p.answer}, where the reasoning did not: the program's answer is given.`;
   } else if (p.type === "best") {
     m.best = p.answer;
   } else if (p.type === "evidence") {

@@ -250,7 +250,13 @@ async def _final(
     if winner is None or quick:
         yield TextDelta(winner.trace.answer.strip() if winner else "")
         return
-    ask = render(load("contemplating")["program"]["answer"], output=winner.trace.answer)
+    async for event in phrased(backend, chat, winner):
+        yield event
+
+
+async def phrased(backend: Backend, chat: ChatRequest, program: AgentResult) -> AsyncGenerator[Event, None]:
+    """A program's answer put into a sentence by one short call: one TextDelta, one Done."""
+    ask = render(load("contemplating")["program"]["answer"], output=program.trace.answer)
     messages = (*chat.messages, Message("user", ask))
     params = SamplingParams(max_tokens=ANSWER_TOKENS, temperature=0.0, seed=chat.params.seed)
     text, usage = "", Usage(0, 0)
@@ -260,6 +266,6 @@ async def _final(
         elif isinstance(event, Done):
             usage = event.usage
     # the sentence must carry the program's answer; if the model wrote another, the answer alone
-    shown = clean(text).strip() if answers.extract(text) == decision.answer else winner.trace.answer
+    shown = clean(text).strip() if answers.extract(text) == program.vote else program.trace.answer.strip()
     yield TextDelta(shown)
     yield Done("stop", usage)

@@ -21,16 +21,21 @@ answer's usage.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import asynccontextmanager, suppress
 from dataclasses import replace
 
 from ponder.backends.base import Backend
+from ponder.modes import evidence
 from ponder.modes.base import ModeRequest
 from ponder.modes.contemplating import program
+from ponder.modes.contemplating.attempts import phrased
 from ponder.modes.contemplating.planner import quantitative, request_text
 from ponder.modes.contemplating.synthesis import AgentResult
 from ponder.modes.steer import Steer
 from ponder.modes.thinking import Trace
-from ponder.types import Done
+from ponder.types import AgentEvent, Done, Event, TextDelta, Usage
 
 
 def wanted(req: ModeRequest) -> bool:
@@ -39,6 +44,20 @@ def wanted(req: ModeRequest) -> bool:
     tool round is no answer to check)."""
     return (req.programs and not req.toolbox and not req.chat.tools
             and quantitative(request_text(req.chat)) and program.available())  # fmt: skip
+
+
+@asynccontextmanager
+async def beside(backend: Backend, req: ModeRequest) -> AsyncIterator[asyncio.Future[AgentResult] | None]:
+    """The check, started now to run beside the chain; None where none is `wanted`.
+    Left unawaited (the client went away), it is cancelled."""
+    task = asyncio.ensure_future(run(backend, req, req.steer)) if wanted(req) else None
+    try:
+        yield task
+    finally:
+        if task is not None and not task.done():
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
 
 
 async def run(backend: Backend, req: ModeRequest, steer: Steer | None) -> AgentResult:
@@ -51,3 +70,28 @@ async def run(backend: Backend, req: ModeRequest, steer: Steer | None) -> AgentR
         if isinstance(event, Done):
             break
     return AgentResult(1, "program", trace, method="program")
+
+
+async def answer(
+    backend: Backend, req: ModeRequest, chain: Trace, program: AgentResult, held: Sequence[TextDelta], done: Done
+) -> AsyncGenerator[Event, None]:
+    """The answer once the program has checked it: the chain's as written (`held`) when
+    they agree or the program got none, else the program's, in a sentence (alone, when
+    the client asked for the answer now). A check event comes first, and `done` last,
+    with what the program and any sentence cost added."""
+    verdict = evidence.agrees(chain, program)
+    yield AgentEvent("check", None, {"method": "program", "answer": program.vote, "agrees": verdict})
+    # the program's code is work toward the answer: reasoning tokens
+    usage = done.usage + program.trace.usage + Usage(0, 0, reasoning_tokens=program.trace.reasoning_tokens)
+    if verdict is not False:
+        for delta in held:
+            yield delta
+    elif req.steer.answering:
+        yield TextDelta(program.trace.answer.strip())
+    else:
+        async for event in phrased(backend, req.chat, program):
+            if isinstance(event, Done):
+                usage += event.usage
+            else:
+                yield event
+    yield replace(done, usage=usage)

@@ -68,12 +68,14 @@ def of_chain(trace: Trace, program: AgentResult | None = None) -> dict[str, Any]
         "probes_agreeing": sum(final is not None and p == final for p in trace.probes),
         "stated_agrees": None if stated is None else stated == final,
         "option_probability": _chosen(trace.pooled or trace.distribution),
-        **({} if program is None else _checked(program.vote, final)),
+        **({} if program is None else {"program_agrees": agrees(trace, program), "program_answer": program.vote}),
     }
 
 
-def _checked(got: str | None, final: str | None) -> dict[str, Any]:
-    return {"program_agrees": None if got is None else got == final, "program_answer": got}
+def agrees(chain: Trace, program: AgentResult) -> bool | None:
+    """Whether a program reached the chain's answer; None when it got none."""
+    got = program.vote
+    return None if got is None else got == answers.extract(chain.answer)
 
 
 def of_direct(trace: Trace) -> dict[str, Any]:

@@ -335,6 +335,25 @@ async def test_a_program_that_fails_leaves_the_thinking_answer_unchecked() -> No
     assert (seen["program_agrees"], seen["program_answer"]) == (None, None)
 
 
+@needs_sandbox
+async def test_answer_now_does_not_wait_for_the_check() -> None:
+    req = thinking()
+    req.steer.answer_now()  # the client wants the answer now: the program is not written
+    backend = ScriptedBackend(respond=scripted({"direct": "42", "program": "40"}))
+    done = await collect(run(backend, req))
+    assert done.text == "The answer is 42." and "program" not in [agent_of(r) for r in backend.requests]
+    assert (done.progress[-1].data["program_agrees"], done.usage.tool_calls) == (None, 0)
+
+
+@needs_sandbox
+async def test_a_program_that_prints_no_number_checks_nothing() -> None:
+    code = {"greedy": "print('The answer is pears.')\n"}
+    backend = ScriptedBackend(respond=scripted({"direct": "42", "program": "42"}, code=code))
+    done = await collect(run(backend, thinking()))
+    assert done.text == "The answer is 42."
+    assert (done.progress[-1].data["program_agrees"], done.progress[-1].data["program_answer"]) == (None, "pears")
+
+
 async def test_thinking_checks_only_what_a_program_can_settle() -> None:
     capital = ChatRequest("m", (Message("user", "Which city is the capital of Australia?"),))
     backend = ScriptedBackend(respond=lambda r: "Canberra")

@@ -73,9 +73,11 @@ def of_chain(trace: Trace, program: AgentResult | None = None) -> dict[str, Any]
 
 
 def agrees(chain: Trace, program: AgentResult) -> bool | None:
-    """Whether a program reached the chain's answer; None when it got none."""
+    """Whether a program reached the chain's answer; None when it got no number (what
+    it printed then is no check of a result: a word, say, on a question that only
+    had numbers in it)."""
     got = program.vote
-    return None if got is None else got == answers.extract(chain.answer)
+    return None if got is None or answers.number(got) is None else got == answers.extract(chain.answer)
 
 
 def of_direct(trace: Trace) -> dict[str, Any]:

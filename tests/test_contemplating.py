@@ -199,19 +199,18 @@ def test_the_window_confidence_of_a_trace() -> None:
 # --- Auto ------------------------------------------------------------------------
 
 
-def auto(chat: ChatRequest = ARITHMETIC, bar: float = 5.0, **kw: Any) -> ModeRequest:
-    return replace(resolve(chat, ModeSettings(), mode="auto"), compression=False, auto_confidence=bar, **kw)
+def auto(chat: ChatRequest = ARITHMETIC, bar: float = 5.0) -> ModeRequest:
+    return replace(resolve(chat, ModeSettings(), mode="auto"), compression=False, auto_confidence=bar)
 
 
 async def test_auto_answers_a_confident_chain_at_once() -> None:
-    # (with no program to check it: then the answer's own confidence decides)
     def respond(req: ChatRequest) -> Script:
         if req.prefill == THINK["open"]:  # the reasoning, unsure: only the answer's confidence counts
             return _tokens("6 * 7 = 42 eggs, so \\boxed{42}", sure=False)
         return _tokens("There are \\boxed{42} eggs.")  # the answer, asked for after it, sure of itself
 
     backend = ScriptedBackend(respond=respond)
-    events = [e async for e in run(backend, auto(programs=False))]
+    events = [e async for e in run(backend, auto())]
     done = await collect(_replay(events))
     reasoning, answer = backend.requests
     assert reasoning.prefill == THINK["open"] and answer.params.logprobs == 5  # one Thinking chain, its answer measured
@@ -237,30 +236,11 @@ async def test_auto_escalates_an_unsure_chain_with_it_as_the_first_attempt() -> 
     backend = ScriptedBackend(respond=respond)
     done = await collect(run(backend, auto()))
     report = next(e for e in done.progress if e.kind == "auto").data
-    assert report["escalated"] is True and report["first"] == "chain" and report["checked"] is False
-    # the chain and the program that checked it were agents 0 and 1; the second wave follows
-    assert methods(done) == ["chain", "program"]
+    assert report["escalated"] is True and report["first"] == "chain" and report["confidence"] < 5
+    assert methods(done) == ["program", "chain", "program"]  # the chain was agent 1; the program disagreed
     starts = [e.agent for e in done.progress if e.kind == "agent.start"]
-    assert starts == [2, 3]
-    assert [agent_of(r) for r in backend.requests].count("program") == 2  # the check, and the sampled program
+    assert starts == [1, 2, 3]
     assert done.usage.reasoning_tokens >= 4  # the first chain's reasoning counts
-
-
-@needs_sandbox
-async def test_auto_settles_a_chain_a_program_agrees_with_however_unsure() -> None:
-    def respond(req: ChatRequest) -> Script:
-        if agent_of(req) == "direct" and req.prefill == THINK["open"]:
-            return _tokens("6 * 7 is 42", sure=False)
-        if agent_of(req) == "direct":
-            return _tokens("The answer is 42.", sure=False)  # below the bar, but a program reached it too
-        return scripted({"program": "42"})(req)
-
-    backend = ScriptedBackend(respond=respond)
-    done = await collect(run(backend, auto()))
-    report = next(e for e in done.progress if e.kind == "auto").data
-    assert report["escalated"] is False and report["checked"] is True and report["confidence"] < 5
-    assert done.text == "The answer is 42." and not any(e.kind == "plan" for e in done.progress)
-    assert done.progress[-1].data["program_agrees"] is True and done.usage.tool_calls == 1
 
 
 async def test_auto_answers_a_lettered_question_with_the_models_own_answer() -> None:
@@ -273,7 +253,7 @@ async def test_auto_answers_a_lettered_question_with_the_models_own_answer() -> 
 
 async def test_auto_answers_directly_when_the_engine_gives_no_logprobs() -> None:
     backend = ScriptedBackend(respond=lambda r: "6 * 7 = 42, and 12 boxes hold 504.")  # no log-probabilities
-    done = await collect(run(backend, auto(programs=False)))  # (and no program to check it)
+    done = await collect(run(backend, auto()))
     assert len(backend.requests) == 2 and done.text == "6 * 7 = 42, and 12 boxes hold 504."  # reasoning, answer
     assert next(e for e in done.progress if e.kind == "auto").data["escalated"] is False
 

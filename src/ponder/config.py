@@ -116,7 +116,7 @@ class ModeSettings:
     agent_effort: str = "medium"  # contemplating: each sub-agent's budget
     agent_timeout_s: float = 600.0
     strategy: str = "auto"  # contemplating: auto | attempts | subtasks
-    programs: bool = True  # programs (in the sandbox) for questions with numbers: checks, and Contemplating's agents
+    programs: bool = True  # programs (in the sandbox) for questions with numbers: Thinking's check, agents
     # auto: an answer whose confidence (modes.confidence, the lowest window) is below
     # this escalates to Contemplating
     auto_confidence: float = AUTO_CONFIDENCE

@@ -7,23 +7,17 @@
      - for a question with numbers to work with, one Thinking chain (compressed: the
        working as terse notes, stopped once it has settled): on GSM8K's items 1-20 it
        was right on 10 where the bare answer was right on 7, at 199 tokens against
-       288 (`bench/confidence.py`, docs/modes.md). A program checks its answer,
-       written beside it (`modes.check`).
+       288 (`bench/confidence.py`, docs/modes.md).
      Its reasoning streams as reasoning, and so does a direct answer while it is
      written, since it may not be the reply yet.
-  2. A chain the program agrees with is the answer. One it disagrees with is not
-     settled, however sure it sounds: on GSM8K's items 1-80, a chain a program agreed
-     with was right on 34 of 34, one it disagreed with on 10 of 46 (Thinking's and
-     Contemplating's first program's answers side by side, before this check).
-     Without a program's answer, the confidence decides: the lowest 32-token window
-     of the answer it would show, the direct answer's whole text, or the answer a
-     chain stated after its reasoning (`_signal`). An answer at or above
-     `auto_confidence`, one that looped (settled from what it had), and one from an
-     engine that returns no log-probabilities is the answer: it comes out as the
-     reply, and the run ends.
-  3. Otherwise the request escalates to Contemplating, with the first answer (and
-     the program that checked it) as its first attempts: more attempts follow, and
-     a judge where they disagree (`contemplating/attempts.py`).
+  2. Its confidence is the lowest 32-token window of the answer it would show: the
+     direct answer's whole text, or the answer a chain stated after its reasoning
+     (`_signal`). An answer at or above `auto_confidence`, one that looped (settled
+     from what it had), and one from an engine that returns no log-probabilities is
+     the answer: it comes out as the reply, and the run ends.
+  3. Otherwise the request escalates to Contemplating, with the first answer as its
+     first attempt: the next agent is a program or a second chain, and only if they
+     disagree do more agents and a judge follow (`contemplating/attempts.py`).
 
 A request with nothing a second opinion could check (no numbers to work with, no
 options to choose from: a chat, a poem, an open question) is answered as Instant
@@ -38,7 +32,7 @@ from dataclasses import replace
 
 from ponder.backends.base import Backend
 from ponder.formats.clean import clean
-from ponder.modes import check, choices, evidence
+from ponder.modes import choices, evidence
 from ponder.modes.base import ModeRequest
 from ponder.modes.confidence import TOP_K, Signal, for_client, measure
 from ponder.modes.contemplating import contemplate
@@ -56,52 +50,38 @@ async def auto(backend: Backend, req: ModeRequest) -> AsyncGenerator[Event, None
         async for event in instant(backend, req.chat):
             yield event
         return
-    # 1. the first answer, measured; for a question with numbers, a program checks it
-    #    (`modes.check`), written beside the chain
+    # 1. the first answer, measured
     first: list[AgentResult] = []
     answer: list[TextDelta] = []
     done = Done("stop", Usage(0, 0))
-    async with check.beside(backend, req) as checking:
-        steps = _direct(backend, req.chat, question, first) if lettered else _chain(backend, req, first)
-        async for event in steps:
-            if isinstance(event, TextDelta):
-                answer.append(event)
-            elif isinstance(event, Done):
-                done = event
-            else:
-                yield event
-        program = await checking if checking is not None else None
+    steps = _direct(backend, req.chat, question, first) if lettered else _chain(backend, req, first)
+    async for event in steps:
+        if isinstance(event, TextDelta):
+            answer.append(event)
+        elif isinstance(event, Done):
+            done = event
+        else:
+            yield event
     result = first[0]
     signal = _signal(result)
-    verdict = evidence.agrees(result.trace, program) if program is not None else None
 
-    # 2. settled: a program reached the same answer; or, with no program's answer, the
-    # answer was sure enough (or looped, and settled from what it had). An engine that
-    # returns no log-probabilities gives nothing to measure, and nothing is spent on a
-    # check that no measurement asked for.
-    report = {"first": result.method, "confidence": round(signal.lowest, 3), "checked": verdict}
-    sure = not signal.known or signal.lowest >= req.auto_confidence or result.trace.watch.stopped == "loop"
-    settled = sure if verdict is None else verdict
+    # 2. sure enough (or looped, and settled from what it had): that is the answer. An
+    # engine that returns no log-probabilities gives nothing to measure, and nothing
+    # is spent on a check that no measurement asked for.
+    report = {"first": result.method, "confidence": round(signal.lowest, 3)}
+    settled = not signal.known or signal.lowest >= req.auto_confidence or result.trace.watch.stopped == "loop"
     if settled or req.steer.answering:  # (the client asked for the answer now: no checking it further)
         yield AgentEvent("auto", None, {"escalated": False, **report})
-        if program is None:
-            for event in answer:
-                yield event
-        else:
-            async for event in check.answer(backend, req, result.trace, program, answer, done):
-                if isinstance(event, Done):
-                    done = event
-                else:
-                    yield event
-        yield evidence.event(evidence.of_direct(result.trace) if lettered else evidence.of_chain(result.trace, program))
+        for event in answer:
+            yield event
+        yield evidence.event(evidence.of_direct(result.trace) if lettered else evidence.of_chain(result.trace))
         yield done
         return
 
-    # 3. escalate, with the first answer (and the program that checked it) as the first attempts
+    # 3. escalate, with the first answer as the first attempt
     yield AgentEvent("auto", None, {"escalated": True, **report})
     yield ReasoningDelta("\n\n")
-    prior = (result,) if program is None else (result, program)
-    async for event in contemplate(backend, replace(req, mode="contemplating"), prior=prior):
+    async for event in contemplate(backend, replace(req, mode="contemplating"), prior=(result,)):
         yield event
 
 

@@ -438,8 +438,7 @@ function onProgress(m, p) {
                                        error: p.error, note: dropped ? why : null });
   } else if (p.type === "auto" && p.escalated) {
     const first = p.first === "chain" ? "first chain of reasoning" : "direct answer";
-    m.synthesis = p.checked === false ? `Auto: a program got another answer than the ${first}; checking further…`
-      : `Auto: the ${first} was unsure (confidence ${p.confidence}); checking it…`;
+    m.synthesis = `Auto: the ${first} was unsure (confidence ${p.confidence}); checking it…`;
   } else if (p.type === "synthesis.start") {
     const tally = Object.entries(p.tally || {}).map(([answer, weight]) => `${answer}: ${Number(weight).toFixed(2)}`);
     const how = { vote: "a vote", agreement: "the attempts agreed", judge: "a judge checked them" }[p.method];

@@ -75,7 +75,8 @@ def main() -> int:
     args = ap.parse_args()
     rows = load(args.results)
     fitting, held = split(rows)
-    models = calibration.fit([(r["evidence"], r["correct"]) for r in fitting])
+    models = calibration.fit([(r["evidence"], r["correct"]) for r in fitting],
+                             [f"{r.get('data', 'gsm8k')}/{r['id']}" for r in fitting])  # fmt: skip
     print(f"fitted on {len(fitting)} rows: " + ", ".join(f"{k} {m['rows']}" for k, m in models.items()))
     report = []
     for mode in MODES:

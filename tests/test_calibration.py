@@ -50,6 +50,21 @@ def test_the_fit_ranks_and_calibrates_what_separates_right_from_wrong() -> None:
     assert abs(sum(r for _, r in middle) / len(middle) - sum(p for p, _ in middle) / len(middle)) < 0.2
 
 
+def test_the_fit_does_not_depend_on_the_rows_order() -> None:
+    rng = random.Random(3)
+    rows, items = [], []
+    for i in range(60):  # each item answered twice, alike (as Auto's first chain is Thinking's)
+        right = rng.random() < 0.6
+        evidence = chain(rng.gauss(6.3 if right else 5.2, 0.8))
+        rows += [(evidence, right)] * 2
+        items += [f"gsm8k/{i}"] * 2
+    shuffled = list(zip(rows, items, strict=True))
+    rng.shuffle(shuffled)
+    a = calibration.fit(rows, items)["chain"]
+    b = calibration.fit([r for r, _ in shuffled], [i for _, i in shuffled])["chain"]
+    assert a["l2"] == b["l2"] and a["weights"] == pytest.approx(b["weights"], abs=1e-9)
+
+
 def test_no_model_no_confidence() -> None:
     assert calibration.confidence(chain(6.0), {}) is None
     assert calibration.fit([(chain(6.0), True)] * 20) == {}  # all right: nothing to tell apart

@@ -71,26 +71,28 @@ def features(evidence: dict[str, Any]) -> list[float]:
     return out + flags
 
 
-def fit(rows: Sequence[tuple[dict[str, Any], bool]]) -> dict[str, Any]:
+def fit(rows: Sequence[tuple[dict[str, Any], bool]], items: Sequence[str] | None = None) -> dict[str, Any]:
     """A logistic model per kind, from (evidence, right) pairs: weights on standardised
     features, with an L2 penalty whose strength is chosen by 5-fold cross-validation
-    on the rows themselves (the lowest held-out log loss; the strongest of equals;
-    copies of a row in one fold). Kinds with fewer than 10 rows, or with only right
-    or only wrong answers, get no model."""
+    on the rows themselves (the lowest held-out log loss; the strongest of equals).
+    `items` names the question each row answered: the rows of one item share a fold
+    (Auto's first chain is Thinking's, so an item would otherwise be judged on its
+    own copy); without them, rows with the same features do. Folds follow the sorted
+    names, so the rows' order does not change the fit. Kinds with fewer than 10
+    rows, or with only right or only wrong answers, get no model."""
     models: dict[str, Any] = {}
+    names = list(items) if items is not None else [repr(features(e)) for e, _ in rows]
     for k in ("chain", "direct", "attempts"):
-        mine = [(features(e), right) for e, right in rows if kind(e) == k]
-        if len(mine) < 10 or len({right for _, right in mine}) < 2:
+        mine = [(features(e), right, name) for (e, right), name in zip(rows, names, strict=True) if kind(e) == k]
+        if len(mine) < 10 or len({right for _, right, _ in mine}) < 2:
             continue
-        x = np.array([f for f, _ in mine], dtype=float)
-        y = np.array([1.0 if right else 0.0 for _, right in mine])
+        x = np.array([f for f, _, _ in mine], dtype=float)
+        y = np.array([1.0 if right else 0.0 for _, right, _ in mine])
         mean, std = x.mean(axis=0), x.std(axis=0)
         std[std == 0] = 1.0
         z = (x - mean) / std
-        # rows with the same features share a fold: an item answered alike twice (Auto's
-        # first chain is Thinking's) would otherwise be judged on its own copy
-        same = {key: i for i, key in enumerate(dict.fromkeys(tuple(f) for f, _ in mine))}
-        folds = np.array([same[tuple(f)] % 5 for f, _ in mine])
+        rank = {name: i for i, name in enumerate(sorted({name for _, _, name in mine}))}
+        folds = np.array([rank[name] % 5 for _, _, name in mine])
         loss = {l2: sum(_log_loss(z[folds == f], y[folds == f], *_logistic(z[folds != f], y[folds != f], l2))
                         for f in range(5)) for l2 in PENALTIES}  # fmt: skip
         l2 = min(PENALTIES, key=lambda p: (round(loss[p], 6), -p))

@@ -12,6 +12,7 @@ import pytest
 
 from ponder.backends.scripted import Script, ScriptedBackend
 from ponder.config import ModeSettings
+from ponder.media import own_words, vision
 from ponder.modes import ModeRequest, resolve, run
 from ponder.modes.contemplating import program as program_agent
 from ponder.modes.contemplating.planner import quantitative
@@ -332,6 +333,18 @@ async def test_a_program_that_prints_no_number_checks_nothing() -> None:
     done = await collect(run(backend, thinking()))
     assert done.text == "The answer is 42."
     assert (done.progress[-1].data["program_agrees"], done.progress[-1].data["program_answer"]) == (None, "pears")
+
+
+def test_numbers_read_off_an_attachment_are_not_the_users_own() -> None:
+    picture = vision.Picture("PNG", 640, 480, "RGB", 0.9, None)
+    words = [vision.Word(t, x, 10, x + 20, 20, 0.99) for t, x in (("42", 0), ("87", 40), ("23", 80))]
+    chart = vision.describe(picture, words, "Image 1")
+    blank = vision.describe(picture, [], "Image 2")
+    ask = "Which fruit sold the most in this chart, and how many units?"
+    assert own_words(f"{chart}\n{blank}\n{ask}").strip() == ask
+    assert not quantitative(own_words(f"{chart}\n{ask}")) and quantitative(f"{chart}\n{ask}")
+    spoken = "[Audio 1, 3.0 s, en; you cannot hear it, this is its transcript by speech recognition:]\n"
+    assert own_words(spoken + "What is 6 times 7?") == spoken + "What is 6 times 7?"  # said: the user's own
 
 
 async def test_thinking_checks_only_what_a_program_can_settle() -> None:

@@ -27,6 +27,7 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import replace
 
 from ponder.backends.base import Backend
+from ponder.media import own_words
 from ponder.modes import evidence
 from ponder.modes.base import ModeRequest
 from ponder.modes.contemplating import program
@@ -40,10 +41,12 @@ from ponder.types import AgentEvent, Done, Event, TextDelta, Usage
 
 def wanted(req: ModeRequest) -> bool:
     """Whether a program can check this request's answer: a question with numbers to
-    work with and no options, programs on and runnable here, and no tools in play (a
-    tool round is no answer to check)."""
+    work with in the user's own words (numbers read off an attached image or file are
+    data, and a chart's question is seldom a sum: "which sold most?"), no options,
+    programs on and runnable here, and no tools in play (a tool round is no answer to
+    check)."""
     return (req.programs and not req.toolbox and not req.chat.tools
-            and quantitative(request_text(req.chat)) and program.available())  # fmt: skip
+            and quantitative(own_words(request_text(req.chat))) and program.available())  # fmt: skip
 
 
 @asynccontextmanager

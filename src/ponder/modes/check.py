@@ -4,15 +4,15 @@ A small model reasoning in words slips on arithmetic; the same model writing a
 program rarely does, and the default model is a coder (program-aided reasoning: PAL,
 arXiv 2211.10435). So beside a Thinking chain on a question with numbers to work
 with, the program agent (`contemplating/program.py`, temperature 0) solves it too,
-at the same time: the batched engine decodes both together, and the program, being
-shorter, is most often done before the chain's answer is. Then:
+at the same time (the batched engine decodes both together; on two CPU cores that
+still doubled Thinking's median time on GSM8K, docs/modes.md). Then:
 
 - they agree: the answer is the chain's, and as sure as this model's answers get;
 - they disagree: the program's answer is shown, in a sentence the model writes
   around it (as Contemplating shows an answer only a program reached), since an
   interpreter does not slip where words do. The chain's reasoning stays as written;
-- the program failed, or the client asked for the answer before it was done: the
-  chain's answer stands, unchecked.
+- the program failed, printed no number, or the client asked for the answer before
+  it was done: the chain's answer stands, unchecked.
 
 The outcome goes into the answer's evidence (`program_agrees`, `program_answer`),
 where the calibration weighs it. A check is one more agent's tokens, counted in the
@@ -34,7 +34,6 @@ from ponder.modes.contemplating import program
 from ponder.modes.contemplating.attempts import phrased
 from ponder.modes.contemplating.planner import quantitative, request_text
 from ponder.modes.contemplating.synthesis import AgentResult
-from ponder.modes.steer import Steer
 from ponder.modes.thinking import Trace
 from ponder.types import AgentEvent, Done, Event, TextDelta, Usage
 
@@ -53,7 +52,7 @@ def wanted(req: ModeRequest) -> bool:
 async def beside(backend: Backend, req: ModeRequest) -> AsyncIterator[asyncio.Future[AgentResult] | None]:
     """The check, started now to run beside the chain; None where none is `wanted`.
     Left unawaited (the client went away), it is cancelled."""
-    task = asyncio.ensure_future(run(backend, req, req.steer)) if wanted(req) else None
+    task = asyncio.ensure_future(run(backend, req)) if wanted(req) else None
     try:
         yield task
     finally:
@@ -63,12 +62,13 @@ async def beside(backend: Backend, req: ModeRequest) -> AsyncIterator[asyncio.Fu
                 await task
 
 
-async def run(backend: Backend, req: ModeRequest, steer: Steer | None) -> AgentResult:
-    """The program agent's attempt at the request, at temperature 0; its code is not
-    streamed (it runs beside the chain, whose reasoning is)."""
+async def run(backend: Backend, req: ModeRequest) -> AgentResult:
+    """The program agent's attempt at the request, at temperature 0, steered by the
+    client's controls as the chain is; its code is not streamed (it runs beside the
+    chain, whose reasoning is)."""
     chat = replace(req.chat, params=replace(req.chat.params, temperature=0.0))
     trace = Trace(measure=True)
-    trace.watch.steer = steer
+    trace.watch.steer = req.steer
     async for event in program.program(backend, chat, request_text(req.chat), trace):
         if isinstance(event, Done):
             break
@@ -76,23 +76,23 @@ async def run(backend: Backend, req: ModeRequest, steer: Steer | None) -> AgentR
 
 
 async def answer(
-    backend: Backend, req: ModeRequest, chain: Trace, program: AgentResult, held: Sequence[TextDelta], done: Done
+    backend: Backend, req: ModeRequest, chain: Trace, checker: AgentResult, held: Sequence[TextDelta], done: Done
 ) -> AsyncGenerator[Event, None]:
     """The answer once the program has checked it: the chain's as written (`held`) when
     they agree or the program got none, else the program's, in a sentence (alone, when
     the client asked for the answer now). A check event comes first, and `done` last,
     with what the program and any sentence cost added."""
-    verdict = evidence.agrees(chain, program)
-    yield AgentEvent("check", None, {"method": "program", "answer": program.vote, "agrees": verdict})
+    verdict = evidence.agrees(chain, checker)
+    yield AgentEvent("check", None, {"method": "program", "answer": checker.vote, "agrees": verdict})
     # the program's code is work toward the answer: reasoning tokens
-    usage = done.usage + program.trace.usage + Usage(0, 0, reasoning_tokens=program.trace.reasoning_tokens)
+    usage = done.usage + checker.trace.usage + Usage(0, 0, reasoning_tokens=checker.trace.reasoning_tokens)
     if verdict is not False:
         for delta in held:
             yield delta
     elif req.steer.answering:
-        yield TextDelta(program.trace.answer.strip())
+        yield TextDelta(checker.trace.answer.strip())
     else:
-        async for event in phrased(backend, req.chat, program):
+        async for event in phrased(backend, req.chat, checker):
             if isinstance(event, Done):
                 usage += event.usage
             else:

@@ -443,7 +443,7 @@ function onProgress(m, p) {
     const tally = Object.entries(p.tally || {}).map(([answer, weight]) => `${answer}: ${Number(weight).toFixed(2)}`);
     const how = { vote: "a vote", agreement: "the attempts agreed", judge: "a judge checked them" }[p.method];
     m.synthesis = how ? `Synthesis: ${how} (${tally.join(", ")})` : "Synthesis: writing the answer…";
-  } else if (p.type === "check" && p.answer !== null) {
+  } else if (p.type === "check" && p.agrees !== null) {  // (null: it got no number; the answer stands unchecked)
     m.synthesis = p.agrees ? `A program checked the answer: it got ${p.answer} too.`
       : `A program got ${p.answer}, where the reasoning did not: the program's answer is given.`;
   } else if (p.type === "best") {

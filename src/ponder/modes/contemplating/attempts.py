@@ -6,8 +6,8 @@ checked by a judge when they disagree.
      (otherwise a Thinking chain, sampled). Answers reached by different methods agree
      by chance far less often than two samples of one method do, so when they agree
      the answer is settled and the run ends (early-stopping self-consistency, arXiv
-     2401.10480): easy questions cost two agents, not the whole budget. An answer
-     Auto already has (`prior`) takes the first agent's place.
+     2401.10480): easy questions cost two agents, not the whole budget. An attempt
+     Auto already made (`prior`) takes the place of the first agent of its method.
   2. Otherwise the remaining agents run as the second wave. Each chain there is
      stopped as soon as a window of its tokens is less confident than every chain
      that finished before it (DeepConf's online filter, arXiv 2508.15260), and then
@@ -34,7 +34,7 @@ from ponder.modes import answers, choices, evidence
 from ponder.modes.base import ModeRequest
 from ponder.modes.confidence import WINDOW
 from ponder.modes.contemplating.agents import run_agents
-from ponder.modes.contemplating.planner import Plan, request_text
+from ponder.modes.contemplating.planner import AgentTask, Plan, request_text
 from ponder.modes.contemplating.synthesis import AgentResult, vote
 from ponder.modes.prompts import load, render
 from ponder.modes.watch import Watch, watched
@@ -61,7 +61,7 @@ async def run(
     """The attempts of `plan` (after the plan event), ending with the answer and one Done."""
     results: list[AgentResult] = list(prior)
     usage = plan.usage + sum((r.trace.usage for r in prior), NO_USAGE)
-    tasks = plan.tasks[len(prior) :]
+    tasks = _remaining(plan.tasks, prior)
     waves = (tasks[: max(0, FIRST_WAVE - len(prior))], tasks[max(0, FIRST_WAVE - len(prior)) :])
     decision: Decision | None = None
     for n, wave in enumerate(waves):
@@ -78,8 +78,9 @@ async def run(
     results.sort(key=lambda r: r.index)  # finishing order is noise; keep output deterministic
     if all(r.error is not None for r in results):
         raise UpstreamError("every sub-agent failed: " + "; ".join(f"agent {r.index}: {r.error}" for r in results))
-    for r in results[len(prior) :]:
-        usage += replace(r.trace.usage, reasoning_tokens=0)
+    for r in results:
+        if not any(r is p for p in prior):  # (counted above)
+            usage += replace(r.trace.usage, reasoning_tokens=0)
     reasoning_tokens = sum(r.trace.reasoning_tokens for r in results)
     if decision is None:
         decision = plurality(results)
@@ -103,6 +104,17 @@ async def run(
         else:
             yield event
     yield Done("stop", replace(usage, reasoning_tokens=reasoning_tokens))
+
+
+def _remaining(tasks: Sequence[AgentTask], prior: Sequence[AgentResult]) -> tuple[AgentTask, ...]:
+    """The plan's tasks less those `prior` attempts stand for: each takes the place of
+    the first task of its method, or of the first task left."""
+    left = list(tasks)
+    for done in prior:
+        same = next((t for t in left if t.method == done.method), left[0] if left else None)
+        if same is not None:
+            left.remove(same)
+    return tuple(left)
 
 
 def voters(results: Sequence[AgentResult]) -> list[AgentResult]:

@@ -84,9 +84,9 @@ def backend() -> ScriptedBackend:
     return ScriptedBackend()
 
 
-# A scripted model answers its calls in order from a queue; a program checking a
-# Thinking answer (`modes.check`) runs beside the chain and would take a reply meant
-# for it. Servers of queued replies run without programs; the check has its own tests.
+# A scripted model answers its calls in order from a queue; the program Thinking
+# writes first for a question with numbers (`modes.computed`) would take a reply meant
+# for the chain. Servers of queued replies run without programs, which have their own tests.
 QUEUED = ModeSettings(programs=False)
 
 

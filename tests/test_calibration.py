@@ -19,13 +19,13 @@ def test_each_kind_has_its_features_and_missing_figures_are_flagged() -> None:
     assert calibration.kind(chain(6.0)) == "chain"
     assert calibration.kind({"answer_window": 6.0, "option_probability": 0.7}) == "direct"
     assert calibration.kind({"method": "vote", "voters": 3, "agreeing": 2}) == "attempts"
-    # answer and reasoning windows, no option, no stated conclusion, no program, not forced, settled, no probes
-    assert calibration.features(chain(6.0)) == [6.0, 0.0, 5.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0,
-                                                 0.0, 1.0]  # fmt: skip
+    # answer and reasoning windows, no option, no stated conclusion, not forced, settled, no probes
+    assert calibration.features(chain(6.0)) == [6.0, 0.0, 5.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0]
     probed = calibration.features({**chain(6.0), "probes": 4, "probes_agreeing": 3, "stated_agrees": False})
     assert probed[6:8] == [0.0, 0.0] and probed[-2:] == [0.75, 0.0]
-    checked = calibration.features({**chain(6.0), "program_agrees": True, "program_answer": "42"})
-    assert checked[8:10] == [1.0, 0.0] and len(checked) == 14  # a program's check; the answer itself is no feature
+    program = {"code_window": 5.5, "code_tail": None, "repaired": True, "round_number": False}
+    assert calibration.kind(program) == "program"
+    assert calibration.features(program) == [5.5, 0.0, 0.0, 1.0, 1.0, 0.0]  # the code's windows, repaired, not round
     unknown = calibration.features({"answer_window": None, "option_probability": None})
     assert unknown == [0.0, 1.0, 0.0, 1.0]
     judged = {"method": "judge", "voters": 4, "agreeing": 1, "answers": 3, "program_agrees": None,

@@ -200,8 +200,44 @@ def test_the_window_confidence_of_a_trace() -> None:
 # --- Auto ------------------------------------------------------------------------
 
 
-def auto(chat: ChatRequest = ARITHMETIC, bar: float = 5.0) -> ModeRequest:
-    return replace(resolve(chat, ModeSettings(), mode="auto"), compression=False, auto_confidence=bar)
+def auto(chat: ChatRequest = ARITHMETIC, bar: float = 5.0, programs: bool = True) -> ModeRequest:
+    return replace(resolve(chat, ModeSettings(), mode="auto"), compression=False, auto_confidence=bar,
+                   programs=programs)  # fmt: skip
+
+
+def coded(answer: str, sure: bool, respond: Callable[..., Script]) -> Callable[..., Script]:
+    """`respond`, but a greedy program that prints `answer`, as sure of its code as `sure`."""
+
+    def reply(req: ChatRequest) -> Script:
+        greedy = agent_of(req) == "program" and not req.params.temperature
+        return _tokens(f"eggs = 6 * 7\nprint({answer})\n", sure=sure) if greedy else respond(req)
+
+    return reply
+
+
+@needs_sandbox
+async def test_auto_answers_a_sure_program_at_once() -> None:
+    backend = ScriptedBackend(respond=coded("42", True, scripted({"program": "42"})))
+    done = await collect(run(backend, auto()))
+    assert [agent_of(r) for r in backend.requests] == ["program", "program-answer"]  # put in a sentence once sure
+    assert done.text == "There are 42 eggs." and "print(42)" in done.reasoning
+    report = next(e for e in done.progress if e.kind == "auto").data
+    assert report["escalated"] is False and report["first"] == "program" and report["confidence"] > 5
+    seen = done.progress[-1]
+    assert seen.kind == "evidence" and seen.data["code_window"] > 5 and seen.data["round_number"] is True
+    assert done.usage.tool_calls == 1 and done.usage.reasoning_tokens == 5 < done.usage.completion_tokens  # 5: the code
+
+
+@needs_sandbox
+async def test_auto_escalates_an_unsure_program_with_it_as_the_first_attempt() -> None:
+    backend = ScriptedBackend(respond=coded("42", False, scripted({"direct": "42"})))
+    done = await collect(run(backend, auto()))
+    report = next(e for e in done.progress if e.kind == "auto").data
+    assert report["escalated"] is True and report["first"] == "program" and report["confidence"] < 5
+    assert methods(done) == ["direct"]  # the program took its own place in the plan; the direct answer agreed
+    assert synthesis(done)["method"] == "agreement" and done.text == "The answer is 42."
+    assert "program-answer" not in [agent_of(r) for r in backend.requests]  # no sentence for an unsure number
+    assert done.usage.tool_calls == 1  # the program ran once
 
 
 async def test_auto_answers_a_confident_chain_at_once() -> None:
@@ -211,7 +247,7 @@ async def test_auto_answers_a_confident_chain_at_once() -> None:
         return _tokens("There are \\boxed{42} eggs.")  # the answer, asked for after it, sure of itself
 
     backend = ScriptedBackend(respond=respond)
-    events = [e async for e in run(backend, auto())]
+    events = [e async for e in run(backend, auto(programs=False))]  # no program: a chain first
     done = await collect(_replay(events))
     reasoning, answer = backend.requests
     assert reasoning.prefill == THINK["open"] and answer.params.logprobs == 5  # one Thinking chain, its answer measured
@@ -223,24 +259,20 @@ async def test_auto_answers_a_confident_chain_at_once() -> None:
     assert done.usage.reasoning_tokens > 0 and not done.logprobs  # the client asked for none
 
 
-@needs_sandbox
 async def test_auto_escalates_an_unsure_chain_with_it_as_the_first_attempt() -> None:
-    answers = {"program": "42", "equations": "40"}
-
     def respond(req: ChatRequest) -> Script:
         if agent_of(req) == "direct" and req.prefill == THINK["open"]:  # Auto's chain, sure as it reasons
             return _tokens("6 * 7 is 40")
         if agent_of(req) == "direct":
             return _tokens("The answer is 40.", sure=False)  # and unsure of the answer it states
-        return scripted(answers)(req)
+        return scripted({})(req)
 
     backend = ScriptedBackend(respond=respond)
-    done = await collect(run(backend, auto()))
+    done = await collect(run(backend, auto(programs=False)))
     report = next(e for e in done.progress if e.kind == "auto").data
     assert report["escalated"] is True and report["first"] == "chain" and report["confidence"] < 5
-    assert methods(done) == ["program", "chain", "program"]  # the chain was agent 1; the program disagreed
-    starts = [e.agent for e in done.progress if e.kind == "agent.start"]
-    assert starts == [1, 2, 3]
+    # the chain took the first chain's place: the model's own answer comes next, and agrees
+    assert methods(done) == ["direct"] and synthesis(done)["method"] == "agreement"
     assert done.usage.reasoning_tokens >= 4  # the first chain's reasoning counts
 
 
@@ -254,7 +286,7 @@ async def test_auto_answers_a_lettered_question_with_the_models_own_answer() -> 
 
 async def test_auto_answers_directly_when_the_engine_gives_no_logprobs() -> None:
     backend = ScriptedBackend(respond=lambda r: "6 * 7 = 42, and 12 boxes hold 504.")  # no log-probabilities
-    done = await collect(run(backend, auto()))
+    done = await collect(run(backend, auto(programs=False)))
     assert len(backend.requests) == 2 and done.text == "6 * 7 = 42, and 12 boxes hold 504."  # reasoning, answer
     assert next(e for e in done.progress if e.kind == "auto").data["escalated"] is False
 
@@ -268,7 +300,7 @@ async def test_auto_never_escalates_an_open_request() -> None:
     assert not done.reasoning and sum(isinstance(e, TextDelta) for e in events) > 1  # it streamed as written
 
 
-# --- Thinking, checked by a program -------------------------------------------------
+# --- Thinking: a program's answer to a question with numbers -------------------------
 
 
 def thinking(chat: ChatRequest = ARITHMETIC, **kw: Any) -> ModeRequest:
@@ -276,63 +308,50 @@ def thinking(chat: ChatRequest = ARITHMETIC, **kw: Any) -> ModeRequest:
 
 
 @needs_sandbox
-async def test_a_program_checks_a_thinking_answer_to_a_question_with_numbers() -> None:
-    backend = ScriptedBackend(respond=scripted({"direct": "42", "program": "42"}))
-    done = await collect(run(backend, thinking()))
-    assert sorted(agent_of(r) for r in backend.requests) == ["direct", "direct", "program"]  # reasoning, answer, check
-    assert done.text == "The answer is 42."  # the chain's answer, as it wrote it
-    assert next(e.data for e in done.progress if e.kind == "check") == {"method": "program", "answer": "42",
-                                                                       "agrees": True}  # fmt: skip
-    seen = done.progress[-1]
-    assert seen.kind == "evidence" and (seen.data["program_agrees"], seen.data["program_answer"]) == (True, "42")
-    assert "print" not in done.reasoning  # the program's code is not the chain's reasoning
-    # what the check cost counts: one sandbox run, and the program's tokens
-    unchecked = await collect(run(ScriptedBackend(respond=scripted({"direct": "42"})), thinking(programs=False)))
-    assert done.usage.tool_calls == 1 and unchecked.usage.tool_calls == 0
-    extra = done.usage.completion_tokens - unchecked.usage.completion_tokens
-    assert extra > 0 and done.usage.reasoning_tokens - unchecked.usage.reasoning_tokens == extra
-    assert "program_agrees" not in unchecked.progress[-1].data
-
-
-@needs_sandbox
-async def test_a_program_that_disagrees_gives_the_thinking_answer() -> None:
+async def test_thinking_answers_a_question_with_numbers_by_a_program() -> None:
     backend = ScriptedBackend(respond=scripted({"direct": "40", "program": "42"}))
     done = await collect(run(backend, thinking()))
+    assert [agent_of(r) for r in backend.requests] == ["program", "program-answer"]  # no chain
     assert done.text == "There are 42 eggs."  # the program's answer, in the sentence asked for
-    assert "working it out gives 40" in done.reasoning  # the chain's reasoning stays as it was
-    seen = done.progress[-1].data
-    assert (seen["program_agrees"], seen["program_answer"]) == (False, "42")
-    assert next(e.data for e in done.progress if e.kind == "check")["agrees"] is False
+    assert "print(42)" in done.reasoning and "It printed:\n42" in done.reasoning  # the code is the reasoning
+    seen = done.progress[-1]
+    assert seen.kind == "evidence" and {"code_window", "repaired", "round_number"} <= seen.data.keys()
+    assert seen.data["repaired"] is False
+    # what it cost counts: one sandbox run, the program's tokens as reasoning, and the sentence's
+    assert done.usage.tool_calls == 1 and 0 < done.usage.reasoning_tokens < done.usage.completion_tokens
+    chained = await collect(run(ScriptedBackend(respond=scripted({"direct": "40"})), thinking(programs=False)))
+    assert chained.text == "The answer is 40." and "code_window" not in chained.progress[-1].data
 
 
 @needs_sandbox
-async def test_a_program_that_fails_leaves_the_thinking_answer_unchecked() -> None:
+async def test_a_program_that_fails_is_followed_by_a_chain() -> None:
     code = {"greedy": "print(6 * seven)\n"}  # fails, and so does its repair
     backend = ScriptedBackend(respond=scripted({"direct": "40", "program": "42"}, code=code))
     done = await collect(run(backend, thinking()))
     assert done.text == "The answer is 40."
-    assert [agent_of(r) for r in backend.requests].count("program") == 2  # the program, and its repair
-    seen = done.progress[-1].data
-    assert (seen["program_agrees"], seen["program_answer"]) == (None, None)
+    assert [agent_of(r) for r in backend.requests] == ["program", "program", "direct", "direct"]  # repair, chain
+    assert "NameError" in done.reasoning and "working it out gives 40" in done.reasoning
+    assert "reasoning_window" in done.progress[-1].data  # a chain's evidence
+    alone = await collect(run(ScriptedBackend(respond=scripted({"direct": "40"})), thinking(programs=False)))
+    assert done.usage.tool_calls == 2 and done.usage.completion_tokens > alone.usage.completion_tokens  # all counted
 
 
 @needs_sandbox
-async def test_answer_now_does_not_wait_for_the_check() -> None:
+async def test_answer_now_writes_no_program() -> None:
     req = thinking()
     req.steer.answer_now()  # the client wants the answer now: the program is not written
     backend = ScriptedBackend(respond=scripted({"direct": "42", "program": "40"}))
     done = await collect(run(backend, req))
     assert done.text == "The answer is 42." and "program" not in [agent_of(r) for r in backend.requests]
-    assert (done.progress[-1].data["program_agrees"], done.usage.tool_calls) == (None, 0)
+    assert done.usage.tool_calls == 0
 
 
 @needs_sandbox
-async def test_a_program_that_prints_no_number_checks_nothing() -> None:
+async def test_a_program_that_prints_no_number_is_followed_by_a_chain() -> None:
     code = {"greedy": "print('The answer is pears.')\n"}
     backend = ScriptedBackend(respond=scripted({"direct": "42", "program": "42"}, code=code))
     done = await collect(run(backend, thinking()))
-    assert done.text == "The answer is 42."
-    assert (done.progress[-1].data["program_agrees"], done.progress[-1].data["program_answer"]) == (None, "pears")
+    assert done.text == "The answer is 42." and "pears" in done.reasoning
 
 
 def test_numbers_read_off_an_attachment_are_not_the_users_own() -> None:
@@ -347,12 +366,11 @@ def test_numbers_read_off_an_attachment_are_not_the_users_own() -> None:
     assert own_words(spoken + "What is 6 times 7?") == spoken + "What is 6 times 7?"  # said: the user's own
 
 
-async def test_thinking_checks_only_what_a_program_can_settle() -> None:
+async def test_thinking_writes_a_program_only_for_what_one_can_settle() -> None:
     capital = ChatRequest("m", (Message("user", "Which city is the capital of Australia?"),))
     backend = ScriptedBackend(respond=lambda r: "Canberra")
     done = await collect(run(backend, thinking(capital)))
     assert done.text == "Canberra" and len(backend.requests) == 2  # reasoning and answer: no program
-    assert not any(e.kind == "check" for e in done.progress)
     lettered = ChatRequest("m", (Message("user", "What is 6 times 7?\nA. 42\nB. 48\nAnswer with the letter."),))
     backend = ScriptedBackend(respond=lambda r: "A")
     await collect(run(backend, thinking(lettered)))

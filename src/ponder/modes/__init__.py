@@ -8,15 +8,16 @@ from collections.abc import AsyncGenerator
 from dataclasses import replace
 
 from ponder.backends.base import Backend
-from ponder.modes import check, evidence
+from ponder.modes import computed, evidence
 from ponder.modes.auto import auto
 from ponder.modes.base import MODES, ModeName, ModeRequest, resolve
 from ponder.modes.confidence import TOP_K, for_client
 from ponder.modes.contemplating import contemplate
+from ponder.modes.contemplating.synthesis import AgentResult
 from ponder.modes.instant import instant
 from ponder.modes.thinking import Trace, think
 from ponder.modes.tools import run as with_tools
-from ponder.types import ChatRequest, Done, Event, TextDelta
+from ponder.types import NO_USAGE, ChatRequest, Done, Event, ReasoningDelta, TextDelta
 
 __all__ = ["MODES", "ModeName", "ModeRequest", "resolve", "run"]
 
@@ -37,29 +38,30 @@ def run(backend: Backend, req: ModeRequest) -> AsyncGenerator[Event, None]:
 
 
 async def _thinking(backend: Backend, req: ModeRequest, chat: ChatRequest) -> AsyncGenerator[Event, None]:
-    """A Thinking run, measured: its tokens' log-probabilities are asked for (the
-    client gets those it asked for), a program checks its answer where one can
-    (`modes.check`: the answer is held until it has), and the evidence behind the
-    answer comes last."""
+    """A Thinking run, measured: for a question with numbers, a program first
+    (`modes.computed`), whose answer stands if it printed one; else a chain, its
+    tokens' log-probabilities asked for (the client gets those it asked for). The
+    evidence behind the answer comes last, before Done."""
+    ran: list[AgentResult] = []
+    if computed.wanted(req):
+        async for event in computed.solve(backend, req, ran):
+            yield event
+        if computed.settles(ran[0]):
+            async for event in computed.answer(backend, req, ran[0]):
+                if isinstance(event, Done):
+                    yield evidence.event(evidence.of_program(ran[0].trace))
+                yield event
+            return
+        yield ReasoningDelta("\n\n")
+    before = computed.cost(ran[0]) if ran else NO_USAGE  # a program that got no answer still cost its tokens
     asked = chat.params.logprobs
     measured = replace(chat, params=replace(chat.params, logprobs=max(TOP_K, asked or 0)))
     trace = Trace(measure=True)
-    held: list[TextDelta] = []
-    async with check.beside(backend, req) as checking:
-        async for event in think(backend, measured, req.budget, compression=req.compression,
-                                 probe_every=req.probe_every, trace=trace, steer=req.steer):  # fmt: skip
-            if isinstance(event, TextDelta):
-                event = TextDelta(event.text, for_client(event.logprobs, asked))
-                if checking is not None:
-                    held.append(event)
-                    continue
-            if isinstance(event, Done) and not trace.tool_calls:
-                program = await checking if checking is not None else None
-                if program is not None:
-                    async for shown in check.answer(backend, req, trace, program, held, event):
-                        if isinstance(shown, Done):
-                            event = shown
-                        else:
-                            yield shown
-                yield evidence.event(evidence.of_chain(trace, program))
-            yield event
+    async for event in think(backend, measured, req.budget, compression=req.compression,
+                             probe_every=req.probe_every, trace=trace, steer=req.steer):  # fmt: skip
+        if isinstance(event, TextDelta):
+            event = TextDelta(event.text, for_client(event.logprobs, asked))
+        if isinstance(event, Done) and not trace.tool_calls:
+            yield evidence.event(evidence.of_chain(trace))
+            event = replace(event, usage=event.usage + before)
+        yield event

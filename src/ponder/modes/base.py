@@ -30,7 +30,7 @@ class ModeRequest:
     agent_budget: int = 512
     strategy: str = "auto"
     agent_timeout_s: float = 600.0
-    programs: bool = True  # programs for questions with numbers: Thinking's check (modes.check), agents
+    programs: bool = True  # programs for questions with numbers: Thinking's and Auto's (modes.computed), agents
     auto_confidence: float = 0.0  # Auto: escalate an answer less confident than this
     toolbox: Toolbox = field(default_factory=Toolbox)  # server-side tools; their functions are in chat.tools
     steer: Steer = field(default_factory=Steer)  # the client's controls on the running request (`modes.steer`)

@@ -1,12 +1,14 @@
 """A confidence in [0, 1] for an answer, from the evidence behind it (`modes.evidence`).
 
-The evidence comes in three kinds, each with its own features:
+The evidence comes in four kinds (and one made of chains), each with its own features:
 
 - `chain` (a Thinking run, or Auto's first chain): the answer's and the reasoning's
   lowest window, whether the budget cut it, whether a probe settled it, the share of
   answer probes that gave the final answer, whether the reasoning's own stated
-  conclusion is the answer, whether a program that checked it agreed (`modes.check`),
-  and for a lettered question the chosen option's pooled probability;
+  conclusion is the answer, and for a lettered question the chosen option's pooled probability;
+- `program` (a Thinking or Auto answer a program computed: `modes.computed`): its
+  code's lowest and last window, whether it needed a repair, whether the number is
+  round;
 - `direct` (Auto's first answer to a lettered question): the answer's window, the
   option's probability;
 - `attempts` (Contemplating, or Auto once it escalated): the share of voters that
@@ -44,6 +46,8 @@ def kind(evidence: dict[str, Any]) -> str:
         return "parts"
     if "voters" in evidence:
         return "attempts"
+    if "code_window" in evidence:
+        return "program"
     return "chain" if "reasoning_window" in evidence else "direct"
 
 
@@ -52,10 +56,13 @@ def features(evidence: dict[str, Any]) -> list[float]:
     k = kind(evidence)
     names: tuple[str, ...]
     if k == "chain":
-        names = ("answer_window", "reasoning_window", "option_probability", "stated_agrees", "program_agrees")
+        names = ("answer_window", "reasoning_window", "option_probability", "stated_agrees")
         probes = evidence.get("probes") or 0
         flags = [float(bool(evidence.get("forced"))), float(bool(evidence.get("settled"))),
                  (evidence.get("probes_agreeing") or 0) / probes if probes else 0.0, float(probes == 0)]  # fmt: skip
+    elif k == "program":
+        names = ("code_window", "code_tail")
+        flags = [float(bool(evidence.get("repaired"))), float(bool(evidence.get("round_number")))]
     elif k == "direct":
         names, flags = ("answer_window", "option_probability"), []
     else:
@@ -82,7 +89,7 @@ def fit(rows: Sequence[tuple[dict[str, Any], bool]], items: Sequence[str] | None
     rows, or with only right or only wrong answers, get no model."""
     models: dict[str, Any] = {}
     names = list(items) if items is not None else [repr(features(e)) for e, _ in rows]
-    for k in ("chain", "direct", "attempts"):
+    for k in ("chain", "program", "direct", "attempts"):
         mine = [(features(e), right, name) for (e, right), name in zip(rows, names, strict=True) if kind(e) == k]
         if len(mine) < 10 or len({right for _, right, _ in mine}) < 2:
             continue

@@ -1,100 +1,87 @@
-"""A program checks a Thinking chain's answer to a question with numbers.
+"""Thinking on a question with numbers: the reasoning is a program.
 
 A small model reasoning in words slips on arithmetic; the same model writing a
 program rarely does, and the default model is a coder (program-aided reasoning: PAL,
-arXiv 2211.10435). So beside a Thinking chain on a question with numbers to work
-with, the program agent (`contemplating/program.py`, temperature 0) solves it too,
-at the same time (the batched engine decodes both together; on two CPU cores that
-still doubled Thinking's median time on GSM8K, docs/modes.md). Then:
+arXiv 2211.10435). Ponder first ran a program beside a Thinking chain as its check,
+and showed the program's answer where the two disagreed. On the default model's
+GSM8K items 1-80 that was right on 54, against 44 for the chain alone; the program
+printed a number on all 80, so every answer shown was the program's, and the chain
+only cost its tokens (325 a question against 203) and its time. So the program now
+comes first, and is the reasoning:
 
-- they agree: the answer is the chain's, and as sure as this model's answers get;
-- they disagree: the program's answer is shown, in a sentence the model writes
-  around it (as Contemplating shows an answer only a program reached), since an
-  interpreter does not slip where words do. The chain's reasoning stays as written;
-- the program failed, printed no number, or the client asked for the answer before
-  it was done: the chain's answer stands, unchecked.
+- the program agent (`contemplating/program.py`, temperature 0, steered by the
+  client's controls) writes code; the code and what it printed stream as reasoning;
+- it printed a number: that is the answer, in a sentence the model writes around it
+  (the number alone when the client asked for the answer now);
+- it failed, printed no number (a word, say, on a question that only had numbers in
+  it), or was stopped: a Thinking chain reasons after it, as on any other question.
 
-The outcome goes into the answer's evidence (`program_agrees`, `program_answer`),
-where the calibration weighs it. A check is one more agent's tokens, counted in the
-answer's usage.
+What the program did is the answer's evidence (`evidence.of_program`).
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncGenerator
 from dataclasses import replace
 
 from ponder.backends.base import Backend
 from ponder.media import own_words
-from ponder.modes import evidence
+from ponder.modes import answers
 from ponder.modes.base import ModeRequest
 from ponder.modes.contemplating import program
 from ponder.modes.contemplating.attempts import phrased
 from ponder.modes.contemplating.planner import quantitative, request_text
 from ponder.modes.contemplating.synthesis import AgentResult
 from ponder.modes.thinking import Trace
-from ponder.types import AgentEvent, Done, Event, TextDelta, Usage
+from ponder.types import Done, Event, TextDelta, Usage
 
 
 def wanted(req: ModeRequest) -> bool:
-    """Whether a program can check this request's answer: a question with numbers to
-    work with in the user's own words (numbers read off an attached image or file are
-    data, and a chart's question is seldom a sum: "which sold most?"), no options,
-    programs on and runnable here, and no tools in play (a tool round is no answer to
-    check)."""
+    """Whether a program can work this request out: a question with numbers to work
+    with in the user's own words (numbers read off an attached image or file are data,
+    and a chart's question is seldom a sum: "which sold most?"), no options, programs
+    on and runnable here, and no tools in play (the tools are the client's way)."""
     return (req.programs and not req.toolbox and not req.chat.tools
             and quantitative(own_words(request_text(req.chat))) and program.available())  # fmt: skip
 
 
-@asynccontextmanager
-async def beside(backend: Backend, req: ModeRequest) -> AsyncIterator[asyncio.Future[AgentResult] | None]:
-    """The check, started now to run beside the chain; None where none is `wanted`.
-    Left unawaited (the client went away), it is cancelled."""
-    task = asyncio.ensure_future(run(backend, req)) if wanted(req) else None
-    try:
-        yield task
-    finally:
-        if task is not None and not task.done():
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
-
-
-async def run(backend: Backend, req: ModeRequest) -> AgentResult:
-    """The program agent's attempt at the request, at temperature 0, steered by the
-    client's controls as the chain is; its code is not streamed (it runs beside the
-    chain, whose reasoning is)."""
+async def solve(backend: Backend, req: ModeRequest, out: list[AgentResult]) -> AsyncGenerator[Event, None]:
+    """The program agent's attempt at the request, at temperature 0 and steered by the
+    client's controls: its code and what it printed stream as reasoning, and the
+    attempt is appended to `out` (also when the stream is left early)."""
     chat = replace(req.chat, params=replace(req.chat.params, temperature=0.0))
     trace = Trace(measure=True)
     trace.watch.steer = req.steer
-    async for event in program.program(backend, chat, request_text(req.chat), trace):
-        if isinstance(event, Done):
-            break
-    return AgentResult(1, "program", trace, method="program")
+    try:
+        async for event in program.program(backend, chat, request_text(req.chat), trace):
+            if not isinstance(event, Done):
+                yield event
+    finally:
+        out.append(AgentResult(1, "program", trace, method="program"))
 
 
-async def answer(
-    backend: Backend, req: ModeRequest, chain: Trace, checker: AgentResult, held: Sequence[TextDelta], done: Done
-) -> AsyncGenerator[Event, None]:
-    """The answer once the program has checked it: the chain's as written (`held`) when
-    they agree or the program got none, else the program's, in a sentence (alone, when
-    the client asked for the answer now). A check event comes first, and `done` last,
-    with what the program and any sentence cost added."""
-    verdict = evidence.agrees(chain, checker)
-    yield AgentEvent("check", None, {"method": "program", "answer": checker.vote, "agrees": verdict})
-    # the program's code is work toward the answer: reasoning tokens
-    usage = done.usage + checker.trace.usage + Usage(0, 0, reasoning_tokens=checker.trace.reasoning_tokens)
-    if verdict is not False:
-        for delta in held:
-            yield delta
-    elif req.steer.answering:
-        yield TextDelta(checker.trace.answer.strip())
+def settles(result: AgentResult) -> bool:
+    """The program printed a number: an answer to give."""
+    got = result.vote
+    return got is not None and answers.number(got) is not None
+
+
+def cost(result: AgentResult) -> Usage:
+    """What the program cost, its tokens counted as reasoning tokens (work toward the answer)."""
+    return result.trace.usage + Usage(0, 0, reasoning_tokens=result.trace.reasoning_tokens)
+
+
+async def answer(backend: Backend, req: ModeRequest, result: AgentResult) -> AsyncGenerator[Event, None]:
+    """The answer a program that `settles` reached: in a sentence the model writes
+    around it (the number alone when the client asked for the answer now), then one
+    Done with all it cost."""
+    usage = cost(result)
+    if req.steer.answering:
+        yield TextDelta(result.trace.answer.strip())
     else:
-        async for event in phrased(backend, req.chat, checker):
+        async for event in phrased(backend, req.chat, result):
             if isinstance(event, Done):
                 usage += event.usage
             else:
                 yield event
-    yield replace(done, usage=usage)
+    yield Done("stop", usage)

@@ -16,8 +16,11 @@ calibration (`modes.calibration`), and the figures behind it, where they apply:
   when the reasoning stated none);
 - `option_probability`: for a lettered question, the chosen option's share of the
   pooled distribution (`modes.choices`);
-- for a chain a program checked (`modes.check`): `program_agrees` (None when the
-  program got no answer) and `program_answer`;
+- for a program's answer (`modes.computed`): `code_window` and `code_tail`, the
+  lowest and the last window of the code it wrote; `repaired`, whether its first
+  program failed and it had to fix it; `round_number`, whether what it printed is a
+  whole number or has two decimals at most (a long fraction where a count or an
+  amount was asked for often means a misread problem);
 - for Contemplating: `method` (agreement, pooled, vote, judge), `voters`, `agreeing`
   (voters that reached the answer), `answers` (distinct answers among the voters),
   `program_agrees` (a program's answer was the answer; None without a program),
@@ -53,8 +56,7 @@ def _rounded(fields: dict[str, Any]) -> dict[str, Any]:
     return {k: [_rounded(p) for p in v] if k == "parts" else _round(v) for k, v in fields.items()}
 
 
-def of_chain(trace: Trace, program: AgentResult | None = None) -> dict[str, Any]:
-    """A chain's evidence; with `program`, what the program that checked it got (`modes.check`)."""
+def of_chain(trace: Trace) -> dict[str, Any]:
     answer = measure(trace.answer_logprobs)
     reasoning = trace.watch.meter.signal()
     final = answers.extract(trace.answer)
@@ -68,16 +70,18 @@ def of_chain(trace: Trace, program: AgentResult | None = None) -> dict[str, Any]
         "probes_agreeing": sum(final is not None and p == final for p in trace.probes),
         "stated_agrees": None if stated is None else stated == final,
         "option_probability": _chosen(trace.pooled or trace.distribution),
-        **({} if program is None else {"program_agrees": agrees(trace, program), "program_answer": program.vote}),
     }
 
 
-def agrees(chain: Trace, program: AgentResult) -> bool | None:
-    """Whether a program reached the chain's answer; None when it got no number (what
-    it printed then is no check of a result: a word, say, on a question that only
-    had numbers in it)."""
-    got = program.vote
-    return None if got is None or answers.number(got) is None else got == answers.extract(chain.answer)
+def of_program(trace: Trace) -> dict[str, Any]:
+    signal = trace.watch.meter.signal()
+    value = answers.number(trace.answer) or ""
+    return {
+        "code_window": signal.lowest if signal.known else None,
+        "code_tail": signal.tail if signal.known else None,
+        "repaired": trace.usage.tool_calls > 1,
+        "round_number": len(value.partition(".")[2]) <= 2,
+    }
 
 
 def of_direct(trace: Trace) -> dict[str, Any]:

@@ -437,15 +437,12 @@ function onProgress(m, p) {
     Object.assign(m.agents[p.agent], { status: p.ok ? "done" : dropped ? "stopped" : "failed", result: p.answer,
                                        error: p.error, note: dropped ? why : null });
   } else if (p.type === "auto" && p.escalated) {
-    const first = p.first === "chain" ? "first chain of reasoning" : "direct answer";
+    const first = { chain: "first chain of reasoning", program: "program", direct: "direct answer" }[p.first];
     m.synthesis = `Auto: the ${first} was unsure (confidence ${p.confidence}); checking it…`;
   } else if (p.type === "synthesis.start") {
     const tally = Object.entries(p.tally || {}).map(([answer, weight]) => `${answer}: ${Number(weight).toFixed(2)}`);
     const how = { vote: "a vote", agreement: "the attempts agreed", judge: "a judge checked them" }[p.method];
     m.synthesis = how ? `Synthesis: ${how} (${tally.join(", ")})` : "Synthesis: writing the answer…";
-  } else if (p.type === "check" && p.agrees !== null) {  // (null: it got no number; the answer stands unchecked)
-    m.synthesis = p.agrees ? `A program checked the answer: it got ${p.answer} too.`
-      : `A program got ${p.answer}, where the reasoning did not: the program's answer is given.`;
   } else if (p.type === "best") {
     m.best = p.answer;
   } else if (p.type === "evidence") {

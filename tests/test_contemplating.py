@@ -354,6 +354,16 @@ async def test_a_program_that_prints_no_number_is_followed_by_a_chain() -> None:
     assert done.text == "The answer is 42." and "pears" in done.reasoning
 
 
+@needs_sandbox
+async def test_a_program_that_prints_prose_is_followed_by_a_chain() -> None:
+    story = ChatRequest("m", (Message("user", "Write a short story about 3 cats and 2 dogs."),))
+    code = {"greedy": "print('Three cats and two dogs met by the river, and by evening there were 5 friends.')\n"}
+    backend = ScriptedBackend(respond=scripted({"direct": "5", "program": "5"}, code=code))
+    done = await collect(run(backend, thinking(story)))
+    assert [agent_of(r) for r in backend.requests] == ["program", "direct", "direct"]  # the chain writes the reply
+    assert done.text == "The answer is 5." and "by the river" in done.reasoning
+
+
 def test_numbers_read_off_an_attachment_are_not_the_users_own() -> None:
     picture = vision.Picture("PNG", 640, 480, "RGB", 0.9, None)
     words = [vision.Word(t, x, 10, x + 20, 20, 0.99) for t, x in (("42", 0), ("87", 40), ("23", 80))]

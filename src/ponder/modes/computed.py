@@ -11,10 +11,12 @@ comes first, and is the reasoning:
 
 - the program agent (`contemplating/program.py`, temperature 0, steered by the
   client's controls) writes code; the code and what it printed stream as reasoning;
-- it printed a number: that is the answer, in a sentence the model writes around it
-  (the number alone when the client asked for the answer now);
+- it printed a number (on a short line: `settles`): that is the answer, in a sentence
+  the model writes around it (the number alone when the client asked for the answer
+  now);
 - it failed, printed no number (a word, say, on a question that only had numbers in
-  it), or was stopped: a Thinking chain reasons after it, as on any other question.
+  it) or prose, or was stopped: a Thinking chain reasons after it, as on any other
+  question.
 
 What the program did is the answer's evidence (`evidence.of_program`).
 """
@@ -60,10 +62,16 @@ async def solve(backend: Backend, req: ModeRequest, out: list[AgentResult]) -> A
         out.append(AgentResult(1, "program", trace, method="program"))
 
 
+ANSWER_WORDS = 6  # a printed answer this long at most: "42", "$1,430", "The answer is 42 eggs"
+
+
 def settles(result: AgentResult) -> bool:
-    """The program printed a number: an answer to give."""
+    """The program printed a number, as a short line of its own: an answer to give. A
+    longer line is prose (a program asked about "a story of 3 cats and 2 dogs" prints
+    the story), whatever numbers it holds."""
     got = result.vote
-    return got is not None and answers.number(got) is not None
+    printed = result.trace.answer.strip()
+    return got is not None and answers.number(got) is not None and len(printed.split()) <= ANSWER_WORDS
 
 
 def cost(result: AgentResult) -> Usage:

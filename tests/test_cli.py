@@ -76,7 +76,7 @@ def test_bench_modes_runs_the_gsm8k_sample_and_writes_json_and_plot(data_dir: Pa
     summary = json.loads(out.read_text())["summary"]
     assert [s["config"] for s in summary] == ["instant", "thinking"]
     assert all(s["items"] == 2 for s in summary)
-    # the chain's budget (minimal effort: 128), and a program's check of its number (a try and a repair)
+    # the chain's budget (minimal effort: 128), or a program first for a question with numbers (a try and a repair)
     assert summary[0]["mean_reasoning_tokens"] == 0 < summary[1]["mean_reasoning_tokens"] <= 128 + 2 * PROGRAM_TOKENS
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert r.stdout.splitlines()[0].split()[:3] == ["mode", "items", "accuracy"]

@@ -19,6 +19,12 @@ content and simply never closes; `\\boxed` with no argument disappears; a box em
 content leaves its math delimiters (`$$`, `\\[ \\]`) behind. Removing those would mean
 holding back every `$`, and a model writes `\\boxed{}` about never.
 
+A box marks the answer, and a reader (or a program grading the reply by its last
+number) loses that mark with it: "he will be \\boxed{21} years old in 3 years" reads as
+3. So when the last box held a number and the cleaned answer's last number is another,
+`flush` closes the answer with a line that says it: "**Answer: 21**". A box of LaTeX
+(`\\frac{1}{2}`) or of words gets no such line.
+
 `echoes`: phrases of the prompt that asked for the answer (the thinking mode's "the
 result of your reasoning above"). Small models sometimes start their answer by copying
 that request back. A leading sentence (up to `.`, `!`, `?` or `:`, with any `**` or
@@ -40,6 +46,7 @@ from collections.abc import Sequence
 
 WRAPPERS = ("boxed", "fbox")
 LEAD_LIMIT = 300  # a longer leading sentence is not an echo of our short prompts
+BOX_LIMIT = 24  # a longer box is not a lone number to restate
 
 _BACKSLASH = re.compile(r"\\")
 _IN_WRAPPER = re.compile(r"[\\{}]")  # inside a wrapper braces count, to find its closing one
@@ -47,6 +54,7 @@ _LETTERS = re.compile(r"[A-Za-z]*")
 _SPACES = re.compile(r"\s*")
 _TICKS = re.compile(r"`+|[^`]+")
 _SENTENCE_END = re.compile(r"[.!?:][*_)\]\"'”’]*(?=\s)|\n")  # the mark, and any bold or quote it closes
+_NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")
 _TRAILER = re.compile(r"[\s*_:;,.!?\-]*(?:(?:is|are|was|were|as follows)[\s*_:;,.!?\-]*)?")  # after an echo
 
 
@@ -62,10 +70,15 @@ class AnswerCleaner:
         self._code = 0  # the length of the backtick run that opened the code we are in; 0: none
         self._lead = ""  # with echoes: the answer's start, until its leading sentences are judged
         self._deciding = bool(self.echoes)
+        self._raw = ""  # the answer as written, to find its last box at the end
+        self._shown = ""  # and as shown
 
     def feed(self, text: str) -> str:
         """Add the next piece of the answer; return the text that is now safe to show."""
-        return self._trim(self._unwrap(text), final=False)
+        self._raw += text
+        shown = self._trim(self._unwrap(text), final=False)
+        self._shown += shown
+        return shown
 
     def flush(self) -> str:
         """End of the answer: what was held back, cleaned as well as it can be."""
@@ -76,7 +89,8 @@ class AnswerCleaner:
             held = ""  # a \boxed with nothing after it
         self._after = False
         self._groups.clear()
-        return self._trim(held, final=True)
+        shown = self._trim(held, final=True)
+        return shown + _restated(boxed(self._raw), self._shown + shown)
 
     # --- wrappers ---------------------------------------------------------------------
 
@@ -203,6 +217,43 @@ def clean(text: str, echoes: Sequence[str] = ()) -> str:
     """A whole answer, cleaned as `AnswerCleaner` cleans it streamed."""
     cleaner = AnswerCleaner(echoes)
     return cleaner.feed(text) + cleaner.flush()
+
+
+def boxed(text: str) -> str | None:
+    """The content of the last \\boxed{...}, with nested braces."""
+    start = text.rfind("\\boxed{")
+    if start < 0:
+        return None
+    i = start + len("\\boxed{")
+    depth = 1
+    for j in range(i, len(text)):
+        if text[j] == "{":
+            depth += 1
+        elif text[j] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[i:j].strip()
+    return text[i:].strip() or None
+
+
+def number(text: str) -> str | None:
+    """The last number in `text`, normalised: no $ or thousands commas, no trailing .0."""
+    found = _NUMBER.findall(text)
+    if not found:
+        return None
+    value = found[-1].replace("$", "").replace(",", "")
+    if "." in value:
+        value = value.rstrip("0").rstrip(".")
+    return value or None
+
+
+def _restated(box: str | None, shown: str) -> str:
+    """The closing line that restates a boxed number the shown answer does not end on."""
+    if not box or len(box) > BOX_LIMIT or "\\" in box or "\n" in box or not _NUMBER.fullmatch(box.strip("$ .")):
+        return ""
+    if "\\boxed" in shown or number(shown) == number(box):  # (a box left as written, in code, marks it still)
+        return ""
+    return f"\n\n**Answer: {box.strip('$ ')}**"
 
 
 def _squash(text: str) -> str:

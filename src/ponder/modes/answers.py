@@ -15,7 +15,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-_NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")
+from ponder.formats.clean import boxed, number
+
+__all__ = ["boxed", "number"]  # (they live beside the cleaner, which needs them too)
+
 # (a "-" after the phrase is a dash, unless a number follows it: "the answer is -1"; "The final
 # answer is:" may put the answer on the next line)
 _ANSWER_PHRASE = re.compile(r"(?:final answer(?:\s+(?:is|was|would be))?|answer is|answer:)"
@@ -44,34 +47,6 @@ _OPTION_FIRST = re.compile(r"\b(?:option|choice)\s+\(?([A-Z])\)?\s+is\s+(?:the\s
 _LETTER_VERBS = {"is", "was", "would", "will", "seems", "looks", "fits", "matches", "makes", "describes", "best",
                  "and", "or", "because", "since", "as"}  # fmt: skip
 _STANDALONE = re.compile(r"(?<![\w'’.\-/\\])([A-Z])(?![\w'’\-/]|\.[A-Za-z0-9])")
-
-
-def boxed(text: str) -> str | None:
-    """The content of the last \\boxed{...}, with nested braces."""
-    start = text.rfind("\\boxed{")
-    if start < 0:
-        return None
-    i = start + len("\\boxed{")
-    depth = 1
-    for j in range(i, len(text)):
-        if text[j] == "{":
-            depth += 1
-        elif text[j] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[i:j].strip()
-    return text[i:].strip() or None
-
-
-def number(text: str) -> str | None:
-    """The last number in `text`, normalised: no $ or thousands commas, no trailing .0."""
-    found = _NUMBER.findall(text)
-    if not found:
-        return None
-    value = found[-1].replace("$", "").replace(",", "")
-    if "." in value:
-        value = value.rstrip("0").rstrip(".")
-    return value or None
 
 
 def extract(text: str) -> str | None:

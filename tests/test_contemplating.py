@@ -83,29 +83,39 @@ def test_a_program_agent_is_planned_for_questions_with_numbers_only() -> None:
 
 
 @needs_sandbox
-async def test_a_chain_and_a_program_that_agree_settle_it_in_one_wave() -> None:
+async def test_the_direct_answer_and_programs_that_agree_settle_it_in_one_wave() -> None:
     backend = ScriptedBackend(respond=scripted({"direct": "42", "program": "42"}))
     done = await collect(run(backend, contemplation()))
-    assert methods(done) == ["direct", "program"]  # the second wave never ran
+    assert methods(done) == ["direct", "program", "program"]  # the chain of the second wave never ran
     assert done.text == "The answer is 42."
-    assert synthesis(done) == {"method": "agreement", "tally": {"42": 2.0}, "answer": "42"}
+    assert synthesis(done) == {"method": "agreement", "tally": {"42": 3.0}, "answer": "42"}
     evidence = done.progress[-1]
     chance = evidence.data.pop("confidence")
     assert chance is None or 0 <= chance <= 1  # None until a calibration is fitted for its kind
     assert evidence.kind == "evidence" and evidence.data == {
-        "method": "agreement", "voters": 2, "agreeing": 2, "answers": 1, "program_agrees": True,
+        "method": "agreement", "voters": 3, "agreeing": 3, "answers": 1, "program_agrees": True,
         "winner_confidence": 1.0, "option_probability": None}  # fmt: skip
-    assert "It printed:\n42" in done.reasoning  # the program really ran, in the sandbox
-    assert done.usage.tool_calls == 1
+    assert "It printed:\n42" in done.reasoning  # the programs really ran, in the sandbox
+    assert done.usage.tool_calls == 2
 
 
 @needs_sandbox
-async def test_disagreement_runs_the_second_wave_and_the_majority_wins() -> None:
-    answers = {"direct": "40", "program": "42", "equations": "42"}
-    backend = ScriptedBackend(respond=scripted(answers))
+async def test_two_of_the_first_three_settle_it_and_the_program_is_put_in_words() -> None:
+    backend = ScriptedBackend(respond=scripted({"direct": "40", "program": "42"}))
     done = await collect(run(backend, contemplation()))
-    assert methods(done) == ["direct", "program", "chain", "program"]
-    assert synthesis(done)["method"] == "vote" and synthesis(done)["tally"] == {"42": 3.0, "40": 1.0}
+    assert methods(done) == ["direct", "program", "program"]
+    assert synthesis(done) == {"method": "vote", "tally": {"42": 2.0, "40": 1.0}, "answer": "42"}
+    assert done.text == "There are 42 eggs."  # only programs reached it: one short call words it
+
+
+@needs_sandbox
+async def test_a_three_way_split_runs_the_second_wave_and_the_plurality_wins() -> None:
+    answers = {"direct": "40", "program": "42", "equations": "42"}
+    backend = ScriptedBackend(respond=scripted(answers, code={"sampled": "print(41)\n"}))
+    done = await collect(run(backend, contemplation()))
+    assert methods(done) == ["direct", "program", "program", "chain"]
+    assert synthesis(done)["method"] == "vote"
+    assert synthesis(done)["tally"] == {"42": 2.0, "40": 1.0, "41": 1.0}
     assert done.text == "The answer is 42."  # the chain that reached it words the answer
 
 
@@ -130,23 +140,23 @@ async def test_a_failing_program_is_shown_its_error_and_fixed_once() -> None:
 
 
 @needs_sandbox
-async def test_a_tie_goes_to_the_judge_which_must_name_a_candidate() -> None:
-    answers = {"direct": "40", "program": "42", "equations": "40"}
-    code = {"sampled": "print(42)\n"}
+async def test_no_two_agreeing_goes_to_the_judge_which_must_name_a_candidate() -> None:
+    answers = {"direct": "40", "program": "42", "equations": "43"}
+    code = {"sampled": "print(41)\n"}
     backend = ScriptedBackend(
-        respond=scripted(answers, judge="Attempt 2 is right. The correct answer is 42.", code=code)
+        respond=scripted(answers, judge="Attempt 3 is right. The correct answer is 42.", code=code)
     )
     done = await collect(run(backend, contemplation()))
     judged = next(r for r in backend.requests if agent_of(r) == "judge")
-    assert "Attempt 1 (answer: 40)" in judged.messages[-1].content  # a chain is quoted first for its answer
+    assert "Attempt 1 (answer: 40)" in judged.messages[-1].content  # chains are quoted first for their answers
     assert "(answer: 42)" in judged.messages[-1].content and judged.params.temperature == 0.0
     assert synthesis(done)["method"] == "judge" and synthesis(done)["answer"] == "42"
-    assert done.text == "There are 42 eggs."  # only programs reached it: one short call words it
+    assert done.text == "There are 42 eggs."  # only a program reached it: one short call words it
 
     # a judge that names an answer no agent reached is not taken: the weighted vote decides
-    backend = ScriptedBackend(respond=scripted(answers, judge="The correct answer is 41.", code=code))
+    backend = ScriptedBackend(respond=scripted(answers, judge="The correct answer is 44.", code=code))
     done = await collect(run(backend, contemplation()))
-    assert synthesis(done)["method"] == "vote" and synthesis(done)["answer"] in ("40", "42")
+    assert synthesis(done)["method"] == "vote" and synthesis(done)["answer"] in ("40", "41", "42", "43")
 
 
 def _tokens(text: str, sure: bool = True) -> list[Any]:
@@ -230,14 +240,14 @@ async def test_auto_answers_a_sure_program_at_once() -> None:
 
 @needs_sandbox
 async def test_auto_escalates_an_unsure_program_with_it_as_the_first_attempt() -> None:
-    backend = ScriptedBackend(respond=coded("42", False, scripted({"direct": "42"})))
+    backend = ScriptedBackend(respond=coded("42", False, scripted({"direct": "42", "program": "42"})))
     done = await collect(run(backend, auto()))
     report = next(e for e in done.progress if e.kind == "auto").data
     assert report["escalated"] is True and report["first"] == "program" and report["confidence"] < 5
-    assert methods(done) == ["direct"]  # the program took its own place in the plan; the direct answer agreed
+    assert methods(done) == ["direct", "program"]  # the program took its own place in the plan; the others agreed
     assert synthesis(done)["method"] == "agreement" and done.text == "The answer is 42."
     assert "program-answer" not in [agent_of(r) for r in backend.requests]  # no sentence for an unsure number
-    assert done.usage.tool_calls == 1  # the program ran once
+    assert done.usage.tool_calls == 2  # the greedy program ran once, the sampled one beside the direct answer
 
 
 async def test_auto_answers_a_confident_chain_at_once() -> None:

@@ -1,14 +1,17 @@
 """Independent attempts at one question: run in waves, stopped once settled, and
 checked by a judge when they disagree.
 
-  1. The first wave is two agents of different methods: the model's own answer at
-     temperature 0 and, for a question with numbers, a program run in the sandbox
-     (otherwise a Thinking chain, sampled). Answers reached by different methods agree
-     by chance far less often than two samples of one method do, so when they agree
-     the answer is settled and the run ends (early-stopping self-consistency, arXiv
-     2401.10480): easy questions cost two agents, not the whole budget. An attempt
-     Auto already made (`prior`) takes the place of the first agent of its method.
-  2. Otherwise the remaining agents run as the second wave. Each chain there is
+  1. The first wave is every attempt that is not a chain: the model's own answer at
+     temperature 0 and, for a question with numbers, two programs run in the sandbox
+     (one greedy, one sampled), or for one that letters its options the options
+     scored; a question with neither gets a Thinking chain beside the direct answer.
+     Answers reached by different methods agree by chance far less often than two
+     samples of one method do, so when most of the wave agrees (both of two, two of
+     three) the answer is settled and the run ends (early-stopping self-consistency,
+     arXiv 2401.10480): easy questions cost one wave, not the whole budget, and the
+     wave's agents decode together. An attempt Auto already made (`prior`) takes the
+     place of the first agent of its method.
+  2. Otherwise the remaining agents (chains) run as the second wave. Each chain there is
      stopped as soon as a window of its tokens is less confident than every chain
      that finished before it (DeepConf's online filter, arXiv 2508.15260), and then
      has no vote.
@@ -61,8 +64,7 @@ async def run(
     """The attempts of `plan` (after the plan event), ending with the answer and one Done."""
     results: list[AgentResult] = list(prior)
     usage = plan.usage + sum((r.trace.usage for r in prior), NO_USAGE)
-    tasks = _remaining(plan.tasks, prior)
-    waves = (tasks[: max(0, FIRST_WAVE - len(prior))], tasks[max(0, FIRST_WAVE - len(prior)) :])
+    waves = _waves(_remaining(plan.tasks, prior), len(prior))
     decision: Decision | None = None
     for n, wave in enumerate(waves):
         if not wave:
@@ -117,6 +119,15 @@ def _remaining(tasks: Sequence[AgentTask], prior: Sequence[AgentResult]) -> tupl
     return tuple(left)
 
 
+def _waves(tasks: Sequence[AgentTask], done: int) -> tuple[tuple[AgentTask, ...], tuple[AgentTask, ...]]:
+    """The first wave (every task that is not a chain, with chains after them to make
+    FIRST_WAVE attempts with the `done` ones) and the second (the chains left)."""
+    first = [t for t in tasks if t.method != "chain"]
+    chains = [t for t in tasks if t.method == "chain"]
+    top_up = max(0, FIRST_WAVE - done - len(first))
+    return (*first, *chains[:top_up]), tuple(chains[top_up:])
+
+
 def voters(results: Sequence[AgentResult]) -> list[AgentResult]:
     """The agents whose answers count in a vote: not the options' scores, which only
     weigh in on a choice the direct answer made (`pooled`)."""
@@ -124,13 +135,15 @@ def voters(results: Sequence[AgentResult]) -> list[AgentResult]:
 
 
 def settled(results: Sequence[AgentResult]) -> Decision | None:
-    """Two or more agents, all that answered, agree."""
+    """Two or more agents, more than half of those that answered, agree."""
     counted = voters(results)
-    answers_ = {r.vote for r in counted}
-    if len(counted) >= 2 and len(answers_) == 1:
-        answer = counted[0].vote
-        return Decision(answer, "agreement", _best(counted), {answer: float(len(counted))} if answer else {})
-    return None
+    ranked = Counter(r.vote for r in counted).most_common()
+    if not ranked or ranked[0][1] < 2 or 2 * ranked[0][1] <= len(counted):
+        return None
+    answer = ranked[0][0]
+    agreeing = [r for r in counted if r.vote == answer]
+    tally = {a: float(n) for a, n in ranked if a is not None}
+    return Decision(answer, "agreement" if len(ranked) == 1 else "vote", _best(agreeing), tally)
 
 
 def pooled(results: Sequence[AgentResult], question: str, last: bool = True) -> Decision | None:

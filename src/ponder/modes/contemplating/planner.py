@@ -83,8 +83,8 @@ def attempts(req: ModeRequest, reason: str, programs: bool = False, scoring: boo
     temperature 0 (what it says bare), a program when `programs` (the question has
     numbers in it and the sandbox works) or the options scored when `scoring` (it
     letters its options and the backend can score; then a plain Thinking chain at
-    temperature 0 comes next), then Thinking chains in the styles of the prompt file
-    at their temperatures, and a sampled program."""
+    temperature 0 comes next), a sampled program after the first, then Thinking
+    chains in the styles of the prompt file at their temperatures."""
     styles = load("contemplating")["styles"]
     tasks = []
     for i in range(req.agents):
@@ -95,7 +95,7 @@ def attempts(req: ModeRequest, reason: str, programs: bool = False, scoring: boo
             tasks.append(AgentTask(1, "options", req.chat, method="options"))
         elif scoring and i == 2:  # the chain Thinking would write: its letter weighs in beside the others
             tasks.append(AgentTask(2, "chain", _at(req.chat, 0.0, seed)))
-        elif programs and i in (1, 3):
+        elif programs and i in (1, 2):
             tasks.append(AgentTask(i, "program", _at(req.chat, 0.0 if i == 1 else 0.7, seed), method="program"))
         else:
             style = styles[sum(t.method == "chain" for t in tasks) % len(styles)]

@@ -4,7 +4,8 @@ judge, and Auto's escalation."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -17,7 +18,18 @@ from ponder.modes import ModeRequest, resolve, run
 from ponder.modes.contemplating import program as program_agent
 from ponder.modes.contemplating.planner import quantitative
 from ponder.modes.prompts import load
-from ponder.types import AgentEvent, ChatRequest, Done, Message, ReasoningDelta, TextDelta, TokenLogprob, Usage, collect
+from ponder.types import (
+    AgentEvent,
+    ChatRequest,
+    Done,
+    Event,
+    Message,
+    ReasoningDelta,
+    TextDelta,
+    TokenLogprob,
+    Usage,
+    collect,
+)
 
 ARITHMETIC = ChatRequest("m", (Message("user", "A box holds 6 rows of 7 eggs. How many eggs are in the box?"),))
 THINK = load("thinking")
@@ -94,7 +106,7 @@ async def test_the_direct_answer_and_programs_that_agree_settle_it_in_one_wave()
     assert chance is None or 0 <= chance <= 1  # None until a calibration is fitted for its kind
     assert evidence.kind == "evidence" and evidence.data == {
         "method": "agreement", "voters": 3, "agreeing": 3, "answers": 1, "program_agrees": True,
-        "winner_confidence": 1.0, "option_probability": None}  # fmt: skip
+        "methods": 2, "winner_confidence": 1.0, "option_probability": None}  # fmt: skip
     assert "It printed:\n42" in done.reasoning  # the programs really ran, in the sandbox
     assert done.usage.tool_calls == 2
 
@@ -106,6 +118,35 @@ async def test_two_of_the_first_three_settle_it_and_the_program_is_put_in_words(
     assert methods(done) == ["direct", "program", "program"]
     assert synthesis(done) == {"method": "vote", "tally": {"42": 2.0, "40": 1.0}, "answer": "42"}
     assert done.text == "There are 42 eggs."  # only programs reached it: one short call words it
+
+
+class Writing(ScriptedBackend):
+    """The direct answer writes on and on (for up to 100 s) until it is stopped; the
+    other agents answer as scripted."""
+
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
+        if agent_of(request) != "direct":
+            async for event in super().stream(request):
+                yield event
+            return
+        self.requests.append(request)
+        for i in range(100_000):
+            yield TextDelta(f" step{i}")
+            await asyncio.sleep(0.001)
+        yield Done("stop", Usage(1, 100_000))
+
+
+@needs_sandbox
+async def test_once_two_programs_agree_the_direct_answer_still_being_written_is_stopped() -> None:
+    backend = Writing(respond=scripted({"program": "42"}))
+    done = await collect(run(backend, contemplation()))
+    assert methods(done) == ["direct", "program", "program"]
+    direct = next(e.data for e in done.progress if e.kind == "agent.done" and e.data["method"] == "direct")
+    assert direct["stopped"] == "settled" and direct["vote"] is None and not direct["ok"]  # no vote
+    assert synthesis(done) == {"method": "agreement", "tally": {"42": 2.0}, "answer": "42"}
+    assert done.text == "There are 42 eggs."  # only programs reached it: one short call words it
+    assert "stopped: the others had settled the answer" in done.reasoning
+    assert done.progress[-1].data["methods"] == 1  # one method reached it
 
 
 @needs_sandbox
@@ -121,7 +162,7 @@ async def test_a_three_way_split_runs_the_second_wave_and_the_plurality_wins() -
 
 @needs_sandbox
 async def test_a_failing_program_is_shown_its_error_and_fixed_once() -> None:
-    code = {"greedy": "print(6 * seven)\n"}
+    code = {"greedy": "print(6 * seven)\n", "sampled": "print(41)\n"}  # the greedy one's fix decides it
     backend = ScriptedBackend(respond=scripted({"direct": "42", "program": "42"}, code=code))
     calls = []
     inner = backend.respond
@@ -136,7 +177,7 @@ async def test_a_failing_program_is_shown_its_error_and_fixed_once() -> None:
     backend.respond = respond
     done = await collect(run(backend, contemplation()))
     assert len(calls) == 1 and "NameError" in calls[0]
-    assert synthesis(done)["method"] == "agreement"
+    assert synthesis(done)["method"] == "vote" and synthesis(done)["answer"] == "42"
 
 
 @needs_sandbox
@@ -335,7 +376,10 @@ async def test_thinking_answers_a_question_with_numbers_by_a_program() -> None:
 
 @needs_sandbox
 async def test_a_program_that_fails_is_followed_by_a_chain() -> None:
-    code = {"greedy": "print(6 * seven)\n"}  # fails, and so does its repair
+    code = {
+        "greedy": "print(6 * seven)\n",
+        "sampled": "print(41)\n",
+    }  # the greedy one's fix decides it  # fails, and so does its repair
     backend = ScriptedBackend(respond=scripted({"direct": "40", "program": "42"}, code=code))
     done = await collect(run(backend, thinking()))
     assert done.text == "The answer is 40."

@@ -24,6 +24,7 @@ calibration (`modes.calibration`), and the figures behind it, where they apply:
 - for Contemplating: `method` (agreement, pooled, vote, judge), `voters`, `agreeing`
   (voters that reached the answer), `answers` (distinct answers among the voters),
   `program_agrees` (a program's answer was the answer; None without a program),
+  `methods` (how many methods reached it: the direct answer, a chain, a program),
   `winner_confidence` (the trace confidence of the attempt quoted);
 - for a Contemplating answer written from sub-tasks: `method` "written" and `parts`,
   each sub-task's chain evidence with its own confidence.
@@ -101,6 +102,7 @@ def of_attempts(decision: Decision, voters: list[AgentResult]) -> dict[str, Any]
         "agreeing": len(agreeing),
         "answers": len({r.vote for r in voters}),
         "program_agrees": any(r.vote == decision.answer for r in programs) if programs else None,
+        "methods": len({r.method for r in agreeing}),
         "winner_confidence": decision.winner.confidence if decision.winner else None,
         "option_probability": decision.tally.get(decision.answer) if decision.pooled and decision.answer else None,
     }

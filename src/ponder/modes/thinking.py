@@ -90,8 +90,9 @@ class Trace:
 
     @property
     def dropped(self) -> bool:
-        """Ended with no answer: less sure than the bar, or stopped by the client."""
-        return self.watch.stopped in ("confidence", "stopped")
+        """Ended with no answer: less sure than the bar, stopped by the client, or no
+        longer needed (the other agents settled the answer)."""
+        return self.watch.stopped in ("confidence", "stopped", "settled")
 
     def budget(self, base: int) -> int:
         """The reasoning budget now: `base`, and what the client added (think_longer)."""
@@ -244,8 +245,8 @@ async def _prefilled(r: _Run) -> AsyncGenerator[Event, None]:
                                                            prompts["answer_now"])  # fmt: skip
             if trace.probes[-1] is not None:  # the best answer so far, for a client that shows it live
                 yield AgentEvent("best", None, {"answer": trace.probes[-1], "reasoning_tokens": trace.reasoning_tokens})
-    if trace.watch.steered() == "stopped":  # stopped between slices
-        trace.watch.stopped = "stopped"
+    if (ended := trace.watch.steered()) in ("stopped", "settled"):  # stopped between slices
+        trace.watch.stopped = ended
         return
     cut = trace.watch.stopped == "answer_now" or (trace.answer_now and not trace.settled)  # by the client
     trace.forced = cut or (not finished and trace.reasoning_tokens >= trace.budget(budget))
@@ -354,8 +355,8 @@ async def _single_call(r: _Run) -> AsyncGenerator[Event, None]:
         trace.reasoning = trace.watch.guard.settled_text
         over_budget = True
     cut = trace.answer_now and not trace.answer.strip()  # by the client, before the answer began
-    if trace.watch.steered() == "stopped":
-        trace.watch.stopped = "stopped"
+    if (ended := trace.watch.steered()) in ("stopped", "settled"):
+        trace.watch.stopped = ended
     if trace.dropped:
         return
     if over_budget or cut:

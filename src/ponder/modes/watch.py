@@ -4,7 +4,8 @@
 and the token log-probabilities to a confidence `Meter`. It cuts the generation
 (closing the stream stops the engine) when the text has looped, with a bar set when
 a full window of tokens falls below it (DeepConf's online stop), or when the client
-steers the run (`modes.steer`: answer now, or stop this agent). A cut stream
+steers the run (`modes.steer`: answer now, or stop this agent), or when the run
+has settled its answer without this stream (`moot`). A cut stream
 still ends with one `Done`: finish "stop", the tokens counted from what arrived.
 The caller reads `Watch.stopped` to tell a cut from a normal end, and settles the
 answer from what exists (`LoopGuard.settled_text`).
@@ -12,7 +13,7 @@ answer from what exists (`LoopGuard.settled_text`).
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Literal
@@ -22,7 +23,7 @@ from ponder.modes.confidence import Meter
 from ponder.modes.steer import Steer
 from ponder.types import Done, Event, TextDelta, Usage
 
-Stop = Literal["", "loop", "confidence", "answer_now", "stopped"]
+Stop = Literal["", "loop", "confidence", "answer_now", "stopped", "settled"]
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Watch:
     steer: Steer | None = None  # the client's controls on the run (`modes.steer`)
     agent: int | None = None  # which Contemplating agent this is, for stop_agent
     reasoning: bool = True  # answer_now cuts this stream (reasoning, or a program); not an answer being written
+    moot: Callable[[], bool] | None = None  # true once the run settled its answer without this stream
     loops: bool = True  # cut a loop (off for output held to a grammar: a cut would break its syntax)
     stopped: Stop = ""
 
@@ -47,7 +49,10 @@ class Watch:
         return self.stopped
 
     def steered(self) -> Stop:
-        """What the client asked of this run: "stopped" (this agent), "answer_now", or nothing."""
+        """What is asked of this run from outside: "settled" (the others settled the answer
+        without it), "stopped" (the client stopped this agent), "answer_now", or nothing."""
+        if self.moot is not None and self.moot():
+            return "settled"
         if self.steer is None:
             return ""
         if self.agent is not None and self.agent in self.steer.stopped:

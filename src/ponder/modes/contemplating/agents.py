@@ -5,13 +5,15 @@ the tool loop when it has server-side tools), a program run in the sandbox
 (`program.py`), or the options of a multiple-choice question scored by their
 likelihood (`modes.choices`), with its own timeout. A failed or
 timed-out agent is recorded and the rest go on. Results are appended to the caller's
-list as agents finish; events come out in the order they happen.
+list as agents finish; events come out in the order they happen. Once `enough` says
+the results so far settle the answer whatever the agents still running say, those
+are stopped at their next token and have no vote.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import replace
 
@@ -30,9 +32,14 @@ from ponder.types import AgentEvent, ChatRequest, Done, Event, ReasoningDelta, T
 
 
 async def run_agents(
-    backend: Backend, req: ModeRequest, tasks: tuple[AgentTask, ...], results: list[AgentResult]
+    backend: Backend,
+    req: ModeRequest,
+    tasks: tuple[AgentTask, ...],
+    results: list[AgentResult],
+    enough: Callable[[list[AgentResult], int], bool] | None = None,
 ) -> AsyncGenerator[Event, None]:
     queue: asyncio.Queue[object] = asyncio.Queue()
+    settled = asyncio.Event()  # `enough` said so: the agents still running are not needed
 
     async def agent(task: AgentTask) -> None:
         trace, error = Trace(), None
@@ -47,6 +54,7 @@ async def run_agents(
             rounds.append(Trace(measure=True))
             watch = rounds[-1].watch
             watch.stop_below, watch.steer, watch.agent = task.stop_below, req.steer, task.index
+            watch.moot = settled.is_set
             if task.method == "program":
                 return program(backend, chat, request_text(req.chat), rounds[-1])
             if task.method == "direct":
@@ -92,6 +100,8 @@ async def run_agents(
             item = await queue.get()
             if isinstance(item, AgentResult):
                 remaining -= 1
+                if remaining and enough is not None and not settled.is_set() and enough(results, remaining):
+                    settled.set()
                 yield AgentEvent("agent.done", item.index, outcome(item))
                 # Plain clients see each agent's work as reasoning, one agent at a time.
                 yield ReasoningDelta(summary(item))
@@ -184,6 +194,8 @@ def summary(r: AgentResult) -> str:
         return f"{head} failed: {r.error}\n\n"
     if r.trace.watch.stopped == "stopped":
         return f"{head} stopped by the client\n\n"
+    if r.trace.watch.stopped == "settled":
+        return f"{head} stopped: the others had settled the answer\n\n"
     if r.trace.dropped:
         return f"{head} stopped: its confidence fell below the others'\n\n"
     return f"{head}\n{r.trace.reasoning.strip()}\n=> {r.trace.answer.strip()}\n\n"

@@ -9,8 +9,10 @@ checked by a judge when they disagree.
      samples of one method do, so when most of the wave agrees (both of two, two of
      three) the answer is settled and the run ends (early-stopping self-consistency,
      arXiv 2401.10480): easy questions cost one wave, not the whole budget, and the
-     wave's agents decode together. An attempt Auto already made (`prior`) takes the
-     place of the first agent of its method.
+     wave's agents decode together. Once two of three agree, the third cannot change
+     the outcome and is stopped where it is (`decided`): two programs that agree do
+     not wait for the direct answer's few hundred tokens. An attempt Auto already
+     made (`prior`) takes the place of the first agent of its method.
   2. Otherwise the remaining agents (chains) run as the second wave. Each chain there is
      stopped as soon as a window of its tokens is less confident than every chain
      that finished before it (DeepConf's online filter, arXiv 2508.15260), and then
@@ -71,7 +73,7 @@ async def run(
             continue
         bar = _bar(results) if n else None
         wave = tuple(replace(t, stop_below=bar) if t.method == "chain" else t for t in wave)
-        async for event in run_agents(backend, req, wave, results):
+        async for event in run_agents(backend, req, wave, results, decided):
             yield event
         last = n == len(waves) - 1 or not waves[n + 1]
         decision = pooled(results, request_text(req.chat), last or req.steer.answering) or settled(results)
@@ -144,6 +146,14 @@ def settled(results: Sequence[AgentResult]) -> Decision | None:
     agreeing = [r for r in counted if r.vote == answer]
     tally = {a: float(n) for a, n in ranked if a is not None}
     return Decision(answer, "agreement" if len(ranked) == 1 else "vote", _best(agreeing), tally)
+
+
+def decided(results: Sequence[AgentResult], running: int) -> bool:
+    """Whether `settled` will hold whatever the `running` agents answer: an answer has
+    more than half of the votes there can be (two programs that agree, while the direct
+    answer is still being written). Those agents can then stop."""
+    top = Counter(r.vote for r in voters(results)).most_common(1)
+    return bool(top) and top[0][1] >= 2 and 2 * top[0][1] > len(voters(results)) + running
 
 
 def pooled(results: Sequence[AgentResult], question: str, last: bool = True) -> Decision | None:

@@ -8,7 +8,8 @@ item its text is bare's text cleaned. This puts every bare row of the run throug
 the cleaner, grades it as the bench grades, and prints how many bare and the
 cleaned texts got right; where the run has `instant` rows too, it checks that each
 is word for word the cleaned bare text of its item, so the derivation can be trusted
-only as far as those rows reach.
+only as far as those rows reach. It grades as GSM8K is graded (the number the text
+commits to), so it takes the rows of a run on GSM8K only.
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ def main() -> None:
     parser.add_argument("results", type=Path, help="a `ponder bench modes --json` file with bare rows")
     args = parser.parse_args()
     rows = json.loads(args.results.read_text())["rows"]
-    bare = {r["id"]: r for r in rows if r["config"] == "bare"}
+    bare = {r["id"]: r for r in rows if r["config"] == "bare" and r.get("data", "gsm8k") == "gsm8k"}
     instant = {r["id"]: r for r in rows if r["config"] == "instant" and r["id"] in bare}
     if not bare:
-        raise SystemExit(f"{args.results}: no bare rows")
+        raise SystemExit(f"{args.results}: no bare rows on GSM8K")
     cleaned = {i: clean(r["answer"]) for i, r in bare.items()}
     right = sum(matches(answers.extract(cleaned[i]), r["expected"]) for i, r in bare.items())
     print(f"bare: {sum(r['correct'] for r in bare.values())}/{len(bare)} right")

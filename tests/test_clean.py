@@ -72,6 +72,7 @@ def test_wrappers_go_and_their_content_stays(text: str, want: str) -> None:
         ("\\boxed{\\frac{1}{2}} of the 4 cakes", "\\frac{1}{2} of the 4 cakes"),  # LaTeX: not restated
         ("\\boxed{Paris}, in 1900", "Paris, in 1900"),  # words: not restated
         ("Write `\\boxed{3}` for 4", "Write `\\boxed{3}` for 4"),  # a box left in code marks it still
+        ("\\boxed{5} at first, then \\fbox {7} in 2 steps", "5 at first, then 7 in 2 steps\n\n**Answer: 7**"),
     ],
 )
 def test_a_boxed_number_the_answer_does_not_end_on_is_restated(text: str, want: str) -> None:
@@ -230,7 +231,7 @@ def test_the_content_of_every_box_is_kept(pair: Pair, data: st.DataObject | None
         assert streamed(pieces) == got
 
 
-RESTATED = re.compile(r"\n\n\*\*Answer: \d+\*\*")  # a boxed number the text ends on another after
+RESTATED = re.compile(r"\n\n\*\*Answer: -?\$?\d[\d,]*(?:\.\d+)?\*\*")  # a boxed number the text ends on another after
 
 
 @PROPERTY

@@ -54,12 +54,14 @@ _LETTERS = re.compile(r"[A-Za-z]*")
 _SPACES = re.compile(r"\s*")
 _TICKS = re.compile(r"`+|[^`]+")
 _SENTENCE_END = re.compile(r"[.!?:][*_)\]\"'”’]*(?=\s)|\n")  # the mark, and any bold or quote it closes
+_BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")
 _TRAILER = re.compile(r"[\s*_:;,.!?\-]*(?:(?:is|are|was|were|as follows)[\s*_:;,.!?\-]*)?")  # after an echo
 
 
 class AnswerCleaner:
-    def __init__(self, echoes: Sequence[str] = ()):
+    def __init__(self, echoes: Sequence[str] = (), restate: bool = True):
+        self.restate = restate  # close with the boxed number the text does not end on (not in JSON, say)
         self.echoes = tuple(p for p in (_squash(e) for e in echoes) if p)
         self._held = ""  # a backslash and letters that may still become \boxed or \fbox
         self._after = False  # past \boxed or \fbox: its argument comes next, after any spaces
@@ -90,7 +92,7 @@ class AnswerCleaner:
         self._after = False
         self._groups.clear()
         shown = self._trim(held, final=True)
-        return shown + _restated(boxed(self._raw), self._shown + shown)
+        return shown + (_restated(boxed(self._raw), self._shown + shown) if self.restate else "")
 
     # --- wrappers ---------------------------------------------------------------------
 
@@ -220,11 +222,12 @@ def clean(text: str, echoes: Sequence[str] = ()) -> str:
 
 
 def boxed(text: str) -> str | None:
-    """The content of the last \\boxed{...}, with nested braces."""
-    start = text.rfind("\\boxed{")
-    if start < 0:
+    """The content of the last \\boxed{...} (or \\fbox{...}, a space before the brace
+    or none), with nested braces."""
+    starts = [m.end() for m in _BOX.finditer(text)]
+    if not starts:
         return None
-    i = start + len("\\boxed{")
+    i = starts[-1]
     depth = 1
     for j in range(i, len(text)):
         if text[j] == "{":
@@ -251,7 +254,7 @@ def _restated(box: str | None, shown: str) -> str:
     """The closing line that restates a boxed number the shown answer does not end on."""
     if not box or len(box) > BOX_LIMIT or "\\" in box or "\n" in box or not _NUMBER.fullmatch(box.strip("$ .")):
         return ""
-    if "\\boxed" in shown or number(shown) == number(box):  # (a box left as written, in code, marks it still)
+    if _BOX.search(shown) or number(shown) == number(box):  # (a box left as written, in code, marks it still)
         return ""
     return f"\n\n**Answer: {box.strip('$ ')}**"
 

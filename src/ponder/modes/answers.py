@@ -15,9 +15,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from ponder.formats.clean import boxed, number
-
-__all__ = ["boxed", "number"]  # (they live beside the cleaner, which needs them too)
+from ponder.formats.clean import boxed as boxed  # (they live beside the cleaner, which needs them too)
+from ponder.formats.clean import number as number
 
 # (a "-" after the phrase is a dash, unless a number follows it: "the answer is -1"; "The final
 # answer is:" may put the answer on the next line)

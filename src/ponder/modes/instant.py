@@ -32,7 +32,7 @@ async def instant(
     watch = watch if watch is not None else Watch()
     watch.loops = chat.params.response_format is None and chat.params.grammar is None
     splitter = ThinkSplitter()
-    cleaner = AnswerCleaner() if clean_answer else None
+    cleaner = AnswerCleaner(restate=watch.loops) if clean_answer else None  # (no line added to JSON)
     asked = replace(chat, thinking=0)  # a hybrid model (Qwen3) behind an engine that can switches thinking off
     async for event in watched(backend.stream(asked), watch):
         if isinstance(event, TextDelta):

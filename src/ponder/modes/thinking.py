@@ -100,7 +100,8 @@ class Trace:
 
     @property
     def answer_now(self) -> bool:
-        """The client asked for the answer now (or stopped this agent)."""
+        """The client asked for the answer now (or stopped this agent), or the other
+        agents settled the answer without this one (`Watch.moot`)."""
         return bool(self.watch.steered())
 
 

@@ -13,7 +13,8 @@ checked by a judge when they disagree.
      the outcome and is stopped where it is (`decided`): two programs that agree do
      not wait for the direct answer's few hundred tokens. An attempt Auto already
      made (`prior`) takes the place of the first agent of its method.
-  2. Otherwise the remaining agents (chains) run as the second wave. Each chain there is
+  2. When the first wave settles nothing (its answers split, or an agent failed), the
+     remaining agents (chains) run as the second wave. Each chain there is
      stopped as soon as a window of its tokens is less confident than every chain
      that finished before it (DeepConf's online filter, arXiv 2508.15260), and then
      has no vote.
@@ -139,7 +140,7 @@ def voters(results: Sequence[AgentResult]) -> list[AgentResult]:
 def settled(results: Sequence[AgentResult]) -> Decision | None:
     """Two or more agents, more than half of those that answered, agree."""
     counted = voters(results)
-    ranked = Counter(r.vote for r in counted).most_common()
+    ranked = _ranked(results)
     if not ranked or ranked[0][1] < 2 or 2 * ranked[0][1] <= len(counted):
         return None
     answer = ranked[0][0]
@@ -151,9 +152,17 @@ def settled(results: Sequence[AgentResult]) -> Decision | None:
 def decided(results: Sequence[AgentResult], running: int) -> bool:
     """Whether `settled` will hold whatever the `running` agents answer: an answer has
     more than half of the votes there can be (two programs that agree, while the direct
-    answer is still being written). Those agents can then stop."""
-    top = Counter(r.vote for r in voters(results)).most_common(1)
-    return bool(top) and top[0][1] >= 2 and 2 * top[0][1] > len(voters(results)) + running
+    answer is still being written). Those agents can then stop. Never for a lettered
+    question whose options were scored: there every distribution weighs in (`pooled`)."""
+    if any(r.method == "options" for r in results):
+        return False
+    ranked = _ranked(results)
+    return bool(ranked) and ranked[0][1] >= 2 and 2 * ranked[0][1] > sum(n for _, n in ranked) + running
+
+
+def _ranked(results: Sequence[AgentResult]) -> list[tuple[str | None, int]]:
+    """The voters' answers, most votes first."""
+    return Counter(r.vote for r in voters(results)).most_common()
 
 
 def pooled(results: Sequence[AgentResult], question: str, last: bool = True) -> Decision | None:
@@ -186,8 +195,7 @@ def pooled(results: Sequence[AgentResult], question: str, last: bool = True) -> 
 
 def plurality(results: Sequence[AgentResult]) -> Decision | None:
     """The answer at least two agents reached, with more votes than any other."""
-    counts = Counter(r.vote for r in voters(results))
-    ranked = counts.most_common()
+    ranked = _ranked(results)
     if not ranked or ranked[0][1] < 2 or (len(ranked) > 1 and ranked[1][1] == ranked[0][1]):
         return None
     answer = ranked[0][0]

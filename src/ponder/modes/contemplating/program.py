@@ -48,7 +48,9 @@ async def program(
     params = SamplingParams(max_tokens=PROGRAM_TOKENS, temperature=chat.params.temperature, seed=chat.params.seed,
                             stop=("```",) if fence else (), logprobs=TOP_K)  # fmt: skip
     for attempt in range(repairs + 1):
-        if trace.answer_now:  # the client wants the answer now: no program still to write
+        if trace.answer_now:  # the client wants the answer now, or this agent is not needed: no program to write
+            if (ended := trace.watch.steered()) in ("stopped", "settled"):
+                trace.watch.stopped = ended
             break
         reply = ""
         if attempt:
@@ -67,13 +69,16 @@ async def program(
         if not code:
             break
         outcome = await asyncio.to_thread(sandbox.run_code, code, LIMITS)
+        trace.usage += Usage(0, 0, tool_calls=1)
+        if (ended := trace.watch.steered()) in ("stopped", "settled"):  # while it ran: it has no vote
+            trace.watch.stopped = ended
+            break
         printed = outcome.stdout.strip()
         failed = outcome.exit_code != 0 or not printed
         shown = printed if not failed else _failure(outcome)
         note = f"\n```\nIt printed:\n{shown}\n" if fence else f"\nIt printed:\n{shown}\n"
         trace.reasoning += note
         yield ReasoningDelta(note)
-        trace.usage += Usage(0, 0, tool_calls=1)
         if not failed:
             trace.answer = printed.splitlines()[-1].strip()
             break

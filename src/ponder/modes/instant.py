@@ -30,9 +30,10 @@ async def instant(
     """`watch`: the caller's, to read the answer's confidence from; `clean_answer=False`
     leaves `\\boxed{}` in (for a caller that reads the answer before showing it)."""
     watch = watch if watch is not None else Watch()
-    watch.loops = chat.params.response_format is None and chat.params.grammar is None
+    structured = chat.params.response_format is not None or chat.params.grammar is not None
+    watch.loops = not structured  # a cut would break the grammar's syntax
     splitter = ThinkSplitter()
-    cleaner = AnswerCleaner(restate=watch.loops) if clean_answer else None  # (no line added to JSON)
+    cleaner = AnswerCleaner(restate=not structured) if clean_answer else None  # (no line added to JSON)
     asked = replace(chat, thinking=0)  # a hybrid model (Qwen3) behind an engine that can switches thinking off
     async for event in watched(backend.stream(asked), watch):
         if isinstance(event, TextDelta):

@@ -246,8 +246,7 @@ async def _prefilled(r: _Run) -> AsyncGenerator[Event, None]:
                                                            prompts["answer_now"])  # fmt: skip
             if trace.probes[-1] is not None:  # the best answer so far, for a client that shows it live
                 yield AgentEvent("best", None, {"answer": trace.probes[-1], "reasoning_tokens": trace.reasoning_tokens})
-    if (ended := trace.watch.steered()) in ("stopped", "settled"):  # stopped between slices
-        trace.watch.stopped = ended
+    if trace.watch.ended():  # stopped between slices
         return
     cut = trace.watch.stopped == "answer_now" or (trace.answer_now and not trace.settled)  # by the client
     trace.forced = cut or (not finished and trace.reasoning_tokens >= trace.budget(budget))
@@ -356,8 +355,7 @@ async def _single_call(r: _Run) -> AsyncGenerator[Event, None]:
         trace.reasoning = trace.watch.guard.settled_text
         over_budget = True
     cut = trace.answer_now and not trace.answer.strip()  # by the client, before the answer began
-    if (ended := trace.watch.steered()) in ("stopped", "settled"):
-        trace.watch.stopped = ended
+    trace.watch.ended()
     if trace.dropped:
         return
     if over_budget or cut:

@@ -59,6 +59,14 @@ class Watch:
             return "stopped"
         return "answer_now" if self.steer.answering and self.reasoning else ""
 
+    def ended(self) -> bool:
+        """Between generations: take a stop from outside (the client stopped this agent, or
+        the run settled its answer without it) as this run's end, with no answer."""
+        if (why := self.steered()) in ("stopped", "settled"):
+            self.stopped = why
+            return True
+        return False
+
 
 async def watched(events: AsyncIterator[Event], watch: Watch) -> AsyncGenerator[Event, None]:
     tokens = 0

@@ -139,12 +139,11 @@ def voters(results: Sequence[AgentResult]) -> list[AgentResult]:
 
 def settled(results: Sequence[AgentResult]) -> Decision | None:
     """Two or more agents, more than half of those that answered, agree."""
-    counted = voters(results)
     ranked = _ranked(results)
-    if not ranked or ranked[0][1] < 2 or 2 * ranked[0][1] <= len(counted):
+    if not _majority(ranked, 0):
         return None
     answer = ranked[0][0]
-    agreeing = [r for r in counted if r.vote == answer]
+    agreeing = [r for r in voters(results) if r.vote == answer]
     tally = {a: float(n) for a, n in ranked if a is not None}
     return Decision(answer, "agreement" if len(ranked) == 1 else "vote", _best(agreeing), tally)
 
@@ -156,13 +155,18 @@ def decided(results: Sequence[AgentResult], running: int) -> bool:
     question whose options were scored: there every distribution weighs in (`pooled`)."""
     if any(r.method == "options" for r in results):
         return False
-    ranked = _ranked(results)
-    return bool(ranked) and ranked[0][1] >= 2 and 2 * ranked[0][1] > sum(n for _, n in ranked) + running
+    return _majority(_ranked(results), running)
 
 
 def _ranked(results: Sequence[AgentResult]) -> list[tuple[str | None, int]]:
     """The voters' answers, most votes first."""
     return Counter(r.vote for r in voters(results)).most_common()
+
+
+def _majority(ranked: list[tuple[str | None, int]], running: int) -> bool:
+    """The leading answer has two votes or more, and more than half of all there can be
+    with `running` agents still to answer."""
+    return bool(ranked) and ranked[0][1] >= 2 and 2 * ranked[0][1] > sum(n for _, n in ranked) + running
 
 
 def pooled(results: Sequence[AgentResult], question: str, last: bool = True) -> Decision | None:

@@ -49,8 +49,7 @@ async def program(
                             stop=("```",) if fence else (), logprobs=TOP_K)  # fmt: skip
     for attempt in range(repairs + 1):
         if trace.answer_now:  # the client wants the answer now, or this agent is not needed: no program to write
-            if (ended := trace.watch.steered()) in ("stopped", "settled"):
-                trace.watch.stopped = ended
+            trace.watch.ended()
             break
         reply = ""
         if attempt:
@@ -70,8 +69,7 @@ async def program(
             break
         outcome = await asyncio.to_thread(sandbox.run_code, code, LIMITS)
         trace.usage += Usage(0, 0, tool_calls=1)
-        if (ended := trace.watch.steered()) in ("stopped", "settled"):  # while it ran: it has no vote
-            trace.watch.stopped = ended
+        if trace.watch.ended():  # while it ran: it has no vote
             break
         printed = outcome.stdout.strip()
         failed = outcome.exit_code != 0 or not printed

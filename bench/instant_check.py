@@ -6,7 +6,8 @@ Instant sends bare's request unchanged and only cleans the answer it streams
 (`ponder.formats.clean`), and every row starts from an empty cache, so on a given
 item its text is bare's text cleaned. This puts every bare row of the run through
 the cleaner, grades it as the bench grades, and prints how many bare and the
-cleaned texts got right; where the run has `instant` rows too, it checks that each
+cleaned texts got right (and the cleaned texts without the closing line that restates
+a boxed number the text does not end on); where the run has `instant` rows too, it checks that each
 is word for word the cleaned bare text of its item, so the derivation can be trusted
 only as far as those rows reach. It grades as GSM8K is graded (the number the text
 commits to), so it takes the rows of a run on GSM8K only.
@@ -19,7 +20,7 @@ import json
 from pathlib import Path
 
 from ponder.evals import matches
-from ponder.formats.clean import clean
+from ponder.formats.clean import AnswerCleaner, clean
 from ponder.modes import answers
 
 
@@ -36,9 +37,16 @@ def main() -> None:
     right = sum(matches(answers.extract(cleaned[i]), r["expected"]) for i, r in bare.items())
     print(f"bare: {sum(r['correct'] for r in bare.values())}/{len(bare)} right")
     print(f"bare's answers cleaned as Instant cleans them: {right}/{len(bare)} right")
+    unstated = sum(matches(answers.extract(_without_restating(r["answer"])), r["expected"]) for r in bare.values())
+    print(f"the same without the restated boxed number: {unstated}/{len(bare)} right")
     if instant:
         same = sum(cleaned[i].strip() == r["answer"].strip() for i, r in instant.items())
         print(f"instant rows word for word the cleaned bare text: {same}/{len(instant)} (bare's cleaner at their run)")
+
+
+def _without_restating(text: str) -> str:
+    cleaner = AnswerCleaner(restate=False)
+    return cleaner.feed(text) + cleaner.flush()
 
 
 if __name__ == "__main__":

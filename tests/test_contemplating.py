@@ -238,6 +238,36 @@ async def test_a_chain_less_sure_than_the_first_wave_is_stopped_and_has_no_vote(
     assert sum(1 for r in backend.requests if agent_of(r) == "fresh-eyes") == 1
 
 
+@needs_sandbox
+async def test_a_sampled_chain_is_not_held_to_the_bar_of_a_greedy_direct_answer() -> None:
+    # The direct answer is greedy and sure; the chain of the second wave is sampled, and
+    # sampling alone makes its tokens less sure. Held to the direct answer's bar it was
+    # stopped on every split; held only to chains drawn as it is (none here), it votes.
+    steady = " ".join(f"step{i}" for i in range(40))
+
+    def respond(req: ChatRequest) -> Script:
+        who = agent_of(req)
+        if who == "judge":
+            return "The correct answer is 40."  # reached only if the chain had no vote (a three-way split)
+        if who == "direct":
+            return _tokens(f"{steady} so the answer is 40.")
+        if who == "program":
+            return "print(41)\n" if (req.params.temperature or 0) > 0 else "print(42)\n"
+        if who == "program-answer":
+            return "There are 42 eggs."
+        if req.prefill == THINK["open"]:
+            return _tokens(f"{steady} gives 42", sure=False)
+        return "The answer is 42."
+
+    backend = ScriptedBackend(respond=respond)
+    done = await collect(run(backend, contemplation()))
+    assert methods(done) == ["direct", "program", "program", "chain"]
+    chain = next(e.data for e in done.progress if e.kind == "agent.done" and e.data["method"] == "chain")
+    assert chain["ok"] and chain["vote"] == "42"
+    assert synthesis(done) == {"method": "vote", "tally": {"42": 2.0, "40": 1.0, "41": 1.0}, "answer": "42"}
+    assert not any(agent_of(r) == "judge" for r in backend.requests)
+
+
 def test_the_window_confidence_of_a_trace() -> None:
     from ponder.modes.confidence import Meter, measure, token_confidence
 

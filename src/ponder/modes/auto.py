@@ -38,7 +38,7 @@ from ponder.modes import choices, computed, evidence
 from ponder.modes.base import ModeRequest
 from ponder.modes.confidence import TOP_K, Signal, for_client, measure
 from ponder.modes.contemplating import contemplate
-from ponder.modes.contemplating.planner import options, quantitative, request_text
+from ponder.modes.contemplating.planner import options, quantitative, request_text, sampled
 from ponder.modes.contemplating.synthesis import AgentResult
 from ponder.modes.instant import instant
 from ponder.modes.thinking import Trace, think
@@ -149,7 +149,7 @@ async def _chain(backend: Backend, req: ModeRequest, out: list[AgentResult]) -> 
             yield TextDelta(event.text, for_client(list(event.logprobs), asked)) if isinstance(event, TextDelta) \
                 else event  # fmt: skip
     finally:
-        out.append(AgentResult(0, "chain", trace, method="chain"))
+        out.append(AgentResult(0, "chain", trace, method="chain", sampled=sampled(chat)))
 
 
 def _signal(first: AgentResult) -> Signal:

@@ -22,7 +22,7 @@ from ponder.errors import InvalidRequest, PonderError
 from ponder.modes import choices
 from ponder.modes.base import ModeRequest
 from ponder.modes.confidence import TOP_K
-from ponder.modes.contemplating.planner import AgentTask, request_text
+from ponder.modes.contemplating.planner import AgentTask, request_text, sampled
 from ponder.modes.contemplating.program import program
 from ponder.modes.contemplating.synthesis import AgentResult
 from ponder.modes.instant import instant
@@ -89,7 +89,7 @@ async def run_agents(
             error = e.message
         finally:
             _merge(trace, rounds)
-            result = AgentResult(task.index, task.title, trace, error, task.method)
+            result = AgentResult(task.index, task.title, trace, error, task.method, sampled(task.chat))
             results.append(result)
             queue.put_nowait(result)  # also tells the loop below this agent is finished
 

@@ -40,7 +40,7 @@ from ponder.modes import answers, choices, evidence
 from ponder.modes.base import ModeRequest
 from ponder.modes.confidence import WINDOW
 from ponder.modes.contemplating.agents import run_agents
-from ponder.modes.contemplating.planner import AgentTask, Plan, request_text
+from ponder.modes.contemplating.planner import AgentTask, Plan, request_text, sampled
 from ponder.modes.contemplating.synthesis import AgentResult, vote
 from ponder.modes.prompts import load, render
 from ponder.modes.watch import Watch, watched
@@ -72,8 +72,8 @@ async def run(
     for n, wave in enumerate(waves):
         if not wave:
             continue
-        bar = _bar(results) if n else None
-        wave = tuple(replace(t, stop_below=bar) if t.method == "chain" else t for t in wave)
+        wave = tuple(replace(t, stop_below=_bar(results, sampled(t.chat))) if t.method == "chain" and n else t
+                     for t in wave)  # fmt: skip
         async for event in run_agents(backend, req, wave, results, decided):
             yield event
         last = n == len(waves) - 1 or not waves[n + 1]
@@ -215,13 +215,15 @@ def _best(results: Sequence[AgentResult]) -> AgentResult | None:
     return max(results, key=lambda r: (rank.get(r.method, 2), r.confidence, -r.index), default=None)
 
 
-def _bar(results: Sequence[AgentResult]) -> float | None:
+def _bar(results: Sequence[AgentResult], drawn_sampled: bool) -> float | None:
     """The confidence a later chain must keep: the lowest window of the least sure
-    trace of working that finished (a program's code is not one, nor an answer
-    shorter than a window, such as a lone letter), so a chain is stopped only once it
-    is less sure than all of them."""
-    lows = [r.trace.watch.meter.signal().lowest for r in results
-            if r.ok and r.method != "program" and r.trace.watch.meter.tokens >= WINDOW]  # fmt: skip
+    chain that finished before it and was drawn the same way (greedy, or sampled),
+    so a chain is stopped only once it is less sure than all of them. Like is held to
+    like, as DeepConf sets its bar from warm-up traces drawn as the later ones are:
+    a sampled trace's tokens are less sure than a greedy one's by the sampling alone,
+    and a direct answer or a program's code is not a chain of reasoning."""
+    like = [r for r in results if r.ok and r.method == "chain" and r.sampled == drawn_sampled]
+    lows = [r.trace.watch.meter.signal().lowest for r in like if r.trace.watch.meter.tokens >= WINDOW]
     lows = [x for x in lows if x > 0]
     return min(lows) if lows else None
 

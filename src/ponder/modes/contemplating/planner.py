@@ -111,6 +111,12 @@ def _at(chat: ChatRequest, temperature: float, seed: int | None) -> ChatRequest:
     return replace(chat, params=replace(chat.params, temperature=temperature, seed=seed))
 
 
+def sampled(chat: ChatRequest) -> bool:
+    """Whether a request is sampled rather than greedy (no temperature: the engine's
+    default, which samples)."""
+    return chat.params.temperature is None or chat.params.temperature > 0
+
+
 _NUMBER = re.compile(
     r"\d+(?:[.,]\d+)*|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|"
     r"twenty|thirty|forty|fifty|hundred|thousand|twice|half|double|triple|dozen)\b",

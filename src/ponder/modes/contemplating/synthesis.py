@@ -27,6 +27,7 @@ class AgentResult:
     trace: Trace
     error: str | None = None
     method: str = "chain"  # "direct" | "chain" | "program"
+    sampled: bool = False  # drawn at a temperature above 0
 
     @property
     def ok(self) -> bool:

@@ -157,8 +157,10 @@ async def test_modes_and_baselines_run_item_by_item_on_the_same_items_and_resume
 async def test_each_contemplating_agents_method_and_vote_is_kept(data_dir: Path) -> None:
     backend = ScriptedBackend(respond=lambda req: "The answer is 18.")
     (row,) = await bench(backend, data_dir, ["contemplating"], 1)
-    assert row.agents and row.agents[0] == {"method": "direct", "vote": "18", "confidence": 1.0, "ok": True}
-    assert all(set(a) == {"method", "vote", "confidence", "ok"} for a in row.agents)
+    assert row.agents and row.agents[0] == {"method": "direct", "vote": "18", "confidence": 1.0, "ok": True,
+                                            "stopped": ""}  # fmt: skip
+    assert all(set(a) == {"method", "vote", "confidence", "ok", "stopped"} for a in row.agents)
+    assert all(a["ok"] or a["stopped"] == "settled" for a in row.agents)  # once settled, one still at work is stopped
     assert row.evidence["voters"] >= 1 and row.evidence["method"] in ("agreement", "vote", "judge")
 
 

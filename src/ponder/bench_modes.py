@@ -130,7 +130,8 @@ class Row:
     votes: list[str | None] = field(default_factory=list)  # sc4: each sample's answer
     route: str = ""  # how a mode settled it: "direct" or "escalated" (auto), then agreement | vote | judge
     confidence: float | None = None  # auto: its first answer's, which it escalated on
-    agents: list[dict[str, Any]] = field(default_factory=list)  # each finished agent: method, vote, confidence
+    # each finished agent: method, vote, confidence, ok, and why it stopped early ("": it did not)
+    agents: list[dict[str, Any]] = field(default_factory=list)
     evidence: dict[str, Any] = field(default_factory=dict)  # what the mode's answer rested on (`modes.evidence`)
 
 
@@ -299,8 +300,8 @@ class _Runner:
         done = await collect(modes.run(self.backend, self._mode_request(name, item)))
         auto = [e.data for e in done.progress if e.kind == "auto"]
         confidence = auto[0].get("confidence") if auto else None
-        agents = [{k: e.data.get(k) for k in ("method", "vote", "confidence", "ok")} for e in done.progress
-                  if e.kind == "agent.done"]  # fmt: skip
+        keys = ("method", "vote", "confidence", "ok", "stopped")
+        agents = [{k: e.data.get(k) for k in keys} for e in done.progress if e.kind == "agent.done"]
         found = [e.data for e in done.progress if e.kind == "evidence"]
         return replace(self._outcome(done), route=route(done), confidence=confidence, agents=agents,
                        evidence=found[-1] if found else {})  # fmt: skip

@@ -31,7 +31,7 @@ def test_each_kind_has_its_features_and_missing_figures_are_flagged() -> None:
     judged = {"method": "judge", "voters": 4, "agreeing": 1, "answers": 3, "program_agrees": None,
               "winner_confidence": 5.5, "option_probability": None}  # fmt: skip
     attempts = calibration.features(judged)
-    assert attempts == [5.5, 0.0, 0.0, 1.0, 0.0, 1.0, 0.25, 3.0, 0.0, 0.0, 0.0, 1.0]
+    assert attempts == [5.5, 0.0, 0.0, 1.0, 0.0, 1.0, 0.25, 3.0, 0.0, 0.0, 0.0, 1.0, 0.0]
 
 
 def test_the_fit_ranks_and_calibrates_what_separates_right_from_wrong() -> None:

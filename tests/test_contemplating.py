@@ -192,16 +192,36 @@ async def test_no_two_agreeing_goes_to_the_judge_which_must_name_a_candidate() -
         respond=scripted(answers, judge="Attempt 3 is right. The correct answer is 42.", code=code)
     )
     done = await collect(run(backend, contemplation()))
-    judged = next(r for r in backend.requests if agent_of(r) == "judge")
-    assert "Attempt 1 (answer: 40)" in judged.messages[-1].content  # chains are quoted first for their answers
-    assert "(answer: 42)" in judged.messages[-1].content and judged.params.temperature == 0.0
+    first, second = (r.messages[-1].content for r in backend.requests if agent_of(r) == "judge")
+    assert first.index("(answer: 40)") < first.index("(answer: 42)")  # chains are quoted first for their answers
+    assert second.index("(answer: 42)") < second.index("(answer: 40)")  # then the same attempts the other way round
+    assert all(r.params.temperature == 0.0 for r in backend.requests if agent_of(r) == "judge")
     assert synthesis(done)["method"] == "judge" and synthesis(done)["answer"] == "42"
     assert done.text == "There are 42 eggs."  # only a program reached it: one short call words it
 
-    # a judge that names an answer no agent reached is not taken: the weighted vote decides
+    # a judge that names an answer no agent reached is not taken: the direct answer stands
     backend = ScriptedBackend(respond=scripted(answers, judge="The correct answer is 44.", code=code))
     done = await collect(run(backend, contemplation()))
-    assert synthesis(done)["method"] == "vote" and synthesis(done)["answer"] in ("40", "41", "42", "43")
+    assert synthesis(done)["method"] == "split" and synthesis(done)["answer"] == "40"
+    assert done.text == "The answer is 40."
+
+
+@needs_sandbox
+async def test_a_judge_that_names_whichever_attempt_it_read_first_is_not_taken() -> None:
+    answers = {"direct": "40", "program": "42", "equations": "43"}
+
+    def respond(req: ChatRequest) -> Script:
+        if agent_of(req) == "judge":  # position, not checking: the first attempt quoted, whatever it is
+            first = req.messages[-1].content.split("(answer: ", 1)[1].split(")", 1)[0]
+            return f"The correct answer is {first}."
+        return scripted(answers, code={"sampled": "print(41)\n"})(req)
+
+    backend = ScriptedBackend(respond=respond)
+    done = await collect(run(backend, contemplation()))
+    assert sum(agent_of(r) == "judge" for r in backend.requests) == 2
+    assert synthesis(done)["method"] == "split" and synthesis(done)["answer"] == "40"  # the model's own answer
+    assert done.text == "The answer is 40."
+    assert done.progress[-1].kind == "evidence" and done.progress[-1].data["method"] == "split"
 
 
 def _tokens(text: str, sure: bool = True) -> list[Any]:

@@ -128,7 +128,8 @@ class Row:
     echoes: int = 0  # the answer prompt echoed in the answer, how many times
     data: str = "gsm8k"
     votes: list[str | None] = field(default_factory=list)  # sc4: each sample's answer
-    route: str = ""  # how a mode settled it: "direct" or "escalated" (auto), then agreement | vote | judge
+    # how a mode settled it: "direct" or "escalated" (auto), then agreement | pooled | vote | judge | split
+    route: str = ""
     confidence: float | None = None  # auto: its first answer's, which it escalated on
     # each finished agent: method, vote, confidence, ok, and why it stopped early ("": it did not)
     agents: list[dict[str, Any]] = field(default_factory=list)

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 FITTED = Path(__file__).with_name("calibration.json")
-METHODS = ("agreement", "pooled", "vote", "judge")
+METHODS = ("agreement", "pooled", "vote", "judge", "split")
 PENALTIES = (0.1, 1.0, 10.0, 100.0, 1000.0)  # the L2 strengths cross-validation chooses from
 
 

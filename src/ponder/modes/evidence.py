@@ -21,7 +21,7 @@ calibration (`modes.calibration`), and the figures behind it, where they apply:
   program failed and it had to fix it; `round_number`, whether what it printed is a
   whole number or has two decimals at most (a long fraction where a count or an
   amount was asked for often means a misread problem);
-- for Contemplating: `method` (agreement, pooled, vote, judge), `voters`, `agreeing`
+- for Contemplating: `method` (agreement, pooled, vote, judge, split), `voters`, `agreeing`
   (voters that reached the answer), `answers` (distinct answers among the voters),
   `program_agrees` (a program's answer was the answer; None without a program),
   `methods` (how many methods reached it: the direct answer, a chain, a program),

@@ -432,8 +432,9 @@ function onProgress(m, p) {
   else if (p.type === "agent.delta" && m.agents[p.agent]) {
     if (p.reasoning) m.agents[p.agent].reasoning += p.reasoning;
   } else if (p.type === "agent.done" && m.agents[p.agent]) {
-    const dropped = !p.ok && (p.stopped === "confidence" || p.stopped === "stopped");
-    const why = p.stopped === "stopped" ? "stopped by you" : "less sure than the agents before it";
+    const dropped = !p.ok && ["confidence", "stopped", "settled"].includes(p.stopped);
+    const why = { stopped: "stopped by you", settled: "the others had settled the answer" }[p.stopped]
+      || "less sure than the agents before it";
     Object.assign(m.agents[p.agent], { status: p.ok ? "done" : dropped ? "stopped" : "failed", result: p.answer,
                                        error: p.error, note: dropped ? why : null });
   } else if (p.type === "auto" && p.escalated) {
@@ -441,7 +442,9 @@ function onProgress(m, p) {
     m.synthesis = `Auto: the ${first} was unsure (confidence ${p.confidence}); checking it…`;
   } else if (p.type === "synthesis.start") {
     const tally = Object.entries(p.tally || {}).map(([answer, weight]) => `${answer}: ${Number(weight).toFixed(2)}`);
-    const how = { vote: "a vote", agreement: "the attempts agreed", judge: "a judge checked them" }[p.method];
+    const how = { vote: "a vote", agreement: "the attempts agreed", judge: "a judge checked them",
+                  pooled: "the letters and the options' likelihood, pooled",
+                  split: "no majority, so the direct answer stands" }[p.method];
     m.synthesis = how ? `Synthesis: ${how} (${tally.join(", ")})` : "Synthesis: writing the answer…";
   } else if (p.type === "best") {
     m.best = p.answer;

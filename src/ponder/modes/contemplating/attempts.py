@@ -16,12 +16,14 @@ checked by a judge when they disagree.
   2. When the first wave settles nothing (its answers split, or an agent failed), the
      remaining agents (chains) run as the second wave. Each chain there is
      stopped as soon as a window of its tokens is less confident than every chain
-     that finished before it (DeepConf's online filter, arXiv 2508.15260), and then
-     has no vote.
+     drawn the same way (greedy, or sampled) that finished before it (DeepConf's
+     online filter, arXiv 2508.15260), and then has no vote.
   3. The answer with most votes wins if at least two agents reached it and no other
      answer has as many. Otherwise a judge reads one attempt for each answer, checks
-     them against the question and names the right one; an answer it names that no
-     agent reached is not taken, and the confidence-weighted vote decides instead.
+     them against the question and names the right one, twice, the attempts in
+     opposite orders; its pick is taken only when both readings name it. Else the
+     direct answer stands (the model's own, as it answers bare), or without one the
+     confidence-weighted vote.
 
 The final text is the winning answer as an agent wrote it; an answer only a program
 reached is put into a sentence by one short call.
@@ -29,12 +31,14 @@ reached is put into a sentence by one short call.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import AsyncGenerator, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, replace
 
 from ponder.backends.base import Backend
-from ponder.errors import UpstreamError
+from ponder.errors import PonderError, UpstreamError
 from ponder.formats.clean import clean
 from ponder.modes import answers, choices, evidence
 from ponder.modes.base import ModeRequest
@@ -55,7 +59,7 @@ WORK_CHARS = 1200  # of each attempt the judge reads (its end, where the answer 
 @dataclass(frozen=True)
 class Decision:
     answer: str | None  # the vote that won
-    method: str  # "agreement" | "pooled" | "vote" | "judge"
+    method: str  # "agreement" | "pooled" | "vote" | "judge" | "split" (the direct answer stood)
     winner: AgentResult | None
     tally: dict[str, float]  # votes, or (`pooled`) the options' pooled probabilities
     pooled: bool = False
@@ -231,35 +235,70 @@ def _bar(results: Sequence[AgentResult], drawn_sampled: bool) -> float | None:
 async def judge(
     backend: Backend, chat: ChatRequest, results: Sequence[AgentResult], out: list[Decision]
 ) -> AsyncGenerator[Event, None]:
-    """Ask the model to check one attempt per answer; append the decision to `out`."""
+    """Ask the model to check one attempt per answer, twice, the attempts in opposite
+    orders (the first reading streams); append the decision to `out`. Its pick stands
+    only when both readings name the same attempt: a judge that names whichever it
+    read first is checking nothing (a 1.5B model did so on every GSM8K split it
+    judged: docs/benchmarks.md). Otherwise the direct answer, which the model gives
+    bare, stands (`_fallback`)."""
     counted = voters(results)
-    fallback = vote(counted)
     by_answer: dict[str, AgentResult] = {}
     for r in sorted(counted, key=lambda r: (r.method == "program", -r.confidence)):
         by_answer.setdefault(r.vote, r)  # type: ignore[arg-type]
     if len(by_answer) < 2:  # nothing to choose between
-        out.append(Decision(fallback.answer, "vote", fallback.winner, fallback.tally))
+        out.append(_fallback(counted))
         yield Done("stop", NO_USAGE)
         return
-    candidates = [{"answer": a, "work": _work(r)} for a, r in by_answer.items()]
-    prompt = render(load("contemplating")["judge"]["user"], question=request_text(chat), candidates=candidates)
     system = tuple(m for m in chat.messages if m.role in ("system", "developer"))
     params = SamplingParams(max_tokens=JUDGE_TOKENS, temperature=0.0, seed=chat.params.seed)
-    text, usage = "", NO_USAGE
+
+    def reading(order: list[tuple[str, AgentResult]]) -> ChatRequest:
+        candidates = [{"answer": a, "work": _work(r)} for a, r in order]
+        prompt = render(load("contemplating")["judge"]["user"], question=request_text(chat), candidates=candidates)
+        return ChatRequest(chat.model, (*system, Message("user", prompt)), params)
+
+    order = list(by_answer.items())
     yield AgentEvent("judge.start", None, {"answers": list(by_answer)})
-    async for event in watched(backend.stream(ChatRequest(chat.model, (*system, Message("user", prompt)), params)),
-                               Watch()):  # fmt: skip
+    reverse = asyncio.ensure_future(_read(backend.stream(reading(order[::-1]))))
+    try:
+        text, usage = "", NO_USAGE
+        async for event in watched(backend.stream(reading(order)), Watch()):
+            if isinstance(event, TextDelta):
+                text += event.text
+                yield AgentEvent("judge.delta", None, {"text": event.text})
+            elif isinstance(event, Done):
+                usage = event.usage
+        other, other_usage = await reverse
+    finally:
+        reverse.cancel()
+        with suppress(asyncio.CancelledError, PonderError):
+            await reverse
+    picked, again = answers.extract(text), answers.extract(other)
+    if picked in by_answer and picked == again:
+        out.append(Decision(picked, "judge", by_answer[picked], vote(counted).tally))
+    else:
+        out.append(_fallback(counted))
+    yield Done("stop", usage + other_usage)
+
+
+async def _read(events: AsyncGenerator[Event, None]) -> tuple[str, Usage]:
+    text, usage = "", NO_USAGE
+    async for event in watched(events, Watch()):
         if isinstance(event, TextDelta):
             text += event.text
-            yield AgentEvent("judge.delta", None, {"text": event.text})
         elif isinstance(event, Done):
             usage = event.usage
-    picked = answers.extract(text)
-    if picked in by_answer:
-        out.append(Decision(picked, "judge", by_answer[picked], fallback.tally))
-    else:
-        out.append(Decision(fallback.answer, "vote", fallback.winner, fallback.tally))
-    yield Done("stop", usage)
+    return text, usage
+
+
+def _fallback(counted: Sequence[AgentResult]) -> Decision:
+    """A split no majority and no judge settled: the direct answer (greedy, the
+    question alone: what the model says bare), else the confidence-weighted vote."""
+    verdict = vote(counted)
+    direct = [r for r in counted if r.method == "direct"]
+    if direct:
+        return Decision(direct[0].vote, "split", direct[0], verdict.tally)
+    return Decision(verdict.answer, "vote", verdict.winner, verdict.tally)
 
 
 def _option(question: str, letter: str, results: Sequence[AgentResult]) -> str:

@@ -2,14 +2,16 @@
 
     .venv/bin/python bench/selection.py bench/results/gsm8k-modes-100.json [more runs on the same items]
 
-Reads `ponder bench modes` results and treats every answer they hold as a source:
-each row's answer (bare, thinking, ...) and, for Contemplating, each agent's vote by
-method and place ("contemplating/program#2"). Prints, over the items every file
-holds, each source's accuracy, the oracle (an item counts when any source has its
-answer right), and a plain majority vote over the sources that are not themselves a
-choice among others (every source but the Contemplating and Auto rows), and over the
-agents alone; ties go to the source first in name order. A judge or a weighting can only pick among
-answers that are there: the oracle bounds it, and the votes show what counting does.
+Reads `ponder bench modes` results on GSM8K (answers that are numbers) and treats
+every answer they hold as a source: each row's answer (bare, thinking, ...) and, for
+Contemplating and Auto, each agent's vote by method and place
+("contemplating/program#2"). Prints, over the items every file holds, each
+source's accuracy, the oracle (an item counts when any source has its answer
+right), and a plain majority vote over the sources that are not themselves a
+choice among others (all but the Contemplating and Auto rows), and over the agents
+alone; ties go to the source first in name order. A judge or a weighting can only
+pick among answers that are there: the oracle bounds it, and the votes show what
+counting does.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ def main(paths: list[Path]) -> int:
         expected.update(exp)
         for item, got in answers.items():
             merged[item].update(got)
-    items = sorted(set.intersection(*holds))
+    items = sorted(i for i in set.intersection(*holds) if expected[i] is not None)  # answers that are numbers
     names = sorted({s for i in items for s in merged[i]})
     print(f"{len(items)} items held by every file")
     for name in names:
@@ -72,7 +74,7 @@ def main(paths: list[Path]) -> int:
         right = sum(merged[i][name] == expected[i] for i in have)
         print(f"  {name:<48} {right:>3} right of {len(have):>3} answered")
     agents = [n for n in names if "/" in n]
-    plain = [n for n in names if "/" in n or n.rpartition(":")[2] not in DERIVED]
+    plain = [n for n in names if "/" in n or n.rpartition(":")[2].removesuffix("+code") not in DERIVED]
     oracle = sum(any(merged[i].get(n) == expected[i] for n in names) for i in items)
     print(f"oracle (any source right)                          {oracle:>3}")
     for label, chosen in (("the plain sources", plain), ("the agents alone", agents)):

@@ -13,6 +13,7 @@ import pytest
 
 from ponder.backends.scripted import Script, ScriptedBackend
 from ponder.config import ModeSettings
+from ponder.errors import UpstreamError
 from ponder.media import own_words, vision
 from ponder.modes import ModeRequest, resolve, run
 from ponder.modes.contemplating import program as program_agent
@@ -204,6 +205,29 @@ async def test_no_two_agreeing_goes_to_the_judge_which_must_name_a_candidate() -
     done = await collect(run(backend, contemplation()))
     assert synthesis(done)["method"] == "split" and synthesis(done)["answer"] == "40"
     assert done.text == "The answer is 40."
+
+
+@needs_sandbox
+async def test_a_judges_failed_second_reading_leaves_the_direct_answer_and_counts_the_first() -> None:
+    answers = {"direct": "40", "program": "42", "equations": "43"}
+    inner = scripted(answers, judge="Attempt 2 holds up. The correct answer is 42.", code={"sampled": "print(41)\n"})
+    readings = []
+
+    def respond(req: ChatRequest) -> Script:
+        if agent_of(req) == "judge":
+            readings.append(req)
+            if len(readings) == 2:  # the attempts in the other order: the engine fails
+                return UpstreamError("the engine went away")
+        return inner(req)
+
+    backend = ScriptedBackend(respond=respond)
+    done = await collect(run(backend, contemplation()))
+    assert len(readings) == 2
+    assert synthesis(done)["method"] == "split" and done.text == "The answer is 40."
+    assert "Attempt 2 holds up." in "".join(e.data["text"] for e in done.progress if e.kind == "judge.delta")
+    # every call that answered is in the usage, the first reading's too (one word, one token here)
+    answered = [r for r in backend.requests if r is not readings[1]]
+    assert done.usage.prompt_tokens == sum(len(m.content.split()) for r in answered for m in r.messages)
 
 
 @needs_sandbox

@@ -268,7 +268,7 @@ def test_the_default_models_program_agent_computes_in_the_sandbox(default_server
     reasoning = "".join(getattr(c.choices[0].delta, "reasoning_content", None) or "" for c in chunks if c.choices)
     assert "It printed:\n504" in reasoning  # the program's own output, from the sandbox
     settled = next(p for p in progress if p["type"] == "synthesis.start")
-    assert settled["method"] in ("agreement", "vote", "judge")
+    assert settled["method"] in ("agreement", "vote", "judge", "split")
     assert progress[-1]["type"] == "evidence" and progress[-1]["voters"] >= 1  # what the answer rests on
     usage = chunks[-1].usage
     assert usage is not None and usage.completion_tokens > 0

@@ -150,6 +150,9 @@ def _progress_line(e: AgentEvent) -> str:
     if e.kind == "agent.done":
         if d.get("stopped") == "stopped":
             return f"{who} stopped"
+        why = {"settled": "the others had settled the answer", "confidence": "less sure than the agents before it"}
+        if not d["ok"] and d.get("stopped") in why:
+            return f"{who} stopped: {why[d['stopped']]}"
         return f"{who} " + (f"answer: {d['vote'] or d['answer'][:60]}" if d["ok"] else f"failed: {d['error']}")
     if e.kind == "auto":
         return "[auto] not sure: checking with more attempts" if d.get("escalated") else ""

@@ -58,14 +58,6 @@ def ece(pairs: list[tuple[float, bool]], bins: int = 10) -> float:
     return total
 
 
-def auroc(pairs: list[tuple[float, bool]]) -> float | None:
-    pos = [p for p, r in pairs if r]
-    neg = [p for p, r in pairs if not r]
-    if not pos or not neg:
-        return None
-    return sum((a > b) + 0.5 * (a == b) for a in pos for b in neg) / (len(pos) * len(neg))
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("results", nargs="+", type=Path)
@@ -84,7 +76,7 @@ def main() -> int:
                  if (p := calibration.confidence(r["evidence"], models)) is not None]  # fmt: skip
         if not pairs:
             continue
-        e, a = ece(pairs), auroc(pairs)
+        e, a = ece(pairs), calibration.auroc(pairs)
         right, sure = sum(r for _, r in pairs) / len(pairs), sum(p for p, _ in pairs) / len(pairs)
         report.append({"mode": mode, "rows": len(pairs), "ece": round(e, 3),
                        "auroc": None if a is None else round(a, 3), "right": round(right, 3),

@@ -28,6 +28,7 @@ from ponder.backends.embedded import EmbeddedBackend
 from ponder.config import EFFORT_BUDGETS, load_settings
 from ponder.evals import datasets
 from ponder.models import ModelStore
+from ponder.modes import calibration
 from ponder.modes.confidence import TOP_K, measure
 from ponder.modes.thinking import Trace, think
 from ponder.types import ChatRequest, Message, SamplingParams, collect
@@ -87,12 +88,9 @@ async def main() -> int:
 
 
 def auroc(scores: list[float], right: list[bool]) -> float:
-    """The chance that a right answer scores above a wrong one (ties count half); 0.5 when one side is empty."""
-    pos = [x for x, ok in zip(scores, right) if ok]
-    neg = [x for x, ok in zip(scores, right) if not ok]
-    if not pos or not neg:
-        return 0.5
-    return sum((p > q) + 0.5 * (p == q) for p in pos for q in neg) / (len(pos) * len(neg))
+    """`calibration.auroc`; 0.5 when one side is empty."""
+    found = calibration.auroc(list(zip(scores, right, strict=True)))
+    return 0.5 if found is None else found
 
 
 def _mean(values: Iterable[float]) -> float:

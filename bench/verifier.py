@@ -24,20 +24,13 @@ from ponder.backends.embedded import EmbeddedBackend
 from ponder.config import load_settings
 from ponder.evals import datasets
 from ponder.models import ModelStore
+from ponder.modes import calibration
 from ponder.types import ChatRequest, Message
 
 ASK = (
     "Here is a question and a proposed solution.\n\nQuestion:\n{question}\n\nProposed solution:\n{answer}\n\n"
     "Check the solution step by step against the question. Is its final answer correct? Reply Yes or No."
 )
-
-
-def auroc(pairs: list[tuple[float, bool]]) -> float | None:
-    pos = [p for p, r in pairs if r]
-    neg = [p for p, r in pairs if not r]
-    if not pos or not neg:
-        return None
-    return sum((a > b) + 0.5 * (a == b) for a in pos for b in neg) / (len(pos) * len(neg))
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -61,7 +54,7 @@ async def main(args: argparse.Namespace) -> int:
                   f"({time.perf_counter() - t0:.0f}s)", file=sys.stderr, flush=True)  # fmt: skip
     finally:
         await backend.close()
-    a = auroc(pairs)
+    a = calibration.auroc(pairs)
     print(f"{len(pairs)} {args.config} rows, {sum(r for _, r in pairs)} right: "
           f"AUROC of the verifier {'n/a' if a is None else f'{a:.3f}'}")  # fmt: skip
     return 0

@@ -83,3 +83,10 @@ def test_an_answer_in_parts_is_as_sure_as_all_its_parts_together() -> None:
     failed = {"method": "written", "parts": [chain(6.6), {**chain(6.6), "failed": True}]}
     assert calibration.confidence(failed, models) is None  # no confidence rather than a made-up one
     assert "parts" not in calibration.fit([(parts, True)] * 10 + [(parts, False)] * 10)  # nothing to fit
+
+
+def test_auroc_is_the_chance_a_right_answer_scores_above_a_wrong_one() -> None:
+    assert calibration.auroc([(0.9, True), (0.8, True), (0.1, False)]) == 1.0
+    assert calibration.auroc([(0.1, True), (0.9, False)]) == 0.0
+    assert calibration.auroc([(0.5, True), (0.5, False), (0.7, True), (0.2, False)]) == 0.875  # the tie counts half
+    assert calibration.auroc([(0.5, True)]) is None  # no wrong answers to rank against

@@ -109,6 +109,16 @@ def fit(rows: Sequence[tuple[dict[str, Any], bool]], items: Sequence[str] | None
     return models
 
 
+def auroc(pairs: Sequence[tuple[float, bool]]) -> float | None:
+    """The area under the ROC curve of scores for right against wrong answers: the
+    chance a right one scores above a wrong one (ties count half); None without both."""
+    pos = [p for p, r in pairs if r]
+    neg = [p for p, r in pairs if not r]
+    if not pos or not neg:
+        return None
+    return sum((a > b) + 0.5 * (a == b) for a in pos for b in neg) / (len(pos) * len(neg))
+
+
 def _logistic(z: np.ndarray, y: np.ndarray, l2: float) -> tuple[np.ndarray, float]:
     """Weights and bias minimising the summed log loss plus l2 / 2 times the squared
     weights (the bias is not penalised), by Newton's method: the loss is convex, and

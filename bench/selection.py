@@ -11,7 +11,7 @@ right), and a plain majority vote over the sources that are not themselves a
 choice among others (all but the Contemplating and Auto rows), and over the agents
 alone; ties go to the source first in name order. A judge or a weighting can only
 pick among answers that are there: the oracle bounds it, and the votes show what
-counting does.
+counting does. Then, per file, how its Contemplating and Auto rows settled (`routes`).
 """
 
 from __future__ import annotations
@@ -80,7 +80,54 @@ def main(paths: list[Path]) -> int:
     for label, chosen in (("the plain sources", plain), ("the agents alone", agents)):
         right = sum(vote([merged[i].get(n) for n in chosen]) == expected[i] for i in items)
         print(f"majority vote over {label:<31} {right:>3}")
+    for path in paths:
+        routes(path)
     return 0
+
+
+def routes(path: Path) -> None:
+    """How each Contemplating and Auto row of `path` settled its answer: per route,
+    rows, right and tokens an item; on the routes that choose among differing
+    answers (judge, split), how often the answer was the direct agent's; why agents
+    stopped early; and, where a direct answer and a chain both voted, how often the
+    chain's confidence was the lower."""
+    rows = [r for r in json.loads(path.read_text())["rows"] if r["config"] in DERIVED]
+    print(f"{path.stem}:")
+    for config in DERIVED:
+        mine = [r for r in rows if r["config"] == config]
+        by: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for r in mine:
+            by[r["route"] or "(as Instant)"].append(r)
+        for route, group in sorted(by.items()):
+            right = sum(r["correct"] for r in group)
+            tokens = sum(r["completion_tokens"] for r in group) / len(group)
+            line = f"  {config:<14} {route:<22} {len(group):>3} rows {right:>3} right {tokens:>5.0f} tokens an item"
+            if route.endswith(("judge", "split")):
+                direct = [r for r in group if value(r["got"]) == _direct_vote(r)]
+                line += f"; the direct answer's on {len(direct)} ({sum(r['correct'] for r in direct)} right)"
+                line += f", the direct answer right on {sum(_direct_vote(r) == value(r['expected']) for r in group)}"
+            print(line)
+        unvoted = Counter((a["method"], a.get("stopped") or "?") for r in mine for a in r.get("agents") or []
+                          if not a["ok"])  # fmt: skip
+        if unvoted:  # "?": a run from before rows said why
+            stops = ", ".join(f"{m} ({why}) {n}" for (m, why), n in sorted(unvoted.items()))
+            print(f"  {config:<14} agents with no vote: {stops}")
+        both = [(d, c) for r in mine if (d := _confidence(r, "direct")) is not None
+                and (c := _confidence(r, "chain")) is not None]  # fmt: skip
+        if both:
+            lower = sum(c < d for d, c in both)
+            print(f"  {config:<14} where a chain and the direct answer both voted ({len(both)}), the chain was "
+                  f"less sure on {lower}")  # fmt: skip
+
+
+def _direct_vote(row: dict[str, Any]) -> float | None:
+    return next((value(a["vote"]) for a in row.get("agents") or [] if a["method"] == "direct"), None)
+
+
+def _confidence(row: dict[str, Any], method: str) -> float | None:
+    """The confidence of the first agent of `method` that voted."""
+    return next((a["confidence"] for a in row.get("agents") or [] if a["method"] == method and a["vote"] is not None),
+                None)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ right), and a plain majority vote over the sources that are not themselves a
 choice among others (all but the Contemplating and Auto rows), and over the agents
 alone; ties go to the source first in name order. A judge or a weighting can only
 pick among answers that are there: the oracle bounds it, and the votes show what
-counting does. Then, per file, how its Contemplating and Auto rows settled (`routes`).
+counting does. Then, per file, how its Contemplating and Auto rows settled (`routes`),
+and what a higher Auto bar would have done (`bars`).
 """
 
 from __future__ import annotations
@@ -82,7 +83,50 @@ def main(paths: list[Path]) -> int:
         print(f"majority vote over {label:<31} {right:>3}")
     for path in paths:
         routes(path)
+        bars(path)
     return 0
+
+
+def bars(path: Path) -> None:
+    """What Auto would have scored and spent with a higher bar (`auto_confidence`), read
+    from the rows the run has: an item Auto kept whose first answer's confidence is
+    under the bar would have escalated, and is counted as Contemplating's row on it
+    (its right and its tokens) plus the tokens Auto had spent on the first answer.
+    That is a replay, not a run: an escalation starts from Auto's first answer where
+    Contemplating starts afresh, so it is only as good as their agreement on the items
+    Auto did escalate, which the first line prints."""
+    rows: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for r in json.loads(path.read_text())["rows"]:
+        rows[r["id"]][r["config"]] = r
+    items = [x for x in rows.values() if "auto" in x and "contemplating" in x]
+    if not items:
+        return
+    escalated = [x for x in items if x["auto"]["route"].startswith("escalated")]
+    kept = sorted((x for x in items if x["auto"]["route"] == "direct" and x["auto"]["confidence"] is not None),
+                  key=lambda x: x["auto"]["confidence"])  # fmt: skip
+    if escalated:
+        print(f"  auto bar: on the {len(escalated)} items Auto escalated, Auto was right on "
+              f"{sum(x['auto']['correct'] for x in escalated)} and Contemplating on "
+              f"{sum(x['contemplating']['correct'] for x in escalated)}, at "
+              f"{_mean(x['auto'] for x in escalated):.0f} and {_mean(x['contemplating'] for x in escalated):.0f} "
+              "tokens an item")  # fmt: skip
+    spent = _mean(x["contemplating"] for x in items)
+    for n in sorted({*range(0, len(kept), max(1, len(kept) // 8)), len(kept)}):  # a bar that escalates n more
+        more, stay = kept[:n], kept[n:]
+        right = (sum(x["auto"]["correct"] for x in items if x not in more)
+                 + sum(x["contemplating"]["correct"] for x in more))  # fmt: skip
+        tokens = (sum(x["auto"]["completion_tokens"] for x in items)
+                  + sum(x["contemplating"]["completion_tokens"] for x in more)) / len(items)  # fmt: skip
+        bar = f"{stay[0]['auto']['confidence']:.2f}" if stay else "inf"
+        print(
+            f"  auto bar up to {bar:>5}: {n:>3} more escalated, {right:>3} right of {len(items)}, "
+            f"{tokens:>4.0f} tokens an item ({tokens / spent:.2f}x Contemplating's)"
+        )
+
+
+def _mean(rows: Any) -> float:
+    tokens = [r["completion_tokens"] for r in rows]
+    return sum(tokens) / len(tokens)
 
 
 def routes(path: Path) -> None:

@@ -186,6 +186,14 @@ async def test_a_failing_program_is_shown_its_error_and_fixed_once() -> None:
 
 
 @needs_sandbox
+async def test_program_agents_are_held_to_the_agent_budget() -> None:
+    backend = ScriptedBackend(respond=scripted({"direct": "42", "program": "42"}))
+    done = await collect(run(backend, contemplation(agent_budget=300)))
+    assert {r.params.max_tokens for r in backend.requests if agent_of(r) == "program"} == {300}
+    assert synthesis(done)["answer"] == "42"
+
+
+@needs_sandbox
 async def test_no_two_agreeing_goes_to_the_judge_which_must_name_a_candidate() -> None:
     answers = {"direct": "40", "program": "42", "equations": "43"}
     code = {"sampled": "print(41)\n"}
@@ -473,6 +481,44 @@ async def test_answer_now_writes_no_program() -> None:
     done = await collect(run(backend, req))
     assert done.text == "The answer is 42." and "program" not in [agent_of(r) for r in backend.requests]
     assert done.usage.tool_calls == 0
+
+
+LONG_PROGRAM = "eggs_per_row = 7\nrows = 6\ntotal = eggs_per_row * rows\nprint(total)\n"  # 10 tokens, scripted
+
+
+@needs_sandbox
+async def test_a_program_counts_against_the_thinking_budget_and_one_it_cuts_is_not_run() -> None:
+    backend = ScriptedBackend(respond=scripted({"direct": "40", "program": "42"}, code={"greedy": LONG_PROGRAM}))
+    done = await collect(run(backend, thinking(budget=4)))
+    asked = [(agent_of(r), r.params.max_tokens) for r in backend.requests]
+    assert asked[0] == ("program", 4)  # capped at the budget, not the program's own 512
+    assert [who for who, _ in asked] == ["program", "direct"]  # no repair: the chain has nothing left to reason
+    assert done.usage.tool_calls == 0  # an unfinished program is not run
+    assert "eggs_per_row = 7" in done.reasoning and done.text == "The answer is 40."
+    assert done.usage.reasoning_tokens == 4  # all the reasoning there was: the budget
+
+
+@needs_sandbox
+async def test_think_longer_lets_a_program_the_budget_cut_go_on() -> None:
+    req = thinking(budget=4)
+    inner = scripted({"direct": "40", "program": "42"}, code={"greedy": LONG_PROGRAM})
+
+    def respond(r: ChatRequest) -> Script:
+        fence = PROMPTS["program"]["fence"]
+        if r.prefill == fence:  # the client asks for more while the program is being written
+            req.steer.think_longer(100)
+            return LONG_PROGRAM
+        if r.prefill.startswith(fence):  # the call that goes on from the cut
+            return LONG_PROGRAM[len(r.prefill) - len(fence) :]
+        return inner(r)
+
+    backend = ScriptedBackend(respond=respond)
+    done = await collect(run(backend, req))
+    calls = [r for r in backend.requests if r.prefill.startswith(PROMPTS["program"]["fence"])]
+    assert [r.params.max_tokens for r in calls] == [4, 100]  # the second call has what think_longer added
+    assert calls[1].prefill.endswith("eggs_per_row = 7\nrows")  # and continues the code where the cut left it
+    assert "eggs_per_row = 7\nrows = 6\ntotal" in done.reasoning  # one program, run whole
+    assert done.text == "There are 42 eggs." and done.usage.tool_calls == 1
 
 
 @needs_sandbox

@@ -57,7 +57,8 @@ async def _thinking(backend: Backend, req: ModeRequest, chat: ChatRequest) -> As
     asked = chat.params.logprobs
     measured = replace(chat, params=replace(chat.params, logprobs=max(TOP_K, asked or 0)))
     trace = Trace(measure=True)
-    async for event in think(backend, measured, req.budget, compression=req.compression,
+    budget = computed.left(req, ran[0]) if ran else req.budget
+    async for event in think(backend, measured, budget, compression=req.compression,
                              probe_every=req.probe_every, trace=trace, steer=req.steer):  # fmt: skip
         if isinstance(event, TextDelta):
             event = TextDelta(event.text, for_client(event.logprobs, asked))

@@ -107,7 +107,7 @@ async def _computed(backend: Backend, req: ModeRequest, out: list[AgentResult]) 
     if computed.settles(out[-1]):
         return
     yield ReasoningDelta("\n\n")
-    async for event in _chain(backend, req, out):
+    async for event in _chain(backend, replace(req, budget=computed.left(req, out[0])), out):
         yield replace(event, usage=event.usage + computed.cost(out[0])) if isinstance(event, Done) else event
 
 

@@ -16,7 +16,9 @@ comes first, and is the reasoning:
   now);
 - it failed, printed no number (a word, say, on a question that only had numbers in
   it) or prose, or was stopped: a Thinking chain reasons after it, as on any other
-  question.
+  question, with what the program left of the reasoning budget. The program's tokens
+  count against that budget (think_longer raises it): one the budget cuts short is
+  not run, and the chain after it has nothing left, so it answers at once.
 
 What the program did is the answer's evidence (`evidence.of_program`).
 """
@@ -55,7 +57,7 @@ async def solve(backend: Backend, req: ModeRequest, out: list[AgentResult]) -> A
     trace = Trace(measure=True)
     trace.watch.steer = req.steer
     try:
-        async for event in program.program(backend, chat, request_text(req.chat), trace):
+        async for event in program.program(backend, chat, request_text(req.chat), trace, budget=req.budget):
             if not isinstance(event, Done):
                 yield event
     finally:
@@ -72,6 +74,12 @@ def settles(result: AgentResult) -> bool:
     got = result.vote
     printed = result.trace.answer.strip()
     return got is not None and answers.number(got) is not None and len(printed.split()) <= ANSWER_WORDS
+
+
+def left(req: ModeRequest, result: AgentResult) -> int:
+    """The reasoning budget a chain after the program has: what the program left of
+    the request's (think_longer's additions are the chain's own to count again)."""
+    return max(0, req.budget - result.trace.reasoning_tokens)
 
 
 def cost(result: AgentResult) -> Usage:

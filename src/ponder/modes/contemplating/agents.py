@@ -56,7 +56,7 @@ async def run_agents(
             watch.stop_below, watch.steer, watch.agent = task.stop_below, req.steer, task.index
             watch.moot = settled.is_set
             if task.method == "program":
-                return program(backend, chat, request_text(req.chat), rounds[-1])
+                return program(backend, chat, request_text(req.chat), rounds[-1], budget=req.agent_budget)
             if task.method == "direct":
                 return direct(backend, chat, rounds[-1])
             if task.method == "options":

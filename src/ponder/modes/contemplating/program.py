@@ -38,9 +38,10 @@ def available() -> bool:
 
 
 async def program(
-    backend: Backend, chat: ChatRequest, question: str, trace: Trace, repairs: int = 1
+    backend: Backend, chat: ChatRequest, question: str, trace: Trace, repairs: int = 1, budget: int | None = None
 ) -> AsyncGenerator[Event, None]:
-    """Stream the agent's work as reasoning; fill `trace`; end with one Done."""
+    """Stream the agent's work as reasoning; fill `trace`; end with one Done. Its
+    tokens count against `budget`, the reasoning budget, when one is given (`_write`)."""
     prompts = load("contemplating")["program"]
     fence = prompts["fence"] if backend.capabilities.prefill else ""
     system = tuple(m for m in chat.messages if m.role in ("system", "developer"))
@@ -51,19 +52,14 @@ async def program(
         if trace.answer_now:  # the client wants the answer now, or this agent is not needed: no program to write
             trace.watch.ended()
             break
-        reply = ""
         if attempt:
             yield ReasoningDelta("\n")
         yield ReasoningDelta(fence)
-        request = ChatRequest(chat.model, messages, params, prefill=fence)
-        async for event in watched(backend.stream(request), trace.watch):
-            if isinstance(event, TextDelta):
-                reply += event.text
-                yield ReasoningDelta(event.text)
-            elif isinstance(event, Done):
-                trace.usage += event.usage
-                trace.reasoning_tokens += event.usage.completion_tokens
-        code = _code(fence + reply) if not trace.watch.stopped else ""
+        written: list[str] = []
+        async for event in _write(backend, ChatRequest(chat.model, messages, params), fence, trace, budget, written):
+            yield event
+        reply = "".join(written)
+        code = _code(fence + reply) if not (trace.watch.stopped or trace.forced) else ""
         trace.reasoning += fence + reply
         if not code:
             break
@@ -84,6 +80,41 @@ async def program(
         messages = (*messages, assistant, Message("user", render(prompts["repair"], output=shown)))
         params = replace(params, temperature=0.0)  # a repair is a correction, not a new draw
     yield Done("stop", trace.usage)
+
+
+async def _write(
+    backend: Backend, request: ChatRequest, fence: str, trace: Trace, budget: int | None, written: list[str]
+) -> AsyncGenerator[Event, None]:
+    """One program's code, streamed as reasoning and kept in `written`. Under a
+    `budget` each call is capped at what is left of it (and what think_longer added).
+    Cut there, the code goes on from where it stopped if the client has raised the
+    budget meanwhile; otherwise it is cut short, `trace.forced`, and not run: an
+    unfinished program's output would be no answer."""
+    spent = 0
+    while True:
+        cap = PROGRAM_TOKENS - spent
+        if budget is not None:
+            cap = min(cap, trace.budget(budget) - trace.reasoning_tokens)
+        if cap <= 0:  # the budget is spent (PROGRAM_TOKENS ends the loop below)
+            trace.forced = True
+            return
+        params = replace(request.params, max_tokens=cap)
+        finish: str = "stop"
+        async for event in watched(backend.stream(replace(request, params=params, prefill=fence + "".join(written))),
+                                   trace.watch):  # fmt: skip
+            if isinstance(event, TextDelta):
+                written.append(event.text)
+                yield ReasoningDelta(event.text)
+            elif isinstance(event, Done):
+                trace.usage += event.usage
+                trace.reasoning_tokens += event.usage.completion_tokens
+                spent += event.usage.completion_tokens
+                finish = event.finish_reason
+        if finish != "length" or trace.watch.stopped or spent >= PROGRAM_TOKENS:
+            return  # done; or at the program's own cap, where what was written is run as it is
+        if not fence:  # cut by the budget, on a backend that cannot go on with a reply
+            trace.forced = True
+            return
 
 
 def _code(reply: str) -> str:

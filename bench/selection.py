@@ -110,6 +110,10 @@ def bars(path: Path) -> None:
               f"{sum(x['contemplating']['correct'] for x in escalated)}, at "
               f"{_mean(x['auto'] for x in escalated):.0f} and {_mean(x['contemplating'] for x in escalated):.0f} "
               "tokens an item")  # fmt: skip
+        alone = [x["thinking"] for x in escalated if "thinking" in x]
+        if alone:  # Thinking's answer is the program Auto starts from (a chain where programs are off)
+            print(f"  auto bar: Thinking, the first answer alone, was right on {sum(r['correct'] for r in alone)} "
+                  f"of those {len(alone)}, at {_mean(alone):.0f} tokens an item")  # fmt: skip
     spent = _mean(x["contemplating"] for x in items)
     for n in sorted({*range(0, len(kept), max(1, len(kept) // 8)), len(kept)}):  # a bar that escalates n more
         more, stay = kept[:n], kept[n:]

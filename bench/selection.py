@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/selection.py bench/results/gsm8k-modes-100.json [more runs on the same items]
 
-Reads `ponder bench modes` results on GSM8K (answers that are numbers) and treats
+Reads `ponder bench modes` results (GSM8K's answers are numbers; TruthfulQA's and
+HellaSwag's, an option's letter) and treats
 every answer they hold as a source: each row's answer (bare, thinking, ...) and, for
 Contemplating and Auto, each agent's vote by method and place
 ("contemplating/program#2"). Prints, over the items every file holds, each
@@ -26,17 +27,18 @@ from typing import Any
 DERIVED = ("contemplating", "auto")  # rows that chose among answers of their own
 
 
-def value(text: Any) -> float | None:
+def value(text: Any) -> float | str | None:
+    """An answer as it compares: a number, or an option's letter (lower case)."""
     try:
         return round(float(text), 6)
     except (TypeError, ValueError):
-        return None
+        return text.lower() if isinstance(text, str) and len(text) == 1 and text.isalpha() else None
 
 
-def sources(path: Path) -> tuple[dict[str, dict[str, float | None]], dict[str, float | None]]:
+def sources(path: Path) -> tuple[dict[str, dict[str, float | str | None]], dict[str, float | str | None]]:
     """Per item, each source's answer; and each item's expected answer."""
-    answers: dict[str, dict[str, float | None]] = defaultdict(dict)
-    expected: dict[str, float | None] = {}
+    answers: dict[str, dict[str, float | str | None]] = defaultdict(dict)
+    expected: dict[str, float | str | None] = {}
     tag = path.stem
     for row in json.loads(path.read_text())["rows"]:
         expected[row["id"]] = value(row["expected"])
@@ -49,7 +51,7 @@ def sources(path: Path) -> tuple[dict[str, dict[str, float | None]], dict[str, f
     return answers, expected
 
 
-def vote(answers: list[float | None]) -> float | None:
+def vote(answers: list[float | str | None]) -> float | str | None:
     counted = Counter(a for a in answers if a is not None)
     if not counted:
         return None
@@ -58,8 +60,8 @@ def vote(answers: list[float | None]) -> float | None:
 
 
 def main(paths: list[Path]) -> int:
-    merged: dict[str, dict[str, float | None]] = defaultdict(dict)
-    expected: dict[str, float | None] = {}
+    merged: dict[str, dict[str, float | str | None]] = defaultdict(dict)
+    expected: dict[str, float | str | None] = {}
     holds: list[set[str]] = []
     for path in paths:
         answers, exp = sources(path)
@@ -67,7 +69,7 @@ def main(paths: list[Path]) -> int:
         expected.update(exp)
         for item, got in answers.items():
             merged[item].update(got)
-    items = sorted(i for i in set.intersection(*holds) if expected[i] is not None)  # answers that are numbers
+    items = sorted(i for i in set.intersection(*holds) if expected[i] is not None)  # answers that compare
     names = sorted({s for i in items for s in merged[i]})
     print(f"{len(items)} items held by every file")
     for name in names:
@@ -110,8 +112,10 @@ def bars(path: Path) -> None:
               f"{sum(x['contemplating']['correct'] for x in escalated)}, at "
               f"{_mean(x['auto'] for x in escalated):.0f} and {_mean(x['contemplating'] for x in escalated):.0f} "
               "tokens an item")  # fmt: skip
-        alone = [x["thinking"] for x in escalated if "thinking" in x]
-        if alone:  # Thinking's answer is the program Auto starts from (a chain where programs are off)
+        alone = [
+            x["thinking"] for x in escalated if "thinking" in x and isinstance(value(x["thinking"]["expected"]), float)
+        ]
+        if alone:  # on a question with numbers, Thinking's answer is the program Auto starts from
             print(f"  auto bar: Thinking, the first answer alone, was right on {sum(r['correct'] for r in alone)} "
                   f"of those {len(alone)}, at {_mean(alone):.0f} tokens an item")  # fmt: skip
     spent = _mean(x["contemplating"] for x in items)
@@ -168,7 +172,7 @@ def routes(path: Path) -> None:
                   f"less sure on {lower}")  # fmt: skip
 
 
-def _direct_vote(row: dict[str, Any]) -> float | None:
+def _direct_vote(row: dict[str, Any]) -> float | str | None:
     return next((value(a["vote"]) for a in row.get("agents") or [] if a["method"] == "direct"), None)
 
 

@@ -78,7 +78,8 @@ def settles(result: AgentResult) -> bool:
 
 def left(req: ModeRequest, result: AgentResult) -> int:
     """The reasoning budget a chain after the program has: what the program left of
-    the request's (think_longer's additions are the chain's own to count again)."""
+    the request's. What think_longer added is not in it: the chain's trace adds that
+    itself, through the same steer."""
     return max(0, req.budget - result.trace.reasoning_tokens)
 
 

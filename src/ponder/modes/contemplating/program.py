@@ -25,7 +25,17 @@ from ponder.modes.prompts import load, render
 from ponder.modes.thinking import Trace
 from ponder.modes.watch import watched
 from ponder.tools import sandbox
-from ponder.types import ChatRequest, Done, Event, Message, ReasoningDelta, SamplingParams, TextDelta, Usage
+from ponder.types import (
+    ChatRequest,
+    Done,
+    Event,
+    FinishReason,
+    Message,
+    ReasoningDelta,
+    SamplingParams,
+    TextDelta,
+    Usage,
+)
 
 PROGRAM_TOKENS = 512
 LIMITS = sandbox.Limits(wall_s=10.0, cpu_s=5)
@@ -46,7 +56,7 @@ async def program(
     fence = prompts["fence"] if backend.capabilities.prefill else ""
     system = tuple(m for m in chat.messages if m.role in ("system", "developer"))
     messages: tuple[Message, ...] = (*system, Message("user", render(prompts["user"], question=question)))
-    params = SamplingParams(max_tokens=PROGRAM_TOKENS, temperature=chat.params.temperature, seed=chat.params.seed,
+    params = SamplingParams(temperature=chat.params.temperature, seed=chat.params.seed,  # max_tokens: `_write`'s
                             stop=("```",) if fence else (), logprobs=TOP_K)  # fmt: skip
     for attempt in range(repairs + 1):
         if trace.answer_now:  # the client wants the answer now, or this agent is not needed: no program to write
@@ -99,7 +109,7 @@ async def _write(
             trace.forced = True
             return
         params = replace(request.params, max_tokens=cap)
-        finish: str = "stop"
+        finish: FinishReason = "stop"
         async for event in watched(backend.stream(replace(request, params=params, prefill=fence + "".join(written))),
                                    trace.watch):  # fmt: skip
             if isinstance(event, TextDelta):

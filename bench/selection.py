@@ -19,15 +19,18 @@ and what a higher Auto bar would have done (`bars`).
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
 DERIVED = ("contemplating", "auto")  # rows that chose among answers of their own
+Answer = float | str | None
+Rows = list[dict[str, Any]]
 
 
-def value(text: Any) -> float | str | None:
+def value(text: Any) -> Answer:
     """An answer as it compares: a number, or an option's letter (lower case)."""
     try:
         return round(float(text), 6)
@@ -35,12 +38,11 @@ def value(text: Any) -> float | str | None:
         return text.lower() if isinstance(text, str) and len(text) == 1 and text.isalpha() else None
 
 
-def sources(path: Path) -> tuple[dict[str, dict[str, float | str | None]], dict[str, float | str | None]]:
+def sources(tag: str, rows: Rows) -> tuple[dict[str, dict[str, Answer]], dict[str, Answer]]:
     """Per item, each source's answer; and each item's expected answer."""
-    answers: dict[str, dict[str, float | str | None]] = defaultdict(dict)
-    expected: dict[str, float | str | None] = {}
-    tag = path.stem
-    for row in json.loads(path.read_text())["rows"]:
+    answers: dict[str, dict[str, Answer]] = defaultdict(dict)
+    expected: dict[str, Answer] = {}
+    for row in rows:
         expected[row["id"]] = value(row["expected"])
         answers[row["id"]][f"{tag}:{row['config']}"] = value(row["got"])
         seen: Counter[str] = Counter()
@@ -51,7 +53,7 @@ def sources(path: Path) -> tuple[dict[str, dict[str, float | str | None]], dict[
     return answers, expected
 
 
-def vote(answers: list[float | str | None]) -> float | str | None:
+def vote(answers: list[Answer]) -> Answer:
     counted = Counter(a for a in answers if a is not None)
     if not counted:
         return None
@@ -60,11 +62,12 @@ def vote(answers: list[float | str | None]) -> float | str | None:
 
 
 def main(paths: list[Path]) -> int:
-    merged: dict[str, dict[str, float | str | None]] = defaultdict(dict)
-    expected: dict[str, float | str | None] = {}
+    merged: dict[str, dict[str, Answer]] = defaultdict(dict)
+    expected: dict[str, Answer] = {}
     holds: list[set[str]] = []
-    for path in paths:
-        answers, exp = sources(path)
+    runs = {path.stem: json.loads(path.read_text())["rows"] for path in paths}  # each file read once
+    for tag, rows in runs.items():
+        answers, exp = sources(tag, rows)
         holds.append(set(answers))
         expected.update(exp)
         for item, got in answers.items():
@@ -83,13 +86,28 @@ def main(paths: list[Path]) -> int:
     for label, chosen in (("the plain sources", plain), ("the agents alone", agents)):
         right = sum(vote([merged[i].get(n) for n in chosen]) == expected[i] for i in items)
         print(f"majority vote over {label:<31} {right:>3}")
-    for path in paths:
-        routes(path)
-        bars(path)
+    paired(runs, expected, items)
+    for tag, rows in runs.items():
+        routes(tag, rows)
+        bars(rows)
     return 0
 
 
-def bars(path: Path) -> None:
+def paired(runs: dict[str, Rows], expected: dict[str, Answer], items: list[str]) -> None:
+    """For a row two files both hold, item by item: right in one and wrong in the other."""
+    tags = list(runs)
+    for n, a in enumerate(tags):
+        for b in tags[n + 1 :]:
+            right = {t: {(r["config"], r["id"]): bool(r["correct"]) for r in runs[t]} for t in (a, b)}
+            for config in sorted({c for c, _ in right[a]} & {c for c, _ in right[b]}):
+                both = [i for i in items if (config, i) in right[a] and (config, i) in right[b]]
+                gained = sum(right[a][config, i] and not right[b][config, i] for i in both)
+                lost = sum(right[b][config, i] and not right[a][config, i] for i in both)
+                print(f"  {config:<14} {a} against {b}, on {len(both)} items: right only in {a} on {gained}, "
+                      f"only in {b} on {lost}")  # fmt: skip
+
+
+def bars(rows: Rows) -> None:
     """What Auto would have scored and spent with a higher bar (`auto_confidence`), read
     from the rows the run has: an item Auto kept whose first answer's confidence is
     under the bar would have escalated, and is counted as Contemplating's row on it
@@ -97,10 +115,10 @@ def bars(path: Path) -> None:
     That is a replay, not a run: an escalation starts from Auto's first answer where
     Contemplating starts afresh, so it is only as good as their agreement on the items
     Auto did escalate, which the first line prints."""
-    rows: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
-    for r in json.loads(path.read_text())["rows"]:
-        rows[r["id"]][r["config"]] = r
-    items = [x for x in rows.values() if "auto" in x and "contemplating" in x]
+    by_id: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for r in rows:
+        by_id[r["id"]][r["config"]] = r
+    items = [x for x in by_id.values() if "auto" in x and "contemplating" in x]
     if not items:
         return
     escalated = [x for x in items if x["auto"]["route"].startswith("escalated")]
@@ -118,11 +136,22 @@ def bars(path: Path) -> None:
         if alone:  # on a question with numbers, Thinking's answer is the program Auto starts from
             print(f"  auto bar: Thinking, the first answer alone, was right on {sum(r['correct'] for r in alone)} "
                   f"of those {len(alone)}, at {_mean(alone):.0f} tokens an item")  # fmt: skip
+    for label, group in (("kept", kept), ("escalated", escalated)):
+        sure = sorted(x["auto"]["confidence"] for x in group if x["auto"]["confidence"] is not None)
+        if sure:
+            print(f"  auto bar: the first answer's confidence on the {label} items, {sure[0]:.2f} to {sure[-1]:.2f}")
+    wrong = [x for x in kept if not x["auto"]["correct"]]
+    if wrong:
+        saved = [x for x in wrong if x["contemplating"]["correct"]]
+        split = sum(len({value(a["vote"]) for a in x["contemplating"]["agents"] if a["method"] == "program"}) > 1
+                    for x in saved)  # fmt: skip
+        print(f"  auto bar: of the {len(wrong)} kept answers that were wrong, Contemplating was right on {len(saved)}; "
+              f"its programs disagreed on {split} of those")  # fmt: skip
     spent = _mean(x["contemplating"] for x in items)
     for n in sorted({*range(0, len(kept), max(1, len(kept) // 8)), len(kept)}):  # a bar that escalates n more
         more, stay = kept[:n], kept[n:]
-        right = (sum(x["auto"]["correct"] for x in items if x not in more)
-                 + sum(x["contemplating"]["correct"] for x in more))  # fmt: skip
+        moved = {x["auto"]["id"] for x in more}
+        right = sum(x["contemplating" if x["auto"]["id"] in moved else "auto"]["correct"] for x in items)
         tokens = (sum(x["auto"]["completion_tokens"] for x in items)
                   + sum(x["contemplating"]["completion_tokens"] for x in more)) / len(items)  # fmt: skip
         bar = f"{stay[0]['auto']['confidence']:.2f}" if stay else "inf"
@@ -133,18 +162,17 @@ def bars(path: Path) -> None:
 
 
 def _mean(rows: Any) -> float:
-    tokens = [r["completion_tokens"] for r in rows]
-    return sum(tokens) / len(tokens)
+    return statistics.mean(r["completion_tokens"] for r in rows)
 
 
-def routes(path: Path) -> None:
-    """How each Contemplating and Auto row of `path` settled its answer: per route,
+def routes(tag: str, rows: Rows) -> None:
+    """How each Contemplating and Auto row of one file (`tag`) settled its answer: per route,
     rows, right and tokens an item; on the routes that choose among differing
     answers (judge, split), how often the answer was the direct agent's; why agents
     stopped early; and, where a direct answer and a chain both voted, how often the
     chain's confidence was the lower."""
-    rows = [r for r in json.loads(path.read_text())["rows"] if r["config"] in DERIVED]
-    print(f"{path.stem}:")
+    rows = [r for r in rows if r["config"] in DERIVED]
+    print(f"{tag}:")
     for config in DERIVED:
         mine = [r for r in rows if r["config"] == config]
         by: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -172,7 +200,7 @@ def routes(path: Path) -> None:
                   f"less sure on {lower}")  # fmt: skip
 
 
-def _direct_vote(row: dict[str, Any]) -> float | str | None:
+def _direct_vote(row: dict[str, Any]) -> Answer:
     return next((value(a["vote"]) for a in row.get("agents") or [] if a["method"] == "direct"), None)
 
 

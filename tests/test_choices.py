@@ -111,10 +111,14 @@ def chains_say(letter: str, backend: ScriptedBackend) -> ScriptedBackend:
     return backend
 
 
-async def test_when_they_disagree_chains_weigh_in_and_the_product_decides() -> None:
-    backend = chains_say("C", by_option({"seven": -2.0, "passes": -0.5, "heart": -3.0}))
-    backend.enqueue([TextDelta("A", (TokenLogprob("A", -0.9, (("A", -0.9), ("B", -1.0), ("C", -1.5))),)),
-                     Done("stop", Usage(1, 1))])  # fmt: skip
+def unsure_a() -> Script:
+    top = (("A", -0.9), ("B", -1.0), ("C", -1.5))
+    return [TextDelta("A", (TokenLogprob("A", -0.9, top),)), Done("stop", Usage(1, 1))]
+
+
+async def test_when_they_disagree_the_chains_decide_between_the_two() -> None:
+    backend = chains_say("B", by_option({"seven": -2.0, "passes": -0.5, "heart": -3.0}))
+    backend.enqueue(unsure_a())
     done = await collect(run(backend, contemplate(backend)))
     started = [(e.data["title"], e.data["method"]) for e in done.progress if e.kind == "agent.start"]
     assert started[:3] == [("direct", "direct"), ("options", "options"), ("chain", "chain")]  # then a styled chain
@@ -122,9 +126,17 @@ async def test_when_they_disagree_chains_weigh_in_and_the_product_decides() -> N
     notes = [style["note"] for style in load("contemplating")["styles"]]
     assert chain.params.temperature == 0.0 and not any(n in chain.messages[-1].content for n in notes)  # Thinking's
     synthesis = next(e for e in done.progress if e.kind == "synthesis.start")
-    # an unsure A, words for B, two chains sure of C: the product says C
-    assert synthesis.data["method"] == "pooled" and synthesis.data["answer"] == "c", synthesis.data
-    assert done.text == "C"  # in the form the model answered in: the letter alone
+    # the direct answer's A against the words' B: the chains name B
+    assert synthesis.data["method"] == "vote" and synthesis.data["answer"] == "b", synthesis.data
+    assert done.text == "B"
+    # chains sure of C, which neither of the two named: they do not overrule both, and
+    # the product of the two (an unsure A, words for B) decides
+    backend = chains_say("C", by_option({"seven": -2.0, "passes": -0.5, "heart": -3.0}))
+    backend.enqueue(unsure_a())
+    done = await collect(run(backend, contemplate(backend)))
+    synthesis = next(e for e in done.progress if e.kind == "synthesis.start")
+    assert synthesis.data["method"] == "pooled" and synthesis.data["answer"] == "b", synthesis.data
+    assert done.text == "B"  # in the form the model answered in: the letter alone
 
 
 async def test_an_unsure_letter_against_the_words_yields_when_no_chain_can_run() -> None:
@@ -156,7 +168,7 @@ async def test_auto_checks_an_unsure_lettered_answer_against_the_words_and_a_cha
     done = await collect(run(backend, replace(resolve(CHAT, ModeSettings(), mode="auto"), auto_confidence=5.0)))
     assert done.text == "B"
     assert [e.data["method"] for e in done.progress if e.kind == "agent.start"] == ["options", "chain", "chain"]
-    assert next(e for e in done.progress if e.kind == "synthesis.start").data["method"] == "pooled"
+    assert next(e for e in done.progress if e.kind == "synthesis.start").data["method"] == "vote"
 
 
 async def test_a_lettered_list_the_direct_answer_names_no_option_of_goes_on_to_chains() -> None:
@@ -170,16 +182,20 @@ async def test_a_lettered_list_the_direct_answer_names_no_option_of_goes_on_to_c
     assert done.text.startswith("Entropy")  # an answer in words, not an option's letter
 
 
-def thinking_backend(answer: Script, scores: dict[str, float]) -> ScriptedBackend:
-    """Thinking on the scripted backend: the reasoning ends at once, the answer is `answer`."""
+def thinking_backend(direct: Script, chain: Script, scores: dict[str, float]) -> ScriptedBackend:
+    """Thinking on the scripted backend: the first answer is `direct`; the reasoning
+    ends at once, and the answer after it is `chain`."""
     backend = by_option(scores)
     think = load("thinking")
 
     def respond(req: ChatRequest) -> Script:
         if req.prefill.startswith(think["open"]):
             return [Done("stop", Usage(1, 0))]  # nothing more to think
+        if req.messages[-1].content == QUESTION:  # the first answer: the request as the client sent it
+            assert req.params.temperature == 0.0 and req.messages[0] == CHAT.messages[0]
+            return direct
         assert req.messages[-1].content == think["answer_now"]
-        return answer
+        return chain
 
     backend.respond = respond
     return backend
@@ -190,18 +206,28 @@ def flat(letter: str) -> Script:
     return [TextDelta(letter, (TokenLogprob(letter, top[0][1], top),)), Done("stop", Usage(1, 1))]
 
 
-async def test_thinking_weighs_the_letter_it_names_with_the_options_words() -> None:
+async def test_thinking_lets_its_chain_decide_between_the_first_letter_and_the_options_words() -> None:
     words = {"seven": -2.0, "passes": -0.5, "heart": -3.0}
     thinking = replace(resolve(CHAT, ModeSettings(), mode="thinking"), compression=False)
-    done = await collect(run(thinking_backend(flat("C"), words), thinking))
-    assert done.text == "B"  # an unsure C, against words that favour B
-    sure = [
-        TextDelta("C", (TokenLogprob("C", -0.01, (("C", -0.01), ("B", -9.0), ("A", -9.0))),)),
-        Done("stop", Usage(1, 1)),
-    ]
-    done = await collect(run(thinking_backend(sure, words), thinking))
-    assert done.text == "C"  # a sure letter stands
-    done = await collect(run(thinking_backend("It depends on the gum.", words), thinking))
-    assert done.text == "It depends on the gum."  # an answer that names no option stands
-    plain = ScriptedBackend(respond=thinking_backend(flat("C"), words).respond)  # an engine that cannot score
+    think = load("thinking")
+
+    async def answer(direct: Script, chain: Script) -> tuple[str, bool]:
+        backend = thinking_backend(direct, chain, words)
+        done = await collect(run(backend, thinking))
+        return done.text, any(r.prefill.startswith(think["open"]) for r in backend.requests)
+
+    # the first answer and the words agree: no chain is written
+    assert await answer(sure("B"), sure("C")) == ("B", False)
+    # they differ: the chain decides between them, whichever it names
+    assert await answer(flat("A"), sure("B")) == ("B", True)
+    assert await answer(flat("A"), sure("A")) == ("A", True)
+    # a chain sure of an option neither named does not overrule both: their product (words for B) decides
+    assert await answer(flat("A"), sure("C")) == ("B", True)
+    assert await answer(sure("A"), sure("C")) == ("A", True)  # a sure first letter carries that product
+    # a first answer that names no option is no evidence: the chain's letter stands against the words
+    assert await answer("It depends on the gum.", sure("C")) == ("C", True)
+    # an answer that names no option stands
+    assert (await answer(flat("A"), "It depends on the gum."))[0] == "It depends on the gum."
+    # an engine that cannot score: the chain alone
+    plain = ScriptedBackend(respond=thinking_backend(flat("A"), flat("C"), words).respond)
     assert (await collect(run(plain, thinking))).text == "C"

@@ -132,6 +132,16 @@ def pool(*distributions: Sequence[float] | None) -> list[float]:
     return [x / total for x in out]
 
 
+def shown(found: Choices, letter: str, direct: str | None) -> str:
+    """An option given as the answer, in the form of the model's `direct` answer: the
+    letter alone if that is how it answered (as the question may have asked), else
+    the letter and the option's text."""
+    index = ord(letter) - ord("a")
+    if not 0 <= index < len(found.options) or (direct and len(direct.strip().strip(".)( *")) == 1):
+        return letter.upper()
+    return f"{letter.upper()}. {found.options[index]}"
+
+
 def named(question: str, answer: str, logprobs: Sequence[TokenLogprob]) -> list[float] | None:
     """The letter distribution of `answer` to `question` (None unless the question
     letters its options and the answer names one, with log-probabilities)."""

@@ -62,6 +62,10 @@ PROBE_TOKENS = 12
 # tokens; told to skip the working, the default model still wrote it out again at
 # times (14 s in one Contemplating run of bench/controls.py), and the client waits.
 BRIEF_TOKENS = 48
+# The most Thinking's first answer to a lettered question may take (`_chosen`): the
+# bare model names the letter in its first token or few; one that writes its working
+# instead has given no option to weigh by then, and the chain decides.
+DIRECT_TOKENS = 64
 
 
 @dataclass
@@ -114,9 +118,12 @@ async def think(
     probe_every: int = 64,
     trace: Trace | None = None,
     steer: Steer | None = None,
+    choose: bool = True,
 ) -> AsyncGenerator[Event, None]:
     """Stream one Thinking run: ReasoningDeltas, then TextDeltas, then one Done.
-    `steer`: the client's controls (answer now, think longer), if not on `trace` already."""
+    `steer`: the client's controls (answer now, think longer), if not on `trace` already.
+    `choose`: on a question that letters its options, weigh the chain against two
+    cheaper answers (`_chosen`); off for a chain whose caller weighs it (Contemplating)."""
     trace = trace if trace is not None else Trace()
     if steer is not None:
         trace.watch.steer = steer
@@ -134,7 +141,7 @@ async def think(
     prompts = load("thinking")
     asked = chat
     question = next((m.content for m in reversed(chat.messages) if m.role == "user"), "")
-    found = choices.parse(question) if backend.capabilities.scoring else None
+    found = choices.parse(question) if choose and backend.capabilities.scoring else None
     chat = with_system(chat, prompts["system"])
     if compression:  # in the user's turn, where small models heed it
         chat = with_user_note(chat, prompts["compress"])
@@ -144,7 +151,7 @@ async def think(
     # The reasoning sees the tools but calls none; only the answer may call them.
     events = run(_Run(backend, chat, budget, compression, probe_every, trace, prompts))
     if found is not None:
-        events = _weighed(events, backend, asked, question, found, trace)
+        events = _chosen(events, backend, asked, found, trace)
     async for event in events:
         yield event
     if trace.dropped:  # too unsure to go on: no answer (Contemplating leaves it out)
@@ -158,45 +165,78 @@ async def think(
     yield Done("tool_calls" if trace.tool_calls else "stop", usage)
 
 
-async def _weighed(
-    events: AsyncGenerator[Event, None],
+async def _chosen(
+    run: AsyncGenerator[Event, None],
     backend: Backend,
     chat: ChatRequest,
-    question: str,
     found: choices.Choices,
     trace: Trace,
 ) -> AsyncGenerator[Event, None]:
-    """A Thinking run on a question that letters its options, its answer held back
-    and weighed: the options' own likelihood (scored while the reasoning runs, no
-    tokens written) times the distribution of the letter the answer names, after the
-    reasoning (`modes.choices`, as Contemplating weighs its direct answer). The
-    option most likely by both is the answer; an answer that names no option stands."""
+    """Thinking on a question that letters its options: two answers that cost no
+    reasoning come first, the model's own letter (greedy, the request as the client
+    sent it: what the bare model says) and the options' own likelihood (scored, no
+    tokens written: `modes.choices`). When they name the same option, that is the
+    answer and no chain is written. When they differ, the chain of reasoning (`run`)
+    decides between them: the option it names, if it is one of the two; otherwise
+    the likelier of the two by the product of their distributions.
+
+    The chain breaks the tie rather than overrules both. A chain that has just
+    reasoned its way to a letter names it with near certainty, so pooled with the
+    others it carried every answer, and on knowledge and commonsense choices (the
+    default model on TruthfulQA and HellaSwag) its letter was right less often than
+    either cheaper answer: chain-of-thought mostly pays on maths and symbolic work,
+    little on such questions (Sprague et al., arXiv 2409.12183)."""
     scoring = asyncio.ensure_future(choices.score(backend, chat, found))
-    held: list[TextDelta] = []
+    n = len(found.options)
     try:
-        async with aclosing(events) as inner:
-            async for event in inner:
+        async with aclosing(run) as inner:
+            direct, logprobs = "", list[TokenLogprob]()
+            asked = replace(chat, tools=(), tool_name=None, params=replace(
+                chat.params, temperature=0.0, logprobs=TOP_K,
+                max_tokens=min(chat.params.max_tokens or DIRECT_TOKENS, DIRECT_TOKENS)))  # fmt: skip
+            async for event in instant(backend, asked, Watch(steer=trace.watch.steer), clean_answer=False):
                 if isinstance(event, TextDelta):
+                    direct += event.text
+                    logprobs += event.logprobs
+                elif isinstance(event, Done):
+                    trace.usage += event.usage
+            values, read = await scoring
+            trace.usage += Usage(read, 0)
+            said = answers.choice(direct, n, found.options)
+            first = choices.pool(choices.letter_distribution(logprobs, n, said), choices.softmax(values))
+            trace.distribution = trace.pooled = first
+            likeliest = found.letter(max(range(n), key=lambda i: values[i]))
+            pooled = found.letter(max(range(n), key=lambda i: first[i]))
+
+            def answer(letter: str) -> str:
+                return clean(direct).strip() if letter == said else choices.shown(found, letter, clean(direct))
+
+            head = f"The first answer names {said.upper() if said else 'no option'}; " \
+                   f"the options' own likelihood, {likeliest.upper()}."  # fmt: skip
+            if said == likeliest or trace.answer_now:  # settled before any reasoning, or the client wants it now
+                trace.settled = said == likeliest
+                trace.reasoning = f"{head} They agree." if trace.settled else head
+                yield ReasoningDelta(trace.reasoning + "\n\n")
+                trace.answer = answer(pooled)
+                yield TextDelta(trace.answer)
+                return
+            lead = f"{head} Reasoning decides between them.\n\n" if said else f"{head}\n\n"
+            yield ReasoningDelta(lead)
+            held: list[Event] = []
+            async for event in inner:
+                if isinstance(event, TextDelta | ToolCallEvent):
                     held.append(event)
                 else:
                     yield event
-        n = len(found.options)
-        named = answers.choice(trace.answer, n, found.options)
-        letter = choices.letter_distribution(trace.answer_logprobs, n, named)
-        if named is not None and letter is not None:
-            values, read = await scoring
-            trace.usage += Usage(read, 0)
-            joint = choices.pool(letter, choices.softmax(values))
-            trace.distribution = letter  # this run's own evidence (Contemplating pools it with the scores once)
-            trace.pooled = joint
-            best = found.letter(max(range(n), key=lambda i: joint[i]))
-            if best != named:
-                shown = clean(trace.answer).strip()
-                trace.answer = best.upper() if len(shown.strip(".)( *")) == 1 else \
-                    f"{best.upper()}. {found.options[ord(best) - ord('a')]}"  # fmt: skip
+            trace.reasoning = lead + trace.reasoning
+            named = answers.choice(trace.answer, n, found.options)
+            # A first answer that names no option is no evidence: the chain's own letter stands.
+            candidates = {said, likeliest} if said else {found.letter(i) for i in range(n)}
+            if named is not None and named not in candidates and not trace.tool_calls and not trace.dropped:
+                trace.answer = answer(pooled)
                 held = [TextDelta(trace.answer)]
-        for event in held:
-            yield event
+            for event in held:
+                yield event
     finally:
         scoring.cancel()
         with suppress(asyncio.CancelledError, PonderError):

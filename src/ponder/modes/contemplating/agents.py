@@ -61,8 +61,9 @@ async def run_agents(
                 return direct(backend, chat, rounds[-1])
             if task.method == "options":
                 return scored(backend, chat, rounds[-1])
+            # A chain is one voice among the agents: the run weighs it (`attempts.pooled`), not the chain itself.
             return think(backend, chat, req.agent_budget, compression=req.compression, probe_every=req.probe_every,
-                         trace=rounds[-1])  # fmt: skip
+                         trace=rounds[-1], choose=False)  # fmt: skip
 
         start = {"title": task.title, "method": task.method, **({"tools": list(box.hosted)} if box else {})}
         queue.put_nowait(AgentEvent("agent.start", task.index, start))

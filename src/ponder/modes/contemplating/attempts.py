@@ -17,7 +17,10 @@ checked by a judge when they disagree.
      remaining agents (chains) run as the second wave. Each chain there is
      stopped as soon as a window of its tokens is less confident than every chain
      drawn the same way (greedy, or sampled) that finished before it (DeepConf's
-     online filter, arXiv 2508.15260), and then has no vote.
+     online filter, arXiv 2508.15260), and then has no vote. On a question that
+     letters its options, the first wave is the direct answer and the options'
+     scores; when they name different options, the chains decide between the two
+     (`pooled`).
   3. The answer with most votes wins if at least two agents reached it and no other
      answer has as many. Otherwise a judge reads one attempt for each answer, checks
      them against the question and names the right one, twice, the attempts in
@@ -175,30 +178,43 @@ def _majority(ranked: list[tuple[str | None, int]], running: int) -> bool:
 
 def pooled(results: Sequence[AgentResult], question: str, last: bool = True) -> Decision | None:
     """For a question with lettered options, once its options are scored and the
-    direct answer named one of them: the option most likely by the product of every
-    distribution the agents have (the options' scores, the letter the direct answer
-    named, the letter each chain named: `modes.choices`). Before the `last` wave,
-    only when they all agree: when they do not, the next wave's chains weigh in. A
-    direct answer that named no option (the request was not a choice after all, say)
-    leaves it to the votes."""
+    direct answer named one of them. When the two name the same option (and no chain
+    says otherwise), that is the answer. Otherwise, once the `last` wave is in, the
+    chains decide between the two: the one most of them named, if more named it than
+    the other; failing that, the likelier by the product of the two distributions
+    (the letter the direct answer named, the options' scores: `modes.choices`).
+
+    A chain's letter breaks the tie rather than joins the product: a chain that has
+    reasoned its way to a letter names it with near certainty, so pooled it carried
+    every answer, and on the default model's knowledge and commonsense choices
+    (TruthfulQA, HellaSwag) a chain's letter was right less often than either of the
+    cheaper two (Thinking's `_chosen` says more). A direct answer that named no option
+    (the request was not a choice after all, say) leaves it to the votes."""
     found = choices.parse(question)
     scored = [r for r in results if r.ok and r.method == "options" and r.trace.distribution is not None]
     if found is None or not scored:
         return None
-    named = [answers.choice(r.trace.answer, len(found.options), found.options) for r in results
-             if r.ok and r.method == "direct"]  # fmt: skip
+    n = len(found.options)
+    direct = [r for r in results if r.ok and r.method == "direct"]
+    named = [answers.choice(r.trace.answer, n, found.options) for r in direct]
     if not any(named):
         return None
-    given = [r for r in results if r.ok and r.trace.distribution is not None]
-    joint = choices.pool(*(r.trace.distribution for r in given))
-    best = max(range(len(joint)), key=lambda i: joint[i])
-    answer = chr(ord("a") + best)
+    first = [r for r in direct + scored if r.trace.distribution is not None]
+    joint = choices.pool(*(r.trace.distribution for r in first))
     tally = {chr(ord("a") + i): round(p, 3) for i, p in enumerate(joint)}
-    agreed = all(r.vote == answer for r in voters(results) + scored) and all(letter == answer for letter in named)
-    if not (agreed or last):
+    candidates = {letter for letter in named if letter} | {r.vote for r in scored}
+    chains = Counter(r.vote for r in voters(results) if r.method != "direct" and r.vote in candidates).most_common()
+    if len(candidates) == 1:
+        answer = next(iter(candidates))
+        if all(r.vote == answer for r in voters(results)):
+            return Decision(answer, "agreement", _best([r for r in first if r.vote == answer]), tally, pooled=True)
+    if not last:
         return None
-    return Decision(answer, "agreement" if agreed else "pooled", _best([r for r in given if r.vote == answer]), tally,
-                    pooled=True)  # fmt: skip
+    if chains and (len(chains) == 1 or chains[0][1] > chains[1][1]):
+        answer, method = chains[0][0], "vote"
+    else:
+        answer, method = chr(ord("a") + max(range(n), key=lambda i: joint[i])), "pooled"
+    return Decision(answer, method, _best([r for r in results if r.ok and r.vote == answer]), tally, pooled=True)
 
 
 def plurality(results: Sequence[AgentResult]) -> Decision | None:
@@ -305,14 +321,9 @@ def _fallback(counted: Sequence[AgentResult]) -> Decision:
 
 
 def _option(question: str, letter: str, results: Sequence[AgentResult]) -> str:
-    """An option as the answer, in the direct answer's form: the letter alone if that
-    is how the model answered (as the question may have asked), else letter and text."""
     found = choices.parse(question)
-    index = ord(letter) - ord("a")
-    direct = [clean(r.trace.answer).strip() for r in results if r.method == "direct" and r.error is None]
-    if found is None or not 0 <= index < len(found.options) or (direct and len(direct[0].strip(".)( ")) == 1):
-        return letter.upper()
-    return f"{letter.upper()}. {found.options[index]}"
+    direct = [clean(r.trace.answer) for r in results if r.method == "direct" and r.error is None]
+    return choices.shown(found, letter, direct[0] if direct else None) if found else letter.upper()
 
 
 def _work(r: AgentResult) -> str:

@@ -90,6 +90,7 @@ def main(paths: list[Path]) -> int:
     for tag, rows in runs.items():
         routes(tag, rows)
         bars(rows)
+        disagreed(rows)
     return 0
 
 
@@ -159,6 +160,20 @@ def bars(rows: Rows) -> None:
             f"  auto bar up to {bar:>5}: {n:>3} more escalated, {right:>3} right of {len(items)}, "
             f"{tokens:>4.0f} tokens an item ({tokens / spent:.2f}x Contemplating's)"
         )
+
+
+def disagreed(rows: Rows) -> None:
+    """On a lettered set, the items where Contemplating's first wave split (the letter
+    the model named against the option its words favour): how often each source was
+    right there, the chains that decided between them included."""
+    answers, expected = sources("", rows)
+    split = [i for i, got in answers.items() if (d := got.get(":contemplating/direct#1")) is not None
+             and (o := got.get(":contemplating/options#1")) is not None and d != o]  # fmt: skip
+    if not split:
+        return
+    names = sorted({n for i in split for n in answers[i]})
+    right = ", ".join(f"{n.lstrip(':')} {sum(answers[i].get(n) == expected[i] for i in split)}" for n in names)
+    print(f"  where Contemplating's letter and the options' words disagreed ({len(split)} items), right: {right}")
 
 
 def _mean(rows: Any) -> float:

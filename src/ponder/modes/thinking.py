@@ -182,10 +182,10 @@ async def _chosen(
 
     The chain breaks the tie rather than overrules both. A chain that has just
     reasoned its way to a letter names it with near certainty, so pooled with the
-    others it carried every answer, and on knowledge and commonsense choices (the
-    default model on TruthfulQA and HellaSwag) its letter was right less often than
-    either cheaper answer: chain-of-thought mostly pays on maths and symbolic work,
-    little on such questions (Sprague et al., arXiv 2409.12183)."""
+    others it carried every answer; where the letter and the words disagreed, that
+    did no better than the words alone on the default model's TruthfulQA and worse on
+    its HellaSwag (docs/modes.md). Chain-of-thought pays on maths and symbolic work,
+    little on knowledge and commonsense (Sprague et al., arXiv 2409.12183)."""
     scoring = asyncio.ensure_future(choices.score(backend, chat, found))
     n = len(found.options)
     try:

@@ -186,10 +186,9 @@ def pooled(results: Sequence[AgentResult], question: str, last: bool = True) -> 
 
     A chain's letter breaks the tie rather than joins the product: a chain that has
     reasoned its way to a letter names it with near certainty, so pooled it carried
-    every answer, and on the default model's knowledge and commonsense choices
-    (TruthfulQA, HellaSwag) a chain's letter was right less often than either of the
-    cheaper two (Thinking's `_chosen` says more). A direct answer that named no option
-    (the request was not a choice after all, say) leaves it to the votes."""
+    every answer, no better than the options' words alone (Thinking's `_chosen`). A
+    direct answer that named no option (the request was not a choice after all, say)
+    leaves it to the votes."""
     found = choices.parse(question)
     scored = [r for r in results if r.ok and r.method == "options" and r.trace.distribution is not None]
     if found is None or not scored:

@@ -228,6 +228,41 @@ async def test_thinking_lets_its_chain_decide_between_the_first_letter_and_the_o
     assert await answer("It depends on the gum.", sure("C")) == ("C", True)
     # an answer that names no option stands
     assert (await answer(flat("A"), "It depends on the gum."))[0] == "It depends on the gum."
+    # a first answer cut at its cap is working, and a letter in it no choice: the chain's stands
+    cut = [TextDelta("Let us consider each choice. Choice A is"), Done("length", Usage(1, 9))]
+    assert await answer(cut, sure("C")) == ("C", True)
     # an engine that cannot score: the chain alone
     plain = ScriptedBackend(respond=thinking_backend(flat("A"), flat("C"), words).respond)
     assert (await collect(run(plain, thinking))).text == "C"
+
+
+async def test_a_chain_naming_neither_gets_the_likelier_of_the_two_not_the_products_top() -> None:
+    import math
+
+    # the words favour B; the first letter, A, is nearly a tie with C: the product's top is C,
+    # which neither answer named
+    words = {"seven": math.log(0.24), "passes": math.log(0.40), "heart": math.log(0.36)}
+    top = (("A", math.log(0.54)), ("B", math.log(0.02)), ("C", math.log(0.44)))
+    direct = [TextDelta("A", (TokenLogprob("A", top[0][1], top),)), Done("stop", Usage(1, 1))]
+    thinking = replace(resolve(CHAT, ModeSettings(), mode="thinking"), compression=False)
+    done = await collect(run(thinking_backend(direct, sure("C"), words), thinking))
+    assert done.text == "A"  # of A and B, A is likelier by the product
+    evidence = next(e for e in done.progress if e.kind == "evidence").data
+    assert evidence["option_probability"] == pytest.approx(0.438, abs=0.01)  # A's share, not the top's (C)
+    backend = chains_say("C", by_option(words))
+    backend.enqueue(direct)
+    done = await collect(run(backend, contemplate(backend)))
+    synthesis = next(e for e in done.progress if e.kind == "synthesis.start")
+    assert synthesis.data["method"] == "pooled" and synthesis.data["answer"] == "a", synthesis.data
+
+
+async def test_a_chain_that_answers_in_the_options_words_counts_for_that_option() -> None:
+    backend = by_option({"seven": -2.0, "passes": -0.5, "heart": -3.0})
+    think = load("thinking")
+    backend.respond = lambda req: "Think it through." if req.prefill.startswith(think["open"]) else \
+        "It passes through your digestive system."  # fmt: skip
+    backend.enqueue(sure("A"))  # a sure A against the words' B: the product says A
+    done = await collect(run(backend, contemplate(backend)))
+    synthesis = next(e for e in done.progress if e.kind == "synthesis.start")
+    assert synthesis.data["method"] == "vote" and synthesis.data["answer"] == "b", synthesis.data
+    assert done.text == "B"  # in the form the model answered in

@@ -23,7 +23,7 @@ from ponder.config import EngineSettings, ModeSettings
 from ponder.engine.batched import BatchedEngine
 from ponder.engine.llama import LlamaEngine
 from ponder.errors import ContextLengthExceeded
-from ponder.modes import choices, resolve, run
+from ponder.modes import answers, choices, resolve, run
 from ponder.types import ChatRequest, Done, Event, Message, SamplingParams, TextDelta, collect
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
@@ -191,6 +191,13 @@ async def test_a_multiple_choice_question_is_settled_by_reading_its_options(back
     synthesis = next(e for e in done.progress if e.kind == "synthesis.start")
     assert synthesis.data["method"] in ("agreement", "pooled") and synthesis.data["answer"] in ("a", "b", "c")
     assert done.text.strip()[0] in "ABC" and done.usage.completion_tokens <= 8
+    # Thinking: the same two answers first; a chain only where they differ, and it decides between them
+    done = await collect(run(backend, replace(resolve(chat, ModeSettings(), mode="thinking"), budget=64)))
+    options = ("A cow.", "A cat.", "A fish.")
+    said = answers.choice(done.text, 3, options)  # the tiny model may answer in an option's words
+    assert done.reasoning.startswith("The first answer names ") and said in ("a", "b", "c"), done.text
+    if synthesis.data["method"] == "agreement":  # Contemplating's two agreed: so do Thinking's, with no chain
+        assert said == synthesis.data["answer"] and done.usage.reasoning_tokens == 0, (done.reasoning, done.text)
 
 
 async def test_a_scoring_job_whose_caller_left_ends_quietly(tiny_model: Path, engine_settings: EngineSettings) -> None:

@@ -70,7 +70,7 @@ def of_chain(trace: Trace) -> dict[str, Any]:
         "probes": len(trace.probes),
         "probes_agreeing": sum(final is not None and p == final for p in trace.probes),
         "stated_agrees": None if stated is None else stated == final,
-        "option_probability": _chosen(trace.pooled or trace.distribution),
+        "option_probability": _of_answer(trace.answer, trace.pooled) if trace.pooled else _chosen(trace.distribution),
     }
 
 
@@ -113,6 +113,12 @@ def of_parts(parts: list[AgentResult]) -> dict[str, Any]:
     it the calibration is. A part that failed has none."""
     each = [{**of_chain(r.trace), "failed": not r.ok} for r in parts]
     return {"method": "written", "parts": [{"confidence": calibration.confidence(e), **e} for e in each]}
+
+
+def _of_answer(answer: str, distribution: list[float]) -> float | None:
+    """The probability `distribution` gives the option `answer` names (None if it names none)."""
+    letter = answers.choice(answer, len(distribution))
+    return distribution[ord(letter) - ord("a")] if letter else None
 
 
 def _chosen(distribution: list[float] | None) -> float | None:

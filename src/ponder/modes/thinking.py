@@ -86,10 +86,10 @@ class Trace:
     watch: Watch = field(default_factory=Watch)
     measure: bool = False
     # For a question with lettered options: how likely each option is, by this run's
-    # own evidence (the letter it named, or its options' likelihood: `modes.choices`),
-    # not yet pooled with any other
+    # own evidence (the letter it named, or its options' likelihood: `modes.choices`);
+    # for Thinking, the first letter pooled with the options' words (`_chosen`)
     distribution: list[float] | None = None
-    pooled: list[float] | None = None  # Thinking on a lettered question: its letter pooled with the options' words
+    pooled: list[float] | None = None  # Thinking on a lettered question: the first letter pooled with the words
     answer_logprobs: list[TokenLogprob] = field(default_factory=list)  # of the answer call, when asked for
 
     @property
@@ -145,8 +145,6 @@ async def think(
     chat = with_system(chat, prompts["system"])
     if compression:  # in the user's turn, where small models heed it
         chat = with_user_note(chat, prompts["compress"])
-    if found is not None:  # the answer's letter is weighed: its log-probabilities are needed
-        chat = replace(chat, params=replace(chat.params, logprobs=max(TOP_K, chat.params.logprobs or 0)))
     run = _prefilled if backend.capabilities.prefill else _single_call
     # The reasoning sees the tools but calls none; only the answer may call them.
     events = run(_Run(backend, chat, budget, compression, probe_every, trace, prompts))
@@ -177,8 +175,11 @@ async def _chosen(
     sent it: what the bare model says) and the options' own likelihood (scored, no
     tokens written: `modes.choices`). When they name the same option, that is the
     answer and no chain is written. When they differ, the chain of reasoning (`run`)
-    decides between them: the option it names, if it is one of the two; otherwise
-    the likelier of the two by the product of their distributions.
+    decides between them: the option it names, if it is one of the two; if it names
+    a third, the likelier of the two by the product of their distributions. A first
+    answer that names no option (or was cut before it finished) is no evidence, and
+    the chain's letter then stands against the words; a chain's answer that names no
+    option stands as it is.
 
     The chain breaks the tie rather than overrules both. A chain that has just
     reasoned its way to a letter names it with near certainty, so pooled with the
@@ -190,34 +191,44 @@ async def _chosen(
     n = len(found.options)
     try:
         async with aclosing(run) as inner:
-            direct, logprobs = "", list[TokenLogprob]()
+            direct, logprobs, finish = "", list[TokenLogprob](), "stop"
             asked = replace(chat, tools=(), tool_name=None, params=replace(
                 chat.params, temperature=0.0, logprobs=TOP_K,
                 max_tokens=min(chat.params.max_tokens or DIRECT_TOKENS, DIRECT_TOKENS)))  # fmt: skip
-            async for event in instant(backend, asked, Watch(steer=trace.watch.steer), clean_answer=False):
-                if isinstance(event, TextDelta):
-                    direct += event.text
-                    logprobs += event.logprobs
-                elif isinstance(event, Done):
-                    trace.usage += event.usage
+            # short, and an answer: the client's answer_now does not cut it
+            watch = Watch(steer=trace.watch.steer, reasoning=False)
+            async with aclosing(instant(backend, asked, watch, clean_answer=False)) as first_answer:
+                async for event in first_answer:
+                    if isinstance(event, TextDelta):
+                        direct += event.text
+                        logprobs += event.logprobs
+                    elif isinstance(event, Done):
+                        trace.usage += event.usage
+                        finish = event.finish_reason
             values, read = await scoring
             trace.usage += Usage(read, 0)
-            said = answers.choice(direct, n, found.options)
+            whole = finish != "length"  # a cut answer is working, and a letter in it no choice
+            said = answers.choice(direct, n, found.options) if whole else None
             first = choices.pool(choices.letter_distribution(logprobs, n, said), choices.softmax(values))
             trace.distribution = trace.pooled = first
             likeliest = found.letter(max(range(n), key=lambda i: values[i]))
-            pooled = found.letter(max(range(n), key=lambda i: first[i]))
+            two = {likeliest, said} if said else {likeliest}
+            likelier = max(sorted(two), key=lambda letter: first[ord(letter) - ord("a")])
 
             def answer(letter: str) -> str:
-                return clean(direct).strip() if letter == said else choices.shown(found, letter, clean(direct))
+                shown = clean(direct).strip() if whole else None
+                return shown if letter == said and shown else choices.shown(found, letter, shown)
 
             head = f"The first answer names {said.upper() if said else 'no option'}; " \
                    f"the options' own likelihood, {likeliest.upper()}."  # fmt: skip
             if said == likeliest or trace.answer_now:  # settled before any reasoning, or the client wants it now
                 trace.settled = said == likeliest
+                trace.forced = not trace.settled
                 trace.reasoning = f"{head} They agree." if trace.settled else head
                 yield ReasoningDelta(trace.reasoning + "\n\n")
-                trace.answer = answer(pooled)
+                trace.answer = answer(likelier)
+                if likelier == said:
+                    trace.answer_logprobs = logprobs
                 yield TextDelta(trace.answer)
                 return
             lead = f"{head} Reasoning decides between them.\n\n" if said else f"{head}\n\n"
@@ -231,9 +242,9 @@ async def _chosen(
             trace.reasoning = lead + trace.reasoning
             named = answers.choice(trace.answer, n, found.options)
             # A first answer that names no option is no evidence: the chain's own letter stands.
-            candidates = {said, likeliest} if said else {found.letter(i) for i in range(n)}
+            candidates = two if said else {found.letter(i) for i in range(n)}
             if named is not None and named not in candidates and not trace.tool_calls and not trace.dropped:
-                trace.answer = answer(pooled)
+                trace.answer = answer(likelier)
                 held = [TextDelta(trace.answer)]
             for event in held:
                 yield event

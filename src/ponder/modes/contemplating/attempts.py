@@ -178,11 +178,11 @@ def _majority(ranked: list[tuple[str | None, int]], running: int) -> bool:
 
 def pooled(results: Sequence[AgentResult], question: str, last: bool = True) -> Decision | None:
     """For a question with lettered options, once its options are scored and the
-    direct answer named one of them. When the two name the same option (and no chain
-    says otherwise), that is the answer. Otherwise, once the `last` wave is in, the
-    chains decide between the two: the one most of them named, if more named it than
-    the other; failing that, the likelier by the product of the two distributions
-    (the letter the direct answer named, the options' scores: `modes.choices`).
+    direct answer named one of them. When the two name the same option, that is the
+    answer. Otherwise, once the `last` wave is in, the chains decide between the two:
+    the one more of them named; on a tie, or when they named neither, the likelier of
+    the two by the product of their distributions (the letter the direct answer
+    named, the options' scores: `modes.choices`). The tally is that product.
 
     A chain's letter breaks the tie rather than joins the product: a chain that has
     reasoned its way to a letter names it with near certainty, so pooled it carried
@@ -201,18 +201,19 @@ def pooled(results: Sequence[AgentResult], question: str, last: bool = True) -> 
     first = [r for r in direct + scored if r.trace.distribution is not None]
     joint = choices.pool(*(r.trace.distribution for r in first))
     tally = {chr(ord("a") + i): round(p, 3) for i, p in enumerate(joint)}
-    candidates = {letter for letter in named if letter} | {r.vote for r in scored}
-    chains = Counter(r.vote for r in voters(results) if r.method != "direct" and r.vote in candidates).most_common()
+    candidates = sorted({letter for letter in named if letter} | {r.vote for r in scored if r.vote})
     if len(candidates) == 1:
-        answer = next(iter(candidates))
-        if all(r.vote == answer for r in voters(results)):
-            return Decision(answer, "agreement", _best([r for r in first if r.vote == answer]), tally, pooled=True)
+        answer = candidates[0]
+        return Decision(answer, "agreement", _best([r for r in first if r.vote == answer]), tally, pooled=True)
     if not last:
         return None
-    if chains and (len(chains) == 1 or chains[0][1] > chains[1][1]):
-        answer, method = chains[0][0], "vote"
+    chains = [r for r in results if r.ok and r.method == "chain"]  # (one that answers in an option's words counts)
+    letters = Counter(a for r in chains if (a := answers.choice(r.trace.answer, n, found.options)) in candidates)
+    ranked = letters.most_common()
+    if ranked and (len(ranked) == 1 or ranked[0][1] > ranked[1][1]):
+        answer, method = ranked[0][0], "vote"
     else:
-        answer, method = chr(ord("a") + max(range(n), key=lambda i: joint[i])), "pooled"
+        answer, method = max(candidates, key=lambda letter: joint[ord(letter) - ord("a")]), "pooled"
     return Decision(answer, method, _best([r for r in results if r.ok and r.vote == answer]), tally, pooled=True)
 
 
@@ -339,7 +340,7 @@ async def _final(
     (with `quick`, when the client asked for the answer now, the program's answer alone)."""
     chains = [r for r in results if r.ok and r.method not in ("program", "options") and r.vote == decision.answer]
     winner = _best(chains) or decision.winner
-    if decision.method == "pooled" and decision.answer and not chains:  # no agent wrote this option in words
+    if decision.pooled and decision.answer and not chains:  # no agent wrote this option as its vote
         yield TextDelta(_option(request_text(chat), decision.answer, results))
         return
     if winner is None:  # no agent committed to an answer: the surest one's text

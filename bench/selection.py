@@ -171,6 +171,11 @@ def disagreed(rows: Rows) -> None:
              and (o := got.get(":contemplating/options#1")) is not None and d != o]  # fmt: skip
     if not split:
         return
+    thinking = [r for r in rows if r["config"] == "thinking"]
+    plain = [r for r in thinking if not r["reasoning_tokens"]]
+    if plain:
+        print(f"  thinking wrote no chain on {len(plain)} of {len(thinking)} items ({sum(r['correct'] for r in plain)} "
+              f"right)")  # fmt: skip
     names = sorted({n for i in split for n in answers[i]})
     right = ", ".join(f"{n.lstrip(':')} {sum(answers[i].get(n) == expected[i] for i in split)}" for n in names)
     print(f"  where Contemplating's letter and the options' words disagreed ({len(split)} items), right: {right}")

@@ -234,9 +234,12 @@ def test_answer_now_think_longer_and_stop_one_agent_from_the_page(page: Any) -> 
     page.route("**/v1/chat/completions", uncompressed)
     send(page, "Tell the story of the sea, chapter by chapter, in great detail.")
     page.wait_for_function("(document.querySelector('.msg.assistant .reasoning')?.textContent || '').length > 30")
-    page.click(".msg.assistant .think-longer")
+    # Pressed as a user presses them (the app acts on pointerdown): the view is redrawn
+    # with every token, so Playwright's click, which waits for the button to hold still
+    # for two frames, found it replaced each time and timed out (180 s) on a fast stream.
+    page.dispatch_event(".msg.assistant .think-longer", "pointerdown")
     page.wait_for_selector(".msg.assistant .steer .note")  # the server took it
-    page.click(".msg.assistant .answer-now")
+    page.dispatch_event(".msg.assistant .answer-now", "pointerdown")
     wait_done(page, timeout=60_000)
     stats = page.locator(".msg.assistant .stats").inner_text()
     assert "stopped" not in stats and page.locator(".msg.assistant .error-text").count() == 0
@@ -253,7 +256,13 @@ def test_answer_now_think_longer_and_stop_one_agent_from_the_page(page: Any) -> 
     page.click("#modes button[data-mode=contemplating]")
     send(page, "Tell the story of the sea, chapter by chapter, in great detail.")
     chain = page.locator(".msg.assistant").nth(1).locator('.agent[data-agent="1"]')
-    chain.locator(".stop-agent").click(timeout=120_000)
+    # A press before the stream has given the run its id does nothing (the app has no
+    # run to steer yet), so the test presses again, as a user would, until the card says so.
+    for _ in range(30):
+        chain.locator(".stop-agent").dispatch_event("pointerdown", timeout=120_000)
+        page.wait_for_timeout(2_000)
+        if chain.get_attribute("data-status") == "stopped":
+            break
     wait_done(page, 2, timeout=120_000)
     assert chain.get_attribute("data-status") == "stopped" and chain.locator(".note").inner_text() == "stopped by you"
     assert page.locator(".msg.assistant").nth(1).locator(":scope > .answer").inner_html().strip()  # the other answered

@@ -236,6 +236,17 @@ async def test_thinking_lets_its_chain_decide_between_the_first_letter_and_the_o
     assert (await collect(run(plain, thinking))).text == "C"
 
 
+async def test_thinking_gives_a_client_that_asked_the_log_probabilities_of_a_settled_first_answer() -> None:
+    words = {"seven": -2.0, "passes": -0.5, "heart": -3.0}
+    asked = replace(CHAT, params=replace(CHAT.params, logprobs=2))
+    thinking = replace(resolve(asked, ModeSettings(), mode="thinking"), compression=False)
+    done = await collect(run(thinking_backend(sure("B"), sure("C"), words), thinking))
+    assert done.text == "B"  # settled by agreement, no chain
+    assert [(lp.token, [t for t, _ in lp.top]) for lp in done.logprobs] == [("B", ["B", "A"])]  # the two asked for
+    plain = replace(resolve(CHAT, ModeSettings(), mode="thinking"), compression=False)
+    assert (await collect(run(thinking_backend(sure("B"), sure("C"), words), plain))).logprobs == []
+
+
 async def test_a_chain_naming_neither_gets_the_likelier_of_the_two_not_the_products_top() -> None:
     import math
 

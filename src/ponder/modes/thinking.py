@@ -215,9 +215,12 @@ async def _chosen(
             two = {likeliest, said} if said else {likeliest}
             likelier = max(sorted(two), key=lambda letter: first[ord(letter) - ord("a")])
 
-            def answer(letter: str) -> str:
+            def answer(letter: str) -> TextDelta:
+                """The option `letter` as the answer: the first answer itself, with its
+                log-probabilities, when that is the one it named; else the option in its form."""
                 shown = clean(direct).strip() if whole else None
-                return shown if letter == said and shown else choices.shown(found, letter, shown)
+                trace.answer = shown if letter == said and shown else choices.shown(found, letter, shown)
+                return TextDelta(trace.answer, tuple(logprobs) if trace.answer == shown else ())
 
             head = f"The first answer names {said.upper() if said else 'no option'}; " \
                    f"the options' own likelihood, {likeliest.upper()}."  # fmt: skip
@@ -226,10 +229,9 @@ async def _chosen(
                 trace.forced = not trace.settled
                 trace.reasoning = f"{head} They agree." if trace.settled else head
                 yield ReasoningDelta(trace.reasoning + "\n\n")
-                trace.answer = answer(likelier)
                 if likelier == said:
                     trace.answer_logprobs = logprobs
-                yield TextDelta(trace.answer)
+                yield answer(likelier)
                 return
             lead = f"{head} Reasoning decides between them.\n\n" if said else f"{head}\n\n"
             yield ReasoningDelta(lead)
@@ -244,8 +246,7 @@ async def _chosen(
             # A first answer that names no option is no evidence: the chain's own letter stands.
             candidates = two if said else {found.letter(i) for i in range(n)}
             if named is not None and named not in candidates and not trace.tool_calls and not trace.dropped:
-                trace.answer = answer(likelier)
-                held = [TextDelta(trace.answer)]
+                held = [answer(likelier)]
             for event in held:
                 yield event
     finally:

@@ -190,7 +190,10 @@ def routes(tag: str, rows: Rows) -> None:
     rows, right and tokens an item; on the routes that choose among differing
     answers (judge, split), how often the answer was the direct agent's; why agents
     stopped early; and, where a direct answer and a chain both voted, how often the
-    chain's confidence was the lower."""
+    chain's confidence was the lower; and on agreement reached without the direct
+    answer (stopped unfinished), whether the `bare` row, the same request run to its
+    end alone, agreed: the check that waiting for the direct answer would have made."""
+    bare = {r["id"]: value(r["got"]) for r in rows if r["config"] == "bare"}
     rows = [r for r in rows if r["config"] in DERIVED]
     print(f"{tag}:")
     for config in DERIVED:
@@ -207,6 +210,13 @@ def routes(tag: str, rows: Rows) -> None:
                 line += f"; the direct answer's on {len(direct)} ({sum(r['correct'] for r in direct)} right)"
                 line += f", the direct answer right on {sum(_direct_vote(r) == value(r['expected']) for r in group)}"
             print(line)
+            unchecked = [r for r in group if route == "agreement" and r["id"] in bare and _direct_vote(r) is None]
+            if unchecked:
+                agree = [r for r in unchecked if bare[r["id"]] == value(r["got"])]
+                differ = [r for r in unchecked if r not in agree]
+                print(f"  {config:<14} agreement without the direct answer ({len(unchecked)}): bare agreed on "
+                      f"{len(agree)} ({sum(r['correct'] for r in agree)} right), differed on {len(differ)} "
+                      f"({sum(r['correct'] for r in differ)} right)")  # fmt: skip
         unvoted = Counter((a["method"], a.get("stopped") or "?") for r in mine for a in r.get("agents") or []
                           if not a["ok"])  # fmt: skip
         if unvoted:  # "?": a run from before rows said why

@@ -3,7 +3,7 @@
     .venv/bin/python bench/calibrate.py bench/results/truthfulqa-modes-100.json \\
         bench/results/hellaswag-modes-100.json bench/results/gsm8k-modes-100.json \\
         [--write src/ponder/modes/calibration.json] [--plot docs/calibration.png]
-        [--json bench/results/calibration.json]
+        [--json bench/results/calibration.json] [--set-aside RESULTS]
 
 Reads the rows of `ponder bench modes` runs (each row's `evidence`, the figures its
 answer rested on, and whether it was right) for the rows of Ponder's reasoning modes
@@ -13,7 +13,9 @@ on the GSM8K items in odd places, per mode: the expected calibration error (10
 equal-width bins, weighted by their rows) and the AUROC of the confidence for right
 against wrong answers. The issue's goals: ECE <= 0.10 and AUROC >= 0.75, in
 Thinking and in Contemplating. `--write` ships the fitted models; `--plot` draws the
-reliability diagram of the held-out rows.
+reliability diagram of the held-out rows. `--set-aside` leaves a whole run out of
+the fit (a data set of a kind it never saw, as the hidden sets are) and measures
+the fit on it too.
 """
 
 from __future__ import annotations
@@ -64,15 +66,36 @@ def main() -> int:
     ap.add_argument("--write", type=Path, help="write the fitted models here")
     ap.add_argument("--plot", type=Path, help="write the reliability diagram (held-out rows) here")
     ap.add_argument("--json", type=Path, help="write the held-out figures here")
+    ap.add_argument("--set-aside", type=Path, action="append", default=[], metavar="RESULTS",
+                    help="a run none of whose rows are fitted on, measured as a set of a kind the fit never "
+                         "saw (repeatable); not with --write")  # fmt: skip
     args = ap.parse_args()
+    if args.write and args.set_aside:
+        ap.error("--set-aside measures a fit that is not the one to ship: leave out --write")
     rows = load(args.results)
     fitting, held = split(rows)
     models = calibration.fit([(r["evidence"], r["correct"]) for r in fitting],
                              [f"{r.get('data', 'gsm8k')}/{r['id']}" for r in fitting])  # fmt: skip
     print(f"fitted on {len(fitting)} rows: " + ", ".join(f"{k} {m['rows']}" for k, m in models.items()))
+    report = measure(held, models, "held-out GSM8K rows")
+    aside = {str(path): measure(load([path]), models, f"set-aside {path.stem} rows") for path in args.set_aside}
+    if args.write:
+        args.write.write_text(json.dumps({"fitted_on": [str(p) for p in args.results], "models": models},
+                                         indent=2) + "\n")  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps({"fitting_rows": len(fitting), "held_out": report,
+                                         **({"set_aside": aside} if aside else {})}, indent=2) + "\n")  # fmt: skip
+    if args.plot and report:
+        plot(report, args.plot)
+    return 0
+
+
+def measure(rows: list[dict[str, Any]], models: dict[str, Any], label: str) -> list[dict[str, Any]]:
+    """Per mode, how the fitted `models` do on `rows`: ECE, AUROC, the share right and
+    the mean confidence (printed, and returned with each row's pair)."""
     report = []
     for mode in MODES:
-        pairs = [(p, r["correct"]) for r in held if r["config"] == mode
+        pairs = [(p, r["correct"]) for r in rows if r["config"] == mode
                  if (p := calibration.confidence(r["evidence"], models)) is not None]  # fmt: skip
         if not pairs:
             continue
@@ -81,16 +104,9 @@ def main() -> int:
         report.append({"mode": mode, "rows": len(pairs), "ece": round(e, 3),
                        "auroc": None if a is None else round(a, 3), "right": round(right, 3),
                        "mean_confidence": round(sure, 3), "pairs": [[round(p, 4), r] for p, r in pairs]})  # fmt: skip
-        print(f"{mode:<14} held-out GSM8K rows {len(pairs):>3}  right {right:.0%}  mean confidence {sure:.0%}  "
+        print(f"{mode:<14} {label} {len(pairs):>3}  right {right:.0%}  mean confidence {sure:.0%}  "
               f"ECE {e:.3f}  AUROC {'n/a' if a is None else f'{a:.3f}'}")  # fmt: skip
-    if args.write:
-        args.write.write_text(json.dumps({"fitted_on": [str(p) for p in args.results], "models": models},
-                                         indent=2) + "\n")  # fmt: skip
-    if args.json:
-        args.json.write_text(json.dumps({"fitting_rows": len(fitting), "held_out": report}, indent=2) + "\n")
-    if args.plot and report:
-        plot(report, args.plot)
-    return 0
+    return report
 
 
 def plot(report: list[dict[str, Any]], out: Path) -> None:

@@ -1,7 +1,7 @@
 """Fit the confidence calibration on benchmark rows, and measure it on rows it never saw.
 
-    .venv/bin/python bench/calibrate.py bench/results/truthfulqa-modes-100.json \\
-        bench/results/hellaswag-modes-100.json bench/results/gsm8k-modes-100.json \\
+    .venv/bin/python bench/calibrate.py bench/results/truthfulqa-modes.json \\
+        bench/results/hellaswag-modes.json bench/results/gsm8k-modes-100.json \\
         [--write src/ponder/modes/calibration.json] [--plot docs/calibration.png]
         [--json bench/results/calibration.json] [--set-aside RESULTS]
 
